@@ -1,0 +1,148 @@
+"""Deploy the trained model with its score and ingestion record, or roll back to an earlier one.
+
+Each deployment is a new numbered version in `prod_deployment_path` with a manifest (model
+SHA-256, score, training data hash, time); earlier ones are kept and `--rollback` goes back.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+
+import modelstore
+from project import (
+    METRICS_FILE,
+    MODEL_FILE,
+    MODEL_METADATA_FILE,
+    RECORD_FILE,
+    SCORE_FILE,
+    Config,
+    build_parser,
+    read_json,
+    run_cli,
+    sha256_file,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DeploymentResult:
+    deployment: modelstore.Deployment
+    action: str  # "deploy", "rollback" or "unchanged"
+    previous: int | None
+
+    @property
+    def summary(self) -> str:
+        live = self.deployment
+        f1 = live.manifest.get("metrics", {}).get("f1")
+        score = "" if f1 is None else f", F1 {f1:.3f}"
+        was = modelstore.version_name(self.previous) if self.previous else "nothing"
+        if self.action == "unchanged":
+            return f"{live.label} is already live with this model and record; nothing to do"
+        if self.action == "rollback":
+            return f"rolled back to {live.label}{score} (was {was}) in {live.path.parent.parent}"
+        return (
+            f"deployed {live.label} (model {live.manifest['model_sha256'][:12]}{score},"
+            f" was {was}) -> {live.path}"
+        )
+
+
+def collect_artifacts(config: Config):
+    """The files to deploy and the manifest entries, after checking they belong together.
+
+    Returns:
+        (name -> source path, manifest fields).
+
+    Raises:
+        DeploymentError: an artifact is missing, or the score is for a different model.
+    """
+    model_dir = config.model_dir
+    sources = {
+        MODEL_FILE: model_dir / MODEL_FILE,
+        MODEL_METADATA_FILE: model_dir / MODEL_METADATA_FILE,
+        SCORE_FILE: model_dir / SCORE_FILE,
+        METRICS_FILE: model_dir / METRICS_FILE,
+        RECORD_FILE: config.ingestion_record_file,
+    }
+    hints = {MODEL_FILE: "training.py", MODEL_METADATA_FILE: "training.py",
+             SCORE_FILE: "scoring.py", METRICS_FILE: "scoring.py", RECORD_FILE: "ingestion.py"}
+    for name, path in sources.items():
+        if not path.is_file():
+            raise modelstore.DeploymentError(f"{path}: not found; run {hints[name]} first")
+    metadata = read_json(sources[MODEL_METADATA_FILE], "model metadata")
+    metrics = read_json(sources[METRICS_FILE], "score metrics")
+    model_sha256 = sha256_file(sources[MODEL_FILE])
+    if metadata.get("model_sha256") != model_sha256:
+        raise modelstore.DeploymentError(
+            f"{sources[MODEL_FILE]}: does not match {MODEL_METADATA_FILE}; run training.py again"
+        )
+    if metrics.get("model_sha256") != model_sha256:
+        raise modelstore.DeploymentError(
+            f"{sources[METRICS_FILE]}: the score is for a different model; run scoring.py first"
+        )
+    manifest = {
+        "model_sha256": model_sha256,
+        "metrics": {key: value for key, value in metrics.items() if key != "model_sha256"},
+        "trained_at": metadata.get("trained_at"),
+        "training_rows": metadata.get("training_rows"),
+        "training_data_sha256": metadata.get("training_data", {}).get("sha256"),
+        "ingestion_record_sha256": sha256_file(sources[RECORD_FILE]),
+        "source": str(model_dir),
+    }
+    return sources, manifest
+
+
+def deploy_trained_model(config: Config, reason: str) -> DeploymentResult:
+    """Deploy what is in `output_model_path`, unless exactly that is live already."""
+    sources, manifest = collect_artifacts(config)
+    previous = modelstore.current_version(config.deploy_dir)
+    if previous is not None:
+        live = modelstore.get_deployment(config.deploy_dir, previous)
+        same_model = live.manifest.get("model_sha256") == manifest["model_sha256"]
+        same_record = live.manifest.get("ingestion_record_sha256") == manifest[
+            "ingestion_record_sha256"
+        ]
+        if same_model and same_record:
+            return DeploymentResult(live, "unchanged", previous)
+    deployment = modelstore.deploy(config.deploy_dir, sources, manifest, reason)
+    return DeploymentResult(deployment, "deploy", previous)
+
+
+def roll_back(config: Config, to_version: int | None, reason: str) -> DeploymentResult:
+    previous = modelstore.current_version(config.deploy_dir)
+    deployment = modelstore.rollback(config.deploy_dir, to_version, reason)
+    return DeploymentResult(deployment, "rollback", previous)
+
+
+def run(config: Config, rollback: str | None = None, reason: str | None = None):
+    """Deploy the trained model, or with `rollback` ("previous" or a version) go back."""
+    if rollback is None:
+        return deploy_trained_model(config, reason or "manual deployment")
+    to_version = None
+    if rollback != "previous":
+        number = rollback.removeprefix("v")
+        if not number.isdigit():
+            raise modelstore.DeploymentError(f"--rollback: '{rollback}' is not a version number")
+        to_version = int(number)
+    return roll_back(config, to_version, reason or "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser(__doc__)
+    parser.add_argument(
+        "--rollback",
+        nargs="?",
+        const="previous",
+        metavar="VERSION",
+        help="make an earlier deployment live again: the one before the live one, or VERSION"
+        " (a number such as 3, or v0003)",
+    )
+    parser.add_argument("--reason", help="why, for the deployment history")
+    args = parser.parse_args(argv)
+    return run_cli(args, lambda config: run(config, args.rollback, args.reason))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,332 @@
+"""The deployed-model store: versioned deployments, the live pointer, the history and safe loading.
+
+Layout of `prod_deployment_path`:
+
+    versions/v0001/        one folder per deployment, never changed once complete:
+                           the model, its metadata, its score and metrics, the ingestion record
+                           and manifest.json (version, checksums, score, training data, time)
+    current -> versions/v0002
+                           the live deployment; switched with one atomic rename
+    trainedmodel.pkl, latestscore.txt, ingestedfiles.txt
+                           links through `current`, where the course's scripts look for them
+    deploymenthistory.txt  one tab-separated line per change of what is live
+
+A deployment is assembled in a hidden folder, renamed into `versions/` when whole, and only then
+made live, so a crash at any moment leaves the previous deployment live and intact. Only the
+standard library is imported here; unpickling a model imports scikit-learn when it happens.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import pickle
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from project import (
+    MODEL_FILE,
+    RECORD_FILE,
+    SCORE_FILE,
+    PipelineError,
+    atomic_write_json,
+    atomic_write_text,
+    exclusive_lock,
+    fsync_dir,
+    fsync_file,
+    read_json,
+    sha256_file,
+    utc_now,
+)
+
+logger = logging.getLogger(__name__)
+
+VERSIONS_DIR = "versions"
+CURRENT_LINK = "current"
+MANIFEST_FILE = "manifest.json"
+HISTORY_FILE = "deploymenthistory.txt"
+LOCK_FILE = ".deployment.lock"
+# Paths at the top of the deployment folder that always show the live deployment.
+LIVE_LINKS = (MODEL_FILE, SCORE_FILE, RECORD_FILE)
+HISTORY_FIELDS = ("time", "action", "from_version", "to_version", "model_sha256", "f1", "reason")
+HISTORY_HEADER = "# What was live when: one tab-separated line per change of the live deployment."
+
+
+class DeploymentError(PipelineError):
+    """No usable deployment, or one whose files do not match its manifest."""
+
+
+@dataclass(frozen=True)
+class Deployment:
+    version: int
+    path: Path
+    manifest: dict
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / MODEL_FILE
+
+    @property
+    def label(self) -> str:
+        return version_name(self.version)
+
+
+def version_name(version: int) -> str:
+    return f"v{version:04d}"
+
+
+def parse_version(name: str) -> int | None:
+    """The number in a version folder name such as `v0003`, or None for anything else."""
+    if len(name) > 1 and name[0] == "v" and name[1:].isdigit():
+        return int(name[1:])
+    return None
+
+
+def list_versions(deploy_dir: Path) -> list[int]:
+    """Complete deployments (those with a manifest), oldest first."""
+    versions_dir = Path(deploy_dir) / VERSIONS_DIR
+    if not versions_dir.is_dir():
+        return []
+    found = (
+        (parse_version(path.name), path) for path in versions_dir.iterdir() if path.is_dir()
+    )
+    return sorted(v for v, path in found if v is not None and (path / MANIFEST_FILE).is_file())
+
+
+def current_version(deploy_dir: Path) -> int | None:
+    """The live version number, read from the `current` link alone (cheap enough per request)."""
+    try:
+        target = os.readlink(Path(deploy_dir) / CURRENT_LINK)
+    except OSError:
+        return None
+    return parse_version(Path(target).name)
+
+
+def get_deployment(deploy_dir: Path, version: int) -> Deployment:
+    path = Path(deploy_dir) / VERSIONS_DIR / version_name(version)
+    manifest = read_json(path / MANIFEST_FILE, f"manifest of deployment {version_name(version)}")
+    return Deployment(version, path, manifest)
+
+
+def current_deployment(deploy_dir: Path) -> Deployment:
+    """The live deployment.
+
+    Raises:
+        DeploymentError: nothing is deployed.
+    """
+    version = current_version(deploy_dir)
+    if version is None:
+        raise DeploymentError(f"{deploy_dir}: no model is deployed; run deployment.py first")
+    return get_deployment(deploy_dir, version)
+
+
+def verify_files(deployment: Deployment) -> None:
+    """Check every file of a deployment against the SHA-256 in its manifest.
+
+    Raises:
+        DeploymentError: a file is missing or was changed after deployment.
+    """
+    for name, expected in deployment.manifest.get("files", {}).items():
+        verify_file(deployment.path / name, expected)
+
+
+def verify_file(path: Path, expected_sha256: str) -> None:
+    try:
+        actual = sha256_file(path)
+    except FileNotFoundError:
+        raise DeploymentError(f"{path}: file is missing") from None
+    if actual != expected_sha256:
+        raise DeploymentError(
+            f"{path}: SHA-256 {actual[:12]}… does not match the recorded {expected_sha256[:12]}…;"
+            " refusing to use a file that changed after it was written"
+        )
+
+
+def load_model(path: Path, expected_sha256: str):
+    """Unpickle a model only if its bytes are the ones recorded when it was saved.
+
+    Raises:
+        DeploymentError: checksum mismatch, or a file that does not unpickle.
+    """
+    verify_file(path, expected_sha256)
+    try:
+        with open(path, "rb") as handle:
+            return pickle.load(handle)
+    except Exception as error:  # unpickling can raise nearly anything
+        raise DeploymentError(f"{path}: cannot load model: {error}") from None
+
+
+def load_deployed_model(deploy_dir: Path):
+    """The live model, checked against its manifest.
+
+    Returns:
+        (model, deployment).
+    """
+    deployment = current_deployment(deploy_dir)
+    model = load_model(deployment.model_path, deployment.manifest["model_sha256"])
+    return model, deployment
+
+
+# --- changing what is live -----------------------------------------------------------------------
+
+
+def deploy(deploy_dir: Path, files: dict[str, Path], manifest: dict, reason: str) -> Deployment:
+    """Copy `files` into a new version, write its manifest and make it live.
+
+    Args:
+        deploy_dir: the deployment folder.
+        files: name in the deployment -> source path; must include the model.
+        manifest: what to record besides the version, time and file checksums.
+        reason: why, for the history.
+    """
+    deploy_dir = Path(deploy_dir)
+    versions_dir = deploy_dir / VERSIONS_DIR
+    versions_dir.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(deploy_dir / LOCK_FILE):
+        _reconcile_history(deploy_dir)
+        _remove_unfinished(versions_dir)
+        previous = current_version(deploy_dir)
+        version = _next_version(versions_dir)
+        staging = versions_dir / f".tmp-{version_name(version)}-{os.getpid()}"
+        staging.mkdir()
+        checksums = {}
+        for name, source in files.items():
+            shutil.copyfile(source, staging / name)
+            fsync_file(staging / name)
+            checksums[name] = sha256_file(staging / name)
+        manifest = {
+            **manifest,
+            "version": version,
+            "deployed_at": utc_now(),
+            "reason": reason,
+            "files": checksums,
+        }
+        atomic_write_json(staging / MANIFEST_FILE, manifest)
+        final = versions_dir / version_name(version)
+        os.rename(staging, final)
+        fsync_dir(versions_dir)
+        deployment = Deployment(version, final, manifest)
+        _make_live(deploy_dir, deployment, "deploy", previous, reason)
+    return deployment
+
+
+def rollback(deploy_dir: Path, to_version: int | None = None, reason: str = "") -> Deployment:
+    """Make an earlier deployment live again: `to_version`, or the one before the live one.
+
+    Raises:
+        DeploymentError: no such earlier deployment, or its files fail their checksums.
+    """
+    deploy_dir = Path(deploy_dir)
+    with exclusive_lock(deploy_dir / LOCK_FILE):
+        _reconcile_history(deploy_dir)
+        live = current_version(deploy_dir)
+        if live is None:
+            raise DeploymentError(f"{deploy_dir}: nothing is deployed, so nothing to roll back")
+        versions = list_versions(deploy_dir)
+        if to_version is None:
+            earlier = [version for version in versions if version < live]
+            if not earlier:
+                raise DeploymentError(
+                    f"{deploy_dir}: {version_name(live)} is the oldest deployment; nothing earlier"
+                )
+            to_version = earlier[-1]
+        if to_version not in versions:
+            raise DeploymentError(f"{deploy_dir}: no complete deployment {version_name(to_version)}")
+        if to_version == live:
+            raise DeploymentError(f"{deploy_dir}: {version_name(live)} is already live")
+        target = get_deployment(deploy_dir, to_version)
+        verify_files(target)
+        reason = reason or f"rollback from {version_name(live)}"
+        _make_live(deploy_dir, target, "rollback", live, reason)
+    return target
+
+
+def _make_live(deploy_dir: Path, deployment: Deployment, action: str, previous, reason) -> None:
+    """Point `current` at `deployment` in one rename, then record the change."""
+    staging_link = deploy_dir / f".{CURRENT_LINK}.tmp-{os.getpid()}"
+    staging_link.unlink(missing_ok=True)
+    os.symlink(Path(VERSIONS_DIR) / version_name(deployment.version), staging_link)
+    os.replace(staging_link, deploy_dir / CURRENT_LINK)
+    fsync_dir(deploy_dir)
+    _ensure_live_links(deploy_dir)
+    _append_history(deploy_dir, action, previous, deployment, reason)
+    logger.info(
+        "%s: %s live (was %s): %s",
+        deploy_dir,
+        deployment.label,
+        version_name(previous) if previous else "nothing",
+        reason,
+    )
+
+
+def _ensure_live_links(deploy_dir: Path) -> None:
+    for name in LIVE_LINKS:
+        link = deploy_dir / name
+        target = Path(CURRENT_LINK) / name
+        if link.is_symlink() and Path(os.readlink(link)) == target:
+            continue
+        staging = deploy_dir / f".{name}.tmp-{os.getpid()}"
+        staging.unlink(missing_ok=True)
+        os.symlink(target, staging)
+        os.replace(staging, link)
+
+
+def _next_version(versions_dir: Path) -> int:
+    numbers = [parse_version(path.name) for path in versions_dir.iterdir()]
+    return max([number for number in numbers if number is not None], default=0) + 1
+
+
+def _remove_unfinished(versions_dir: Path) -> None:
+    """Delete staging folders left by deployments that were killed (we hold the lock)."""
+    for path in versions_dir.glob(".tmp-*"):
+        logger.warning("%s: removing an unfinished deployment", path)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+# --- history -------------------------------------------------------------------------------------
+
+
+def read_history(deploy_dir: Path) -> list[dict]:
+    """The deployment history, oldest first, as dicts with HISTORY_FIELDS."""
+    path = Path(deploy_dir) / HISTORY_FILE
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    rows = [line for line in lines if line.strip() and not line.startswith("#")]
+    return list(csv.DictReader(rows, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+def _append_history(deploy_dir: Path, action: str, previous, deployment: Deployment, reason) -> None:
+    history = read_history(deploy_dir)
+    score = deployment.manifest.get("metrics", {}).get("f1")
+    history.append(
+        {
+            "time": utc_now(),
+            "action": action,
+            "from_version": version_name(previous) if previous else "-",
+            "to_version": deployment.label,
+            "model_sha256": deployment.manifest.get("model_sha256", ""),
+            "f1": "" if score is None else f"{score:.6f}",
+            "reason": " ".join(str(reason).split()),
+        }
+    )
+    lines = [HISTORY_HEADER, "\t".join(HISTORY_FIELDS)]
+    lines += ["\t".join(str(row.get(name, "")) for name in HISTORY_FIELDS) for row in history]
+    atomic_write_text(Path(deploy_dir) / HISTORY_FILE, "\n".join(lines) + "\n")
+
+
+def _reconcile_history(deploy_dir: Path) -> None:
+    """Record a live switch whose history line was lost when a process died in between."""
+    live = current_version(deploy_dir)
+    history = read_history(deploy_dir)
+    recorded = history[-1]["to_version"] if history else None
+    if live is None or recorded == version_name(live):
+        return
+    deployment = get_deployment(deploy_dir, live)
+    previous = parse_version(recorded) if recorded else None
+    _append_history(
+        deploy_dir, "recovered", previous, deployment, "switch recorded after an interrupted run"
+    )

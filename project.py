@@ -1,0 +1,568 @@
+"""What every step shares: the config, the client-data schema, atomic writes and the command line.
+
+Only the standard library is imported here at module level, so that a cron tick that finds nothing
+to do never pays for pandas or scikit-learn. Functions that need pandas import it when called.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import sys
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+PROJECT_DIR = Path(__file__).resolve().parent
+DEFAULT_CONFIG_PATH = PROJECT_DIR / "config.json"
+
+ID_COLUMN = "corporation"
+FEATURES = ("lastmonth_activity", "lastyear_activity", "number_of_employees")
+TARGET = "exited"
+COLUMNS = (ID_COLUMN, *FEATURES, TARGET)
+# Cells with these texts are missing values in a numeric column (never in `corporation`).
+# Rejected rows logged per file; all are counted in the ingestion record.
+MAX_LOGGED_REJECTIONS = 20
+MISSING_TOKENS = ("", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "None")
+
+# Artifacts the steps pass to each other through the folders.
+MODEL_FILE = "trainedmodel.pkl"
+MODEL_METADATA_FILE = "trainedmodel.json"
+SCORE_FILE = "latestscore.txt"
+METRICS_FILE = "scoremetrics.json"
+SCORE_HISTORY_FILE = "scorehistory.csv"
+FINAL_DATA_FILE = "finaldata.csv"
+RECORD_FILE = "ingestedfiles.txt"
+
+REQUIRED_KEYS = (
+    "input_folder_path",
+    "output_folder_path",
+    "test_data_path",
+    "output_model_path",
+    "prod_deployment_path",
+)
+OPTIONAL_KEYS = {"log_folder_path": "logs"}
+
+
+class PipelineError(Exception):
+    """A failure the user can act on: reported as one line, never as a traceback."""
+
+    exit_code = 1
+
+
+class ConfigError(PipelineError):
+    """The config file is missing, unreadable or wrong."""
+
+    exit_code = 2
+
+
+class DataError(PipelineError):
+    """Input data that cannot be used."""
+
+
+# --- configuration -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Config:
+    """The project's folders, resolved against the folder that holds the config file."""
+
+    path: Path
+    input_dir: Path
+    ingested_dir: Path
+    test_data_path: Path
+    model_dir: Path
+    deploy_dir: Path
+    log_dir: Path
+    options: dict = field(default_factory=dict)
+
+    @property
+    def test_data_file(self) -> Path:
+        """The hold-out CSV: `test_data_path` itself if it names a file, else `testdata.csv` in it."""
+        if self.test_data_path.suffix.lower() == ".csv":
+            return self.test_data_path
+        return self.test_data_path / "testdata.csv"
+
+    @property
+    def final_data_file(self) -> Path:
+        return self.ingested_dir / FINAL_DATA_FILE
+
+    @property
+    def ingestion_record_file(self) -> Path:
+        return self.ingested_dir / RECORD_FILE
+
+
+def load_config(path: str | os.PathLike) -> Config:
+    """Read and check a config file.
+
+    Raises:
+        ConfigError: naming the file and the problem.
+    """
+    path = Path(path).absolute()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read config file: {error}") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(
+            f"{path}: invalid JSON at line {error.lineno} column {error.colno}: {error.msg}"
+        ) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a JSON object with the keys {', '.join(REQUIRED_KEYS)}")
+    missing = [key for key in REQUIRED_KEYS if key not in raw]
+    if missing:
+        raise ConfigError(f"{path}: missing required key(s): {', '.join(missing)}")
+    unknown = sorted(set(raw) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
+    if unknown:
+        known = ", ".join([*REQUIRED_KEYS, *OPTIONAL_KEYS])
+        raise ConfigError(f"{path}: unknown key(s): {', '.join(unknown)} (known keys: {known})")
+    values = {**OPTIONAL_KEYS, **raw}
+    for key in (*REQUIRED_KEYS, *OPTIONAL_KEYS):
+        if not isinstance(values[key], str) or not values[key].strip():
+            raise ConfigError(f"{path}: '{key}' must be a non-empty folder path")
+    base = path.parent
+    folders = {key: (base / values[key]).resolve() for key in (*REQUIRED_KEYS, *OPTIONAL_KEYS)}
+    if not folders["input_folder_path"].is_dir():
+        raise ConfigError(
+            f"{path}: input_folder_path '{folders['input_folder_path']}' is not an existing folder"
+        )
+    return Config(
+        path=path,
+        input_dir=folders["input_folder_path"],
+        ingested_dir=folders["output_folder_path"],
+        test_data_path=folders["test_data_path"],
+        model_dir=folders["output_model_path"],
+        deploy_dir=folders["prod_deployment_path"],
+        log_dir=folders["log_folder_path"],
+        options={key: values[key] for key in OPTIONAL_KEYS},
+    )
+
+
+# --- files ---------------------------------------------------------------------------------------
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _default_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def fsync_file(path: Path) -> None:
+    """Flush a file's bytes to disk."""
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename in `path` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path beside `path`; on success it replaces `path` in one step.
+
+    Readers see the old file or the new one, never a part-written one. On an exception the
+    temporary file is removed and `path` is left as it was. The temporary name keeps the suffix
+    so that writers which infer the format from it (matplotlib) still work.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent
+    )
+    os.close(fd)
+    tmp_path = Path(tmp_name)
+    try:
+        yield tmp_path
+        os.chmod(tmp_path, _default_file_mode())
+        fsync_file(tmp_path)
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp_path:
+        tmp_path.write_text(text, encoding="utf-8")
+
+
+def atomic_write_json(path: str | os.PathLike, data) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+@contextmanager
+def exclusive_lock(path: str | os.PathLike, *, wait: bool = True):
+    """Hold an exclusive lock on `path` for the `with` block.
+
+    The operating system releases it when the process ends, however it ends, so a killed process
+    never leaves a stale lock behind.
+
+    Raises:
+        BlockingIOError: `wait` is false and another process holds the lock.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield
+    finally:
+        os.close(fd)
+
+
+def utc_now() -> str:
+    """The current UTC time, to the second, in ISO 8601."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def read_json(path: str | os.PathLike, what: str):
+    """Read a JSON file the pipeline wrote, or raise PipelineError naming it and `what` it is."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: {what} not found") from None
+    except (OSError, ValueError) as error:
+        raise PipelineError(f"{path}: cannot read {what}: {error}") from None
+
+
+# --- the ingestion record ------------------------------------------------------------------------
+
+RECORD_FIELDS = ("file", "sha256", "rows_accepted", "rows_rejected", "ingested_at", "status", "note")
+RECORD_HEADER = (
+    "# Files read by ingestion.py, one per line, tab-separated. status: ingested | rejected |"
+    " duplicate (same content as another file, rows counted once)."
+)
+
+
+@dataclass(frozen=True)
+class IngestedFile:
+    """One line of `ingestedfiles.txt`."""
+
+    file: str
+    sha256: str
+    rows_accepted: int
+    rows_rejected: int
+    ingested_at: str
+    status: str
+    note: str = ""
+
+
+def format_ingestion_record(entries: list[IngestedFile]) -> str:
+    lines = [RECORD_HEADER, "\t".join(RECORD_FIELDS)]
+    for entry in entries:
+        cells = [str(getattr(entry, name)) for name in RECORD_FIELDS]
+        lines.append("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in cells))
+    return "\n".join(lines) + "\n"
+
+
+def read_ingestion_record(path: str | os.PathLike) -> list[IngestedFile]:
+    """Parse `ingestedfiles.txt`; a missing file is an empty record."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    rows = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    if not rows:
+        return []
+    reader = csv.DictReader(rows, delimiter="\t", quoting=csv.QUOTE_NONE)
+    if tuple(reader.fieldnames or ()) != RECORD_FIELDS:
+        raise PipelineError(f"{path}: not an ingestion record (header {reader.fieldnames})")
+    try:
+        return [
+            IngestedFile(
+                file=row["file"],
+                sha256=row["sha256"],
+                rows_accepted=int(row["rows_accepted"]),
+                rows_rejected=int(row["rows_rejected"]),
+                ingested_at=row["ingested_at"],
+                status=row["status"],
+                note=row["note"] or "",
+            )
+            for row in reader
+        ]
+    except (TypeError, ValueError) as error:
+        raise PipelineError(f"{path}: malformed ingestion record: {error}") from None
+
+
+# --- client data ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A row, or a whole file, that could not be used."""
+
+    file: str
+    line: int | None
+    reason: str
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return f"{where}: {self.reason}"
+
+
+@dataclass
+class ClientBatch:
+    """The valid rows of one CSV file and what was wrong with the others."""
+
+    frame: object  # pandas.DataFrame with COLUMNS: corporation str, features float, exited int
+    rejections: list[Rejection]
+
+
+def read_client_csv(path: str | os.PathLike, *, require_target: bool = True) -> ClientBatch:
+    """Read one client CSV, keeping the good rows and naming every bad one.
+
+    A row with a non-numeric or negative feature, an empty corporation or (when the target is
+    required) an `exited` other than 0/1 is rejected on its own; missing feature values are kept.
+
+    Raises:
+        DataError: the file as a whole is unusable (unreadable, empty, a required column missing).
+    """
+    import pandas as pd
+
+    path = Path(path)
+    label = path.name
+    required = COLUMNS if require_target else (ID_COLUMN, *FEATURES)
+    try:
+        raw, lines, ragged = _read_raw_csv(path)
+    except UnicodeDecodeError:
+        raise DataError(f"{label}: not a UTF-8 text file") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{label}: file is empty") from None
+    except (pd.errors.ParserError, ValueError, csv.Error) as error:
+        raise DataError(f"{label}: not readable as CSV: {str(error).strip()}") from None
+    except OSError as error:
+        raise DataError(f"{label}: cannot read file: {error.strerror or error}") from None
+    raw.columns = [str(name).strip() for name in raw.columns]
+    if len(set(raw.columns)) != len(raw.columns):
+        raise DataError(f"{label}: repeated column names in the header")
+    missing = [name for name in required if name not in raw.columns]
+    if missing:
+        raise DataError(f"{label}: missing required column(s): {', '.join(missing)}")
+    # Blank lines are read as rows and dropped here, not by the parser, so line numbers hold.
+    raw.index = pd.Index(lines) if lines is not None else pd.RangeIndex(2, len(raw) + 2)
+    raw = raw[~raw.apply(_is_blank).all(axis=1)]
+    if raw.empty and not ragged:
+        raise DataError(f"{label}: no data rows")
+    frame, problems = validate_client_rows(raw, require_target=require_target)
+    problems = sorted([*ragged, *problems])
+    rejections = [Rejection(label, int(line), reason) for line, reason in problems]
+    return ClientBatch(frame=frame.reset_index(drop=True), rejections=rejections)
+
+
+def log_rejections(rejections: list[Rejection], label: str) -> None:
+    """Log the first rejected rows as warnings and count the rest."""
+    for rejection in rejections[:MAX_LOGGED_REJECTIONS]:
+        logger.warning("%s", rejection)
+    if len(rejections) > MAX_LOGGED_REJECTIONS:
+        more = len(rejections) - MAX_LOGGED_REJECTIONS
+        logger.warning("%s: %d more rejected rows not shown", label, more)
+
+
+def read_labelled_csv(path: str | os.PathLike):
+    """The valid labelled rows of a CSV the pipeline relies on; bad rows are logged.
+
+    Raises:
+        DataError: the file is missing or unusable, or has no valid row.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: data file not found")
+    batch = read_client_csv(path)
+    log_rejections(batch.rejections, path.name)
+    if batch.frame.empty:
+        raise DataError(f"{path}: no valid rows")
+    return batch.frame
+
+
+def _is_blank(column):
+    import pandas as pd
+
+    blank = column.isna()
+    if not pd.api.types.is_numeric_dtype(column):
+        blank |= column.astype("string").str.strip().fillna("") == ""
+    return blank
+
+
+def _read_raw_csv(path: Path):
+    """Read a client CSV with numbers parsed where a whole column is numeric.
+
+    Returns:
+        (frame, line numbers of its rows or None when row i is on line i + 2, ragged-row problems).
+    """
+    import pandas as pd
+
+    options = dict(
+        skip_blank_lines=False,
+        keep_default_na=False,
+        na_values={name: list(MISSING_TOKENS) for name in (*FEATURES, TARGET)},
+        dtype={ID_COLUMN: str},
+        encoding="utf-8-sig",
+        skipinitialspace=True,
+    )
+    try:
+        return pd.read_csv(path, **options), None, []
+    except pd.errors.ParserError:
+        # Ragged rows: read with the csv module so that each bad row is named by its line.
+        return _read_ragged_csv(path)
+
+
+def _read_ragged_csv(path: Path):
+    import pandas as pd
+
+    rows, lines, ragged = [], [], []
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle, skipinitialspace=True)
+        header = next(reader, None)
+        if header is None:
+            raise pd.errors.EmptyDataError
+        for row in reader:
+            if not row:
+                continue
+            if len(row) == len(header):
+                rows.append(row)
+                lines.append(reader.line_num)
+            else:
+                ragged.append((reader.line_num, f"expected {len(header)} fields, saw {len(row)}"))
+    frame = pd.DataFrame(rows, columns=header, dtype=object)
+    missing = {name: dict.fromkeys(MISSING_TOKENS) for name in frame.columns if name != ID_COLUMN}
+    return frame.replace(missing), lines, ragged
+
+
+def validate_client_rows(raw, *, require_target: bool = True):
+    """Split raw rows (indexed by line or record number) into clean rows and problems.
+
+    Returns:
+        (frame, problems): the clean rows in the schema's types, and (index, reason) pairs.
+    """
+    import numpy as np
+    import pandas as pd
+
+    problems: dict[int, str] = {}
+
+    def reject(mask, reason_of):
+        for index in raw.index[np.asarray(mask)]:
+            problems.setdefault(int(index), reason_of(index))
+
+    clean = pd.DataFrame(index=raw.index)
+    if ID_COLUMN in raw.columns:
+        ids = raw[ID_COLUMN].astype("string").str.strip()
+        reject(ids.isna() | (ids == ""), lambda i: f"{ID_COLUMN} is empty")
+        clean[ID_COLUMN] = ids.astype(str)
+    for name in FEATURES:
+        values = raw[name]
+        numbers = pd.to_numeric(values, errors="coerce").astype(float)
+        given = values.notna()
+        reject(given & numbers.isna(), lambda i, n=name: f"{n}: {_show(raw.at[i, n])} is not a number")
+        reject(np.isinf(numbers), lambda i, n=name: f"{n}: {_show(raw.at[i, n])} is not finite")
+        reject(numbers < 0, lambda i, n=name: f"{n}: {_show(raw.at[i, n])} is negative")
+        clean[name] = numbers
+    if require_target:
+        values = raw[TARGET]
+        numbers = pd.to_numeric(values, errors="coerce")
+        bad = ~numbers.isin([0, 1])
+        reject(bad, lambda i: f"{TARGET} must be 0 or 1, got {_show(raw.at[i, TARGET])}")
+        clean[TARGET] = numbers.where(~bad, 0).astype(int)
+    keep = ~clean.index.isin(list(problems))
+    return clean[keep], sorted(problems.items())
+
+
+def _show(value) -> str:
+    """A cell as the user wrote it: quoted text, or a plain number."""
+    import pandas as pd
+
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return repr(value)
+        return value.strip()
+    if pd.isna(value):
+        return "nothing"
+    number = float(value)
+    return str(int(number)) if number.is_integer() else str(number)
+
+
+# --- command line --------------------------------------------------------------------------------
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """Human-readable, timestamped log lines on stderr."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def build_parser(description: str | None) -> argparse.ArgumentParser:
+    """An argument parser with the options every step script has."""
+    summary = (description or "").strip().splitlines()[0] if description else None
+    parser = argparse.ArgumentParser(description=summary)
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG_PATH,
+        help="config file; relative paths in it are resolved against its folder"
+        " (default: config.json beside the scripts)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debugging detail")
+    parser.set_defaults(script=Path(parser.prog).stem)
+    return parser
+
+
+def run_cli(args: argparse.Namespace, step) -> int:
+    """Load the config, run `step(config)` and print its one-line summary.
+
+    Returns:
+        The process exit code: 0, or the failure's own code after one line on stderr.
+    """
+    configure_logging(args.verbose)
+    script_logger = logging.getLogger(args.script)
+    try:
+        config = load_config(args.config)
+        result = step(config)
+    except PipelineError as error:
+        script_logger.error("%s", error)
+        return error.exit_code
+    except OSError as error:
+        script_logger.error("%s", error)
+        return 1
+    except KeyboardInterrupt:
+        script_logger.error("interrupted")
+        return 130
+    print(result.summary)
+    return 0

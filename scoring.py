@@ -1,0 +1,164 @@
+"""Score the trained model on the hold-out test data.
+
+Writes, in `output_model_path`: `latestscore.txt` (the F1 as a bare number), `scoremetrics.json`
+(precision, recall, ROC AUC, confusion counts, rows) and one more line of `scorehistory.csv`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from sklearn.metrics import confusion_matrix, f1_score, precision_score, recall_score, roc_auc_score
+
+from modelstore import load_model
+from project import (
+    FEATURES,
+    METRICS_FILE,
+    MODEL_FILE,
+    MODEL_METADATA_FILE,
+    SCORE_FILE,
+    SCORE_HISTORY_FILE,
+    TARGET,
+    Config,
+    DataError,
+    atomic_write_json,
+    atomic_write_text,
+    build_parser,
+    read_labelled_csv,
+    read_json,
+    run_cli,
+    sha256_file,
+    utc_now,
+)
+
+logger = logging.getLogger(__name__)
+
+SCORE_HISTORY_FIELDS = (
+    "scored_at",
+    "model_sha256",
+    "context",
+    "dataset",
+    "rows",
+    "f1",
+    "precision",
+    "recall",
+    "roc_auc",
+)
+
+
+@dataclass
+class ScoringResult:
+    metrics: dict
+    score_path: Path
+
+    @property
+    def summary(self) -> str:
+        metrics = self.metrics
+        auc = "n/a" if metrics["roc_auc"] is None else f"{metrics['roc_auc']:.3f}"
+        return (
+            f"F1 {metrics['f1']:.3f} (precision {metrics['precision']:.3f}, recall"
+            f" {metrics['recall']:.3f}, ROC AUC {auc}) on {metrics['rows']} test rows"
+            f" -> {self.score_path}"
+        )
+
+
+def evaluate_model(model, data: pd.DataFrame) -> dict:
+    """Classification metrics of `model` on labelled client rows."""
+    truth = data[TARGET].to_numpy()
+    features = data[list(FEATURES)]
+    predicted = model.predict(features)
+    tn, fp, fn, tp = confusion_matrix(truth, predicted, labels=[0, 1]).ravel()
+    both_classes = len(set(truth)) == 2
+    auc = roc_auc_score(truth, model.predict_proba(features)[:, 1]) if both_classes else None
+    return {
+        "f1": round(float(f1_score(truth, predicted, zero_division=0)), 6),
+        "precision": round(float(precision_score(truth, predicted, zero_division=0)), 6),
+        "recall": round(float(recall_score(truth, predicted, zero_division=0)), 6),
+        "roc_auc": None if auc is None else round(float(auc), 6),
+        "confusion": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)},
+        "rows": len(truth),
+        "exited_rate": round(float(truth.mean()), 6),
+    }
+
+
+def load_trained_model(model_dir: Path):
+    """The model in `output_model_path`, checked against the hash training recorded for it.
+
+    Returns:
+        (model, its metadata).
+    """
+    metadata_path = model_dir / MODEL_METADATA_FILE
+    if not metadata_path.exists():
+        raise DataError(f"{metadata_path}: no trained model; run training.py first")
+    metadata = read_json(metadata_path, "model metadata")
+    model = load_model(model_dir / MODEL_FILE, metadata["model_sha256"])
+    return model, metadata
+
+
+def append_score_history(path: Path, row: dict) -> None:
+    """Add one line to the score history (rewritten atomically, so never half a line)."""
+    try:
+        existing = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        existing = ",".join(SCORE_HISTORY_FIELDS) + "\n"
+    line = io.StringIO()
+    csv.writer(line, lineterminator="\n").writerow(
+        ["" if row.get(name) is None else row[name] for name in SCORE_HISTORY_FIELDS]
+    )
+    atomic_write_text(path, existing + line.getvalue())
+
+
+def read_score_history(path: Path) -> list[dict]:
+    """The score history, oldest first; scores as floats (None where absent)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    rows = list(csv.DictReader(io.StringIO(text)))
+    for row in rows:
+        for name in ("f1", "precision", "recall", "roc_auc"):
+            row[name] = float(row[name]) if row.get(name) else None
+        row["rows"] = int(row["rows"])
+    return rows
+
+
+def record_score(model_dir: Path, metrics: dict, model_sha256: str, context: str, dataset: str):
+    """Append a score to `scorehistory.csv` in `model_dir`."""
+    append_score_history(
+        model_dir / SCORE_HISTORY_FILE,
+        {"scored_at": utc_now(), "model_sha256": model_sha256, "context": context,
+         "dataset": dataset, **metrics},
+    )
+
+
+def run(config: Config) -> ScoringResult:
+    """Score the trained model on the test data and write the score files."""
+    model, metadata = load_trained_model(config.model_dir)
+    test_path = config.test_data_file
+    metrics = evaluate_model(model, read_labelled_csv(test_path))
+    record = {
+        **metrics,
+        "model_sha256": metadata["model_sha256"],
+        "dataset": {"file": test_path.name, "sha256": sha256_file(test_path)},
+        "scored_at": utc_now(),
+    }
+    atomic_write_json(config.model_dir / METRICS_FILE, record)
+    score_path = config.model_dir / SCORE_FILE
+    atomic_write_text(score_path, f"{metrics['f1']:.6f}\n")
+    record_score(config.model_dir, metrics, metadata["model_sha256"], "test", test_path.name)
+    return ScoringResult(metrics, score_path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser(__doc__).parse_args(argv)
+    return run_cli(args, run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

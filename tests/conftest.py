@@ -1,0 +1,88 @@
+"""Fixtures: a whole small project in a temporary folder, with data from the shipped generator."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import generate_data
+from project import Config, load_config
+
+TESTS_DIR = Path(__file__).resolve().parent
+COURSE_FILE = TESTS_DIR / "data" / "course_format.csv"
+HEADER = "corporation,lastmonth_activity,lastyear_activity,number_of_employees,exited\n"
+
+
+def client_rows(rows: int, seed: int, drifted: bool = False) -> pd.DataFrame:
+    """Clients from the shipped data's process (codes distinct within one call)."""
+    rng = np.random.default_rng(seed)
+    return generate_data.simulate_clients(rng, generate_data.client_codes(rng, rows), drifted)
+
+
+@dataclass
+class Project:
+    root: Path
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def config(self) -> Config:
+        return load_config(self.config_path)
+
+    @property
+    def input_dir(self) -> Path:
+        return self.root / "sourcedata"
+
+    def write_input(self, name: str, content: str | bytes | pd.DataFrame) -> Path:
+        path = self.input_dir / name
+        if isinstance(content, pd.DataFrame):
+            content.to_csv(path, index=False)
+        elif isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+        return path
+
+    def args(self, *extra: str) -> list[str]:
+        return ["--config", str(self.config_path), *extra]
+
+
+def make_project(root: Path, inputs: dict[str, pd.DataFrame], test_rows: pd.DataFrame) -> Project:
+    for folder in ("sourcedata", "testdata"):
+        (root / folder).mkdir(parents=True)
+    config = {
+        "input_folder_path": "sourcedata",
+        "output_folder_path": "ingesteddata",
+        "test_data_path": "testdata",
+        "output_model_path": "models",
+        "prod_deployment_path": "production_deployment",
+    }
+    (root / "config.json").write_text(json.dumps(config))
+    project = Project(root)
+    for name, frame in inputs.items():
+        project.write_input(name, frame)
+    test_rows.to_csv(root / "testdata" / "testdata.csv", index=False)
+    return project
+
+
+@pytest.fixture
+def project(tmp_path) -> Project:
+    """A project with two 300-client input files and a 300-row test set."""
+    inputs = {"batch1.csv": client_rows(300, seed=1), "batch2.csv": client_rows(300, seed=2)}
+    return make_project(tmp_path / "project", inputs, client_rows(300, seed=3))
+
+
+@pytest.fixture
+def course_project(tmp_path) -> Project:
+    """A project whose only input and test data are the course's own small format."""
+    project = make_project(tmp_path / "course", {}, pd.read_csv(COURSE_FILE))
+    shutil.copy(COURSE_FILE, project.input_dir / "dataset1.csv")
+    return project
