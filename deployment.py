@@ -66,8 +66,13 @@ def collect_artifacts(config: Config):
         METRICS_FILE: model_dir / METRICS_FILE,
         RECORD_FILE: config.ingestion_record_file,
     }
-    hints = {MODEL_FILE: "training.py", MODEL_METADATA_FILE: "training.py",
-             SCORE_FILE: "scoring.py", METRICS_FILE: "scoring.py", RECORD_FILE: "ingestion.py"}
+    hints = {
+        MODEL_FILE: "training.py",
+        MODEL_METADATA_FILE: "training.py",
+        SCORE_FILE: "scoring.py",
+        METRICS_FILE: "scoring.py",
+        RECORD_FILE: "ingestion.py",
+    }
     for name, path in sources.items():
         if not path.is_file():
             raise modelstore.DeploymentError(f"{path}: not found; run {hints[name]} first")
@@ -101,9 +106,9 @@ def deploy_trained_model(config: Config, reason: str) -> DeploymentResult:
     if previous is not None:
         live = modelstore.get_deployment(config.deploy_dir, previous)
         same_model = live.manifest.get("model_sha256") == manifest["model_sha256"]
-        same_record = live.manifest.get("ingestion_record_sha256") == manifest[
-            "ingestion_record_sha256"
-        ]
+        same_record = (
+            live.manifest.get("ingestion_record_sha256") == manifest["ingestion_record_sha256"]
+        )
         if same_model and same_record:
             return DeploymentResult(live, "unchanged", previous)
     deployment = modelstore.deploy(config.deploy_dir, sources, manifest, reason)

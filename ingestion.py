@@ -94,7 +94,9 @@ def ingest_files(paths: list[Path], previous: list[IngestedFile]):
     position = {key: index for index, key in enumerate(first_seen)}
     now = utc_now()
     hashed = [(path, sha256_file(path)) for path in paths]
-    hashed.sort(key=lambda item: (position.get((item[0].name, item[1]), len(position)), item[0].name))
+    hashed.sort(
+        key=lambda item: (position.get((item[0].name, item[1]), len(position)), item[0].name)
+    )
     entries, frames, seen = [], [], {}
     for path, sha256 in hashed:
         ingested_at = first_seen.get((path.name, sha256), now)

@@ -89,9 +89,7 @@ def list_versions(deploy_dir: Path) -> list[int]:
     versions_dir = Path(deploy_dir) / VERSIONS_DIR
     if not versions_dir.is_dir():
         return []
-    found = (
-        (parse_version(path.name), path) for path in versions_dir.iterdir() if path.is_dir()
-    )
+    found = ((parse_version(path.name), path) for path in versions_dir.iterdir() if path.is_dir())
     return sorted(v for v, path in found if v is not None and (path / MANIFEST_FILE).is_file())
 
 
@@ -233,7 +231,9 @@ def rollback(deploy_dir: Path, to_version: int | None = None, reason: str = "") 
                 )
             to_version = earlier[-1]
         if to_version not in versions:
-            raise DeploymentError(f"{deploy_dir}: no complete deployment {version_name(to_version)}")
+            raise DeploymentError(
+                f"{deploy_dir}: no complete deployment {version_name(to_version)}"
+            )
         if to_version == live:
             raise DeploymentError(f"{deploy_dir}: {version_name(live)} is already live")
         target = get_deployment(deploy_dir, to_version)
@@ -299,7 +299,9 @@ def read_history(deploy_dir: Path) -> list[dict]:
     return list(csv.DictReader(rows, delimiter="\t", quoting=csv.QUOTE_NONE))
 
 
-def _append_history(deploy_dir: Path, action: str, previous, deployment: Deployment, reason) -> None:
+def _append_history(
+    deploy_dir: Path, action: str, previous, deployment: Deployment, reason
+) -> None:
     history = read_history(deploy_dir)
     score = deployment.manifest.get("metrics", {}).get("f1")
     history.append(

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class Config:
 
     @property
     def test_data_file(self) -> Path:
-        """The hold-out CSV: `test_data_path` itself if it names a file, else `testdata.csv` in it."""
+        """The hold-out CSV: `test_data_path` if it names a file, else its `testdata.csv`."""
         if self.test_data_path.suffix.lower() == ".csv":
             return self.test_data_path
         return self.test_data_path / "testdata.csv"
@@ -121,7 +121,9 @@ def load_config(path: str | os.PathLike) -> Config:
             f"{path}: invalid JSON at line {error.lineno} column {error.colno}: {error.msg}"
         ) from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a JSON object with the keys {', '.join(REQUIRED_KEYS)}")
+        raise ConfigError(
+            f"{path}: expected a JSON object with the keys {', '.join(REQUIRED_KEYS)}"
+        )
     missing = [key for key in REQUIRED_KEYS if key not in raw]
     if missing:
         raise ConfigError(f"{path}: missing required key(s): {', '.join(missing)}")
@@ -244,7 +246,7 @@ def exclusive_lock(path: str | os.PathLike, *, wait: bool = True):
 
 def utc_now() -> str:
     """The current UTC time, to the second, in ISO 8601."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def read_json(path: str | os.PathLike, what: str):
@@ -259,7 +261,15 @@ def read_json(path: str | os.PathLike, what: str):
 
 # --- the ingestion record ------------------------------------------------------------------------
 
-RECORD_FIELDS = ("file", "sha256", "rows_accepted", "rows_rejected", "ingested_at", "status", "note")
+RECORD_FIELDS = (
+    "file",
+    "sha256",
+    "rows_accepted",
+    "rows_rejected",
+    "ingested_at",
+    "status",
+    "note",
+)
 RECORD_HEADER = (
     "# Files read by ingestion.py, one per line, tab-separated. status: ingested | rejected |"
     " duplicate (same content as another file, rows counted once)."
@@ -423,14 +433,14 @@ def _read_raw_csv(path: Path):
     """
     import pandas as pd
 
-    options = dict(
-        skip_blank_lines=False,
-        keep_default_na=False,
-        na_values={name: list(MISSING_TOKENS) for name in (*FEATURES, TARGET)},
-        dtype={ID_COLUMN: str},
-        encoding="utf-8-sig",
-        skipinitialspace=True,
-    )
+    options = {
+        "skip_blank_lines": False,
+        "keep_default_na": False,
+        "na_values": {name: list(MISSING_TOKENS) for name in (*FEATURES, TARGET)},
+        "dtype": {ID_COLUMN: str},
+        "encoding": "utf-8-sig",
+        "skipinitialspace": True,
+    }
     try:
         return pd.read_csv(path, **options), None, []
     except pd.errors.ParserError:
@@ -484,7 +494,9 @@ def validate_client_rows(raw, *, require_target: bool = True):
         values = raw[name]
         numbers = pd.to_numeric(values, errors="coerce").astype(float)
         given = values.notna()
-        reject(given & numbers.isna(), lambda i, n=name: f"{n}: {_show(raw.at[i, n])} is not a number")
+        reject(
+            given & numbers.isna(), lambda i, n=name: f"{n}: {_show(raw.at[i, n])} is not a number"
+        )
         reject(np.isinf(numbers), lambda i, n=name: f"{n}: {_show(raw.at[i, n])} is not finite")
         reject(numbers < 0, lambda i, n=name: f"{n}: {_show(raw.at[i, n])} is negative")
         clean[name] = numbers

@@ -30,8 +30,8 @@ from project import (
     atomic_write_json,
     atomic_write_text,
     build_parser,
-    read_labelled_csv,
     read_json,
+    read_labelled_csv,
     run_cli,
     sha256_file,
     utc_now,
@@ -132,8 +132,13 @@ def record_score(model_dir: Path, metrics: dict, model_sha256: str, context: str
     """Append a score to `scorehistory.csv` in `model_dir`."""
     append_score_history(
         model_dir / SCORE_HISTORY_FILE,
-        {"scored_at": utc_now(), "model_sha256": model_sha256, "context": context,
-         "dataset": dataset, **metrics},
+        {
+            "scored_at": utc_now(),
+            "model_sha256": model_sha256,
+            "context": context,
+            "dataset": dataset,
+            **metrics,
+        },
     )
 
 

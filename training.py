@@ -35,8 +35,8 @@ from project import (
     atomic_path,
     atomic_write_json,
     build_parser,
-    read_labelled_csv,
     read_ingestion_record,
+    read_labelled_csv,
     run_cli,
     sha256_file,
     utc_now,
@@ -64,11 +64,15 @@ class TrainingResult:
     def summary(self) -> str:
         cv = self.metadata["cross_validation"]
         params = ", ".join(f"{key}={value}" for key, value in cv["params"].items())
-        score = "no CV (too few rows)" if cv["f1_mean"] is None else (
-            f"CV F1 {cv['f1_mean']:.3f} ± {cv['f1_std']:.3f} over {cv['folds']} folds"
+        score = (
+            "no CV (too few rows)"
+            if cv["f1_mean"] is None
+            else (f"CV F1 {cv['f1_mean']:.3f} ± {cv['f1_std']:.3f} over {cv['folds']} folds")
         )
         rows = self.metadata["training_rows"]
-        return f"trained logistic regression ({params}) on {rows} rows, {score} -> {self.model_path}"
+        return (
+            f"trained logistic regression ({params}) on {rows} rows, {score} -> {self.model_path}"
+        )
 
 
 def build_pipeline() -> Pipeline:
@@ -138,11 +142,10 @@ def library_versions() -> dict:
 
 
 def save_model(model: Pipeline, metadata: dict, model_dir: Path) -> Path:
-    """Write the model and then its metadata, each atomically; the metadata names the model's hash."""
+    """Write the model, then its metadata (which names the model's hash), each atomically."""
     model_path = model_dir / MODEL_FILE
-    with atomic_path(model_path) as tmp_path:
-        with open(tmp_path, "wb") as handle:
-            pickle.dump(model, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    with atomic_path(model_path) as tmp_path, open(tmp_path, "wb") as handle:
+        pickle.dump(model, handle, protocol=pickle.HIGHEST_PROTOCOL)
     metadata = {**metadata, "model_file": MODEL_FILE, "model_sha256": sha256_file(model_path)}
     atomic_write_json(model_dir / MODEL_METADATA_FILE, metadata)
     return model_path

@@ -118,7 +118,9 @@ def shipped_frames(seed: int = SEED) -> dict[str, pd.DataFrame]:
     """Every shipped file's rows, by file name."""
     rng = np.random.default_rng(seed)
     total = sum(rows for _, rows in SHIPPED_FILES.values())
-    codes = iter(np.split(client_codes(rng, total), np.cumsum([r for _, r in SHIPPED_FILES.values()])))
+    codes = iter(
+        np.split(client_codes(rng, total), np.cumsum([r for _, r in SHIPPED_FILES.values()]))
+    )
     frames = {name: simulate_clients(rng, next(codes)) for name in SHIPPED_FILES}
     repeated = frames["dataset3.csv"].sample(REPEATED_ROWS, random_state=seed % 2**32)
     frames["dataset4.csv"] = pd.concat([frames["dataset4.csv"], repeated], ignore_index=True)
@@ -141,7 +143,9 @@ def write_csv(frame: pd.DataFrame, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=PROJECT_DIR, help="project folder to write into")
+    parser.add_argument(
+        "--root", type=Path, default=PROJECT_DIR, help="project folder to write into"
+    )
     parser.add_argument("--drifted", type=Path, help="also write a drifted batch to this CSV path")
     parser.add_argument("--rows", type=int, default=2000, help="rows of the drifted batch")
     parser.add_argument("--seed", type=int, default=7, help="seed of the drifted batch")

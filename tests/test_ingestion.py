@@ -13,7 +13,9 @@ def final_data(project) -> pd.DataFrame:
 
 
 def record(project):
-    return {entry.file: entry for entry in read_ingestion_record(project.config.ingestion_record_file)}
+    return {
+        entry.file: entry for entry in read_ingestion_record(project.config.ingestion_record_file)
+    }
 
 
 def test_course_format_file_is_ingested_as_is(course_project, capsys):
@@ -158,7 +160,9 @@ def test_new_file_is_ordered_after_earlier_ones(project):
     ingestion.main(project.args())
     project.write_input("a_new.csv", HEADER + "newa,1,20,3,0\n")
     ingestion.main(project.args())
-    assert [entry.file for entry in read_ingestion_record(project.config.ingestion_record_file)] == [
+    assert [
+        entry.file for entry in read_ingestion_record(project.config.ingestion_record_file)
+    ] == [
         "batch1.csv",
         "batch2.csv",
         "a_new.csv",
@@ -182,4 +186,7 @@ def test_interrupted_write_leaves_previous_files_whole(project, monkeypatch):
     assert ingestion.main(project.args()) == 1
     assert final_path.read_bytes() == before
     assert project.config.ingestion_record_file.read_bytes() == record_before
-    assert sorted(p.name for p in final_path.parent.iterdir()) == ["finaldata.csv", "ingestedfiles.txt"]
+    assert sorted(p.name for p in final_path.parent.iterdir()) == [
+        "finaldata.csv",
+        "ingestedfiles.txt",
+    ]
