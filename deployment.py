@@ -135,7 +135,7 @@ def run(config: Config, rollback: str | None = None, reason: str | None = None):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser(__doc__)
+    parser = build_parser(__file__, __doc__)
     parser.add_argument(
         "--rollback",
         nargs="?",

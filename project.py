@@ -540,10 +540,15 @@ def configure_logging(verbose: bool = False) -> None:
     )
 
 
-def build_parser(description: str | None) -> argparse.ArgumentParser:
-    """An argument parser with the options every step script has."""
-    summary = (description or "").strip().splitlines()[0] if description else None
-    parser = argparse.ArgumentParser(description=summary)
+def build_parser(script: str, description: str | None) -> argparse.ArgumentParser:
+    """An argument parser with the options every step script has.
+
+    Args:
+        script: the script's `__file__`, which names it in messages.
+        description: the script's docstring; its first line becomes the help text.
+    """
+    summary = description.strip().splitlines()[0] if description else None
+    parser = argparse.ArgumentParser(prog=Path(script).name, description=summary)
     parser.add_argument(
         "--config",
         type=Path,

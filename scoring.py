@@ -161,7 +161,7 @@ def run(config: Config) -> ScoringResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser(__doc__).parse_args(argv)
+    args = build_parser(__file__, __doc__).parse_args(argv)
     return run_cli(args, run)
 
 

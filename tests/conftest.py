@@ -86,3 +86,23 @@ def course_project(tmp_path) -> Project:
     project = make_project(tmp_path / "course", {}, pd.read_csv(COURSE_FILE))
     shutil.copy(COURSE_FILE, project.input_dir / "dataset1.csv")
     return project
+
+
+def run_steps(project: Project, *steps: str) -> None:
+    """Run step scripts' `main` in order, failing the test if one fails."""
+    import deployment
+    import ingestion
+    import scoring
+    import training
+
+    mains = {
+        "ingestion": ingestion.main,
+        "training": training.main,
+        "scoring": scoring.main,
+        "deployment": deployment.main,
+    }
+    for step in steps:
+        assert mains[step](project.args()) == 0, f"{step} failed"
+
+
+ALL_STEPS = ("ingestion", "training", "scoring", "deployment")

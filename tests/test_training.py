@@ -1,0 +1,133 @@
+import json
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score, roc_auc_score
+
+import training
+from conftest import HEADER, client_rows, run_steps
+from project import FEATURES, sha256_file
+
+
+def load_trained(project):
+    with open(project.root / "models" / "trainedmodel.pkl", "rb") as handle:
+        return pickle.load(handle)
+
+
+def test_saves_model_and_metadata(project, capsys):
+    run_steps(project, "ingestion", "training")
+    assert "trained logistic regression" in capsys.readouterr().out
+    metadata = json.loads((project.root / "models" / "trainedmodel.json").read_text())
+    assert metadata["training_rows"] == 600
+    assert metadata["model_sha256"] == sha256_file(project.root / "models" / "trainedmodel.pkl")
+    final_data = project.root / "ingesteddata" / "finaldata.csv"
+    assert metadata["training_data"]["sha256"] == sha256_file(final_data)
+    assert [entry["file"] for entry in metadata["training_files"]] == ["batch1.csv", "batch2.csv"]
+    assert set(metadata["versions"]) >= {"python", "scikit-learn", "pandas", "numpy"}
+    assert metadata["cross_validation"]["folds"] == 5
+    assert 0 < metadata["cross_validation"]["f1_mean"] <= 1
+
+
+def test_model_is_one_pipeline_that_predicts_rows_with_gaps(project):
+    run_steps(project, "ingestion", "training")
+    model = load_trained(project)
+    assert [name for name, _ in model.steps] == ["impute", "log", "scale", "model"]
+    rows = pd.DataFrame([[np.nan, 1200.0, 40.0], [10.0, np.nan, np.nan]], columns=list(FEATURES))
+    probabilities = model.predict_proba(rows)[:, 1]
+    assert np.all((probabilities > 0) & (probabilities < 1))
+
+
+def test_training_is_reproducible(project):
+    run_steps(project, "ingestion", "training")
+    first = sha256_file(project.root / "models" / "trainedmodel.pkl")
+    run_steps(project, "training")
+    assert sha256_file(project.root / "models" / "trainedmodel.pkl") == first
+
+
+def test_settings_do_not_depend_on_the_test_data(project):
+    run_steps(project, "ingestion", "training")
+    first = sha256_file(project.root / "models" / "trainedmodel.pkl")
+    client_rows(300, seed=99).to_csv(project.root / "testdata" / "testdata.csv", index=False)
+    run_steps(project, "training")
+    assert sha256_file(project.root / "models" / "trainedmodel.pkl") == first
+
+
+def test_obvious_risk_order(project):
+    """Collapsing activity and dormancy mean risk; steady activity means staying."""
+    run_steps(project, "ingestion", "training")
+    model = load_trained(project)
+    clients = pd.DataFrame(
+        {
+            "lastmonth_activity": [250.0, 60.0, 0.0],
+            "lastyear_activity": [3000.0, 3000.0, 3000.0],
+            "number_of_employees": [40.0, 40.0, 40.0],
+        }
+    )
+    steady, collapsing, dormant = model.predict_proba(clients)[:, 1]
+    assert steady < collapsing < dormant
+    assert steady < 0.5 < dormant
+
+
+def test_trains_on_course_format_data(course_project):
+    run_steps(course_project, "ingestion", "training")
+    model = load_trained(course_project)
+    assert model.predict(
+        pd.read_csv(course_project.input_dir / "dataset1.csv")[list(FEATURES)]
+    ).size
+
+
+def test_too_few_rows_to_cross_validate_still_trains(project, capsys):
+    for path in project.input_dir.iterdir():
+        path.unlink()
+    project.write_input("tiny.csv", HEADER + "aaaa,10,100,5,0\nbbbb,1,150,3,1\ncccc,12,130,6,0\n")
+    run_steps(project, "ingestion", "training")
+    assert "no CV (too few rows)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ("aaaa,10,100,5,0\nbbbb,1,150,3,0\n", "only one class of exited"),
+        ("aaaa,,100,5,0\nbbbb,,150,3,1\n", "no values at all: lastmonth_activity"),
+    ],
+    ids=["one class", "all missing column"],
+)
+def test_untrainable_data_is_a_clear_error(project, rows, message, capsys):
+    for path in project.input_dir.iterdir():
+        path.unlink()
+    project.write_input("only.csv", HEADER + rows)
+    run_steps(project, "ingestion")
+    assert training.main(project.args()) == 1
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+    assert not (project.root / "models" / "trainedmodel.pkl").exists()
+
+
+def test_no_ingested_data(project, capsys):
+    assert training.main(project.args()) == 1
+    assert "no ingested data; run ingestion.py first" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_pipeline_beats_the_course_model_on_shipped_data():
+    """The shipped data's relation to exit needs the pipeline; raw logistic regression misses it."""
+    from project import DEFAULT_CONFIG_PATH, load_config, read_labelled_csv
+
+    config = load_config(DEFAULT_CONFIG_PATH)
+    frames = [read_labelled_csv(path) for path in sorted(config.input_dir.glob("*.csv"))]
+    train = pd.concat(frames).drop_duplicates()
+    test = read_labelled_csv(config.test_data_file)
+    model, _ = training.fit_model(train)
+    course = LogisticRegression().fit(train[list(FEATURES)].fillna(0), train["exited"])
+    ours_f1 = f1_score(test["exited"], model.predict(test[list(FEATURES)]))
+    course_f1 = f1_score(test["exited"], course.predict(test[list(FEATURES)].fillna(0)))
+    ours_auc = roc_auc_score(test["exited"], model.predict_proba(test[list(FEATURES)])[:, 1])
+    course_auc = roc_auc_score(
+        test["exited"], course.predict_proba(test[list(FEATURES)].fillna(0))[:, 1]
+    )
+    assert ours_f1 > course_f1 + 0.2
+    assert ours_auc > course_auc + 0.03
