@@ -18,9 +18,9 @@ from sklearn.linear_model import LogisticRegression
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import training  # noqa: E402
-from project import DEFAULT_CONFIG_PATH, FEATURES, TARGET, load_config, read_labelled_csv  # noqa: E402
-from scoring import evaluate_model  # noqa: E402
+import training
+from project import DEFAULT_CONFIG_PATH, FEATURES, TARGET, load_config, read_labelled_csv
+from scoring import evaluate_model
 
 
 class FillMissing:
@@ -51,7 +51,9 @@ def main() -> int:
     started = time.perf_counter()
     course = FillMissing(LogisticRegression()).fit(train[list(FEATURES)], train[TARGET])
     course_seconds = time.perf_counter() - started
-    print(f"training rows {len(train)}, test rows {len(test)}, exited rate {test[TARGET].mean():.3f}")
+    print(
+        f"training rows {len(train)}, test rows {len(test)}, exited rate {test[TARGET].mean():.3f}"
+    )
     print(f"pipeline settings chosen by {cv['folds']}-fold CV: {cv['params']}")
     print(f"{'model':<34} {'F1':>6} {'prec.':>6} {'recall':>6} {'ROC AUC':>8} {'fit s':>7}")
     for name, model, seconds in (
