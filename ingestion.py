@@ -19,6 +19,7 @@ from project import (
     Config,
     DataError,
     IngestedFile,
+    RejectedFile,
     atomic_path,
     atomic_write_text,
     build_parser,
@@ -70,9 +71,9 @@ def read_input_file(path: Path, sha256: str, ingested_at: str):
     """
     try:
         batch = read_client_csv(path)
-    except DataError as error:
+    except RejectedFile as error:
         logger.warning("%s", error)
-        return IngestedFile(path.name, sha256, 0, 0, ingested_at, "rejected", str(error)), None
+        return IngestedFile(path.name, sha256, 0, 0, ingested_at, "rejected", error.reason), None
     log_rejections(batch.rejections, path.name)
     entry = IngestedFile(
         path.name, sha256, len(batch.frame), len(batch.rejections), ingested_at, "ingested"

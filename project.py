@@ -69,6 +69,15 @@ class DataError(PipelineError):
     """Input data that cannot be used."""
 
 
+class RejectedFile(DataError):
+    """A data file that is unusable as a whole."""
+
+    def __init__(self, file: str, reason: str):
+        super().__init__(f"{file}: {reason}")
+        self.file = file
+        self.reason = reason
+
+
 # --- configuration -------------------------------------------------------------------------------
 
 
@@ -357,7 +366,7 @@ def read_client_csv(path: str | os.PathLike, *, require_target: bool = True) -> 
     required) an `exited` other than 0/1 is rejected on its own; missing feature values are kept.
 
     Raises:
-        DataError: the file as a whole is unusable (unreadable, empty, a required column missing).
+        RejectedFile: the file as a whole is unusable (unreadable, empty, a column missing).
     """
     import pandas as pd
 
@@ -367,24 +376,24 @@ def read_client_csv(path: str | os.PathLike, *, require_target: bool = True) -> 
     try:
         raw, lines, ragged = _read_raw_csv(path)
     except UnicodeDecodeError:
-        raise DataError(f"{label}: not a UTF-8 text file") from None
+        raise RejectedFile(label, "not a UTF-8 text file") from None
     except pd.errors.EmptyDataError:
-        raise DataError(f"{label}: file is empty") from None
+        raise RejectedFile(label, "file is empty") from None
     except (pd.errors.ParserError, ValueError, csv.Error) as error:
-        raise DataError(f"{label}: not readable as CSV: {str(error).strip()}") from None
+        raise RejectedFile(label, f"not readable as CSV: {str(error).strip()}") from None
     except OSError as error:
-        raise DataError(f"{label}: cannot read file: {error.strerror or error}") from None
+        raise RejectedFile(label, f"cannot read file: {error.strerror or error}") from None
     raw.columns = [str(name).strip() for name in raw.columns]
     if len(set(raw.columns)) != len(raw.columns):
-        raise DataError(f"{label}: repeated column names in the header")
+        raise RejectedFile(label, "repeated column names in the header")
     missing = [name for name in required if name not in raw.columns]
     if missing:
-        raise DataError(f"{label}: missing required column(s): {', '.join(missing)}")
+        raise RejectedFile(label, f"missing required column(s): {', '.join(missing)}")
     # Blank lines are read as rows and dropped here, not by the parser, so line numbers hold.
     raw.index = pd.Index(lines) if lines is not None else pd.RangeIndex(2, len(raw) + 2)
     raw = raw[~raw.apply(_is_blank).all(axis=1)]
     if raw.empty and not ragged:
-        raise DataError(f"{label}: no data rows")
+        raise RejectedFile(label, "no data rows")
     frame, problems = validate_client_rows(raw, require_target=require_target)
     problems = sorted([*ragged, *problems])
     rejections = [Rejection(label, int(line), reason) for line, reason in problems]
@@ -533,7 +542,7 @@ def configure_logging(verbose: bool = False) -> None:
     """Human-readable, timestamped log lines on stderr."""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format="%(asctime)s %(levelname)s %(message)s",
         datefmt="%Y-%m-%d %H:%M:%S",
         stream=sys.stderr,
         force=True,
@@ -568,18 +577,17 @@ def run_cli(args: argparse.Namespace, step) -> int:
         The process exit code: 0, or the failure's own code after one line on stderr.
     """
     configure_logging(args.verbose)
-    script_logger = logging.getLogger(args.script)
     try:
         config = load_config(args.config)
         result = step(config)
     except PipelineError as error:
-        script_logger.error("%s", error)
+        logger.error("%s: %s", args.script, error)
         return error.exit_code
     except OSError as error:
-        script_logger.error("%s", error)
+        logger.error("%s: %s", args.script, error)
         return 1
     except KeyboardInterrupt:
-        script_logger.error("interrupted")
+        logger.error("%s: interrupted", args.script)
         return 130
     print(result.summary)
     return 0
