@@ -17,6 +17,7 @@ from project import (
     MODEL_METADATA_FILE,
     RECORD_FILE,
     SCORE_FILE,
+    TRAINING_SAMPLE_FILE,
     Config,
     build_parser,
     read_json,
@@ -62,6 +63,7 @@ def collect_artifacts(config: Config):
     sources = {
         MODEL_FILE: model_dir / MODEL_FILE,
         MODEL_METADATA_FILE: model_dir / MODEL_METADATA_FILE,
+        TRAINING_SAMPLE_FILE: model_dir / TRAINING_SAMPLE_FILE,
         SCORE_FILE: model_dir / SCORE_FILE,
         METRICS_FILE: model_dir / METRICS_FILE,
         RECORD_FILE: config.ingestion_record_file,
@@ -69,6 +71,7 @@ def collect_artifacts(config: Config):
     hints = {
         MODEL_FILE: "training.py",
         MODEL_METADATA_FILE: "training.py",
+        TRAINING_SAMPLE_FILE: "training.py",
         SCORE_FILE: "scoring.py",
         METRICS_FILE: "scoring.py",
         RECORD_FILE: "ingestion.py",

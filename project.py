@@ -37,6 +37,7 @@ MISSING_TOKENS = ("", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "None")
 # Artifacts the steps pass to each other through the folders.
 MODEL_FILE = "trainedmodel.pkl"
 MODEL_METADATA_FILE = "trainedmodel.json"
+TRAINING_SAMPLE_FILE = "trainingsample.csv"
 SCORE_FILE = "latestscore.txt"
 METRICS_FILE = "scoremetrics.json"
 SCORE_HISTORY_FILE = "scorehistory.csv"
@@ -50,7 +51,23 @@ REQUIRED_KEYS = (
     "output_model_path",
     "prod_deployment_path",
 )
-OPTIONAL_KEYS = {"log_folder_path": "logs"}
+OPTIONAL_FOLDERS = {"log_folder_path": "logs"}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """An optional config key that is not a folder: its default fixes its type."""
+
+    default: object
+    help: str
+    choices: tuple = ()
+
+
+SETTINGS = {
+    "timing_repeats": Setting(3, "times ingestion and training are run to time them"),
+    "dependency_timeout_seconds": Setting(5.0, "longest wait for the package index, in all"),
+    "package_index_url": Setting("https://pypi.org/pypi", "JSON API asked for latest versions"),
+}
 
 
 class PipelineError(Exception):
@@ -92,7 +109,7 @@ class Config:
     model_dir: Path
     deploy_dir: Path
     log_dir: Path
-    options: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
 
     @property
     def test_data_file(self) -> Path:
@@ -136,20 +153,24 @@ def load_config(path: str | os.PathLike) -> Config:
     missing = [key for key in REQUIRED_KEYS if key not in raw]
     if missing:
         raise ConfigError(f"{path}: missing required key(s): {', '.join(missing)}")
-    unknown = sorted(set(raw) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
+    folder_keys = (*REQUIRED_KEYS, *OPTIONAL_FOLDERS)
+    unknown = sorted(set(raw) - set(folder_keys) - set(SETTINGS))
     if unknown:
-        known = ", ".join([*REQUIRED_KEYS, *OPTIONAL_KEYS])
+        known = ", ".join([*folder_keys, *SETTINGS])
         raise ConfigError(f"{path}: unknown key(s): {', '.join(unknown)} (known keys: {known})")
-    values = {**OPTIONAL_KEYS, **raw}
-    for key in (*REQUIRED_KEYS, *OPTIONAL_KEYS):
+    values = {**OPTIONAL_FOLDERS, **raw}
+    for key in folder_keys:
         if not isinstance(values[key], str) or not values[key].strip():
             raise ConfigError(f"{path}: '{key}' must be a non-empty folder path")
     base = path.parent
-    folders = {key: (base / values[key]).resolve() for key in (*REQUIRED_KEYS, *OPTIONAL_KEYS)}
+    folders = {key: (base / values[key]).resolve() for key in folder_keys}
     if not folders["input_folder_path"].is_dir():
         raise ConfigError(
             f"{path}: input_folder_path '{folders['input_folder_path']}' is not an existing folder"
         )
+    settings = {
+        key: _check_setting(path, key, raw.get(key, spec.default)) for key, spec in SETTINGS.items()
+    }
     return Config(
         path=path,
         input_dir=folders["input_folder_path"],
@@ -158,8 +179,34 @@ def load_config(path: str | os.PathLike) -> Config:
         model_dir=folders["output_model_path"],
         deploy_dir=folders["prod_deployment_path"],
         log_dir=folders["log_folder_path"],
-        options={key: values[key] for key in OPTIONAL_KEYS},
+        settings=settings,
     )
+
+
+def _check_setting(path: Path, key: str, value):
+    """`value` if it suits setting `key`, else ConfigError naming the file, key and expectation."""
+    spec = SETTINGS[key]
+    kind = type(spec.default)
+    if spec.choices:
+        if value not in spec.choices:
+            options = ", ".join(repr(choice) for choice in spec.choices)
+            raise ConfigError(f"{path}: '{key}' must be one of {options}, not {value!r}")
+        return value
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: '{key}' must be true or false, not {value!r}")
+        return value
+    if kind in (int, float):
+        whole = kind is int
+        if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)):
+            what = "a whole number" if whole else "a number"
+            raise ConfigError(f"{path}: '{key}' must be {what}, not {value!r}")
+        if value <= 0:
+            raise ConfigError(f"{path}: '{key}' must be greater than 0, not {value!r}")
+        return kind(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{path}: '{key}' must be a non-empty text, not {value!r}")
+    return value
 
 
 # --- files ---------------------------------------------------------------------------------------
@@ -230,7 +277,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def atomic_write_json(path: str | os.PathLike, data) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 @contextmanager
@@ -359,11 +406,12 @@ class ClientBatch:
     rejections: list[Rejection]
 
 
-def read_client_csv(path: str | os.PathLike, *, require_target: bool = True) -> ClientBatch:
+def read_client_csv(path: str | os.PathLike, *, labelled: bool = True) -> ClientBatch:
     """Read one client CSV, keeping the good rows and naming every bad one.
 
-    A row with a non-numeric or negative feature, an empty corporation or (when the target is
-    required) an `exited` other than 0/1 is rejected on its own; missing feature values are kept.
+    A row with a non-numeric or negative feature is rejected on its own, and in `labelled` data
+    (for training and scoring) so is one with an empty corporation or an `exited` other than 0/1.
+    Missing feature values are kept. Unlabelled data (to predict) needs only the features.
 
     Raises:
         RejectedFile: the file as a whole is unusable (unreadable, empty, a column missing).
@@ -372,7 +420,7 @@ def read_client_csv(path: str | os.PathLike, *, require_target: bool = True) -> 
 
     path = Path(path)
     label = path.name
-    required = COLUMNS if require_target else (ID_COLUMN, *FEATURES)
+    required = COLUMNS if labelled else FEATURES
     try:
         raw, lines, ragged = _read_raw_csv(path)
     except UnicodeDecodeError:
@@ -394,7 +442,7 @@ def read_client_csv(path: str | os.PathLike, *, require_target: bool = True) -> 
     raw = raw[~raw.apply(_is_blank).all(axis=1)]
     if raw.empty and not ragged:
         raise RejectedFile(label, "no data rows")
-    frame, problems = validate_client_rows(raw, require_target=require_target)
+    frame, problems = validate_client_rows(raw, labelled=labelled)
     problems = sorted([*ragged, *problems])
     rejections = [Rejection(label, int(line), reason) for line, reason in problems]
     return ClientBatch(frame=frame.reset_index(drop=True), rejections=rejections)
@@ -479,7 +527,7 @@ def _read_ragged_csv(path: Path):
     return frame.replace(missing), lines, ragged
 
 
-def validate_client_rows(raw, *, require_target: bool = True):
+def validate_client_rows(raw, *, labelled: bool = True):
     """Split raw rows (indexed by line or record number) into clean rows and problems.
 
     Returns:
@@ -497,8 +545,9 @@ def validate_client_rows(raw, *, require_target: bool = True):
     clean = pd.DataFrame(index=raw.index)
     if ID_COLUMN in raw.columns:
         ids = raw[ID_COLUMN].astype("string").str.strip()
-        reject(ids.isna() | (ids == ""), lambda i: f"{ID_COLUMN} is empty")
-        clean[ID_COLUMN] = ids.astype(str)
+        if labelled:
+            reject(ids.isna() | (ids == ""), lambda i: f"{ID_COLUMN} is empty")
+        clean[ID_COLUMN] = ids
     for name in FEATURES:
         values = raw[name]
         numbers = pd.to_numeric(values, errors="coerce").astype(float)
@@ -509,7 +558,7 @@ def validate_client_rows(raw, *, require_target: bool = True):
         reject(np.isinf(numbers), lambda i, n=name: f"{n}: {_show(raw.at[i, n])} is not finite")
         reject(numbers < 0, lambda i, n=name: f"{n}: {_show(raw.at[i, n])} is negative")
         clean[name] = numbers
-    if require_target:
+    if labelled:
         values = raw[TARGET]
         numbers = pd.to_numeric(values, errors="coerce")
         bad = ~numbers.isin([0, 1])

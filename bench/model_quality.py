@@ -2,7 +2,8 @@
 
 Both are trained on the same ingested rows (sourcedata, exact duplicates dropped) and scored on
 testdata/testdata.csv. The course's model is a plain `LogisticRegression()` on the three raw
-columns; it cannot take missing values, so they are filled with 0 for it.
+columns; it cannot take missing values, so they are filled with 0 for it. The Brier score and the
+mean predicted probability (against the actual exit rate) show whether probabilities are honest.
 
 Usage: python bench/model_quality.py
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import brier_score_loss
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -48,6 +50,10 @@ def main() -> int:
     started = time.perf_counter()
     ours, cv = training.fit_model(train)
     ours_seconds = time.perf_counter() - started
+    params = {f"model__{key}": value for key, value in cv["params"].items()}
+    uncalibrated = (
+        training.build_pipeline().set_params(**params).fit(train[list(FEATURES)], train[TARGET])
+    )
     started = time.perf_counter()
     course = FillMissing(LogisticRegression()).fit(train[list(FEATURES)], train[TARGET])
     course_seconds = time.perf_counter() - started
@@ -55,15 +61,22 @@ def main() -> int:
         f"training rows {len(train)}, test rows {len(test)}, exited rate {test[TARGET].mean():.3f}"
     )
     print(f"pipeline settings chosen by {cv['folds']}-fold CV: {cv['params']}")
-    print(f"{'model':<34} {'F1':>6} {'prec.':>6} {'recall':>6} {'ROC AUC':>8} {'fit s':>7}")
+    print(
+        f"{'model':<40} {'F1':>6} {'prec.':>6} {'recall':>6} {'ROC AUC':>8} {'Brier':>7}"
+        f" {'mean p':>7} {'fit s':>6}"
+    )
     for name, model, seconds in (
         ("pipeline (training.py)", ours, ours_seconds),
+        ("same, without calibration and threshold", uncalibrated, None),
         ("course: LogisticRegression() raw", course, course_seconds),
     ):
         m = evaluate_model(model, test)
+        probabilities = model.predict_proba(test[list(FEATURES)])[:, 1]
+        brier = brier_score_loss(test[TARGET], probabilities)
+        fit = "" if seconds is None else f"{seconds:.2f}"
         print(
-            f"{name:<34} {m['f1']:>6.3f} {m['precision']:>6.3f} {m['recall']:>6.3f}"
-            f" {m['roc_auc']:>8.3f} {seconds:>7.2f}"
+            f"{name:<40} {m['f1']:>6.3f} {m['precision']:>6.3f} {m['recall']:>6.3f}"
+            f" {m['roc_auc']:>8.3f} {brier:>7.4f} {probabilities.mean():>7.3f} {fit:>6}"
         )
     return 0
 

@@ -73,11 +73,31 @@ def make_project(root: Path, inputs: dict[str, pd.DataFrame], test_rows: pd.Data
     return project
 
 
+def new_project(root: Path) -> Project:
+    """Two 300-client input files and a 300-row test set."""
+    inputs = {"batch1.csv": client_rows(300, seed=1), "batch2.csv": client_rows(300, seed=2)}
+    return make_project(root, inputs, client_rows(300, seed=3))
+
+
 @pytest.fixture
 def project(tmp_path) -> Project:
-    """A project with two 300-client input files and a 300-row test set."""
-    inputs = {"batch1.csv": client_rows(300, seed=1), "batch2.csv": client_rows(300, seed=2)}
-    return make_project(tmp_path / "project", inputs, client_rows(300, seed=3))
+    """A project with data and nothing run yet."""
+    return new_project(tmp_path / "project")
+
+
+@pytest.fixture(scope="session")
+def deployed_template(tmp_path_factory) -> Project:
+    template = new_project(tmp_path_factory.mktemp("template") / "project")
+    run_steps(template, *ALL_STEPS)
+    return template
+
+
+@pytest.fixture
+def deployed(deployed_template, tmp_path) -> Project:
+    """A project that has been ingested, trained, scored and deployed (as v0001)."""
+    root = tmp_path / "project"
+    shutil.copytree(deployed_template.root, root, symlinks=True)
+    return Project(root)
 
 
 @pytest.fixture

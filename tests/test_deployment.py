@@ -6,7 +6,7 @@ import pytest
 
 import deployment
 import modelstore
-from conftest import ALL_STEPS, client_rows, run_steps
+from conftest import client_rows, run_steps
 from project import sha256_file
 
 
@@ -27,13 +27,14 @@ def retrain_on_more_data(project, seed=11):
 def test_deploy_writes_a_whole_version_with_manifest(project, capsys):
     run_steps(project, *ALL_STEPS)
     assert "deployed v0001" in capsys.readouterr().out
-    folder = deploy_dir(project)
-    assert live(project) == 1
+    deployed = project
+    folder = deploy_dir(deployed)
+    assert live(deployed) == 1
     manifest = json.loads((folder / "versions" / "v0001" / "manifest.json").read_text())
-    models = project.root / "models"
+    models = deployed.root / "models"
     assert manifest["model_sha256"] == sha256_file(models / "trainedmodel.pkl")
     assert manifest["metrics"]["f1"] == float((models / "latestscore.txt").read_text())
-    final_data = project.root / "ingesteddata" / "finaldata.csv"
+    final_data = deployed.root / "ingesteddata" / "finaldata.csv"
     assert manifest["training_data_sha256"] == sha256_file(final_data)
     assert manifest["version"] == 1
     assert manifest["deployed_at"].endswith("Z")
@@ -42,20 +43,18 @@ def test_deploy_writes_a_whole_version_with_manifest(project, capsys):
         assert (folder / name).read_bytes() == (folder / "versions" / "v0001" / name).read_bytes()
 
 
-def test_redeploying_the_same_model_changes_nothing(project, capsys):
-    run_steps(project, *ALL_STEPS)
-    run_steps(project, "deployment")
+def test_redeploying_the_same_model_changes_nothing(deployed, capsys):
+    run_steps(deployed, "deployment")
     assert "already live" in capsys.readouterr().out
-    assert modelstore.list_versions(deploy_dir(project)) == [1]
+    assert modelstore.list_versions(deploy_dir(deployed)) == [1]
 
 
-def test_new_deployment_keeps_the_previous_and_records_history(project):
-    run_steps(project, *ALL_STEPS)
-    retrain_on_more_data(project)
-    assert deployment.main(project.args("--reason", "more data")) == 0
-    assert live(project) == 2
-    assert modelstore.list_versions(deploy_dir(project)) == [1, 2]
-    history = modelstore.read_history(deploy_dir(project))
+def test_new_deployment_keeps_the_previous_and_records_history(deployed):
+    retrain_on_more_data(deployed)
+    assert deployment.main(deployed.args("--reason", "more data")) == 0
+    assert live(deployed) == 2
+    assert modelstore.list_versions(deploy_dir(deployed)) == [1, 2]
+    history = modelstore.read_history(deploy_dir(deployed))
     assert [(h["action"], h["from_version"], h["to_version"]) for h in history] == [
         ("deploy", "-", "v0001"),
         ("deploy", "v0001", "v0002"),
@@ -63,35 +62,33 @@ def test_new_deployment_keeps_the_previous_and_records_history(project):
     assert history[-1]["reason"] == "more data"
 
 
-def test_rollback_makes_the_previous_version_live(project, capsys):
-    run_steps(project, *ALL_STEPS)
-    retrain_on_more_data(project)
-    run_steps(project, "deployment")
-    first_model = (deploy_dir(project) / "versions" / "v0001" / "trainedmodel.pkl").read_bytes()
-    assert deployment.main(project.args("--rollback")) == 0
+def test_rollback_makes_the_previous_version_live(deployed, capsys):
+    retrain_on_more_data(deployed)
+    run_steps(deployed, "deployment")
+    first_model = (deploy_dir(deployed) / "versions" / "v0001" / "trainedmodel.pkl").read_bytes()
+    assert deployment.main(deployed.args("--rollback")) == 0
     assert "rolled back to v0001" in capsys.readouterr().out
-    assert live(project) == 1
-    assert (deploy_dir(project) / "trainedmodel.pkl").read_bytes() == first_model
-    history = modelstore.read_history(deploy_dir(project))
+    assert live(deployed) == 1
+    assert (deploy_dir(deployed) / "trainedmodel.pkl").read_bytes() == first_model
+    history = modelstore.read_history(deploy_dir(deployed))
     assert (history[-1]["action"], history[-1]["from_version"], history[-1]["to_version"]) == (
         "rollback",
         "v0002",
         "v0001",
     )
-    _, deployed = modelstore.load_deployed_model(deploy_dir(project))
+    _, deployed = modelstore.load_deployed_model(deploy_dir(deployed))
     assert deployed.version == 1
 
 
-def test_rollback_to_a_named_version(project):
-    run_steps(project, *ALL_STEPS)
-    retrain_on_more_data(project, seed=11)
-    run_steps(project, "deployment")
-    retrain_on_more_data(project, seed=12)
-    run_steps(project, "deployment")
-    assert deployment.main(project.args("--rollback", "1")) == 0
-    assert live(project) == 1
-    assert deployment.main(project.args("--rollback", "v0003")) == 0
-    assert live(project) == 3
+def test_rollback_to_a_named_version(deployed):
+    retrain_on_more_data(deployed, seed=11)
+    run_steps(deployed, "deployment")
+    retrain_on_more_data(deployed, seed=12)
+    run_steps(deployed, "deployment")
+    assert deployment.main(deployed.args("--rollback", "1")) == 0
+    assert live(deployed) == 1
+    assert deployment.main(deployed.args("--rollback", "v0003")) == 0
+    assert live(deployed) == 3
 
 
 @pytest.mark.parametrize(
@@ -102,12 +99,11 @@ def test_rollback_to_a_named_version(project):
         ("seven", "'seven' is not a version number"),
     ],
 )
-def test_impossible_rollback_is_a_clear_error(project, argument, message, capsys):
-    run_steps(project, *ALL_STEPS)
+def test_impossible_rollback_is_a_clear_error(deployed, argument, message, capsys):
     args = ["--rollback"] if argument is None else ["--rollback", argument]
-    assert deployment.main(project.args(*args)) == 1
+    assert deployment.main(deployed.args(*args)) == 1
     assert message in capsys.readouterr().err
-    assert live(project) == 1
+    assert live(deployed) == 1
 
 
 def test_rollback_with_nothing_deployed(project, capsys):
@@ -115,23 +111,21 @@ def test_rollback_with_nothing_deployed(project, capsys):
     assert "nothing is deployed" in capsys.readouterr().err
 
 
-def test_tampered_deployed_model_is_refused(project):
-    run_steps(project, *ALL_STEPS)
-    model_path = deploy_dir(project) / "versions" / "v0001" / "trainedmodel.pkl"
+def test_tampered_deployed_model_is_refused(deployed):
+    model_path = deploy_dir(deployed) / "versions" / "v0001" / "trainedmodel.pkl"
     model_path.write_bytes(model_path.read_bytes()[:-5] + b"xxxxx")
     with pytest.raises(modelstore.DeploymentError, match="does not match the recorded"):
-        modelstore.load_deployed_model(deploy_dir(project))
+        modelstore.load_deployed_model(deploy_dir(deployed))
 
 
-def test_rollback_to_a_tampered_version_is_refused(project, capsys):
-    run_steps(project, *ALL_STEPS)
-    retrain_on_more_data(project)
-    run_steps(project, "deployment")
-    with (deploy_dir(project) / "versions" / "v0001" / "trainedmodel.pkl").open("ab") as handle:
+def test_rollback_to_a_tampered_version_is_refused(deployed, capsys):
+    retrain_on_more_data(deployed)
+    run_steps(deployed, "deployment")
+    with (deploy_dir(deployed) / "versions" / "v0001" / "trainedmodel.pkl").open("ab") as handle:
         handle.write(b"!")
-    assert deployment.main(project.args("--rollback")) == 1
+    assert deployment.main(deployed.args("--rollback")) == 1
     assert "does not match the recorded" in capsys.readouterr().err
-    assert live(project) == 2
+    assert live(deployed) == 2
 
 
 def test_score_of_another_model_is_refused(project, capsys):
@@ -169,40 +163,40 @@ CRASH_POINTS = {
 
 
 @pytest.mark.parametrize("point", CRASH_POINTS, ids=list(CRASH_POINTS))
-def test_crash_before_the_switch_leaves_the_previous_one_live(project, monkeypatch, point):
-    run_steps(project, *ALL_STEPS)
-    folder = deploy_dir(project)
+def test_crash_before_the_switch_leaves_the_previous_one_live(deployed, monkeypatch, point):
+    folder = deploy_dir(deployed)
     before = {
         name: (folder / name).read_bytes() for name in ("trainedmodel.pkl", "latestscore.txt")
     }
-    retrain_on_more_data(project)
+    retrain_on_more_data(deployed)
     with monkeypatch.context() as patch:
         fail_when(patch, *CRASH_POINTS[point])
-        assert deployment.main(project.args()) == 1
-    assert live(project) == 1
+        assert deployment.main(deployed.args()) == 1
+    assert live(deployed) == 1
     assert {name: (folder / name).read_bytes() for name in before} == before
     modelstore.verify_files(modelstore.current_deployment(folder))
     assert len(modelstore.read_history(folder)) == 1
     # The next deployment cleans up what was left and completes.
-    run_steps(project, "deployment")
+    run_steps(deployed, "deployment")
     assert (
-        modelstore.version_name(live(project)) == modelstore.read_history(folder)[-1]["to_version"]
+        modelstore.version_name(live(deployed)) == modelstore.read_history(folder)[-1]["to_version"]
     )
     assert not list((folder / "versions").glob(".tmp-*"))
     modelstore.verify_files(modelstore.current_deployment(folder))
 
 
-def test_crash_after_the_switch_leaves_the_new_one_live_and_history_is_mended(project, monkeypatch):
-    run_steps(project, *ALL_STEPS)
-    folder = deploy_dir(project)
-    retrain_on_more_data(project)
+def test_crash_after_the_switch_leaves_the_new_one_live_and_history_is_mended(
+    deployed, monkeypatch
+):
+    folder = deploy_dir(deployed)
+    retrain_on_more_data(deployed)
     with monkeypatch.context() as patch:
         fail_when(patch, os, "replace", lambda src, dst: str(dst).endswith("deploymenthistory.txt"))
-        assert deployment.main(project.args()) == 1
-    assert live(project) == 2
+        assert deployment.main(deployed.args()) == 1
+    assert live(deployed) == 2
     modelstore.verify_files(modelstore.current_deployment(folder))
-    retrain_on_more_data(project, seed=12)
-    run_steps(project, "deployment")
+    retrain_on_more_data(deployed, seed=12)
+    run_steps(deployed, "deployment")
     history = modelstore.read_history(folder)
     assert [(h["action"], h["to_version"]) for h in history] == [
         ("deploy", "v0001"),

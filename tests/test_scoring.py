@@ -69,21 +69,19 @@ def test_writes_bare_f1_metrics_and_history(project, capsys):
     assert history[-1]["context"] == "test"
 
 
-def test_bad_test_rows_are_skipped_with_a_message(project, capsys):
-    run_steps(project, "ingestion", "training")
-    test_file = project.root / "testdata" / "testdata.csv"
+def test_bad_test_rows_are_skipped_with_a_message(deployed, capsys):
+    test_file = deployed.root / "testdata" / "testdata.csv"
     with test_file.open("a") as handle:
         handle.write("badx,lots,10,1,0\n")
-    run_steps(project, "scoring")
+    run_steps(deployed, "scoring")
     captured = capsys.readouterr()
     assert "testdata.csv:302: lastmonth_activity: 'lots' is not a number" in captured.err
     assert "on 300 test rows" in captured.out
 
 
-def test_missing_test_data(project, capsys):
-    run_steps(project, "ingestion", "training")
-    (project.root / "testdata" / "testdata.csv").unlink()
-    assert scoring.main(project.args()) == 1
+def test_missing_test_data(deployed, capsys):
+    (deployed.root / "testdata" / "testdata.csv").unlink()
+    assert scoring.main(deployed.args()) == 1
     err = capsys.readouterr().err
     assert "testdata.csv: data file not found" in err
     assert "Traceback" not in err
@@ -94,11 +92,10 @@ def test_no_trained_model(project, capsys):
     assert "no trained model; run training.py first" in capsys.readouterr().err
 
 
-def test_changed_model_file_is_refused(project, capsys):
-    run_steps(project, "ingestion", "training")
-    with (project.root / "models" / "trainedmodel.pkl").open("ab") as handle:
+def test_changed_model_file_is_refused(deployed, capsys):
+    with (deployed.root / "models" / "trainedmodel.pkl").open("ab") as handle:
         handle.write(b"tampered")
-    assert scoring.main(project.args()) == 1
+    assert scoring.main(deployed.args()) == 1
     assert "does not match the recorded" in capsys.readouterr().err
 
 
@@ -108,8 +105,7 @@ def test_course_format_test_data(course_project):
     assert metrics["rows"] == 15
 
 
-def test_header_only_test_data(project, capsys):
-    run_steps(project, "ingestion", "training")
-    (project.root / "testdata" / "testdata.csv").write_text(HEADER)
-    assert scoring.main(project.args()) == 1
+def test_header_only_test_data(deployed, capsys):
+    (deployed.root / "testdata" / "testdata.csv").write_text(HEADER)
+    assert scoring.main(deployed.args()) == 1
     assert "no data rows" in capsys.readouterr().err

@@ -27,38 +27,38 @@ def test_saves_model_and_metadata(project, capsys):
     assert metadata["training_data"]["sha256"] == sha256_file(final_data)
     assert [entry["file"] for entry in metadata["training_files"]] == ["batch1.csv", "batch2.csv"]
     assert set(metadata["versions"]) >= {"python", "scikit-learn", "pandas", "numpy"}
-    assert metadata["cross_validation"]["folds"] == 5
-    assert 0 < metadata["cross_validation"]["f1_mean"] <= 1
+    cv = metadata["cross_validation"]
+    assert cv["folds"] == 5
+    assert 0.5 < cv["roc_auc_mean"] <= 1
+    assert cv["calibrated"]
+    assert 0 < cv["threshold"] < 1
+    assert 0 < cv["f1_mean"] <= 1
 
 
-def test_model_is_one_pipeline_that_predicts_rows_with_gaps(project):
-    run_steps(project, "ingestion", "training")
-    model = load_trained(project)
+def test_model_is_one_pipeline_that_predicts_rows_with_gaps(deployed):
+    model = load_trained(deployed)
     assert [name for name, _ in model.steps] == ["impute", "log", "scale", "model"]
     rows = pd.DataFrame([[np.nan, 1200.0, 40.0], [10.0, np.nan, np.nan]], columns=list(FEATURES))
     probabilities = model.predict_proba(rows)[:, 1]
     assert np.all((probabilities > 0) & (probabilities < 1))
 
 
-def test_training_is_reproducible(project):
-    run_steps(project, "ingestion", "training")
-    first = sha256_file(project.root / "models" / "trainedmodel.pkl")
-    run_steps(project, "training")
-    assert sha256_file(project.root / "models" / "trainedmodel.pkl") == first
+def test_training_is_reproducible(deployed):
+    first = sha256_file(deployed.root / "models" / "trainedmodel.pkl")
+    run_steps(deployed, "training")
+    assert sha256_file(deployed.root / "models" / "trainedmodel.pkl") == first
 
 
-def test_settings_do_not_depend_on_the_test_data(project):
-    run_steps(project, "ingestion", "training")
-    first = sha256_file(project.root / "models" / "trainedmodel.pkl")
-    client_rows(300, seed=99).to_csv(project.root / "testdata" / "testdata.csv", index=False)
-    run_steps(project, "training")
-    assert sha256_file(project.root / "models" / "trainedmodel.pkl") == first
+def test_settings_do_not_depend_on_the_test_data(deployed):
+    first = sha256_file(deployed.root / "models" / "trainedmodel.pkl")
+    client_rows(300, seed=99).to_csv(deployed.root / "testdata" / "testdata.csv", index=False)
+    run_steps(deployed, "training")
+    assert sha256_file(deployed.root / "models" / "trainedmodel.pkl") == first
 
 
-def test_obvious_risk_order(project):
+def test_obvious_risk_order(deployed):
     """Collapsing activity and dormancy mean risk; steady activity means staying."""
-    run_steps(project, "ingestion", "training")
-    model = load_trained(project)
+    model = load_trained(deployed)
     clients = pd.DataFrame(
         {
             "lastmonth_activity": [250.0, 60.0, 0.0],
@@ -84,7 +84,7 @@ def test_too_few_rows_to_cross_validate_still_trains(project, capsys):
         path.unlink()
     project.write_input("tiny.csv", HEADER + "aaaa,10,100,5,0\nbbbb,1,150,3,1\ncccc,12,130,6,0\n")
     run_steps(project, "ingestion", "training")
-    assert "no CV (too few rows)" in capsys.readouterr().out
+    assert "no cross-validation (too few rows)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -131,3 +131,6 @@ def test_pipeline_beats_the_course_model_on_shipped_data():
     )
     assert ours_f1 > course_f1 + 0.2
     assert ours_auc > course_auc + 0.03
+    # Probabilities mean what they say: on average as many leave as the model expects.
+    probabilities = model.predict_proba(test[list(FEATURES)])[:, 1]
+    assert abs(probabilities.mean() - test["exited"].mean()) < 0.03

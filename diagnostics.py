@@ -1,0 +1,463 @@
+"""Diagnose the deployed model and the ingested data, and rank the clients by risk of leaving.
+
+Writes, in `output_model_path`, `diagnostics.json` (summary statistics, missing data, step timings,
+dependency versions, data drift, the top of the ranking) and `riskranking.csv` (every client with
+the deployed model's probability of leaving, highest first), each atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib.metadata
+import json
+import logging
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import requests
+from packaging.version import InvalidVersion, Version
+
+import drift
+import ingestion
+import modelstore
+import training
+from project import (
+    FEATURES,
+    ID_COLUMN,
+    MODEL_METADATA_FILE,
+    PROJECT_DIR,
+    TRAINING_SAMPLE_FILE,
+    Config,
+    DataError,
+    atomic_path,
+    atomic_write_json,
+    build_parser,
+    read_client_csv,
+    read_ingestion_record,
+    read_json,
+    read_labelled_csv,
+    run_cli,
+    sha256_file,
+    utc_now,
+    validate_client_rows,
+)
+
+logger = logging.getLogger(__name__)
+
+DIAGNOSTICS_FILE = "diagnostics.json"
+RANKING_FILE = "riskranking.csv"
+DEPENDENCY_CACHE_FILE = "dependencycache.json"
+DEPENDENCY_CACHE_AGE = timedelta(days=1)
+REQUIREMENTS_FILE = PROJECT_DIR / "requirements.txt"
+TOP_CLIENTS = 20
+
+
+# --- predictions and the ranking -----------------------------------------------------------------
+
+
+def model_predictions(data, config: Config) -> pd.DataFrame:
+    """The deployed model's labels and probabilities of leaving, in input order.
+
+    Args:
+        data: a DataFrame with the feature columns, or the path of a CSV file.
+        config: where the deployed model is.
+
+    Returns:
+        Columns `prediction` (0/1) and `probability`, with `corporation` first when given.
+
+    Raises:
+        DataError: a feature column is missing or a row is invalid (named by line or record).
+        DeploymentError: no valid model is deployed.
+    """
+    rows = _prediction_rows(data)
+    model, _ = modelstore.load_deployed_model(config.deploy_dir)
+    return predict(model, rows)
+
+
+def predict(model, rows: pd.DataFrame) -> pd.DataFrame:
+    """Labels and probabilities of `model` for valid client rows, in their order."""
+    features = rows[list(FEATURES)]
+    result = pd.DataFrame(
+        {"prediction": model.predict(features), "probability": model.predict_proba(features)[:, 1]}
+    )
+    if ID_COLUMN in rows.columns:
+        result.insert(0, ID_COLUMN, rows[ID_COLUMN].to_numpy())
+    return result
+
+
+def _prediction_rows(data) -> pd.DataFrame:
+    if isinstance(data, str | Path):
+        batch = read_client_csv(data, labelled=False)
+        problems = [str(rejection) for rejection in batch.rejections]
+        frame = batch.frame
+    else:
+        missing = [name for name in FEATURES if name not in data.columns]
+        if missing:
+            raise DataError(f"missing feature column(s): {', '.join(missing)}")
+        rows = data.set_axis(pd.RangeIndex(1, len(data) + 1))
+        frame, found = validate_client_rows(rows, labelled=False)
+        problems = [f"record {index}: {reason}" for index, reason in found]
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise DataError(f"{problems[0]}{more}")
+    return frame.reset_index(drop=True)
+
+
+def rank_clients(data: pd.DataFrame, model) -> pd.DataFrame:
+    """Every client once (its latest record), with its probability of leaving, highest first."""
+    latest = data.drop_duplicates(subset=ID_COLUMN, keep="last")
+    predictions = predict(model, latest)
+    ranked = latest.reset_index(drop=True).assign(
+        probability=predictions["probability"].round(6),
+        predicted_exit=predictions["prediction"],
+    )
+    ranked = ranked.sort_values(["probability", ID_COLUMN], ascending=[False, True])
+    ranked.insert(0, "rank", range(1, len(ranked) + 1))
+    columns = ["rank", ID_COLUMN, "probability", "predicted_exit", *FEATURES, "exited"]
+    return ranked[columns].reset_index(drop=True)
+
+
+# --- the ingested data ---------------------------------------------------------------------------
+
+
+def summary_statistics(data: pd.DataFrame) -> dict:
+    """Mean, median, standard deviation, count, min, quartiles and max of each numeric column."""
+    numeric = data.select_dtypes("number")
+    table = {}
+    for name in numeric.columns:
+        values = numeric[name].dropna()
+        table[name] = {
+            "mean": _number(values.mean()),
+            "median": _number(values.median()),
+            "std": _number(values.std()),
+            "count": len(values),
+            "min": _number(values.min()),
+            "q25": _number(values.quantile(0.25)),
+            "q75": _number(values.quantile(0.75)),
+            "max": _number(values.max()),
+        }
+    return table
+
+
+def missing_percentages(data: pd.DataFrame) -> dict:
+    """Percentage of missing values in each column."""
+    return {name: round(float(data[name].isna().mean() * 100), 4) for name in data.columns}
+
+
+def _number(value):
+    return None if pd.isna(value) else round(float(value), 6)
+
+
+def check_ingested_data(data: pd.DataFrame, source: Path) -> None:
+    """Raise DataError when the ingested data cannot be diagnosed."""
+    empty = [name for name in FEATURES if data[name].isna().all()]
+    if empty:
+        raise DataError(f"{source}: column(s) with no values at all: {', '.join(empty)}")
+
+
+# --- drift ---------------------------------------------------------------------------------------
+
+
+def newest_data(config: Config, deployment: modelstore.Deployment, ingested: pd.DataFrame):
+    """The data ingested since the deployed model was trained, to compare with its training data.
+
+    Returns:
+        (rows, description): the rows of files ingested after training, or all the ingested data
+        when there are none (or they are no longer in the input folder).
+    """
+    metadata = read_json(deployment.path / MODEL_METADATA_FILE, "deployed model metadata")
+    trained = {(item["file"], item["sha256"]) for item in metadata.get("training_files", [])}
+    frames, names = [], []
+    for entry in read_ingestion_record(config.ingestion_record_file):
+        path = config.input_dir / entry.file
+        if entry.status != "ingested" or (entry.file, entry.sha256) in trained:
+            continue
+        if path.is_file() and sha256_file(path) == entry.sha256:
+            frames.append(read_client_csv(path).frame)
+            names.append(entry.file)
+    if frames:
+        return pd.concat(frames, ignore_index=True), f"files since training: {', '.join(names)}"
+    return ingested, "all ingested data (no files since the model was trained)"
+
+
+def data_drift(config: Config, deployment: modelstore.Deployment, ingested: pd.DataFrame) -> dict:
+    """Per-feature drift of the newest data against the deployed model's training sample."""
+    sample_path = deployment.path / TRAINING_SAMPLE_FILE
+    if not sample_path.is_file():
+        return {"available": False, "reason": f"{deployment.label} has no training sample"}
+    current, compared = newest_data(config, deployment, ingested)
+    features = drift.feature_drift(pd.read_csv(sample_path), current, FEATURES)
+    return {
+        "available": True,
+        "compared": compared,
+        "reference": f"training sample of {deployment.label}",
+        "ks_alpha": drift.KS_ALPHA,
+        "psi_major": drift.PSI_MAJOR,
+        "features": features,
+        "drifted": [item["feature"] for item in features if item["ks_drift"]],
+    }
+
+
+# --- timing --------------------------------------------------------------------------------------
+
+
+def time_steps(config: Config, repeats: int) -> dict:
+    """Median seconds of ingestion and training, run on a copy in a temporary folder.
+
+    Nothing of the project's own is written; the input files are copied first so that a batch
+    landing meanwhile does not change what is timed.
+    """
+    runs = {"ingestion": [], "training": []}
+    with tempfile.TemporaryDirectory(prefix="risk-timing-") as scratch_dir:
+        scratch = Path(scratch_dir)
+        (scratch / "input").mkdir()
+        for path in ingestion.list_input_files(config.input_dir):
+            shutil.copy2(path, scratch / "input" / path.name)
+        copy = dataclasses.replace(
+            config,
+            input_dir=scratch / "input",
+            ingested_dir=scratch / "ingested",
+            model_dir=scratch / "models",
+            deploy_dir=scratch / "deploy",
+            log_dir=scratch / "logs",
+        )
+        with _quiet_logging():
+            for _ in range(repeats):
+                for name, step in (("ingestion", ingestion.run), ("training", training.run)):
+                    started = time.perf_counter()
+                    step(copy)
+                    runs[name].append(round(time.perf_counter() - started, 4))
+    return {
+        name: {"median_seconds": statistics.median(times), "runs": times}
+        for name, times in runs.items()
+    }
+
+
+@contextlib.contextmanager
+def _quiet_logging():
+    """Silence warnings while steps repeat on a copy: they were reported when run for real."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+
+
+# --- dependencies --------------------------------------------------------------------------------
+
+
+def read_requirements(path: Path) -> list[tuple[str, str | None]]:
+    """(name, pinned version or None) for each requirement line."""
+    requirements = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        name, _, pinned = line.partition("==")
+        requirements.append((name.strip(), pinned.strip() or None))
+    return requirements
+
+
+def installed_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def latest_versions(names: list[str], index_url: str, timeout: float, cache_path: Path) -> dict:
+    """Latest released version of each package, from a day-old cache or the package index.
+
+    Every lookup runs in a daemon thread and all of them together get `timeout` seconds; a
+    package not answered by then is None ("unknown"). Nothing here can hang the caller.
+    """
+    cache = _read_cache(cache_path)
+    now = datetime.now(UTC)
+    found = {
+        name: cache[name]["latest"]
+        for name in names
+        if name in cache and now - _parse_time(cache[name]["checked_at"]) < DEPENDENCY_CACHE_AGE
+    }
+    wanted = [name for name in names if name not in found]
+    answers: dict[str, str] = {}
+
+    def ask(name: str) -> None:
+        with contextlib.suppress(Exception):
+            response = requests.get(f"{index_url.rstrip('/')}/{name}/json", timeout=timeout)
+            response.raise_for_status()
+            answers[name] = str(response.json()["info"]["version"])
+
+    threads = [threading.Thread(target=ask, args=(name,), daemon=True) for name in wanted]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    fresh = {name: answers[name] for name in wanted if name in answers}
+    if fresh:
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        cache.update({name: {"latest": v, "checked_at": stamp} for name, v in fresh.items()})
+        with contextlib.suppress(OSError):
+            atomic_write_json(cache_path, cache)
+    return {name: found.get(name, fresh.get(name)) for name in names}
+
+
+def _read_cache(path: Path) -> dict:
+    try:
+        cache = read_json(path, "dependency cache")
+        return {k: v for k, v in cache.items() if {"latest", "checked_at"} <= set(v)}
+    except Exception:  # a missing or damaged cache only costs a lookup
+        return {}
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except (TypeError, ValueError):
+        return datetime.min.replace(tzinfo=UTC)
+
+
+def dependency_status(config: Config, requirements_path: Path = REQUIREMENTS_FILE) -> list[dict]:
+    """Pinned, installed and latest version of each requirement, and whether it is outdated."""
+    requirements = read_requirements(requirements_path)
+    latest = latest_versions(
+        [name for name, _ in requirements],
+        config.settings["package_index_url"],
+        config.settings["dependency_timeout_seconds"],
+        config.model_dir / DEPENDENCY_CACHE_FILE,
+    )
+    table = []
+    for name, pinned in requirements:
+        installed = installed_version(name)
+        table.append(
+            {
+                "package": name,
+                "pinned": pinned,
+                "installed": installed,
+                "latest": latest[name],
+                "status": _dependency_state(installed, latest[name]),
+            }
+        )
+    return table
+
+
+def _dependency_state(installed: str | None, latest: str | None) -> str:
+    if installed is None:
+        return "not installed"
+    if latest is None:
+        return "unknown"
+    try:
+        return "outdated" if Version(installed) < Version(latest) else "up to date"
+    except InvalidVersion:
+        return "unknown"
+
+
+# --- the step ------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class DiagnosticsResult:
+    report: dict
+    path: Path
+
+    @property
+    def summary(self) -> str:
+        report = self.report
+        lines = [
+            f"model {report['model']['version']}, {report['data']['rows']} ingested rows",
+            "summary statistics:",
+        ]
+        for name, stats in report["summary_statistics"].items():
+            lines.append(
+                f"  {name:<20} mean {stats['mean']:>12.2f}  median {stats['median']:>10.2f}"
+                f"  std {stats['std']:>12.2f}"
+            )
+        missing = ", ".join(f"{k} {v:.1f} %" for k, v in report["missing_percent"].items() if v)
+        lines.append(f"missing values: {missing or 'none'}")
+        timings = report["timings"]
+        lines.append(
+            f"timings (median of {len(timings['training']['runs'])}): ingestion"
+            f" {timings['ingestion']['median_seconds']:.2f} s,"
+            f" training {timings['training']['median_seconds']:.2f} s"
+        )
+        deps = report["dependencies"]
+        outdated = [d["package"] for d in deps if d["status"] == "outdated"]
+        unknown = [d["package"] for d in deps if d["status"] == "unknown"]
+        lines.append(
+            f"dependencies: {len(outdated)} outdated {outdated or ''}"
+            f"{f', {len(unknown)} unknown' if unknown else ''}".rstrip()
+        )
+        drifted = report["drift"].get("drifted")
+        lines.append(
+            "data drift: "
+            + (report["drift"]["reason"] if drifted is None else ", ".join(drifted) or "none")
+        )
+        top = report["ranking"]["top"][:5]
+        lines.append(
+            "most at risk: " + ", ".join(f"{c[ID_COLUMN]} {c['probability']:.2f}" for c in top)
+        )
+        lines.append(f"-> {self.path}")
+        return "\n".join(lines)
+
+
+def run(config: Config, timing_repeats: int | None = None) -> DiagnosticsResult:
+    """Compute every diagnostic, then write the ranking and `diagnostics.json`."""
+    model, deployment = modelstore.load_deployed_model(config.deploy_dir)
+    data_path = config.final_data_file
+    if not data_path.is_file():
+        raise DataError(f"{data_path}: no ingested data; run ingestion.py first")
+    data = read_labelled_csv(data_path)
+    check_ingested_data(data, data_path)
+    ranking = rank_clients(data, model)
+    report = {
+        "generated_at": utc_now(),
+        "model": {
+            "version": deployment.label,
+            "sha256": deployment.manifest["model_sha256"],
+            "deployed_at": deployment.manifest.get("deployed_at"),
+        },
+        "data": {"file": str(data_path), "sha256": sha256_file(data_path), "rows": len(data)},
+        "summary_statistics": summary_statistics(data),
+        "missing_percent": missing_percentages(data),
+        "drift": data_drift(config, deployment, data),
+        "timings": time_steps(config, timing_repeats or config.settings["timing_repeats"]),
+        "dependencies": dependency_status(config),
+        "ranking": {
+            "file": RANKING_FILE,
+            "clients": len(ranking),
+            "top": json.loads(ranking.head(TOP_CLIENTS).to_json(orient="records")),
+        },
+    }
+    with atomic_path(config.model_dir / RANKING_FILE) as tmp_path:
+        ranking.to_csv(tmp_path, index=False, lineterminator="\n")
+    path = config.model_dir / DIAGNOSTICS_FILE
+    atomic_write_json(path, report)
+    return DiagnosticsResult(report, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser(__file__, __doc__)
+    parser.add_argument(
+        "--timing-repeats",
+        type=int,
+        metavar="N",
+        help="run ingestion and training N times to time them (default: the config's"
+        " timing_repeats, 3)",
+    )
+    args = parser.parse_args(argv)
+    if args.timing_repeats is not None and args.timing_repeats < 1:
+        parser.error("--timing-repeats must be at least 1")
+    return run_cli(args, lambda config: run(config, args.timing_repeats))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
