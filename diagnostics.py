@@ -37,7 +37,6 @@ from project import (
     TRAINING_SAMPLE_FILE,
     Config,
     DataError,
-    atomic_path,
     atomic_write_json,
     build_parser,
     read_client_csv,
@@ -48,6 +47,7 @@ from project import (
     sha256_file,
     utc_now,
     validate_client_rows,
+    write_csv,
 )
 
 logger = logging.getLogger(__name__)
@@ -437,8 +437,7 @@ def run(config: Config, timing_repeats: int | None = None) -> DiagnosticsResult:
             "top": json.loads(ranking.head(TOP_CLIENTS).to_json(orient="records")),
         },
     }
-    with atomic_path(config.model_dir / RANKING_FILE) as tmp_path:
-        ranking.to_csv(tmp_path, index=False, lineterminator="\n")
+    write_csv(ranking, config.model_dir / RANKING_FILE)
     path = config.model_dir / DIAGNOSTICS_FILE
     atomic_write_json(path, report)
     return DiagnosticsResult(report, path)

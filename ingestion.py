@@ -15,12 +15,10 @@ import pandas as pd
 
 from project import (
     COLUMNS,
-    FEATURES,
     Config,
     DataError,
     IngestedFile,
     RejectedFile,
-    atomic_path,
     atomic_write_text,
     build_parser,
     format_ingestion_record,
@@ -30,6 +28,7 @@ from project import (
     run_cli,
     sha256_file,
     utc_now,
+    write_csv,
 )
 
 logger = logging.getLogger(__name__)
@@ -125,17 +124,6 @@ def combine(frames: list[pd.DataFrame]) -> tuple[pd.DataFrame, int]:
     return deduplicated, len(combined) - len(deduplicated)
 
 
-def write_client_csv(frame: pd.DataFrame, path: Path) -> None:
-    """Write client rows atomically, whole numbers without a trailing `.0`."""
-    out = frame[list(COLUMNS)].copy()
-    for name in FEATURES:
-        values = out[name]
-        if values.dropna().mod(1).eq(0).all():
-            out[name] = values.astype("Int64")
-    with atomic_path(path) as tmp_path:
-        out.to_csv(tmp_path, index=False, lineterminator="\n")
-
-
 def run(config: Config) -> IngestionResult:
     """Ingest the input folder into `finaldata.csv` and `ingestedfiles.txt`.
 
@@ -150,7 +138,7 @@ def run(config: Config) -> IngestionResult:
     if not frames or sum(len(frame) for frame in frames) == 0:
         raise DataError(f"{config.input_dir}: no usable rows in {len(paths)} CSV file(s)")
     data, duplicates = combine(frames)
-    write_client_csv(data, config.final_data_file)
+    write_csv(data[list(COLUMNS)], config.final_data_file)
     atomic_write_text(config.ingestion_record_file, format_ingestion_record(entries))
     return IngestionResult(entries, len(data), duplicates, config.final_data_file)
 

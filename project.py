@@ -305,6 +305,19 @@ def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def write_csv(frame, path: str | os.PathLike) -> None:
+    """Write a DataFrame as CSV atomically, whole-number float columns without a trailing `.0`."""
+    import pandas as pd
+
+    out = frame.copy()
+    for name in out.columns:
+        values = out[name]
+        if pd.api.types.is_float_dtype(values) and values.dropna().mod(1).eq(0).all():
+            out[name] = values.astype("Int64")
+    with atomic_path(path) as tmp_path:
+        out.to_csv(tmp_path, index=False, lineterminator="\n")
+
+
 def read_json(path: str | os.PathLike, what: str):
     """Read a JSON file the pipeline wrote, or raise PipelineError naming it and `what` it is."""
     try:

@@ -6,7 +6,7 @@ import pytest
 
 import deployment
 import modelstore
-from conftest import client_rows, run_steps
+from conftest import ALL_STEPS, client_rows, run_steps
 from project import sha256_file
 
 
