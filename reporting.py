@@ -11,9 +11,10 @@ from __future__ import annotations
 import io
 import sys
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from matplotlib import dates as mdates
 from matplotlib.figure import Figure
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
@@ -119,12 +120,19 @@ def score_history_png(history: list[dict], deployments: list[dict]) -> bytes:
             ha="right",
             color="grey",
         )
+    times = [_time(row["scored_at"]) for row in history] + [_time(c["time"]) for c in deployments]
+    if times:
+        # A short history would otherwise be stretched over years by the automatic limits.
+        pad = max(timedelta(hours=12), (max(times) - min(times)) * 0.05)
+        axes.set_xlim(min(times) - pad, max(times) + pad)
+    locator = mdates.AutoDateLocator()
+    axes.xaxis.set_major_locator(locator)
+    axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     axes.set_ylim(0, 1)
     axes.set_ylabel("F1")
     axes.grid(alpha=0.3)
     if axes.get_legend_handles_labels()[0]:
         axes.legend(loc="lower left", fontsize=8)
-    figure.autofmt_xdate()
     return _png(figure)
 
 

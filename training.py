@@ -1,8 +1,8 @@
 """Train the attrition model on the ingested data and save it as `trainedmodel.pkl`.
 
-The model is one scikit-learn Pipeline: median imputation with missing-value indicators, log1p for
-the heavy-tailed counts, cubic splines on that scale (so that extremes such as a month without any
-activity are not extrapolated in a straight line), standard scaling and a logistic regression.
+The model is one scikit-learn Pipeline: median imputation with missing-value indicators; features
+on a logarithmic scale for the heavy-tailed counts, with the activity trend and dormancy
+(`project.client_features`); cubic splines on those; standard scaling and a logistic regression.
 Its strength and class weighting are chosen by stratified cross-validation on average precision,
 which rewards a ranking whose top holds the clients who really leave (the managers call from the
 top); its probabilities are then calibrated (sigmoid) and its decision threshold tuned for F1,
@@ -41,6 +41,7 @@ from project import (
     atomic_path,
     atomic_write_json,
     build_parser,
+    client_features,
     read_ingestion_record,
     read_labelled_csv,
     run_cli,
@@ -101,7 +102,7 @@ def build_pipeline(classifier=None) -> Pipeline:
     return Pipeline(
         [
             ("impute", SimpleImputer(strategy="median", add_indicator=True)),
-            ("log", FunctionTransformer(np.log1p, feature_names_out="one-to-one")),
+            ("features", FunctionTransformer(client_features)),
             ("spline", SplineTransformer(n_knots=SPLINE_KNOTS, extrapolation="linear")),
             ("scale", StandardScaler()),
             ("model", classifier),

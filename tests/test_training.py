@@ -38,7 +38,7 @@ def test_saves_model_and_metadata(project, capsys):
 
 def test_model_is_one_pipeline_that_predicts_rows_with_gaps(deployed):
     model = load_trained(deployed)
-    assert [name for name, _ in model.steps] == ["impute", "log", "spline", "scale", "model"]
+    assert [name for name, _ in model.steps] == ["impute", "features", "spline", "scale", "model"]
     rows = pd.DataFrame([[np.nan, 1200.0, 40.0], [10.0, np.nan, np.nan]], columns=list(FEATURES))
     probabilities = model.predict_proba(rows)[:, 1]
     assert np.all((probabilities > 0) & (probabilities < 1))
