@@ -361,8 +361,8 @@ def gather_facts(config: Config) -> dict:
         )
     metrics = evaluate_model(model, read_labelled_csv(config.test_data_file))
     title = (
-        f"Model {deployment.label} on {config.test_data_file.name}"
-        f" ({metrics['rows']:,} clients), F1 {metrics['f1']:.3f}"
+        f"Model {deployment.label} on {config.test_data_file.name}\n"
+        f"{metrics['rows']:,} clients, F1 {metrics['f1']:.3f}"
     )
     return {
         "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),

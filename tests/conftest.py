@@ -16,6 +16,7 @@ from project import Config, load_config
 
 TESTS_DIR = Path(__file__).resolve().parent
 COURSE_FILE = TESTS_DIR / "data" / "course_format.csv"
+CLOSED_INDEX_URL = "http://127.0.0.1:9/pypi"
 HEADER = "corporation,lastmonth_activity,lastyear_activity,number_of_employees,exited\n"
 
 
@@ -64,6 +65,10 @@ def make_project(root: Path, inputs: dict[str, pd.DataFrame], test_rows: pd.Data
         "test_data_path": "testdata",
         "output_model_path": "models",
         "prod_deployment_path": "production_deployment",
+        # No network in tests: a refused loopback port answers at once.
+        "package_index_url": CLOSED_INDEX_URL,
+        "dependency_timeout_seconds": 2,
+        "timing_repeats": 1,
     }
     (root / "config.json").write_text(json.dumps(config))
     project = Project(root)
@@ -95,8 +100,24 @@ def deployed_template(tmp_path_factory) -> Project:
 @pytest.fixture
 def deployed(deployed_template, tmp_path) -> Project:
     """A project that has been ingested, trained, scored and deployed (as v0001)."""
-    root = tmp_path / "project"
-    shutil.copytree(deployed_template.root, root, symlinks=True)
+    return copy_project(deployed_template, tmp_path / "project")
+
+
+@pytest.fixture(scope="session")
+def diagnosed_template(deployed_template, tmp_path_factory) -> Project:
+    template = copy_project(deployed_template, tmp_path_factory.mktemp("diagnosed") / "project")
+    run_steps(template, "diagnostics")
+    return template
+
+
+@pytest.fixture
+def diagnosed(diagnosed_template, tmp_path) -> Project:
+    """A deployed project whose diagnostics have been run."""
+    return copy_project(diagnosed_template, tmp_path / "project")
+
+
+def copy_project(project: Project, root: Path) -> Project:
+    shutil.copytree(project.root, root, symlinks=True)
     return Project(root)
 
 
@@ -111,7 +132,9 @@ def course_project(tmp_path) -> Project:
 def run_steps(project: Project, *steps: str) -> None:
     """Run step scripts' `main` in order, failing the test if one fails."""
     import deployment
+    import diagnostics
     import ingestion
+    import reporting
     import scoring
     import training
 
@@ -120,6 +143,8 @@ def run_steps(project: Project, *steps: str) -> None:
         "training": training.main,
         "scoring": scoring.main,
         "deployment": deployment.main,
+        "diagnostics": diagnostics.main,
+        "reporting": reporting.main,
     }
     for step in steps:
         assert mains[step](project.args()) == 0, f"{step} failed"

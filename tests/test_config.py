@@ -110,3 +110,39 @@ def test_missing_config_file(tmp_path, capsys):
 def test_load_config_raises_config_error(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "absent.json")
+
+
+def config_with(**settings):
+    return json.dumps(
+        {
+            "input_folder_path": "sourcedata",
+            "output_folder_path": "ingesteddata",
+            "test_data_path": "testdata",
+            "output_model_path": "models",
+            "prod_deployment_path": "production_deployment",
+            **settings,
+        }
+    )
+
+
+def test_settings_have_defaults(project):
+    write_config(project, config_with())
+    settings = load_config(project.config_path).settings
+    assert settings["timing_repeats"] == 3
+    assert settings["dependency_timeout_seconds"] == 5.0
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"timing_repeats": 0}, "'timing_repeats' must be greater than 0, not 0"),
+        ({"timing_repeats": "3"}, "'timing_repeats' must be a whole number, not '3'"),
+        ({"timing_repeats": 2.5}, "'timing_repeats' must be a whole number, not 2.5"),
+        ({"dependency_timeout_seconds": True}, "must be a number, not True"),
+        ({"package_index_url": ""}, "'package_index_url' must be a non-empty text"),
+    ],
+)
+def test_bad_setting_is_a_clear_error(project, settings, message, capsys):
+    write_config(project, config_with(**settings))
+    assert ingestion.main(project.args()) == 2
+    assert message in capsys.readouterr().err

@@ -1,0 +1,83 @@
+import json
+
+import pytest
+from PIL import Image
+from pypdf import PdfReader
+
+import reporting
+from conftest import client_rows, run_steps
+
+
+@pytest.fixture
+def reported(diagnosed):
+    run_steps(diagnosed, "reporting")
+    return diagnosed
+
+
+def pdf_text(path) -> str:
+    return "\n".join(page.extract_text() for page in PdfReader(path).pages)
+
+
+def test_pdf_has_every_section(diagnosed, capsys):
+    assert reporting.main(diagnosed.args()) == 0
+    assert "summary_report.pdf (3 pages)" in capsys.readouterr().out
+    models = diagnosed.root / "models"
+    path = models / "summary_report.pdf"
+    assert path.read_bytes().startswith(b"%PDF-")
+    text = pdf_text(path)
+    for section in reporting.SECTIONS:
+        assert section in text
+    report = json.loads((models / "diagnostics.json").read_text())
+    assert "v0001" in text
+    assert report["ranking"]["top"][0]["corporation"] in text
+    metrics = json.loads((models / "scoremetrics.json").read_text())
+    assert f"{metrics['f1']:.3f}" in text
+
+
+def test_confusion_matrix_is_a_real_image(reported):
+    with Image.open(reported.root / "models" / "confusionmatrix.png") as image:
+        assert image.format == "PNG"
+        assert image.width > 400
+        assert image.height > 300
+
+
+def test_confusion_counts_match_the_scores(reported):
+    metrics = json.loads((reported.root / "models" / "scoremetrics.json").read_text())
+    text = pdf_text(reported.root / "models" / "summary_report.pdf")
+    assert f"{metrics['precision']:.3f}" in text
+    assert f"{metrics['rows']:,}" in text
+
+
+def damage(project, what):
+    if what == "missing test file":
+        (project.root / "testdata" / "testdata.csv").unlink()
+    elif what == "no diagnostics":
+        (project.root / "models" / "diagnostics.json").unlink()
+    elif what == "no model":
+        (project.root / "production_deployment" / "current").unlink()
+    elif what == "diagnostics of another model":
+        project.write_input("more.csv", client_rows(200, seed=11))
+        run_steps(project, "ingestion", "training", "scoring", "deployment")
+
+
+@pytest.mark.parametrize(
+    ("what", "message"),
+    [
+        ("missing test file", "testdata.csv: data file not found"),
+        ("no diagnostics", "no diagnostics yet; run diagnostics.py first"),
+        ("no model", "no model is deployed"),
+        ("diagnostics of another model", "v0002 is live; run diagnostics.py again"),
+    ],
+)
+def test_bad_input_keeps_the_earlier_report(reported, what, message, capsys):
+    models = reported.root / "models"
+    before = {
+        name: (models / name).read_bytes() for name in ("summary_report.pdf", "confusionmatrix.png")
+    }
+    damage(reported, what)
+    capsys.readouterr()
+    assert reporting.main(reported.args()) == 1
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+    assert {name: (models / name).read_bytes() for name in before} == before
