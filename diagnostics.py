@@ -85,9 +85,14 @@ def model_predictions(data, config: Config) -> pd.DataFrame:
 def predict(model, rows: pd.DataFrame) -> pd.DataFrame:
     """Labels and probabilities of `model` for valid client rows, in their order."""
     features = rows[list(FEATURES)]
-    result = pd.DataFrame(
-        {"prediction": model.predict(features), "probability": model.predict_proba(features)[:, 1]}
-    )
+    probabilities = model.predict_proba(features)[:, 1]
+    # One pass: the label is the probability against the tuned threshold, as predict() would do.
+    threshold = getattr(model[-1], "best_threshold_", None)
+    if threshold is None:
+        labels = model.predict(features)
+    else:
+        labels = (probabilities >= threshold).astype(int)
+    result = pd.DataFrame({"prediction": labels, "probability": probabilities})
     if ID_COLUMN in rows.columns:
         result.insert(0, ID_COLUMN, rows[ID_COLUMN].to_numpy())
     return result

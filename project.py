@@ -10,6 +10,7 @@ import argparse
 import csv
 import fcntl
 import hashlib
+import io
 import json
 import logging
 import os
@@ -67,6 +68,7 @@ SETTINGS = {
     "timing_repeats": Setting(3, "times ingestion and training are run to time them"),
     "dependency_timeout_seconds": Setting(5.0, "longest wait for the package index, in all"),
     "package_index_url": Setting("https://pypi.org/pypi", "JSON API asked for latest versions"),
+    "api_max_request_bytes": Setting(16 * 2**20, "largest request body the API accepts"),
 }
 
 
@@ -419,23 +421,30 @@ class ClientBatch:
     rejections: list[Rejection]
 
 
-def read_client_csv(path: str | os.PathLike, *, labelled: bool = True) -> ClientBatch:
-    """Read one client CSV, keeping the good rows and naming every bad one.
+def read_client_csv(
+    source: str | os.PathLike | bytes, *, labelled: bool = True, label: str | None = None
+) -> ClientBatch:
+    """Read one client CSV (a path or its bytes), keeping the good rows and naming every bad one.
 
     A row with a non-numeric or negative feature is rejected on its own, and in `labelled` data
     (for training and scoring) so is one with an empty corporation or an `exited` other than 0/1.
     Missing feature values are kept. Unlabelled data (to predict) needs only the features.
+
+    Args:
+        source: the file, or its content.
+        labelled: whether `exited` is required (for training and scoring) or not (to predict).
+        label: names the source in messages (default: the file's name).
 
     Raises:
         RejectedFile: the file as a whole is unusable (unreadable, empty, a column missing).
     """
     import pandas as pd
 
-    path = Path(path)
-    label = path.name
+    if label is None:
+        label = "data" if isinstance(source, bytes) else Path(source).name
     required = COLUMNS if labelled else FEATURES
     try:
-        raw, lines, ragged = _read_raw_csv(path)
+        raw, lines, ragged = _read_raw_csv(source)
     except UnicodeDecodeError:
         raise RejectedFile(label, "not a UTF-8 text file") from None
     except pd.errors.EmptyDataError:
@@ -514,7 +523,7 @@ def _is_blank(column):
     return blank
 
 
-def _read_raw_csv(path: Path):
+def _read_raw_csv(source: Path | bytes):
     """Read a client CSV with numbers parsed where a whole column is numeric.
 
     Returns:
@@ -531,17 +540,22 @@ def _read_raw_csv(path: Path):
         "skipinitialspace": True,
     }
     try:
-        return pd.read_csv(path, **options), None, []
+        return pd.read_csv(_binary(source), **options), None, []
     except pd.errors.ParserError:
         # Ragged rows: read with the csv module so that each bad row is named by its line.
-        return _read_ragged_csv(path)
+        return _read_ragged_csv(source)
 
 
-def _read_ragged_csv(path: Path):
+def _binary(source: Path | bytes):
+    return io.BytesIO(source) if isinstance(source, bytes) else source
+
+
+def _read_ragged_csv(source: Path | bytes):
     import pandas as pd
 
     rows, lines, ragged = [], [], []
-    with open(path, newline="", encoding="utf-8-sig") as handle:
+    binary = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
+    with io.TextIOWrapper(binary, encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle, skipinitialspace=True)
         header = next(reader, None)
         if header is None:

@@ -123,7 +123,7 @@ def calibrated_classifier(params: dict, folds: int):
         **{key.removeprefix("model__"): value for key, value in params.items()},
     )
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=RANDOM_SEED)
-    calibrated = CalibratedClassifierCV(regression, method="sigmoid", cv=cv)
+    calibrated = CalibratedClassifierCV(regression, method="sigmoid", cv=cv, ensemble=False)
     return TunedThresholdClassifierCV(calibrated, scoring="f1", cv=cv, random_state=RANDOM_SEED)
 
 

@@ -290,3 +290,10 @@ def test_bad_input_is_one_clear_error_and_keeps_earlier_results(diagnosed, damag
     assert message in err
     assert "Traceback" not in err
     assert {name: (models / name).read_bytes() for name in before} == before
+
+
+def test_labels_agree_with_the_model_itself(deployed):
+    model, _ = modelstore.load_deployed_model(deployed.config.deploy_dir)
+    rows = pd.read_csv(deployed.root / "testdata" / "testdata.csv")
+    predictions = diagnostics.predict(model, rows)
+    assert list(predictions["prediction"]) == list(model.predict(rows[list(FEATURES)]))

@@ -1,0 +1,423 @@
+"""The HTTP API: predictions of the deployed model and the pipeline's latest results, as JSON.
+
+Requests are cheap: the model is loaded once per deployment (a new deployment or a rollback is
+picked up at the next request, no restart), scores are computed once per deployed version, and
+statistics and diagnostics are served from what diagnostics.py wrote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+import json
+import logging
+import math
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from flask import Blueprint, Flask, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
+
+import diagnostics
+import modelstore
+from project import (
+    DEFAULT_CONFIG_PATH,
+    FEATURES,
+    ID_COLUMN,
+    PROJECT_DIR,
+    Config,
+    DataError,
+    PipelineError,
+    load_config,
+    read_client_csv,
+    read_labelled_csv,
+    utc_now,
+)
+from scoring import evaluate_model
+
+logger = logging.getLogger(__name__)
+
+CONFIG_ENV = "RISK_CONFIG"
+TOKEN_ENV = "RISK_API_TOKEN"
+OPENAPI_FILE = PROJECT_DIR / "docs" / "openapi.json"
+PUBLIC_ENDPOINTS = {"api.health"}
+
+api = Blueprint("api", __name__)
+
+
+class Forbidden(HTTPException):
+    code = 403
+    description = "filepath: only files inside the configured data folders can be read"
+
+
+class NotFoundInData(HTTPException):
+    code = 404
+    description = "filepath: no such file in the data folders"
+
+
+class UnsupportedType(HTTPException):
+    code = 415
+    description = "send application/json or text/csv"
+
+
+class Unavailable(HTTPException):
+    code = 503
+    description = "not available"
+
+
+# --- state shared by the requests of one process -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LiveModel:
+    version: int
+    model: object
+    deployment: modelstore.Deployment
+
+
+class ModelWatcher:
+    """The deployed model, reloaded when the `current` link points at another version.
+
+    Each request reads the link (one readlink); only a change loads and verifies the new model.
+    Deployments are complete before they become live, so a reload never sees half a model.
+    """
+
+    def __init__(self, deploy_dir: Path):
+        self.deploy_dir = deploy_dir
+        self._live: LiveModel | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> LiveModel:
+        live = self._live
+        if live is not None and live.version == modelstore.current_version(self.deploy_dir):
+            return live
+        with self._lock:
+            live = self._live
+            if live is None or live.version != modelstore.current_version(self.deploy_dir):
+                model, deployment = modelstore.load_deployed_model(self.deploy_dir)
+                live = LiveModel(deployment.version, model, deployment)
+                self._live = live
+                logger.info("serving model %s", deployment.label)
+            return live
+
+
+class FileCache:
+    """What was computed from a file, kept until the file or the `tag` (a model version) changes."""
+
+    def __init__(self):
+        self._key = None
+        self._value = None
+        self._lock = threading.Lock()
+
+    def get(self, path: Path, compute, tag=None):
+        stat = path.stat()
+        key = (stat.st_mtime_ns, stat.st_size, tag)
+        if key != self._key:
+            with self._lock:
+                if key != self._key:
+                    self._value = compute(path)
+                    self._key = key
+        return self._value
+
+
+@dataclass
+class ApiState:
+    config: Config
+    token: str | None
+    models: ModelWatcher
+    diagnostics: FileCache
+    scores: FileCache
+    openapi: dict
+
+
+def state() -> ApiState:
+    return current_app.extensions["risk_api"]
+
+
+def live_model() -> LiveModel:
+    try:
+        return state().models.get()
+    except PipelineError as error:
+        logger.warning("no model to serve: %s", error)
+        raise Unavailable("no valid model is deployed; run deployment.py") from None
+
+
+# --- requests ------------------------------------------------------------------------------------
+
+
+def records_frame(records) -> pd.DataFrame:
+    """Client rows from JSON records, each checked field by field.
+
+    Raises:
+        DataError: naming the record and the field, e.g. `records[2].lastyear_activity: ...`.
+    """
+    if not isinstance(records, list) or not records:
+        raise DataError("records: expected a non-empty list of objects")
+    values = np.empty((len(records), len(FEATURES)))
+    ids = []
+    for index, record in enumerate(records):
+        where = f"records[{index}]"
+        if not isinstance(record, dict):
+            raise DataError(f"{where}: expected an object with {', '.join(FEATURES)}")
+        for column, name in enumerate(FEATURES):
+            if name not in record:
+                raise DataError(f"{where}: missing field '{name}'")
+            values[index, column] = _feature_value(record[name], f"{where}.{name}")
+        identifier = record.get(ID_COLUMN)
+        if identifier is not None and not isinstance(identifier, str):
+            raise DataError(f"{where}.{ID_COLUMN}: expected text, got {json.dumps(identifier)}")
+        ids.append(identifier)
+    frame = pd.DataFrame(values, columns=list(FEATURES))
+    if any(identifier is not None for identifier in ids):
+        frame.insert(0, ID_COLUMN, ids)
+    return frame
+
+
+def _feature_value(value, where: str) -> float:
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise DataError(f"{where}: expected a number or null, got {json.dumps(value)}")
+    if not math.isfinite(value):
+        raise DataError(f"{where}: {value} is not finite")
+    if value < 0:
+        raise DataError(f"{where}: {value} is negative")
+    return float(value)
+
+
+def data_file(text) -> Path:
+    """The CSV file a `filepath` names, if it lies inside the configured data folders.
+
+    Anything else, `..` and links that lead out included, is refused before the file system is
+    asked about it, so the answer never tells whether a file outside exists.
+    """
+    config = state().config
+    if not isinstance(text, str) or not text.strip() or "\x00" in text:
+        raise DataError("filepath: expected the path of a CSV file in a data folder")
+    candidate = Path(os.path.realpath(config.path.parent / text))
+    test_root = config.test_data_path if config.test_data_path.is_dir() else None
+    roots = [config.input_dir, config.ingested_dir, test_root or config.test_data_file.parent]
+    if not any(candidate.is_relative_to(os.path.realpath(root)) for root in roots):
+        raise Forbidden()
+    if candidate.suffix.lower() != ".csv":
+        raise DataError("filepath: only .csv files can be read")
+    if not candidate.is_file():
+        raise NotFoundInData()
+    return candidate
+
+
+def prediction_rows() -> pd.DataFrame:
+    if request.mimetype == "text/csv":
+        return _checked_csv(request.get_data(), label="body")
+    if request.mimetype != "application/json":
+        raise UnsupportedType()
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise DataError('body: expected a JSON object {"records": [...]} or {"filepath": "..."}')
+    if ("records" in body) == ("filepath" in body):
+        raise DataError("body: give exactly one of 'records' and 'filepath'")
+    if "records" in body:
+        return records_frame(body["records"])
+    path = data_file(body["filepath"])
+    return _checked_csv(path, label=body["filepath"])
+
+
+def _checked_csv(source, label: str) -> pd.DataFrame:
+    batch = read_client_csv(source, labelled=False, label=label)
+    if batch.rejections:
+        more = len(batch.rejections) - 1
+        raise DataError(f"{batch.rejections[0]}" + (f" (and {more} more)" if more else ""))
+    if batch.frame.empty:
+        raise DataError(f"{label}: no rows")
+    return batch.frame
+
+
+# --- endpoints -----------------------------------------------------------------------------------
+
+
+@api.before_request
+def check_token():
+    token = state().token
+    if token is None or request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    given = request.headers.get("Authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        response = jsonify(error="missing or wrong token: send 'Authorization: Bearer <token>'")
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response, 401
+    return None
+
+
+@api.post("/prediction")
+def prediction():
+    try:
+        rows = prediction_rows()
+    except DataError as error:
+        return jsonify(error=str(error)), 400
+    live = live_model()
+    predicted = diagnostics.predict(live.model, rows)
+    answer = {
+        "model_version": live.deployment.label,
+        "rows": len(predicted),
+        "predictions": predicted["prediction"].astype(int).tolist(),
+        "probabilities": predicted["probability"].round(6).tolist(),
+    }
+    if ID_COLUMN in predicted.columns:
+        answer["corporations"] = (
+            predicted[ID_COLUMN].astype(object).where(predicted[ID_COLUMN].notna(), None).tolist()
+        )
+    return jsonify(answer)
+
+
+@api.get("/scoring")
+def scoring():
+    live = live_model()
+    test_file = state().config.test_data_file
+    if not test_file.is_file():
+        raise Unavailable(f"no test data ({test_file.name}) to score on")
+    metrics = state().scores.get(test_file, lambda path: score(live, path), tag=live.version)
+    return jsonify(metrics)
+
+
+def score(live: LiveModel, path: Path) -> dict:
+    metrics = evaluate_model(live.model, read_labelled_csv(path))
+    return {
+        **metrics,
+        "model_version": live.deployment.label,
+        "test_data": path.name,
+        "computed_at": utc_now(),
+    }
+
+
+@api.get("/summarystats")
+def summarystats():
+    report = latest_diagnostics()
+    return jsonify({**_provenance(report), "summary_statistics": report["summary_statistics"]})
+
+
+@api.get("/diagnostics")
+def diagnostics_view():
+    report = latest_diagnostics()
+    dependencies = report["dependencies"]
+    return jsonify(
+        {
+            **_provenance(report),
+            "missing_percent": report["missing_percent"],
+            "timings": report["timings"],
+            "dependencies": dependencies,
+            "outdated_packages": [d["package"] for d in dependencies if d["status"] == "outdated"],
+            "drift": report["drift"],
+        }
+    )
+
+
+def latest_diagnostics() -> dict:
+    path = state().config.model_dir / diagnostics.DIAGNOSTICS_FILE
+    try:
+        return state().diagnostics.get(path, lambda p: json.loads(p.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise Unavailable("no diagnostics yet; run diagnostics.py (or fullprocess.py)") from None
+    except (OSError, ValueError):
+        raise Unavailable("the diagnostics file cannot be read; run diagnostics.py") from None
+
+
+def _provenance(report: dict) -> dict:
+    live_version = modelstore.current_version(state().config.deploy_dir)
+    model = report["model"]["version"]
+    return {
+        "generated_at": report["generated_at"],
+        "model_version": model,
+        "live_model_version": None
+        if live_version is None
+        else modelstore.version_name(live_version),
+        "rows": report["data"]["rows"],
+    }
+
+
+@api.get("/health")
+def health():
+    try:
+        live = state().models.get()
+    except PipelineError as error:
+        logger.warning("health: %s", error)
+        return jsonify(status="unavailable", error="no valid model is deployed"), 503
+    return jsonify(status="ok", model_version=live.deployment.label)
+
+
+@api.get("/openapi.json")
+def openapi():
+    return jsonify(state().openapi)
+
+
+# --- the application -----------------------------------------------------------------------------
+
+
+def json_error(error: HTTPException):
+    """Every HTTP error as `{"error": ...}` with its status (and headers, such as Allow)."""
+    messages = {
+        NotFound: f"no such endpoint: {request.path}; see /openapi.json",
+        MethodNotAllowed: f"{request.method} is not allowed on {request.path}",
+        RequestEntityTooLarge: "request body too large: at most"
+        f" {current_app.config['MAX_CONTENT_LENGTH']:,} bytes are accepted",
+    }
+    response = error.get_response()
+    message = messages.get(type(error), error.description)
+    response.data = current_app.json.dumps({"error": message})
+    response.content_type = "application/json"
+    return response
+
+
+def internal_error(error: Exception):
+    logger.exception("unexpected error on %s %s", request.method, request.path)
+    return jsonify(error="internal error"), 500
+
+
+def create_app(config_path: str | os.PathLike | None = None, token: str | None = None) -> Flask:
+    """Build the API for one project.
+
+    Args:
+        config_path: the config file (default: `config.json` beside the scripts).
+        token: required as `Authorization: Bearer <token>` on every endpoint but /health;
+            default: the RISK_API_TOKEN environment variable, none when it is unset or empty.
+    """
+    config = load_config(config_path or DEFAULT_CONFIG_PATH)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = config.settings["api_max_request_bytes"]
+    app.json.sort_keys = False
+    app.extensions["risk_api"] = ApiState(
+        config=config,
+        token=(token if token is not None else os.environ.get(TOKEN_ENV)) or None,
+        models=ModelWatcher(config.deploy_dir),
+        diagnostics=FileCache(),
+        scores=FileCache(),
+        openapi=json.loads(OPENAPI_FILE.read_text(encoding="utf-8")),
+    )
+    app.register_blueprint(api)
+    app.register_error_handler(HTTPException, json_error)
+    app.register_error_handler(Exception, internal_error)
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH, help="config file")
+    parser.add_argument("--host", default="127.0.0.1", help="interface (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        app = create_app(args.config)
+    except PipelineError as error:
+        logger.error("%s", error)
+        return error.exit_code
+    app.run(host=args.host, port=args.port, debug=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

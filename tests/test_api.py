@@ -1,0 +1,340 @@
+import importlib
+import json
+import os
+import sys
+
+import pandas as pd
+import pytest
+
+import app as api_module
+import deployment
+import modelstore
+from app import create_app
+from conftest import client_rows, run_steps
+from project import FEATURES, load_config
+
+RECORD = {"lastmonth_activity": 40, "lastyear_activity": 600, "number_of_employees": 12}
+
+
+@pytest.fixture
+def app(diagnosed):
+    return create_app(diagnosed.config_path, token="")
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def post_records(client, records, **kwargs):
+    return client.post("/prediction", json={"records": records}, **kwargs)
+
+
+def test_health(client):
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok", "model_version": "v0001"}
+
+
+def test_health_without_a_model(project):
+    response = create_app(project.config_path, token="").test_client().get("/health")
+    assert response.status_code == 503
+    assert response.get_json()["status"] == "unavailable"
+
+
+def test_prediction_from_records_in_input_order(client):
+    records = [
+        {
+            "corporation": "dorm",
+            "lastmonth_activity": 0,
+            "lastyear_activity": 3000,
+            "number_of_employees": 40,
+        },
+        {
+            "corporation": "busy",
+            "lastmonth_activity": 260,
+            "lastyear_activity": 3000,
+            "number_of_employees": 40,
+        },
+        {"lastmonth_activity": None, "lastyear_activity": 800.5, "number_of_employees": 12},
+    ]
+    body = post_records(client, records).get_json()
+    assert body["model_version"] == "v0001"
+    assert body["rows"] == 3
+    assert body["corporations"] == ["dorm", "busy", None]
+    assert set(body["predictions"]) <= {0, 1}
+    dormant, busy, _ = body["probabilities"]
+    assert dormant > busy
+    reversed_body = post_records(client, records[::-1]).get_json()
+    assert reversed_body["probabilities"] == body["probabilities"][::-1]
+
+
+def test_prediction_from_a_data_file_matches_the_model(client, diagnosed):
+    response = client.post("/prediction", json={"filepath": "testdata/testdata.csv"})
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["rows"] == 300
+    model, _ = modelstore.load_deployed_model(diagnosed.config.deploy_dir)
+    rows = pd.read_csv(diagnosed.root / "testdata" / "testdata.csv")
+    assert body["predictions"] == model.predict(rows[list(FEATURES)]).tolist()
+
+
+@pytest.mark.parametrize("path", ["sourcedata/batch1.csv", "ingesteddata/finaldata.csv"])
+def test_prediction_from_other_data_folders(client, path):
+    assert client.post("/prediction", json={"filepath": path}).status_code == 200
+
+
+def test_prediction_from_a_csv_body(client):
+    csv = "lastmonth_activity,lastyear_activity,number_of_employees\n4,60,2\n,900,30\n"
+    response = client.post("/prediction", data=csv, content_type="text/csv")
+    assert response.status_code == 200
+    assert response.get_json()["rows"] == 2
+
+
+@pytest.fixture
+def secret(diagnosed, tmp_path):
+    """A file outside the data folders, and links to it from inside them."""
+    path = tmp_path / "secret.csv"
+    path.write_text(
+        "corporation,lastmonth_activity,lastyear_activity,number_of_employees,exited\n"
+        "topsecret,1,2,3,0\n"
+    )
+    os.symlink(path, diagnosed.input_dir / "link.csv")
+    os.symlink(tmp_path, diagnosed.input_dir / "linkdir")
+    return path
+
+
+@pytest.mark.parametrize(
+    "filepath",
+    [
+        "../../secret.csv",
+        "sourcedata/../../secret.csv",
+        "sourcedata/link.csv",
+        "sourcedata/linkdir/secret.csv",
+        "config.json",
+        "models/trainedmodel.json",
+        "/etc/passwd",
+        "../../does-not-exist.csv",
+        "/nowhere/at/all.csv",
+    ],
+)
+def test_paths_outside_the_data_folders_are_refused(client, secret, filepath):
+    response = client.post("/prediction", json={"filepath": filepath})
+    assert response.status_code == 403
+    assert response.get_json() == {
+        "error": "filepath: only files inside the configured data folders can be read"
+    }
+
+
+def test_missing_file_inside_the_data_folders(client):
+    response = client.post("/prediction", json={"filepath": "sourcedata/nope.csv"})
+    assert response.status_code == 404
+    assert "no such file" in response.get_json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"records": []}, "records: expected a non-empty list of objects"),
+        ({"records": "x"}, "records: expected a non-empty list of objects"),
+        ({"records": [RECORD, 5]}, "records[1]: expected an object"),
+        (
+            {"records": [{"lastmonth_activity": 1, "lastyear_activity": 2}]},
+            "records[0]: missing field 'number_of_employees'",
+        ),
+        (
+            {"records": [{**RECORD, "lastyear_activity": "600"}]},
+            'records[0].lastyear_activity: expected a number or null, got "600"',
+        ),
+        (
+            {"records": [{**RECORD, "number_of_employees": True}]},
+            "records[0].number_of_employees: expected a number or null, got true",
+        ),
+        (
+            {"records": [RECORD, {**RECORD, "lastmonth_activity": -3}]},
+            "records[1].lastmonth_activity: -3 is negative",
+        ),
+        (
+            {"records": [{**RECORD, "corporation": 7}]},
+            "records[0].corporation: expected text, got 7",
+        ),
+        (
+            {"records": [RECORD], "filepath": "x.csv"},
+            "give exactly one of 'records' and 'filepath'",
+        ),
+        ({}, "give exactly one of 'records' and 'filepath'"),
+        ({"filepath": 3}, "filepath: expected the path of a CSV file"),
+        ({"filepath": "sourcedata/"}, "only .csv files"),
+        ([1, 2], "body: expected a JSON object"),
+    ],
+)
+def test_bad_request_names_the_field(client, body, message):
+    response = client.post("/prediction", json=body)
+    assert response.status_code == 400
+    assert message in response.get_json()["error"]
+
+
+def test_bad_csv_line_is_named(client, diagnosed):
+    (diagnosed.input_dir / "bad.csv").write_text(
+        "lastmonth_activity,lastyear_activity,number_of_employees\n1,2,3\n4,lots,6\n"
+    )
+    response = client.post("/prediction", json={"filepath": "sourcedata/bad.csv"})
+    assert response.status_code == 400
+    assert (
+        response.get_json()["error"]
+        == "sourcedata/bad.csv:3: lastyear_activity: 'lots' is not a number"
+    )
+
+
+def test_invalid_json_and_other_media_types(client):
+    response = client.post("/prediction", data="{not json", content_type="application/json")
+    assert response.status_code == 400
+    response = client.post(
+        "/prediction", data="a=b", content_type="application/x-www-form-urlencoded"
+    )
+    assert response.status_code == 415
+    assert response.get_json() == {"error": "send application/json or text/csv"}
+
+
+def test_body_over_the_limit_is_413(diagnosed):
+    config = json.loads(diagnosed.config_path.read_text())
+    diagnosed.config_path.write_text(json.dumps({**config, "api_max_request_bytes": 2000}))
+    client = create_app(diagnosed.config_path, token="").test_client()
+    response = post_records(client, [RECORD] * 100)
+    assert response.status_code == 413
+    assert response.get_json() == {
+        "error": "request body too large: at most 2,000 bytes are accepted"
+    }
+    assert post_records(client, [RECORD]).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("get", "/nothing", 404), ("get", "/prediction", 405), ("post", "/scoring", 405)],
+)
+def test_http_errors_are_json(client, method, path, status):
+    response = getattr(client, method)(path)
+    assert response.status_code == status
+    assert response.is_json
+    assert set(response.get_json()) == {"error"}
+
+
+def test_an_unexpected_failure_is_a_json_500(client, monkeypatch):
+    def broken(model, rows):
+        raise RuntimeError("boom at /secret/place")
+
+    monkeypatch.setattr(api_module.diagnostics, "predict", broken)
+    response = post_records(client, [RECORD])
+    assert response.status_code == 500
+    assert response.get_json() == {"error": "internal error"}
+
+
+def test_scoring_is_computed_once_per_model(client, diagnosed):
+    first = client.get("/scoring").get_json()
+    stored = json.loads((diagnosed.root / "models" / "scoremetrics.json").read_text())
+    for key in ("f1", "precision", "recall", "roc_auc", "confusion", "rows"):
+        assert first[key] == stored[key]
+    assert first["model_version"] == "v0001"
+    assert client.get("/scoring").get_json()["computed_at"] == first["computed_at"]
+
+
+def test_summarystats_and_diagnostics_come_from_the_latest_results(client, diagnosed):
+    report = json.loads((diagnosed.root / "models" / "diagnostics.json").read_text())
+    stats = client.get("/summarystats").get_json()
+    assert stats["summary_statistics"] == report["summary_statistics"]
+    assert stats["generated_at"] == report["generated_at"]
+    body = client.get("/diagnostics").get_json()
+    assert body["missing_percent"] == report["missing_percent"]
+    assert body["timings"] == report["timings"]
+    assert body["drift"] == report["drift"]
+    assert body["dependencies"] == report["dependencies"]
+
+
+@pytest.mark.parametrize("path", ["/summarystats", "/diagnostics"])
+def test_no_diagnostics_yet_is_503(deployed, path):
+    response = create_app(deployed.config_path, token="").test_client().get(path)
+    assert response.status_code == 503
+    assert "run diagnostics.py" in response.get_json()["error"]
+
+
+def test_no_model_is_503(project):
+    client = create_app(project.config_path, token="").test_client()
+    response = post_records(client, [RECORD])
+    assert response.status_code == 503
+    assert response.get_json() == {"error": "no valid model is deployed; run deployment.py"}
+    assert client.get("/scoring").status_code == 503
+
+
+def test_tampered_live_model_is_not_served(client, diagnosed):
+    model = diagnosed.root / "production_deployment" / "versions" / "v0001" / "trainedmodel.pkl"
+    with model.open("ab") as handle:
+        handle.write(b"!")
+    fresh = create_app(diagnosed.config_path, token="").test_client()
+    assert fresh.get("/health").status_code == 503
+    assert post_records(fresh, [RECORD]).status_code == 503
+
+
+def test_new_deployment_and_rollback_are_served_without_restart(client, diagnosed):
+    assert post_records(client, [RECORD]).get_json()["model_version"] == "v0001"
+    diagnosed.write_input("more.csv", client_rows(200, seed=11))
+    run_steps(diagnosed, "ingestion", "training", "scoring", "deployment")
+    assert post_records(client, [RECORD]).get_json()["model_version"] == "v0002"
+    assert client.get("/scoring").get_json()["model_version"] == "v0002"
+    run_steps(diagnosed, "deployment")  # unchanged: nothing to do
+    assert client.get("/health").get_json()["model_version"] == "v0002"
+    assert deployment.main(diagnosed.args("--rollback")) == 0
+    assert client.get("/health").get_json()["model_version"] == "v0001"
+
+
+@pytest.fixture
+def token_client(diagnosed):
+    return create_app(diagnosed.config_path, token="s3cret").test_client()
+
+
+@pytest.mark.parametrize("header", [None, "Bearer wrong", "s3cret", "Basic s3cret"])
+@pytest.mark.parametrize("path", ["/scoring", "/summarystats", "/diagnostics", "/openapi.json"])
+def test_token_is_required(token_client, path, header):
+    headers = {} if header is None else {"Authorization": header}
+    response = token_client.get(path, headers=headers)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert "token" in response.get_json()["error"]
+
+
+def test_token_opens_every_endpoint_but_health_needs_none(token_client):
+    auth = {"Authorization": "Bearer s3cret"}
+    assert token_client.get("/scoring", headers=auth).status_code == 200
+    assert post_records(token_client, [RECORD], headers=auth).status_code == 200
+    assert post_records(token_client, [RECORD]).status_code == 401
+    assert token_client.get("/health").status_code == 200
+
+
+def test_token_from_the_environment(diagnosed, monkeypatch):
+    monkeypatch.setenv("RISK_API_TOKEN", "from-env")
+    client = create_app(diagnosed.config_path).test_client()
+    assert client.get("/scoring").status_code == 401
+    assert client.get("/scoring", headers={"Authorization": "Bearer from-env"}).status_code == 200
+
+
+def test_openapi_describes_every_route(app, client):
+    spec = client.get("/openapi.json").get_json()
+    assert spec["openapi"].startswith("3.")
+    routes = {
+        (rule.rule, method.lower())
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint != "static"
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+    described = {(path, method) for path, item in spec["paths"].items() for method in item}
+    assert routes == described
+    for item in spec["paths"].values():
+        for operation in item.values():
+            assert operation["responses"]
+
+
+def test_wsgi_takes_the_config_from_the_environment(diagnosed, monkeypatch):
+    monkeypatch.setenv("RISK_CONFIG", str(diagnosed.config_path))
+    sys.modules.pop("wsgi", None)
+    wsgi = importlib.import_module("wsgi")
+    assert wsgi.app.extensions["risk_api"].config == load_config(diagnosed.config_path)
+    sys.modules.pop("wsgi", None)

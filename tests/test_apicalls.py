@@ -1,0 +1,133 @@
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import requests
+from werkzeug.serving import make_server
+
+import apicalls
+from app import create_app
+from conftest import client_rows, run_steps
+from project import PROJECT_DIR
+
+ENDPOINTS = [
+    "GET /health",
+    "POST /prediction",
+    "GET /scoring",
+    "GET /summarystats",
+    "GET /diagnostics",
+    "GET /openapi.json",
+]
+
+
+@pytest.fixture
+def serve(monkeypatch):
+    """Serve an app on a free loopback port in this process; yields a function app -> URL."""
+    monkeypatch.delenv("RISK_API_TOKEN", raising=False)
+    monkeypatch.delenv("RISK_API_URL", raising=False)
+    servers = []
+
+    def start(app):
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+
+
+def test_writes_every_answer(diagnosed, serve, capsys):
+    url = serve(create_app(diagnosed.config_path))
+    assert apicalls.main(diagnosed.args("--url", url)) == 0
+    assert "6 endpoints" in capsys.readouterr().out
+    text = (diagnosed.root / "models" / "apireturns.txt").read_text()
+    for endpoint in ENDPOINTS:
+        assert f"## {endpoint} -> 200" in text
+    assert '"model_version": "v0001"' in text
+
+
+def test_url_and_token_from_the_environment(diagnosed, serve, monkeypatch):
+    url = serve(create_app(diagnosed.config_path, token="tok"))
+    monkeypatch.setenv("RISK_API_URL", url)
+    monkeypatch.setenv("RISK_API_TOKEN", "tok")
+    assert apicalls.main(diagnosed.args()) == 0
+
+
+def test_a_failing_endpoint_is_named_and_the_old_file_kept(diagnosed, serve, capsys):
+    url = serve(create_app(diagnosed.config_path))
+    assert apicalls.main(diagnosed.args("--url", url)) == 0
+    returns = diagnosed.root / "models" / "apireturns.txt"
+    before = returns.read_bytes()
+    (diagnosed.root / "models" / "diagnostics.json").unlink()
+    assert apicalls.main(diagnosed.args("--url", url)) == 1
+    err = capsys.readouterr().err
+    assert "GET /summarystats: 503 no diagnostics yet" in err
+    assert "GET /diagnostics: 503" in err
+    assert returns.read_bytes() == before
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_server_down(diagnosed, capsys):
+    url = f"http://127.0.0.1:{free_port()}"
+    assert apicalls.main(diagnosed.args("--url", url)) == 1
+    assert f"GET /health: cannot reach {url}/health" in capsys.readouterr().err
+
+
+def wait_for_health(url: str, server: subprocess.Popen, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"gunicorn exited: {server.stdout.read()}")
+        try:
+            if requests.get(f"{url}/health", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    pytest.fail("gunicorn did not become healthy")
+
+
+@pytest.mark.slow
+def test_gunicorn_serves_the_api_and_picks_up_a_new_deployment(diagnosed):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "RISK_CONFIG": str(diagnosed.config_path)}
+    env.pop("RISK_API_TOKEN", None)
+    command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2"]
+    server = subprocess.Popen(
+        [*command, "wsgi:app"],
+        cwd=PROJECT_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for_health(url, server)
+        assert apicalls.main(diagnosed.args("--url", url)) == 0
+        text = (diagnosed.root / "models" / "apireturns.txt").read_text()
+        for endpoint in ENDPOINTS:
+            assert f"## {endpoint} -> 200" in text
+        diagnosed.write_input("more.csv", client_rows(200, seed=11))
+        run_steps(diagnosed, "ingestion", "training", "scoring", "deployment")
+        record = {"lastmonth_activity": 4, "lastyear_activity": 90, "number_of_employees": 3}
+        versions = {
+            requests.post(f"{url}/prediction", json={"records": [record]}, timeout=10).json()[
+                "model_version"
+            ]
+            for _ in range(12)
+        }
+        assert versions == {"v0002"}
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
