@@ -395,12 +395,12 @@ class DiagnosticsResult:
             f" training {timings['training']['median_seconds']:.2f} s"
         )
         deps = report["dependencies"]
-        outdated = [d["package"] for d in deps if d["status"] == "outdated"]
-        unknown = [d["package"] for d in deps if d["status"] == "unknown"]
-        lines.append(
-            f"dependencies: {len(outdated)} outdated {outdated or ''}"
-            f"{f', {len(unknown)} unknown' if unknown else ''}".rstrip()
-        )
+        counts = [
+            f"{len(names)} {status} ({', '.join(names)})"
+            for status in ("outdated", "unknown", "not installed")
+            if (names := [d["package"] for d in deps if d["status"] == status])
+        ]
+        lines.append(f"dependencies: {'; '.join(counts) or 'all up to date'}")
         drifted = report["drift"].get("drifted")
         lines.append(
             "data drift: "

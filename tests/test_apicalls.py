@@ -90,9 +90,9 @@ def wait_for_health(url: str, server: subprocess.Popen, seconds: float = 60) -> 
         if server.poll() is not None:
             pytest.fail(f"gunicorn exited: {server.stdout.read()}")
         try:
-            if requests.get(f"{url}/health", timeout=1).status_code == 200:
+            if requests.get(f"{url}/health", timeout=5).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or workers still starting
             time.sleep(0.2)
     pytest.fail("gunicorn did not become healthy")
 

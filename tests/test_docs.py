@@ -34,3 +34,14 @@ def test_readme_commands_match_ci():
     ci = (PROJECT_DIR / ".ci" / "run").read_text()
     commands = re.findall(r"```sh\n(.+?)\n```", README)
     assert commands[1] in ci.splitlines()
+
+
+def test_every_route_is_documented():
+    from app import create_app
+
+    app = create_app()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            assert f"`{method} {rule.rule}`" in README, f"{method} {rule.rule} is not in the README"

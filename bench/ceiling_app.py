@@ -1,0 +1,28 @@
+"""The ceiling for POST /prediction: a bare Flask route, the model loaded once at start.
+
+It does the same prediction as the API (JSON records to a DataFrame, then diagnostics.predict)
+with nothing else: no validation, no reload check, no token, no error handling.
+"""
+
+import os
+import pickle
+
+import pandas as pd
+from flask import Flask, jsonify, request
+
+from diagnostics import predict
+from project import load_config
+
+config = load_config(os.environ["RISK_CONFIG"])
+with open(config.deploy_dir / "trainedmodel.pkl", "rb") as handle:
+    model = pickle.load(handle)
+app = Flask(__name__)
+
+
+@app.post("/prediction")
+def prediction():
+    predicted = predict(model, pd.DataFrame(request.get_json()["records"]))
+    return jsonify(
+        predictions=predicted["prediction"].tolist(),
+        probabilities=predicted["probability"].round(6).tolist(),
+    )
