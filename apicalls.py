@@ -73,8 +73,16 @@ def call_endpoints(config: Config, base_url: str, token: str | None) -> list[Ans
                 response = session.request(
                     method, url, json=body, headers=headers, timeout=TIMEOUT_SECONDS
                 )
+            except requests.ConnectionError:
+                raise PipelineError(
+                    f"{method} {path}: cannot reach {url}; is the API running at {base_url}?"
+                ) from None
+            except requests.Timeout:
+                raise PipelineError(
+                    f"{method} {path}: no answer within {TIMEOUT_SECONDS} s"
+                ) from None
             except requests.RequestException as error:
-                raise PipelineError(f"{method} {path}: cannot reach {url} ({error})") from None
+                raise PipelineError(f"{method} {path}: {error}") from None
             try:
                 content = response.json()
             except ValueError:

@@ -219,6 +219,9 @@ def prediction_rows() -> pd.DataFrame:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise DataError('body: expected a JSON object {"records": [...]} or {"filepath": "..."}')
+    unknown = sorted(set(body) - {"records", "filepath"})
+    if unknown:
+        raise DataError(f"body: unknown field(s) {', '.join(map(repr, unknown))}")
     if ("records" in body) == ("filepath" in body):
         raise DataError("body: give exactly one of 'records' and 'filepath'")
     if "records" in body:

@@ -163,6 +163,7 @@ def test_missing_file_inside_the_data_folders(client):
             "give exactly one of 'records' and 'filepath'",
         ),
         ({}, "give exactly one of 'records' and 'filepath'"),
+        ({"record": [RECORD]}, "body: unknown field(s) 'record'"),
         ({"filepath": 3}, "filepath: expected the path of a CSV file"),
         ({"filepath": "sourcedata/"}, "only .csv files"),
         ([1, 2], "body: expected a JSON object"),
