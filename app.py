@@ -27,6 +27,7 @@ import diagnostics
 import modelstore
 from project import (
     DEFAULT_CONFIG_PATH,
+    DIAGNOSTICS_FILE,
     FEATURES,
     ID_COLUMN,
     PROJECT_DIR,
@@ -320,7 +321,7 @@ def diagnostics_view():
 
 
 def latest_diagnostics() -> dict:
-    path = state().config.model_dir / diagnostics.DIAGNOSTICS_FILE
+    path = state().config.model_dir / DIAGNOSTICS_FILE
     try:
         return state().diagnostics.get(path, lambda p: json.loads(p.read_text(encoding="utf-8")))
     except FileNotFoundError:

@@ -30,6 +30,7 @@ import ingestion
 import modelstore
 import training
 from project import (
+    DIAGNOSTICS_FILE,
     FEATURES,
     ID_COLUMN,
     MODEL_METADATA_FILE,
@@ -39,6 +40,7 @@ from project import (
     DataError,
     atomic_write_json,
     build_parser,
+    list_input_files,
     read_client_csv,
     read_ingestion_record,
     read_json,
@@ -52,7 +54,6 @@ from project import (
 
 logger = logging.getLogger(__name__)
 
-DIAGNOSTICS_FILE = "diagnostics.json"
 RANKING_FILE = "riskranking.csv"
 DEPENDENCY_CACHE_FILE = "dependencycache.json"
 DEPENDENCY_CACHE_AGE = timedelta(days=1)
@@ -224,10 +225,9 @@ def time_steps(config: Config, repeats: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="risk-timing-") as scratch_dir:
         scratch = Path(scratch_dir)
         (scratch / "input").mkdir()
-        for path in ingestion.list_input_files(config.input_dir):
+        for path in list_input_files(config.input_dir):
             shutil.copy2(path, scratch / "input" / path.name)
-        copy = dataclasses.replace(
-            config,
+        copy = config._replace(
             input_dir=scratch / "input",
             ingested_dir=scratch / "ingested",
             model_dir=scratch / "models",

@@ -1,4 +1,6 @@
-"""Statistics that say whether new client data differs from the data the model was trained on.
+"""Statistics that say whether new client data, or the model's score on it, has drifted.
+
+Data drift: whether new client data differs from the data the model was trained on.
 
 The verdict comes from a test that knows the sample sizes: a two-sample Kolmogorov-Smirnov test per
 feature, with the Benjamini-Hochberg correction across features (a feature drifts when its adjusted
@@ -6,6 +8,13 @@ p-value is below KS_ALPHA). A fixed distance threshold cannot do this: on a 20-r
 distance is mostly noise, on a 100,000-row batch a harmless shift crosses it. The population
 stability index is reported beside the test as the size of the change, flagged from
 PSI_MAJOR (the usual reading: below 0.1 no real change, 0.1-0.25 moderate, 0.25 and above major).
+
+Model drift: whether the deployed model's F1 on a new batch is worse than its past scores, by one
+of the three classic checks (`score_drift`). The past scores of one model rarely number more than
+a handful, and an F1 on a batch of n rows scatters by an amount that depends on n; so the spread
+the parametric check allows, and the reference sample of the non-parametric check while the
+history is short, also come from `sampling_f1`: the F1 the deployed model gets on resampled
+batches of the same size from the test data, that is, when nothing has changed.
 """
 
 from __future__ import annotations
@@ -14,6 +23,10 @@ import numpy as np
 import pandas as pd
 from scipy.stats import false_discovery_control, ks_2samp
 
+SCORE_CHECKS = ("raw", "parametric", "nonparametric")
+# Past scores needed before the non-parametric check uses them instead of resampled batches.
+MIN_HISTORY_FOR_QUARTILES = 8
+RESAMPLES = 500
 KS_ALPHA = 0.05
 PSI_MODERATE = 0.1
 PSI_MAJOR = 0.25
@@ -100,3 +113,70 @@ def _share(mask: pd.Series):
 
 def _median(values: pd.Series):
     return float(values.median()) if len(values) else None
+
+
+# --- model drift ---------------------------------------------------------------------------------
+
+
+def sampling_f1(truth, predicted, rows: int, resamples: int = RESAMPLES, seed: int = 0):
+    """F1 of `predicted` on `resamples` batches of `rows` drawn with replacement.
+
+    Args:
+        truth, predicted: labels (0/1) of a reference set, such as the test data.
+        rows: the size of the batch being judged.
+
+    Returns:
+        An array of F1 scores: how much an F1 on `rows` rows varies by chance alone.
+    """
+    truth = np.asarray(truth, dtype=bool)
+    predicted = np.asarray(predicted, dtype=bool)
+    picks = np.random.default_rng(seed).integers(0, len(truth), size=(resamples, rows))
+    actual, guessed = truth[picks], predicted[picks]
+    true_positive = (actual & guessed).sum(axis=1)
+    errors = (actual ^ guessed).sum(axis=1)
+    denominator = 2 * true_positive + errors
+    return np.divide(2 * true_positive, denominator, out=np.zeros(resamples), where=denominator > 0)
+
+
+def score_drift(method: str, new_score: float, past_scores, chance_scores) -> dict:
+    """Judge `new_score` against the deployed model's past scores.
+
+    Args:
+        method: "raw" (lower than the last score), "parametric" (more than two standard
+            deviations below the mean of past scores) or "nonparametric" (below Q1 - 1.5 IQR).
+        past_scores: the deployed model's F1 scores so far, oldest first (at least one).
+        chance_scores: `sampling_f1` for a batch of this size.
+
+    Returns:
+        dict with `drift` (bool), `threshold` and how it was found.
+    """
+    past = np.asarray(past_scores, dtype=float)
+    chance = np.asarray(chance_scores, dtype=float)
+    if method == "raw":
+        threshold, basis = float(past[-1]), "the last score"
+    elif method == "parametric":
+        history_sd = float(past.std(ddof=1)) if len(past) >= 2 else 0.0
+        chance_sd = float(chance.std(ddof=1))
+        spread = max(history_sd, chance_sd)
+        threshold = float(past.mean()) - 2 * spread
+        basis = (
+            f"mean of {len(past)} past score(s) {past.mean():.3f} minus 2 x {spread:.3f}"
+            f" (spread of past scores {history_sd:.3f}, by chance at this batch size"
+            f" {chance_sd:.3f})"
+        )
+    elif method == "nonparametric":
+        use_past = len(past) >= MIN_HISTORY_FOR_QUARTILES
+        reference = past if use_past else chance
+        q1, q3 = np.quantile(reference, [0.25, 0.75])
+        threshold = float(q1 - 1.5 * (q3 - q1))
+        source = f"{len(past)} past scores" if use_past else "resampled batches of this size"
+        basis = f"Q1 - 1.5 IQR of {source}"
+    else:
+        raise ValueError(f"unknown drift check {method!r}; use one of {SCORE_CHECKS}")
+    return {
+        "method": method,
+        "score": round(float(new_score), 6),
+        "threshold": round(threshold, 6),
+        "basis": basis,
+        "drift": bool(new_score < threshold),
+    }

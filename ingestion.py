@@ -22,6 +22,7 @@ from project import (
     atomic_write_text,
     build_parser,
     format_ingestion_record,
+    list_input_files,
     log_rejections,
     read_client_csv,
     read_ingestion_record,
@@ -51,15 +52,6 @@ class IngestionResult:
             f" ({self.duplicates_dropped} duplicates dropped, {rejected_rows} rows and"
             f" {rejected_files} files rejected) -> {self.final_data_path}"
         )
-
-
-def list_input_files(input_dir: Path) -> list[Path]:
-    """The CSV files in `input_dir`, by name; hidden files (uploads in progress) are left out."""
-    return sorted(
-        path
-        for path in input_dir.iterdir()
-        if path.suffix.lower() == ".csv" and path.is_file() and not path.name.startswith(".")
-    )
 
 
 def read_input_file(path: Path, sha256: str, ingested_at: str):

@@ -10,20 +10,19 @@ Layout of `prod_deployment_path`:
     trainedmodel.pkl, latestscore.txt, ingestedfiles.txt
                            links through `current`, where the course's scripts look for them
     deploymenthistory.txt  one tab-separated line per change of what is live
+    checkedfiles.txt       input files fullprocess.py has judged against the live model
 
 A deployment is assembled in a hidden folder, renamed into `versions/` when whole, and only then
 made live, so a crash at any moment leaves the previous deployment live and intact. Only the
-standard library is imported here; unpickling a model imports scikit-learn when it happens.
+standard library is imported here, the slower parts of it where they are used, because a cron
+tick that finds nothing to do reads the live version; unpickling a model imports scikit-learn.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
-import pickle
-import shutil
-from dataclasses import dataclass
+from collections import namedtuple
 from pathlib import Path
 
 from project import (
@@ -58,11 +57,10 @@ class DeploymentError(PipelineError):
     """No usable deployment, or one whose files do not match its manifest."""
 
 
-@dataclass(frozen=True)
-class Deployment:
-    version: int
-    path: Path
-    manifest: dict
+class Deployment(namedtuple("Deployment", "version path manifest")):
+    """A complete deployment: its number, its folder and its manifest."""
+
+    __slots__ = ()
 
     @property
     def model_path(self) -> Path:
@@ -148,6 +146,8 @@ def load_model(path: Path, expected_sha256: str):
     Raises:
         DeploymentError: checksum mismatch, or a file that does not unpickle.
     """
+    import pickle
+
     verify_file(path, expected_sha256)
     try:
         with open(path, "rb") as handle:
@@ -179,6 +179,8 @@ def deploy(deploy_dir: Path, files: dict[str, Path], manifest: dict, reason: str
         manifest: what to record besides the version, time and file checksums.
         reason: why, for the history.
     """
+    import shutil
+
     deploy_dir = Path(deploy_dir)
     versions_dir = deploy_dir / VERSIONS_DIR
     versions_dir.mkdir(parents=True, exist_ok=True)
@@ -280,6 +282,8 @@ def _next_version(versions_dir: Path) -> int:
 
 def _remove_unfinished(versions_dir: Path) -> None:
     """Delete staging folders left by deployments that were killed (we hold the lock)."""
+    import shutil
+
     for path in versions_dir.glob(".tmp-*"):
         logger.warning("%s: removing an unfinished deployment", path)
         shutil.rmtree(path, ignore_errors=True)
@@ -295,8 +299,8 @@ def read_history(deploy_dir: Path) -> list[dict]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         return []
-    rows = [line for line in lines if line.strip() and not line.startswith("#")]
-    return list(csv.DictReader(rows, delimiter="\t", quoting=csv.QUOTE_NONE))
+    rows = [line.split("\t") for line in lines if line.strip() and line[0] != "#"]
+    return [dict(zip(rows[0], cells, strict=False)) for cells in rows[1:]] if rows else []
 
 
 def _append_history(
@@ -318,6 +322,14 @@ def _append_history(
     lines = [HISTORY_HEADER, "\t".join(HISTORY_FIELDS)]
     lines += ["\t".join(str(row.get(name, "")) for name in HISTORY_FIELDS) for row in history]
     atomic_write_text(Path(deploy_dir) / HISTORY_FILE, "\n".join(lines) + "\n")
+
+
+def mend_history(deploy_dir: Path) -> None:
+    """Record a switch of the live deployment whose history line a killed process never wrote."""
+    if current_version(deploy_dir) is None:
+        return
+    with exclusive_lock(Path(deploy_dir) / LOCK_FILE):
+        _reconcile_history(deploy_dir)
 
 
 def _reconcile_history(deploy_dir: Path) -> None:

@@ -1,24 +1,21 @@
 """What every step shares: the config, the client-data schema, atomic writes and the command line.
 
-Only the standard library is imported here at module level, so that a cron tick that finds nothing
-to do never pays for pandas or scikit-learn. Functions that need pandas import it when called.
+A cron tick that finds nothing to do imports this module and `modelstore`, so both keep to the
+cheapest of the standard library at module level (named tuples, not dataclasses); functions that
+need pandas, or slower standard modules, import them when called.
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
 import fcntl
-import hashlib
 import io
 import json
 import logging
 import os
 import sys
-import tempfile
+import time
+from collections import namedtuple
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -44,6 +41,7 @@ METRICS_FILE = "scoremetrics.json"
 SCORE_HISTORY_FILE = "scorehistory.csv"
 FINAL_DATA_FILE = "finaldata.csv"
 RECORD_FILE = "ingestedfiles.txt"
+DIAGNOSTICS_FILE = "diagnostics.json"
 
 REQUIRED_KEYS = (
     "input_folder_path",
@@ -55,13 +53,10 @@ REQUIRED_KEYS = (
 OPTIONAL_FOLDERS = {"log_folder_path": "logs"}
 
 
-@dataclass(frozen=True)
-class Setting:
+class Setting(namedtuple("Setting", "default help choices", defaults=((),))):
     """An optional config key that is not a folder: its default fixes its type."""
 
-    default: object
-    help: str
-    choices: tuple = ()
+    __slots__ = ()
 
 
 SETTINGS = {
@@ -69,6 +64,13 @@ SETTINGS = {
     "dependency_timeout_seconds": Setting(5.0, "longest wait for the package index, in all"),
     "package_index_url": Setting("https://pypi.org/pypi", "JSON API asked for latest versions"),
     "api_max_request_bytes": Setting(16 * 2**20, "largest request body the API accepts"),
+    "drift_check": Setting(
+        "parametric",
+        "how fullprocess.py judges the deployed model's score on new data",
+        choices=("raw", "parametric", "nonparametric"),
+    ),
+    "min_batch_rows": Setting(100, "fewest new rows for a drift verdict"),
+    "retrain_on_data_drift": Setting(False, "retrain when features drift, even if the score holds"),
 }
 
 
@@ -100,18 +102,16 @@ class RejectedFile(DataError):
 # --- configuration -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Config:
-    """The project's folders, resolved against the folder that holds the config file."""
+class Config(
+    namedtuple(
+        "Config",
+        "path input_dir ingested_dir test_data_path model_dir deploy_dir log_dir settings",
+    )
+):
+    """The project's folders, resolved against the folder that holds the config file, and its
+    settings. Immutable; `config._replace(model_dir=...)` gives a changed copy."""
 
-    path: Path
-    input_dir: Path
-    ingested_dir: Path
-    test_data_path: Path
-    model_dir: Path
-    deploy_dir: Path
-    log_dir: Path
-    settings: dict = field(default_factory=dict)
+    __slots__ = ()
 
     @property
     def test_data_file(self) -> Path:
@@ -214,8 +214,19 @@ def _check_setting(path: Path, key: str, value):
 # --- files ---------------------------------------------------------------------------------------
 
 
+def list_input_files(input_dir: Path) -> list[Path]:
+    """The CSV files in `input_dir`, by name; hidden files (uploads in progress) are left out."""
+    return sorted(
+        path
+        for path in Path(input_dir).iterdir()
+        if path.suffix.lower() == ".csv" and path.is_file() and not path.name.startswith(".")
+    )
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     """Hex SHA-256 of a file's bytes."""
+    import hashlib
+
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -255,6 +266,8 @@ def atomic_path(path: str | os.PathLike):
     temporary file is removed and `path` is left as it was. The temporary name keeps the suffix
     so that writers which infer the format from it (matplotlib) still work.
     """
+    import tempfile
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(
@@ -304,7 +317,7 @@ def exclusive_lock(path: str | os.PathLike, *, wait: bool = True):
 
 def utc_now() -> str:
     """The current UTC time, to the second, in ISO 8601."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def write_csv(frame, path: str | os.PathLike) -> None:
@@ -347,21 +360,15 @@ RECORD_HEADER = (
 )
 
 
-@dataclass(frozen=True)
-class IngestedFile:
+class IngestedFile(namedtuple("IngestedFile", RECORD_FIELDS, defaults=("",))):
     """One line of `ingestedfiles.txt`."""
 
-    file: str
-    sha256: str
-    rows_accepted: int
-    rows_rejected: int
-    ingested_at: str
-    status: str
-    note: str = ""
+    __slots__ = ()
 
 
-def format_ingestion_record(entries: list[IngestedFile]) -> str:
-    lines = [RECORD_HEADER, "\t".join(RECORD_FIELDS)]
+def format_ingestion_record(entries: list[IngestedFile], header: str = RECORD_HEADER) -> str:
+    """The text of a record of files: a comment line, the field names, one line per file."""
+    lines = [header, "\t".join(RECORD_FIELDS)]
     for entry in entries:
         cells = [str(getattr(entry, name)) for name in RECORD_FIELDS]
         lines.append("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in cells))
@@ -374,51 +381,41 @@ def read_ingestion_record(path: str | os.PathLike) -> list[IngestedFile]:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         return []
-    rows = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    rows = [line.split("\t") for line in text.splitlines() if line.strip() and line[0] != "#"]
     if not rows:
         return []
-    reader = csv.DictReader(rows, delimiter="\t", quoting=csv.QUOTE_NONE)
-    if tuple(reader.fieldnames or ()) != RECORD_FIELDS:
-        raise PipelineError(f"{path}: not an ingestion record (header {reader.fieldnames})")
-    try:
-        return [
-            IngestedFile(
-                file=row["file"],
-                sha256=row["sha256"],
-                rows_accepted=int(row["rows_accepted"]),
-                rows_rejected=int(row["rows_rejected"]),
-                ingested_at=row["ingested_at"],
-                status=row["status"],
-                note=row["note"] or "",
+    if tuple(rows[0]) != RECORD_FIELDS:
+        raise PipelineError(f"{path}: not a record of files (header {rows[0]})")
+    entries = []
+    for number, cells in enumerate(rows[1:], start=2):
+        try:
+            file, sha256, accepted, rejected, ingested_at, status, note = cells
+            entries.append(
+                IngestedFile(file, sha256, int(accepted), int(rejected), ingested_at, status, note)
             )
-            for row in reader
-        ]
-    except (TypeError, ValueError) as error:
-        raise PipelineError(f"{path}: malformed ingestion record: {error}") from None
+        except ValueError:
+            raise PipelineError(f"{path}: malformed line {number}: {cells}") from None
+    return entries
 
 
 # --- client data ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Rejection:
-    """A row, or a whole file, that could not be used."""
+class Rejection(namedtuple("Rejection", "file line reason")):
+    """A row (or, with no line, a whole file) that could not be used."""
 
-    file: str
-    line: int | None
-    reason: str
+    __slots__ = ()
 
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}"
         return f"{where}: {self.reason}"
 
 
-@dataclass
-class ClientBatch:
-    """The valid rows of one CSV file and what was wrong with the others."""
+class ClientBatch(namedtuple("ClientBatch", "frame rejections")):
+    """The valid rows of one CSV file (a DataFrame: corporation text, features float, exited int)
+    and what was wrong with the others (a list of Rejection)."""
 
-    frame: object  # pandas.DataFrame with COLUMNS: corporation str, features float, exited int
-    rejections: list[Rejection]
+    __slots__ = ()
 
 
 def read_client_csv(
@@ -438,6 +435,8 @@ def read_client_csv(
     Raises:
         RejectedFile: the file as a whole is unusable (unreadable, empty, a column missing).
     """
+    import csv
+
     import pandas as pd
 
     if label is None:
@@ -551,6 +550,8 @@ def _binary(source: Path | bytes):
 
 
 def _read_ragged_csv(source: Path | bytes):
+    import csv
+
     import pandas as pd
 
     rows, lines, ragged = [], [], []
@@ -644,13 +645,15 @@ def configure_logging(verbose: bool = False) -> None:
     )
 
 
-def build_parser(script: str, description: str | None) -> argparse.ArgumentParser:
+def build_parser(script: str, description: str | None):
     """An argument parser with the options every step script has.
 
     Args:
         script: the script's `__file__`, which names it in messages.
         description: the script's docstring; its first line becomes the help text.
     """
+    import argparse
+
     summary = description.strip().splitlines()[0] if description else None
     parser = argparse.ArgumentParser(prog=Path(script).name, description=summary)
     parser.add_argument(
@@ -665,7 +668,7 @@ def build_parser(script: str, description: str | None) -> argparse.ArgumentParse
     return parser
 
 
-def run_cli(args: argparse.Namespace, step) -> int:
+def run_cli(args, step) -> int:
     """Load the config, run `step(config)` and print its one-line summary.
 
     Returns:

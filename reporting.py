@@ -30,9 +30,9 @@ from reportlab.platypus import (
     TableStyle,
 )
 
-import diagnostics
 import modelstore
 from project import (
+    DIAGNOSTICS_FILE,
     SCORE_HISTORY_FILE,
     Config,
     PipelineError,
@@ -350,7 +350,7 @@ def write_pdf(story: list, path: Path) -> int:
 def gather_facts(config: Config) -> dict:
     """Everything the report shows, checked to be about the model that is live now."""
     model, deployment = modelstore.load_deployed_model(config.deploy_dir)
-    report_path = config.model_dir / diagnostics.DIAGNOSTICS_FILE
+    report_path = config.model_dir / DIAGNOSTICS_FILE
     if not report_path.is_file():
         raise PipelineError(f"{report_path}: no diagnostics yet; run diagnostics.py first")
     report = read_json(report_path, "diagnostics")

@@ -32,6 +32,7 @@ from sklearn.preprocessing import FunctionTransformer, SplineTransformer, Standa
 
 from project import (
     FEATURES,
+    ID_COLUMN,
     MODEL_FILE,
     MODEL_METADATA_FILE,
     TARGET,
@@ -222,18 +223,34 @@ def save_model(model: Pipeline, sample: pd.DataFrame, metadata: dict, model_dir:
     return model_path
 
 
-def run(config: Config) -> TrainingResult:
-    """Train on `finaldata.csv` and save the model with its metadata in `output_model_path`."""
+def leave_out(data: pd.DataFrame, holdout: pd.DataFrame) -> pd.DataFrame:
+    """`data` without the rows that appear in `holdout` (compared on every column)."""
+    columns = [ID_COLUMN, *FEATURES, TARGET]
+    marked = data.merge(holdout[columns].drop_duplicates(), on=columns, how="left", indicator=True)
+    return data[(marked["_merge"] == "left_only").to_numpy()].reset_index(drop=True)
+
+
+def run(config: Config, holdout: pd.DataFrame | None = None) -> TrainingResult:
+    """Train on `finaldata.csv` and save the model with its metadata in `output_model_path`.
+
+    Args:
+        holdout: rows to leave out of training, kept to compare this model with another.
+    """
     data_path = config.final_data_file
     if not data_path.exists():
         raise DataError(f"{data_path}: no ingested data; run ingestion.py first")
     data = read_labelled_csv(data_path)
+    held_out = 0
+    if holdout is not None:
+        kept = leave_out(data, holdout)
+        held_out, data = len(data) - len(kept), kept
     check_training_data(data, str(data_path))
     model, cv_summary = fit_model(data)
     record = read_ingestion_record(config.ingestion_record_file)
     metadata = {
         "trained_at": utc_now(),
         "training_rows": len(data),
+        "held_out_rows": held_out,
         "exited_rate": round(float(data[TARGET].mean()), 6),
         "training_data": {"file": data_path.name, "sha256": sha256_file(data_path)},
         "training_files": [

@@ -25,7 +25,7 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR))
 
 import diagnostics  # noqa: E402
-from project import load_config  # noqa: E402
+from project import DIAGNOSTICS_FILE, load_config  # noqa: E402
 
 UNREACHABLE_INDEX = "http://127.0.0.1:9/pypi"
 
@@ -108,7 +108,7 @@ def main() -> int:
                 0.0,
             ),
         ]
-        timings = json.loads((config.model_dir / diagnostics.DIAGNOSTICS_FILE).read_text())
+        timings = json.loads((config.model_dir / DIAGNOSTICS_FILE).read_text())
     print(f"median of {args.repeats} runs; step timings inside diagnostics use timing_repeats=3")
     print(f"{'command':<42} {'wall s':>7} {'dependency check s':>19} {'share':>6}")
     for name, wall, deps in rows:

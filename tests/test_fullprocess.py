@@ -1,0 +1,242 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fullprocess
+import modelstore
+import training
+from conftest import client_rows
+from project import PROJECT_DIR, exclusive_lock
+
+
+@pytest.fixture(autouse=True)
+def no_api(monkeypatch):
+    """No API runs during these tests: the API calls must find a closed port."""
+    monkeypatch.setenv("RISK_API_URL", "http://127.0.0.1:9")
+    monkeypatch.delenv("RISK_API_TOKEN", raising=False)
+
+
+def run_records(project) -> list[dict]:
+    path = project.root / "logs" / "fullprocess.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def live(project):
+    return modelstore.current_version(project.root / "production_deployment")
+
+
+def run(project) -> dict:
+    assert fullprocess.main(project.args()) == 0
+    return run_records(project)[-1]
+
+
+def test_bootstrap_from_nothing(project, capsys):
+    record = run(project)
+    assert record["outcome"] == "bootstrapped"
+    assert live(project) == 1
+    models = project.root / "models"
+    for name in (
+        "riskranking.csv",
+        "diagnostics.json",
+        "summary_report.pdf",
+        "confusionmatrix.png",
+    ):
+        assert (models / name).is_file(), name
+    assert set(record["steps"]) == {
+        "ingestion",
+        "training",
+        "scoring",
+        "deployment",
+        "diagnostics",
+        "reporting",
+        "apicalls",
+    }
+    assert record["api"].startswith("not reached")
+    assert record["started_at"] <= record["finished_at"]
+    err = capsys.readouterr().err
+    assert "bootstrapped: nothing was deployed; deployed v0001" in err
+    assert "API calls" in err  # recorded, and the run still succeeds
+
+
+def test_no_new_data(diagnosed, capsys):
+    record = run(diagnosed)
+    assert record["outcome"] == "no new data"
+    assert record["reason"] == "no file in the input folder is new"
+    assert record["steps"] == {}
+    assert live(diagnosed) == 1
+    assert "no new data" in capsys.readouterr().err
+
+
+def test_a_quiet_tick_catches_up_reports_behind_the_live_model(deployed):
+    record = run(deployed)  # deployed by hand, never diagnosed
+    assert record["outcome"] == "no new data"
+    assert "reports were behind the live model" in record["reason"]
+    report = json.loads((deployed.root / "models" / "diagnostics.json").read_text())
+    assert report["model"]["version"] == "v0001"
+    assert run(deployed)["reason"] == "no file in the input folder is new"
+
+
+def test_a_quiet_tick_imports_nothing_heavy(diagnosed):
+    script = (
+        "import sys, fullprocess\n"
+        f"code = fullprocess.main(['--config', {str(diagnosed.config_path)!r}])\n"
+        "heavy = ['pandas', 'numpy', 'sklearn', 'scipy', 'matplotlib', 'reportlab', 'flask',"
+        " 'requests']\n"
+        "print(code, sorted(name for name in heavy if name in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=PROJECT_DIR, capture_output=True, text=True
+    )
+    assert result.stdout.strip() == "0 []", result.stderr
+    assert run_records(diagnosed)[-1]["outcome"] == "no new data"
+
+
+def test_new_data_without_drift(diagnosed):
+    diagnosed.write_input("batch3.csv", client_rows(300, seed=21))
+    record = run(diagnosed)
+    assert record["outcome"] == "no drift"
+    assert record["new_files"] == ["batch3.csv"]
+    assert record["model_drift"]["verdict"] == "no drift"
+    assert live(diagnosed) == 1
+    final_data = (diagnosed.root / "ingesteddata" / "finaldata.csv").read_text()
+    assert len(final_data.splitlines()) == 1 + 900
+    # Judged once: the next tick has nothing to do.
+    assert run(diagnosed)["outcome"] == "no new data"
+
+
+def test_a_small_batch_is_insufficient_data(diagnosed):
+    diagnosed.write_input("tiny.csv", client_rows(15, seed=22, drifted=True))
+    record = run(diagnosed)
+    assert record["outcome"] == "no drift"
+    assert record["model_drift"]["verdict"] == "insufficient data"
+    assert "insufficient data: 15 new rows, fewer than min_batch_rows 100" in record["reason"]
+    assert live(diagnosed) == 1
+
+
+def test_a_drifted_batch_is_retrained_and_redeployed(diagnosed):
+    diagnosed.write_input("drifted.csv", client_rows(1000, seed=23, drifted=True))
+    record = run(diagnosed)
+    assert record["outcome"] == "redeployed"
+    assert record["model_drift"]["verdict"] == "drift"
+    assert record["model_drift"]["score"] < record["model_drift"]["threshold"]
+    assert "lastyear_activity" in record["data_drift"]["drifted"]
+    comparison = record["comparison"]
+    assert comparison["retrained_f1"] >= comparison["deployed_f1"]
+    assert comparison["evaluation_rows"] == 300 + 300
+    assert live(diagnosed) == 2
+    history = modelstore.read_history(diagnosed.root / "production_deployment")
+    assert history[-1]["reason"].startswith("model drift on drifted.csv")
+    metadata = json.loads((diagnosed.root / "models" / "trainedmodel.json").read_text())
+    assert metadata["held_out_rows"] == 300
+    report = json.loads((diagnosed.root / "models" / "diagnostics.json").read_text())
+    assert report["model"]["version"] == "v0002"
+    assert run(diagnosed)["outcome"] == "no new data"
+
+
+def test_a_worse_challenger_is_kept_out(diagnosed, monkeypatch):
+    real_fit = training.fit_model
+
+    def fit_on_shuffled_labels(data):
+        shuffled = data.assign(exited=np.random.default_rng(0).permutation(data["exited"]))
+        return real_fit(shuffled)
+
+    monkeypatch.setattr(training, "fit_model", fit_on_shuffled_labels)
+    diagnosed.write_input("drifted.csv", client_rows(1000, seed=23, drifted=True))
+    record = run(diagnosed)
+    assert record["outcome"] == "challenger kept out"
+    assert record["comparison"]["retrained_f1"] < record["comparison"]["deployed_f1"]
+    assert "v0001 stays live" in record["reason"]
+    assert live(diagnosed) == 1
+    assert run(diagnosed)["outcome"] == "no new data"
+
+
+def test_data_drift_alone_retrains_when_configured(diagnosed):
+    config = json.loads(diagnosed.config_path.read_text())
+    config.update(retrain_on_data_drift=True, drift_check="raw", min_batch_rows=50)
+    diagnosed.config_path.write_text(json.dumps(config))
+    shifted = client_rows(400, seed=24)
+    shifted["lastyear_activity"] = shifted["lastyear_activity"] * 3
+    diagnosed.write_input("shifted.csv", shifted)
+    record = run(diagnosed)
+    assert "lastyear_activity" in record["data_drift"]["drifted"]
+    assert record["outcome"] in {"redeployed", "challenger kept out"}
+
+
+def test_two_runs_at_once(deployed, capsys):
+    with exclusive_lock(deployed.root / "logs" / "fullprocess.lock"):
+        assert fullprocess.main(deployed.args()) == fullprocess.EXIT_BUSY == 75
+    assert "another fullprocess.py run is in progress" in capsys.readouterr().err
+    assert run_records(deployed)[-1]["outcome"] == "busy"
+    assert fullprocess.main(deployed.args()) == 0
+
+
+def test_a_failed_run_is_recorded_and_exits_nonzero(deployed, capsys):
+    deployed.write_input("batch3.csv", client_rows(300, seed=21))
+    (deployed.root / "testdata" / "testdata.csv").unlink()
+    assert fullprocess.main(deployed.args()) == 1
+    record = run_records(deployed)[-1]
+    assert record["outcome"] == "failed"
+    assert "testdata.csv: data file not found" in record["reason"]
+    assert "Traceback" not in capsys.readouterr().err
+    assert live(deployed) == 1
+
+
+def test_bad_config(tmp_path, capsys):
+    assert fullprocess.main(["--config", str(tmp_path / "none.json")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+
+
+KILL_POINTS = {
+    # point: (patched callable, condition on its arguments, version live right after)
+    "copying the model files": ("shutil.copyfile", "str(args[1]).endswith('scoremetrics.json')", 1),
+    "renaming the new version": ("os.rename", "'.tmp-' in str(args[0])", 1),
+    "switching the live link": ("os.replace", "str(args[1]).endswith('current')", 1),
+    "writing the history": ("os.replace", "str(args[1]).endswith('deploymenthistory.txt')", 2),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", KILL_POINTS, ids=list(KILL_POINTS))
+def test_kill_9_mid_deployment_leaves_a_whole_deployment(diagnosed, point):
+    target, condition, version_after = KILL_POINTS[point]
+    module, name = target.split(".")
+    script = f"""
+import os, signal, sys, {module}
+real = {module}.{name}
+def dying(*args, **kwargs):
+    if {condition}:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(*args, **kwargs)
+{module}.{name} = dying
+import fullprocess
+sys.exit(fullprocess.main(["--config", {str(diagnosed.config_path)!r}]))
+"""
+    diagnosed.write_input("drifted.csv", client_rows(1000, seed=23, drifted=True))
+    env = {**os.environ, "RISK_API_URL": "http://127.0.0.1:9"}
+    killed = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_DIR, env=env)
+    assert killed.returncode == -9
+    deploy_dir = diagnosed.root / "production_deployment"
+    assert live(diagnosed) == version_after
+    modelstore.verify_files(modelstore.current_deployment(deploy_dir))
+    # The next run is not blocked by the dead one's lock, and completes.
+    after = subprocess.run(
+        [sys.executable, "fullprocess.py", *diagnosed.args()], cwd=PROJECT_DIR, env=env
+    )
+    assert after.returncode == 0
+    record = run_records(diagnosed)[-1]
+    if version_after == 1:
+        assert record["outcome"] == "redeployed"
+    else:
+        assert record["outcome"] == "no new data"
+        assert "reports were behind the live model" in record["reason"]
+    live_deployment = modelstore.current_deployment(deploy_dir)
+    modelstore.verify_files(live_deployment)
+    history = modelstore.read_history(deploy_dir)
+    assert history[-1]["to_version"] == live_deployment.label
+    report = json.loads((diagnosed.root / "models" / "diagnostics.json").read_text())
+    assert report["model"]["version"] == live_deployment.label
+    assert not list((deploy_dir / "versions").glob(".tmp-*"))
