@@ -26,7 +26,6 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, Reque
 import diagnostics
 import modelstore
 from project import (
-    DEFAULT_CONFIG_PATH,
     DIAGNOSTICS_FILE,
     FEATURES,
     ID_COLUMN,
@@ -34,6 +33,7 @@ from project import (
     Config,
     DataError,
     PipelineError,
+    default_config_path,
     load_config,
     read_client_csv,
     read_labelled_csv,
@@ -43,7 +43,6 @@ from scoring import evaluate_model
 
 logger = logging.getLogger(__name__)
 
-CONFIG_ENV = "RISK_CONFIG"
 TOKEN_ENV = "RISK_API_TOKEN"
 OPENAPI_FILE = PROJECT_DIR / "docs" / "openapi.json"
 PUBLIC_ENDPOINTS = {"api.health"}
@@ -385,11 +384,11 @@ def create_app(config_path: str | os.PathLike | None = None, token: str | None =
     """Build the API for one project.
 
     Args:
-        config_path: the config file (default: `config.json` beside the scripts).
+        config_path: the config file (default: RISK_CONFIG, else `config.json` beside the scripts).
         token: required as `Authorization: Bearer <token>` on every endpoint but /health;
             default: the RISK_API_TOKEN environment variable, none when it is unset or empty.
     """
-    config = load_config(config_path or DEFAULT_CONFIG_PATH)
+    config = load_config(config_path or default_config_path())
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.settings["api_max_request_bytes"]
     app.json.sort_keys = False
@@ -409,7 +408,12 @@ def create_app(config_path: str | os.PathLike | None = None, token: str | None =
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH, help="config file")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=default_config_path(),
+        help="config file (default: $RISK_CONFIG, else config.json)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="interface (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     args = parser.parse_args(argv)

@@ -29,7 +29,6 @@ from types import SimpleNamespace
 
 import modelstore
 from project import (
-    DEFAULT_CONFIG_PATH,
     DIAGNOSTICS_FILE,
     RECORD_FILE,
     ConfigError,
@@ -39,6 +38,7 @@ from project import (
     atomic_write_text,
     build_parser,
     configure_logging,
+    default_config_path,
     exclusive_lock,
     format_ingestion_record,
     list_input_files,
@@ -428,7 +428,7 @@ def parse_args(argv: list[str] | None):
     """The options; without any (as cron runs it) argparse, a few milliseconds, is not needed."""
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
-        return SimpleNamespace(config=DEFAULT_CONFIG_PATH, verbose=False)
+        return SimpleNamespace(config=default_config_path(), verbose=False)
     return build_parser(__file__, __doc__).parse_args(argv)
 
 

@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 PROJECT_DIR = Path(__file__).resolve().parent
 DEFAULT_CONFIG_PATH = PROJECT_DIR / "config.json"
+CONFIG_ENV = "RISK_CONFIG"
 
 ID_COLUMN = "corporation"
 FEATURES = ("lastmonth_activity", "lastyear_activity", "number_of_employees")
@@ -209,6 +210,11 @@ def _check_setting(path: Path, key: str, value):
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{path}: '{key}' must be a non-empty text, not {value!r}")
     return value
+
+
+def default_config_path() -> Path:
+    """The config file named by the RISK_CONFIG environment variable, else `config.json`."""
+    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
 
 
 # --- files ---------------------------------------------------------------------------------------
@@ -659,9 +665,9 @@ def build_parser(script: str, description: str | None):
     parser.add_argument(
         "--config",
         type=Path,
-        default=DEFAULT_CONFIG_PATH,
+        default=default_config_path(),
         help="config file; relative paths in it are resolved against its folder"
-        " (default: config.json beside the scripts)",
+        f" (default: ${CONFIG_ENV}, else config.json beside the scripts)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debugging detail")
     parser.set_defaults(script=Path(parser.prog).stem)

@@ -1,11 +1,9 @@
 """The WSGI entry point for a production server: `gunicorn wsgi:app`.
 
-The config file is taken from the RISK_CONFIG environment variable (default: config.json beside
-the scripts); a relative path is relative to the server's working folder.
+The config file is the one named by the RISK_CONFIG environment variable, else config.json beside
+the scripts; a relative path is relative to the server's working folder.
 """
 
-import os
+from app import create_app
 
-from app import CONFIG_ENV, create_app
-
-app = create_app(os.environ.get(CONFIG_ENV) or None)
+app = create_app()
