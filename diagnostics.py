@@ -196,8 +196,8 @@ def newest_data(config: Config, deployment: modelstore.Deployment, ingested: pd.
 
 def data_drift(config: Config, deployment: modelstore.Deployment, ingested: pd.DataFrame) -> dict:
     """Per-feature drift of the newest data against the deployed model's training sample."""
-    sample_path = deployment.path / TRAINING_SAMPLE_FILE
-    if not sample_path.is_file():
+    sample_path = modelstore.deployed_file(deployment, TRAINING_SAMPLE_FILE)
+    if sample_path is None:
         return {"available": False, "reason": f"{deployment.label} has no training sample"}
     current, compared = newest_data(config, deployment, ingested)
     features = drift.feature_drift(pd.read_csv(sample_path), current, FEATURES)

@@ -202,8 +202,8 @@ def judge(config, model, deployment, rows, batch_name: str) -> dict:
     from scoring import evaluate_model, record_score
 
     minimum = config.settings["min_batch_rows"]
-    sample_path = deployment.path / TRAINING_SAMPLE_FILE
-    data_drift = {"available": sample_path.is_file(), "drifted": []}
+    sample_path = modelstore.deployed_file(deployment, TRAINING_SAMPLE_FILE)
+    data_drift = {"available": sample_path is not None, "drifted": []}
     if data_drift["available"]:
         features = drift.feature_drift(pd.read_csv(sample_path), rows, FEATURES)
         data_drift.update(

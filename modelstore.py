@@ -140,6 +140,19 @@ def verify_file(path: Path, expected_sha256: str) -> None:
         )
 
 
+def deployed_file(deployment: Deployment, name: str) -> Path | None:
+    """A file of a deployment, checked against its manifest; None if the version has no such file.
+
+    Raises:
+        DeploymentError: the file was changed after deployment.
+    """
+    expected = deployment.manifest.get("files", {}).get(name)
+    if expected is None:
+        return None
+    verify_file(deployment.path / name, expected)
+    return deployment.path / name
+
+
 def load_model(path: Path, expected_sha256: str):
     """Unpickle a model only if its bytes are the ones recorded when it was saved.
 

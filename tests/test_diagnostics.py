@@ -297,3 +297,12 @@ def test_labels_agree_with_the_model_itself(deployed):
     rows = pd.read_csv(deployed.root / "testdata" / "testdata.csv")
     predictions = diagnostics.predict(model, rows)
     assert list(predictions["prediction"]) == list(model.predict(rows[list(FEATURES)]))
+
+
+def test_a_changed_training_sample_is_refused(diagnosed, capsys):
+    sample = diagnosed.root / "production_deployment" / "versions" / "v0001" / "trainingsample.csv"
+    sample.write_text("lastmonth_activity,lastyear_activity,number_of_employees\n1,2,3\n")
+    assert diagnostics.main(diagnosed.args()) == 1
+    err = capsys.readouterr().err
+    assert "trainingsample.csv: SHA-256" in err
+    assert "Traceback" not in err
