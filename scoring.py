@@ -10,6 +10,7 @@ import csv
 import io
 import logging
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,16 +116,25 @@ def append_score_history(path: Path, row: dict) -> None:
 
 
 def read_score_history(path: Path) -> list[dict]:
-    """The score history, oldest first; scores as floats (None where absent)."""
+    """The score history, oldest first; scores as floats (None where absent).
+
+    A damaged line (edited by hand, say) is skipped with a warning rather than stopping a run.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return []
-    rows = list(csv.DictReader(io.StringIO(text)))
-    for row in rows:
-        for name in ("f1", "precision", "recall", "roc_auc"):
-            row[name] = float(row[name]) if row.get(name) else None
-        row["rows"] = int(row["rows"])
+    rows = []
+    for number, row in enumerate(csv.DictReader(io.StringIO(text)), start=2):
+        try:
+            for name in ("f1", "precision", "recall", "roc_auc"):
+                row[name] = float(row[name]) if row.get(name) else None
+            row["rows"] = int(row["rows"])
+            time.strptime(row["scored_at"], "%Y-%m-%dT%H:%M:%SZ")
+        except (KeyError, TypeError, ValueError):
+            logger.warning("%s:%d: unreadable score line skipped", path.name, number)
+            continue
+        rows.append(row)
     return rows
 
 

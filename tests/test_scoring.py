@@ -109,3 +109,12 @@ def test_header_only_test_data(deployed, capsys):
     (deployed.root / "testdata" / "testdata.csv").write_text(HEADER)
     assert scoring.main(deployed.args()) == 1
     assert "no data rows" in capsys.readouterr().err
+
+
+def test_a_damaged_history_line_is_skipped(deployed, caplog):
+    history = deployed.root / "models" / "scorehistory.csv"
+    with history.open("a") as handle:
+        handle.write("yesterday,abc,test,testdata.csv,lots,0.5,,,\n")
+    rows = scoring.read_score_history(history)
+    assert len(rows) == 1
+    assert "scorehistory.csv:3: unreadable score line skipped" in caplog.text
