@@ -35,8 +35,8 @@ from project import (
     PipelineError,
     default_config_path,
     load_config,
-    read_client_csv,
     read_labelled_csv,
+    read_unlabelled_csv,
     utc_now,
 )
 from scoring import evaluate_model
@@ -213,7 +213,7 @@ def data_file(text) -> Path:
 
 def prediction_rows() -> pd.DataFrame:
     if request.mimetype == "text/csv":
-        return _checked_csv(request.get_data(), label="body")
+        return read_unlabelled_csv(request.get_data(), label="body")
     if request.mimetype != "application/json":
         raise UnsupportedType()
     body = request.get_json(silent=True)
@@ -227,17 +227,7 @@ def prediction_rows() -> pd.DataFrame:
     if "records" in body:
         return records_frame(body["records"])
     path = data_file(body["filepath"])
-    return _checked_csv(path, label=body["filepath"])
-
-
-def _checked_csv(source, label: str) -> pd.DataFrame:
-    batch = read_client_csv(source, labelled=False, label=label)
-    if batch.rejections:
-        more = len(batch.rejections) - 1
-        raise DataError(f"{batch.rejections[0]}" + (f" (and {more} more)" if more else ""))
-    if batch.frame.empty:
-        raise DataError(f"{label}: no rows")
-    return batch.frame
+    return read_unlabelled_csv(path, label=body["filepath"])
 
 
 # --- endpoints -----------------------------------------------------------------------------------

@@ -41,10 +41,13 @@ from project import (
     atomic_write_json,
     build_parser,
     list_input_files,
+    parse_utc,
+    problems_error,
     read_client_csv,
     read_ingestion_record,
     read_json,
     read_labelled_csv,
+    read_unlabelled_csv,
     run_cli,
     sha256_file,
     utc_now,
@@ -101,19 +104,14 @@ def predict(model, rows: pd.DataFrame) -> pd.DataFrame:
 
 def _prediction_rows(data) -> pd.DataFrame:
     if isinstance(data, str | Path):
-        batch = read_client_csv(data, labelled=False)
-        problems = [str(rejection) for rejection in batch.rejections]
-        frame = batch.frame
-    else:
-        missing = [name for name in FEATURES if name not in data.columns]
-        if missing:
-            raise DataError(f"missing feature column(s): {', '.join(missing)}")
-        rows = data.set_axis(pd.RangeIndex(1, len(data) + 1))
-        frame, found = validate_client_rows(rows, labelled=False)
-        problems = [f"record {index}: {reason}" for index, reason in found]
-    if problems:
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise DataError(f"{problems[0]}{more}")
+        return read_unlabelled_csv(data)
+    missing = [name for name in FEATURES if name not in data.columns]
+    if missing:
+        raise DataError(f"missing feature column(s): {', '.join(missing)}")
+    rows = data.set_axis(pd.RangeIndex(1, len(data) + 1))
+    frame, found = validate_client_rows(rows, labelled=False)
+    if found:
+        raise problems_error([f"record {index}: {reason}" for index, reason in found])
     return frame.reset_index(drop=True)
 
 
@@ -286,11 +284,11 @@ def latest_versions(names: list[str], index_url: str, timeout: float, cache_path
     package not answered by then is None ("unknown"). Nothing here can hang the caller.
     """
     cache = _read_cache(cache_path)
-    now = datetime.now(UTC)
+    oldest = datetime.now(UTC) - DEPENDENCY_CACHE_AGE
     found = {
         name: cache[name]["latest"]
         for name in names
-        if name in cache and now - _parse_time(cache[name]["checked_at"]) < DEPENDENCY_CACHE_AGE
+        if name in cache and (parse_utc(cache[name]["checked_at"]) or oldest) > oldest
     }
     wanted = [name for name in names if name not in found]
     answers: dict[str, str] = {}
@@ -309,7 +307,7 @@ def latest_versions(names: list[str], index_url: str, timeout: float, cache_path
         thread.join(max(0.0, deadline - time.monotonic()))
     fresh = {name: answers[name] for name in wanted if name in answers}
     if fresh:
-        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = utc_now()
         cache.update({name: {"latest": v, "checked_at": stamp} for name, v in fresh.items()})
         with contextlib.suppress(OSError):
             atomic_write_json(cache_path, cache)
@@ -322,13 +320,6 @@ def _read_cache(path: Path) -> dict:
         return {k: v for k, v in cache.items() if {"latest", "checked_at"} <= set(v)}
     except Exception:  # a missing or damaged cache only costs a lookup
         return {}
-
-
-def _parse_time(text: str) -> datetime:
-    try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    except (TypeError, ValueError):
-        return datetime.min.replace(tzinfo=UTC)
 
 
 def dependency_status(config: Config, requirements_path: Path = REQUIREMENTS_FILE) -> list[dict]:

@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import false_discovery_control, ks_2samp
 
-SCORE_CHECKS = ("raw", "parametric", "nonparametric")
+from project import SCORE_CHECKS
+
 # Past scores needed before the non-parametric check uses them instead of resampled batches.
 MIN_HISTORY_FOR_QUARTILES = 8
 RESAMPLES = 500

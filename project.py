@@ -28,9 +28,9 @@ ID_COLUMN = "corporation"
 FEATURES = ("lastmonth_activity", "lastyear_activity", "number_of_employees")
 TARGET = "exited"
 COLUMNS = (ID_COLUMN, *FEATURES, TARGET)
-# Cells with these texts are missing values in a numeric column (never in `corporation`).
 # Rejected rows logged per file; all are counted in the ingestion record.
 MAX_LOGGED_REJECTIONS = 20
+# Cells with these texts are missing values in a numeric column (never in `corporation`).
 MISSING_TOKENS = ("", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "None")
 
 # Artifacts the steps pass to each other through the folders.
@@ -43,6 +43,9 @@ SCORE_HISTORY_FILE = "scorehistory.csv"
 FINAL_DATA_FILE = "finaldata.csv"
 RECORD_FILE = "ingestedfiles.txt"
 DIAGNOSTICS_FILE = "diagnostics.json"
+# Every time the pipeline writes: UTC, to the second.
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+SCORE_CHECKS = ("raw", "parametric", "nonparametric")
 
 REQUIRED_KEYS = (
     "input_folder_path",
@@ -68,7 +71,7 @@ SETTINGS = {
     "drift_check": Setting(
         "parametric",
         "how fullprocess.py judges the deployed model's score on new data",
-        choices=("raw", "parametric", "nonparametric"),
+        choices=SCORE_CHECKS,
     ),
     "min_batch_rows": Setting(100, "fewest new rows for a drift verdict"),
     "retrain_on_data_drift": Setting(False, "retrain when features drift, even if the score holds"),
@@ -323,7 +326,17 @@ def exclusive_lock(path: str | os.PathLike, *, wait: bool = True):
 
 def utc_now() -> str:
     """The current UTC time, to the second, in ISO 8601."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return time.strftime(TIME_FORMAT, time.gmtime())
+
+
+def parse_utc(text):
+    """A time the pipeline wrote, as an aware datetime; None for anything else."""
+    from datetime import UTC, datetime
+
+    try:
+        return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
+    except (TypeError, ValueError):
+        return None
 
 
 def write_csv(frame, path: str | os.PathLike) -> None:
@@ -387,13 +400,17 @@ def read_ingestion_record(path: str | os.PathLike) -> list[IngestedFile]:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         return []
-    rows = [line.split("\t") for line in text.splitlines() if line.strip() and line[0] != "#"]
+    rows = [
+        (number, line.split("\t"))
+        for number, line in enumerate(text.splitlines(), start=1)
+        if line.strip() and line[0] != "#"
+    ]
     if not rows:
         return []
-    if tuple(rows[0]) != RECORD_FIELDS:
-        raise PipelineError(f"{path}: not a record of files (header {rows[0]})")
+    if tuple(rows[0][1]) != RECORD_FIELDS:
+        raise PipelineError(f"{path}: not a record of files (header {rows[0][1]})")
     entries = []
-    for number, cells in enumerate(rows[1:], start=2):
+    for number, cells in rows[1:]:
         try:
             file, sha256, accepted, rejected, ingested_at, status, note = cells
             entries.append(
@@ -498,6 +515,24 @@ def read_labelled_csv(path: str | os.PathLike):
     if batch.frame.empty:
         raise DataError(f"{path}: no valid rows")
     return batch.frame
+
+
+def read_unlabelled_csv(source: str | os.PathLike | bytes, label: str | None = None):
+    """Client rows to predict from a CSV (a path or its bytes), all valid or none.
+
+    Raises:
+        DataError: naming the first bad line (and how many more there are) or the whole file.
+    """
+    batch = read_client_csv(source, labelled=False, label=label)
+    if batch.rejections:
+        raise problems_error([str(rejection) for rejection in batch.rejections])
+    return batch.frame
+
+
+def problems_error(problems: list[str]) -> DataError:
+    """One error for a list of problems: the first, and how many more."""
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return DataError(f"{problems[0]}{more}")
 
 
 def client_features(values):

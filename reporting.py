@@ -38,6 +38,7 @@ from project import (
     PipelineError,
     atomic_path,
     build_parser,
+    parse_utc,
     read_json,
     read_labelled_csv,
     run_cli,
@@ -98,21 +99,23 @@ def score_history_png(history: list[dict], deployments: list[dict]) -> bytes:
     """F1 of every recorded score over time, with the deployments marked."""
     figure = Figure(figsize=(7.5, 3.2), dpi=150, layout="constrained")
     axes = figure.add_subplot()
+    # read_score_history drops rows with unreadable times; deployment history lines may have them.
+    deployments = [change for change in deployments if parse_utc(change.get("time"))]
     for context, marker in (("test", "o"), ("new data", "s")):
         points = [row for row in history if row["context"] == context and row["f1"] is not None]
         if points:
             axes.plot(
-                [_time(row["scored_at"]) for row in points],
+                [parse_utc(row["scored_at"]) for row in points],
                 [row["f1"] for row in points],
                 marker=marker,
                 linestyle="-" if context == "test" else "none",
                 label=f"F1 on {'the test data' if context == 'test' else 'newly arrived data'}",
             )
     for change in deployments:
-        axes.axvline(_time(change["time"]), color="grey", linestyle=":", linewidth=1)
+        axes.axvline(parse_utc(change["time"]), color="grey", linestyle=":", linewidth=1)
         axes.annotate(
             change["to_version"],
-            (_time(change["time"]), 1.0),
+            (parse_utc(change["time"]), 1.0),
             xycoords=("data", "axes fraction"),
             fontsize=7,
             rotation=90,
@@ -120,7 +123,8 @@ def score_history_png(history: list[dict], deployments: list[dict]) -> bytes:
             ha="right",
             color="grey",
         )
-    times = [_time(row["scored_at"]) for row in history] + [_time(c["time"]) for c in deployments]
+    times = [parse_utc(row["scored_at"]) for row in history]
+    times += [parse_utc(change["time"]) for change in deployments]
     if times:
         # A short history would otherwise be stretched over years by the automatic limits.
         pad = max(timedelta(hours=12), (max(times) - min(times)) * 0.05)
@@ -140,10 +144,6 @@ def _png(figure: Figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()
-
-
-def _time(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ")
 
 
 # --- the PDF -------------------------------------------------------------------------------------

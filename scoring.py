@@ -10,7 +10,6 @@ import csv
 import io
 import logging
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from project import (
     atomic_write_json,
     atomic_write_text,
     build_parser,
+    parse_utc,
     read_json,
     read_labelled_csv,
     run_cli,
@@ -130,8 +130,10 @@ def read_score_history(path: Path) -> list[dict]:
             for name in ("f1", "precision", "recall", "roc_auc"):
                 row[name] = float(row[name]) if row.get(name) else None
             row["rows"] = int(row["rows"])
-            time.strptime(row["scored_at"], "%Y-%m-%dT%H:%M:%SZ")
+            readable = parse_utc(row["scored_at"]) is not None
         except (KeyError, TypeError, ValueError):
+            readable = False
+        if not readable:
             logger.warning("%s:%d: unreadable score line skipped", path.name, number)
             continue
         rows.append(row)

@@ -112,6 +112,11 @@ def build_pipeline(classifier=None) -> Pipeline:
     )
 
 
+def regression_params(params: dict) -> dict:
+    """Grid-search parameters of the pipeline's last step, as the regression's own keywords."""
+    return {key.removeprefix("model__"): value for key, value in params.items()}
+
+
 def calibrated_classifier(params: dict, folds: int):
     """Logistic regression with `params`, sigmoid-calibrated, its threshold tuned for F1.
 
@@ -120,9 +125,7 @@ def calibrated_classifier(params: dict, folds: int):
     turns them into the best 0/1 prediction for F1.
     """
     regression = LogisticRegression(
-        max_iter=1000,
-        random_state=RANDOM_SEED,
-        **{key.removeprefix("model__"): value for key, value in params.items()},
+        max_iter=1000, random_state=RANDOM_SEED, **regression_params(params)
     )
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=RANDOM_SEED)
     calibrated = CalibratedClassifierCV(regression, method="sigmoid", cv=cv, ensemble=False)
@@ -182,7 +185,7 @@ def fit_model(data: pd.DataFrame) -> tuple[Pipeline, dict]:
 def _cv_summary(params: dict, folds: int, score=None, score_std=None) -> dict:
     return {
         "folds": folds,
-        "params": {key.removeprefix("model__"): value for key, value in params.items()},
+        "params": regression_params(params),
         "scoring": SELECTION_SCORING,
         "score_mean": None if score is None else round(float(score), 6),
         "score_std": None if score_std is None else round(float(score_std), 6),

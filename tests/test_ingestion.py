@@ -190,3 +190,13 @@ def test_interrupted_write_leaves_previous_files_whole(project, monkeypatch):
         "finaldata.csv",
         "ingestedfiles.txt",
     ]
+
+
+def test_damaged_record_names_its_line(project, capsys):
+    ingestion.main(project.args())
+    record_file = project.config.ingestion_record_file
+    record_file.write_text(record_file.read_text() + "broken line without tabs\n")
+    assert ingestion.main(project.args()) == 1
+    err = capsys.readouterr().err
+    assert "ingestedfiles.txt: malformed line 5" in err
+    assert "Traceback" not in err
