@@ -2,8 +2,9 @@
 
 The API is found at --url, else the RISK_API_URL environment variable, else
 http://127.0.0.1:8000; a token in RISK_API_TOKEN is sent as `Authorization: Bearer`. Predictions
-are asked for the test data. The file is written (atomically) only when every call succeeded, and
-the exit code is 1, naming each failed endpoint, when one did not or the server is down.
+are asked for the test data. The file (written atomically) has every answer, a failed call's
+error in its place; the OpenAPI description is checked, not copied. The exit code is 1, naming
+each failed endpoint, when one failed, and when the server is down nothing is written.
 """
 
 from __future__ import annotations
@@ -58,11 +59,16 @@ def planned_calls(config: Config) -> list[tuple[str, str, dict | None]]:
     ]
 
 
+# Answers that are checked but not copied into the file (the description of the API itself).
+NOT_COPIED = {"/openapi.json"}
+
+
 def call_endpoints(config: Config, base_url: str, token: str | None) -> list[Answer]:
-    """Make every call; a refused connection stops at once.
+    """Make every call; a call that fails has its error as its answer (status 0 when there was
+    no HTTP answer at all).
 
     Raises:
-        PipelineError: the server cannot be reached.
+        PipelineError: the server cannot be reached at all (the first call is refused).
     """
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     answers = []
@@ -74,15 +80,19 @@ def call_endpoints(config: Config, base_url: str, token: str | None) -> list[Ans
                     method, url, json=body, headers=headers, timeout=TIMEOUT_SECONDS
                 )
             except requests.ConnectionError:
-                raise PipelineError(
-                    f"{method} {path}: cannot reach {url}; is the API running at {base_url}?"
-                ) from None
+                if not answers:
+                    raise PipelineError(
+                        f"{method} {path}: cannot reach {url}; is the API running at {base_url}?"
+                    ) from None
+                answers.append(Answer(method, path, 0, {"error": f"cannot reach {url}"}))
+                continue
             except requests.Timeout:
-                raise PipelineError(
-                    f"{method} {path}: no answer within {TIMEOUT_SECONDS} s"
-                ) from None
+                error = f"no answer within {TIMEOUT_SECONDS} s"
+                answers.append(Answer(method, path, 0, {"error": error}))
+                continue
             except requests.RequestException as error:
-                raise PipelineError(f"{method} {path}: {error}") from None
+                answers.append(Answer(method, path, 0, {"error": str(error)}))
+                continue
             try:
                 content = response.json()
             except ValueError:
@@ -96,7 +106,8 @@ def failures(answers: list[Answer]) -> list[str]:
     for answer in answers:
         if not 200 <= answer.status < 300:
             detail = answer.body.get("error") if isinstance(answer.body, dict) else answer.body
-            problems.append(f"{answer.method} {answer.path}: {answer.status} {detail}")
+            status = answer.status or "no answer:"
+            problems.append(f"{answer.method} {answer.path}: {status} {detail}")
     return problems
 
 
@@ -119,20 +130,23 @@ def pretty(value, indent: int = 0) -> str:
 def format_answers(answers: list[Answer], base_url: str) -> str:
     parts = [f"# Answers of the API at {base_url}, {utc_now()}"]
     for answer in answers:
-        parts.append(
-            f"\n## {answer.method} {answer.path} -> {answer.status}\n{pretty(answer.body)}"
-        )
+        status = answer.status or "no answer"
+        if answer.path in NOT_COPIED and 200 <= answer.status < 300:
+            body = "(answered; not copied here)"
+        else:
+            body = pretty(answer.body)
+        parts.append(f"\n## {answer.method} {answer.path} -> {status}\n{body}")
     return "\n".join(parts) + "\n"
 
 
 def run(config: Config, base_url: str | None = None) -> ApiCallsResult:
     base_url = base_url or os.environ.get(URL_ENV) or DEFAULT_URL
     answers = call_endpoints(config, base_url, os.environ.get(TOKEN_ENV) or None)
-    problems = failures(answers)
-    if problems:
-        raise PipelineError("; ".join(problems))
     path = config.model_dir / RETURNS_FILE
     atomic_write_text(path, format_answers(answers, base_url))
+    problems = failures(answers)
+    if problems:
+        raise PipelineError(f"{'; '.join(problems)} (the answers are in {path})")
     return ApiCallsResult(answers, base_url, path)
 
 

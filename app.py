@@ -25,18 +25,15 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, Reque
 
 import diagnostics
 import modelstore
+from clientdata import FEATURES, ID_COLUMN, read_labelled_csv, read_unlabelled_csv
 from project import (
     DIAGNOSTICS_FILE,
-    FEATURES,
-    ID_COLUMN,
     PROJECT_DIR,
     Config,
     DataError,
     PipelineError,
     default_config_path,
     load_config,
-    read_labelled_csv,
-    read_unlabelled_csv,
     utc_now,
 )
 from scoring import evaluate_model
@@ -46,6 +43,10 @@ logger = logging.getLogger(__name__)
 TOKEN_ENV = "RISK_API_TOKEN"
 OPENAPI_FILE = PROJECT_DIR / "docs" / "openapi.json"
 PUBLIC_ENDPOINTS = {"api.health"}
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+# Longest path a client may name; longer ones cannot name a file on common file systems.
+MAX_PATH_LENGTH = 4096
+MAX_NAME_LENGTH = 255
 
 api = Blueprint("api", __name__)
 
@@ -170,7 +171,7 @@ def records_frame(records) -> pd.DataFrame:
             values[index, column] = _feature_value(record[name], f"{where}.{name}")
         identifier = record.get(ID_COLUMN)
         if identifier is not None and not isinstance(identifier, str):
-            raise DataError(f"{where}.{ID_COLUMN}: expected text, got {json.dumps(identifier)}")
+            raise DataError(f"{where}.{ID_COLUMN}: expected text, got {_brief(identifier)}")
         ids.append(identifier)
     frame = pd.DataFrame(values, columns=list(FEATURES))
     if any(identifier is not None for identifier in ids):
@@ -182,41 +183,97 @@ def _feature_value(value, where: str) -> float:
     if value is None:
         return math.nan
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise DataError(f"{where}: expected a number or null, got {json.dumps(value)}")
-    if not math.isfinite(value):
+        raise DataError(f"{where}: expected a number or null, got {_brief(value)}")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise DataError(f"{where}: {_brief(value)} is too large") from None
+    if not math.isfinite(number):
         raise DataError(f"{where}: {value} is not finite")
-    if value < 0:
-        raise DataError(f"{where}: {value} is negative")
-    return float(value)
+    if number < 0:
+        raise DataError(f"{where}: {_brief(value)} is negative")
+    return number
+
+
+def _brief(value) -> str:
+    """A JSON value for an error message, shortened: never the whole of a huge one."""
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, int) and not isinstance(value, bool) and len(str(value)) > 30:
+        return f"{str(value)[:20]}… ({len(str(value)):,} digits)"
+    return json.dumps(value)[:60]
 
 
 def data_file(text) -> Path:
     """The CSV file a `filepath` names, if it lies inside the configured data folders.
 
-    Anything else, `..` and links that lead out included, is refused before the file system is
-    asked about it, so the answer never tells whether a file outside exists.
+    The path is relative to the project folder (the config file's). Anything outside, `..`
+    and links that lead out included, is refused before the file system is asked about it, so
+    the answer never tells whether a file outside exists.
     """
     config = state().config
     if not isinstance(text, str) or not text.strip() or "\x00" in text:
         raise DataError("filepath: expected the path of a CSV file in a data folder")
-    candidate = Path(os.path.realpath(config.path.parent / text))
-    test_root = config.test_data_path if config.test_data_path.is_dir() else None
-    roots = [config.input_dir, config.ingested_dir, test_root or config.test_data_file.parent]
-    if not any(candidate.is_relative_to(os.path.realpath(root)) for root in roots):
-        raise Forbidden()
-    if candidate.suffix.lower() != ".csv":
-        raise DataError("filepath: only .csv files can be read")
-    if not candidate.is_file():
-        raise NotFoundInData()
+    if len(text) > MAX_PATH_LENGTH or any(len(part) > MAX_NAME_LENGTH for part in text.split("/")):
+        raise DataError("filepath: too long to name a file")
+    try:
+        candidate = Path(os.path.realpath(config.path.parent / text))
+        test_root = config.test_data_path if config.test_data_path.is_dir() else None
+        roots = [config.input_dir, config.ingested_dir, test_root or config.test_data_file.parent]
+        if not any(candidate.is_relative_to(os.path.realpath(root)) for root in roots):
+            raise Forbidden()
+        if candidate.suffix.lower() != ".csv":
+            raise DataError("filepath: only .csv files can be read")
+        if not candidate.is_file():
+            raise NotFoundInData()
+    except OSError as error:
+        raise DataError(f"filepath: cannot be used: {error.strerror or error}") from None
     return candidate
 
 
+def json_body():
+    """The request's JSON, or DataError saying what is wrong with it."""
+    try:
+        return json.loads(request.get_data())
+    except RecursionError:
+        raise DataError("body: JSON nested too deeply") from None
+    except ValueError as error:
+        raise DataError(f"body: invalid JSON: {error}") from None
+
+
+def rows_of_file(filepath) -> pd.DataFrame:
+    path = data_file(filepath)
+    return read_unlabelled_csv(path, label=filepath)
+
+
 def prediction_rows() -> pd.DataFrame:
+    """The client rows a request asks about: JSON records or filepath, a CSV body, or a filepath
+    as a form field or in the query string (as clients written for the course send it)."""
+    unknown = sorted(set(request.args) - {"filepath"})
+    if unknown:
+        raise DataError(f"query: unknown parameter(s) {', '.join(map(repr, unknown))}")
+    query = request.args.get("filepath")
+    if not request.get_data():
+        if query is None:
+            raise DataError(
+                'body: send {"records": [...]} or {"filepath": "..."} as JSON, a CSV body, or'
+                " a filepath form field or query parameter"
+            )
+        return rows_of_file(query)
+    if query is not None:
+        raise DataError("give the filepath either in the query string or in the body, not both")
     if request.mimetype == "text/csv":
         return read_unlabelled_csv(request.get_data(), label="body")
+    if request.mimetype in FORM_TYPES:
+        fields = set(request.form) | set(request.files)
+        if fields != {"filepath"} or request.files:
+            raise DataError("form: expected exactly one field, 'filepath'")
+        return rows_of_file(request.form["filepath"])
     if request.mimetype != "application/json":
         raise UnsupportedType()
-    body = request.get_json(silent=True)
+    body = json_body()
     if not isinstance(body, dict):
         raise DataError('body: expected a JSON object {"records": [...]} or {"filepath": "..."}')
     unknown = sorted(set(body) - {"records", "filepath"})
@@ -226,8 +283,7 @@ def prediction_rows() -> pd.DataFrame:
         raise DataError("body: give exactly one of 'records' and 'filepath'")
     if "records" in body:
         return records_frame(body["records"])
-    path = data_file(body["filepath"])
-    return read_unlabelled_csv(path, label=body["filepath"])
+    return rows_of_file(body["filepath"])
 
 
 # --- endpoints -----------------------------------------------------------------------------------
@@ -344,7 +400,8 @@ def health():
 
 @api.get("/openapi.json")
 def openapi():
-    return jsonify(state().openapi)
+    """The OpenAPI description, naming the server it is served from."""
+    return jsonify({**state().openapi, "servers": [{"url": request.url_root.rstrip("/")}]})
 
 
 # --- the application -----------------------------------------------------------------------------
@@ -368,6 +425,14 @@ def json_error(error: HTTPException):
 def internal_error(error: Exception):
     logger.exception("unexpected error on %s %s", request.method, request.path)
     return jsonify(error="internal error"), 500
+
+
+def use_gunicorn_logging() -> None:
+    """Under gunicorn, send the app's log lines to gunicorn's error log, at its level."""
+    server_logger = logging.getLogger("gunicorn.error")
+    if server_logger.handlers:
+        logging.root.handlers = list(server_logger.handlers)
+        logging.root.setLevel(server_logger.level)
 
 
 def create_app(config_path: str | os.PathLike | None = None, token: str | None = None) -> Flask:

@@ -2,6 +2,9 @@
 
 Each deployment is a new numbered version in `prod_deployment_path` with a manifest (model
 SHA-256, score, training data hash, time); earlier ones are kept and `--rollback` goes back.
+A model that fullprocess.py is still comparing with the live one cannot be deployed, nor one it
+kept out (unless `--force`). Deployments and rollbacks take the lock fullprocess.py takes to
+deploy, and are mirrored in the history database.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import sys
 from dataclasses import dataclass
 
 import modelstore
+from history import open_history
 from project import (
     METRICS_FILE,
     MODEL_FILE,
@@ -20,6 +24,7 @@ from project import (
     TRAINING_SAMPLE_FILE,
     Config,
     build_parser,
+    lock_is_held,
     read_json,
     run_cli,
     sha256_file,
@@ -94,7 +99,9 @@ def collect_artifacts(config: Config):
         "model_sha256": model_sha256,
         "metrics": {key: value for key, value in metrics.items() if key != "model_sha256"},
         "trained_at": metadata.get("trained_at"),
+        "trained_by": metadata.get("trained_by"),
         "training_rows": metadata.get("training_rows"),
+        "through_batch": metadata.get("through_batch"),
         "training_data_sha256": metadata.get("training_data", {}).get("sha256"),
         "ingestion_record_sha256": sha256_file(sources[RECORD_FILE]),
         "source": str(model_dir),
@@ -102,9 +109,52 @@ def collect_artifacts(config: Config):
     return sources, manifest
 
 
-def deploy_trained_model(config: Config, reason: str) -> DeploymentResult:
-    """Deploy what is in `output_model_path`, unless exactly that is live already."""
+def check_not_held_back(config: Config, manifest: dict, force: bool) -> None:
+    """Refuse a model that a fullprocess.py run is comparing with the live one, or kept out.
+
+    Raises:
+        DeploymentError: saying which run holds it back and how to override, if one may.
+    """
+    run = (manifest.get("trained_by") or {}).get("run")
+    with open_history(config.history_path) as history:
+        verdict = history.challenger_verdict(manifest["model_sha256"])
+    model_file = config.model_dir / MODEL_FILE
+    undecided = verdict is None or verdict[0] == "pending"
+    if run is not None and undecided and lock_is_held(config.run_lock_file):
+        raise modelstore.DeploymentError(
+            f"{model_file}: fullprocess.py run {run} trained this model and is still"
+            " comparing it with the live one; wait for its verdict"
+        )
+    if verdict is not None and verdict[0] == "kept out" and not force:
+        raise modelstore.DeploymentError(
+            f"{model_file}: run {verdict[2]} kept this model out ({verdict[1]});"
+            " deploy it anyway with --force"
+        )
+
+
+def deploy_trained_model(
+    config: Config,
+    reason: str,
+    *,
+    expected_sha256: str | None = None,
+    expected_live=False,
+    force: bool = False,
+) -> DeploymentResult:
+    """Deploy what is in `output_model_path`, unless exactly that is live already.
+
+    Args:
+        expected_sha256: the model the caller trained; anything else there is refused.
+        expected_live: the version the caller judged against (see modelstore.deploy).
+        force: deploy a model that fullprocess.py kept out.
+    """
     sources, manifest = collect_artifacts(config)
+    if expected_sha256 is not None and manifest["model_sha256"] != expected_sha256:
+        raise modelstore.DeploymentError(
+            f"{sources[MODEL_FILE]}: replaced by another model (SHA-256"
+            f" {manifest['model_sha256'][:12]}…) while this run was comparing its own"
+        )
+    if expected_sha256 is None:
+        check_not_held_back(config, manifest, force)
     previous = modelstore.current_version(config.deploy_dir)
     if previous is not None:
         live = modelstore.get_deployment(config.deploy_dir, previous)
@@ -114,20 +164,38 @@ def deploy_trained_model(config: Config, reason: str) -> DeploymentResult:
         )
         if same_model and same_record:
             return DeploymentResult(live, "unchanged", previous)
-    deployment = modelstore.deploy(config.deploy_dir, sources, manifest, reason)
+    deployment = modelstore.deploy(
+        config.deploy_dir,
+        sources,
+        manifest,
+        reason,
+        expected_live=expected_live,
+        keep_versions=config.settings["keep_versions"],
+    )
+    mirror_history(config)
     return DeploymentResult(deployment, "deploy", previous)
+
+
+def mirror_history(config: Config) -> None:
+    """Copy the deployment folder's history into the history database."""
+    with open_history(config.history_path) as history:
+        added = history.sync_deployments(modelstore.read_history(config.deploy_dir))
+    logger.debug("%d change(s) of the live deployment mirrored in the history", added)
 
 
 def roll_back(config: Config, to_version: int | None, reason: str) -> DeploymentResult:
     previous = modelstore.current_version(config.deploy_dir)
     deployment = modelstore.rollback(config.deploy_dir, to_version, reason)
+    mirror_history(config)
     return DeploymentResult(deployment, "rollback", previous)
 
 
-def run(config: Config, rollback: str | None = None, reason: str | None = None):
+def run(
+    config: Config, rollback: str | None = None, reason: str | None = None, force: bool = False
+):
     """Deploy the trained model, or with `rollback` ("previous" or a version) go back."""
     if rollback is None:
-        return deploy_trained_model(config, reason or "manual deployment")
+        return deploy_trained_model(config, reason or "manual deployment", force=force)
     to_version = None
     if rollback != "previous":
         number = rollback.removeprefix("v")
@@ -148,8 +216,13 @@ def main(argv: list[str] | None = None) -> int:
         " (a number such as 3, or v0003)",
     )
     parser.add_argument("--reason", help="why, for the deployment history")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="deploy a model that fullprocess.py kept out after comparing it with the live one",
+    )
     args = parser.parse_args(argv)
-    return run_cli(args, lambda config: run(config, args.rollback, args.reason))
+    return run_cli(args, lambda config: run(config, args.rollback, args.reason, args.force))
 
 
 if __name__ == "__main__":

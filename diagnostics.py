@@ -12,6 +12,7 @@ import dataclasses
 import importlib.metadata
 import json
 import logging
+import os
 import shutil
 import statistics
 import sys
@@ -25,33 +26,35 @@ import pandas as pd
 import requests
 from packaging.version import InvalidVersion, Version
 
+import datastore
 import drift
 import ingestion
 import modelstore
 import training
-from project import (
-    DIAGNOSTICS_FILE,
+from clientdata import (
+    COLUMNS,
     FEATURES,
     ID_COLUMN,
+    TARGET,
+    problems_error,
+    read_unlabelled_csv,
+    validate_records,
+)
+from history import open_history
+from project import (
+    DIAGNOSTICS_FILE,
     MODEL_METADATA_FILE,
     PROJECT_DIR,
+    TEMP_MARKER,
     TRAINING_SAMPLE_FILE,
     Config,
     DataError,
     atomic_write_json,
     build_parser,
-    list_input_files,
     parse_utc,
-    problems_error,
-    read_client_csv,
-    read_ingestion_record,
     read_json,
-    read_labelled_csv,
-    read_unlabelled_csv,
     run_cli,
-    sha256_file,
     utc_now,
-    validate_client_rows,
     write_csv,
 )
 
@@ -109,10 +112,11 @@ def _prediction_rows(data) -> pd.DataFrame:
     if missing:
         raise DataError(f"missing feature column(s): {', '.join(missing)}")
     rows = data.set_axis(pd.RangeIndex(1, len(data) + 1))
-    frame, found = validate_client_rows(rows, labelled=False)
+    frame, found = validate_records(rows)
     if found:
         raise problems_error([f"record {index}: {reason}" for index, reason in found])
-    return frame.reset_index(drop=True)
+    unused = [TARGET] if ID_COLUMN in data.columns else [ID_COLUMN, TARGET]
+    return frame.drop(columns=unused).reset_index(drop=True)
 
 
 def rank_clients(data: pd.DataFrame, model) -> pd.DataFrame:
@@ -170,34 +174,39 @@ def check_ingested_data(data: pd.DataFrame, source: Path) -> None:
 # --- drift ---------------------------------------------------------------------------------------
 
 
-def newest_data(config: Config, deployment: modelstore.Deployment, ingested: pd.DataFrame):
-    """The data ingested since the deployed model was trained, to compare with its training data.
+def newest_data(config: Config, deployment: modelstore.Deployment, data: pd.DataFrame, batches):
+    """The rows of the batches that arrived after the deployed model was trained (with and
+    without an outcome), to compare with its training data.
 
     Returns:
-        (rows, description): the rows of files ingested after training, or all the ingested data
-        when there are none (or they are no longer in the input folder).
+        (rows, description): those rows, or all the rows with an outcome when there are none.
     """
-    metadata = read_json(deployment.path / MODEL_METADATA_FILE, "deployed model metadata")
-    trained = {(item["file"], item["sha256"]) for item in metadata.get("training_files", [])}
-    frames, names = [], []
-    for entry in read_ingestion_record(config.ingestion_record_file):
-        path = config.input_dir / entry.file
-        if entry.status != "ingested" or (entry.file, entry.sha256) in trained:
-            continue
-        if path.is_file() and sha256_file(path) == entry.sha256:
-            frames.append(read_client_csv(path).frame)
-            names.append(entry.file)
-    if frames:
-        return pd.concat(frames, ignore_index=True), f"files since training: {', '.join(names)}"
-    return ingested, "all ingested data (no files since the model was trained)"
+    through = deployment.manifest.get("through_batch")
+    if through is None:  # a model from before batches: known by its training files
+        metadata = read_json(deployment.path / MODEL_METADATA_FILE, "deployed model metadata")
+        trained = {(item["file"], item["sha256"]) for item in metadata.get("training_files", [])}
+        newer = [batch for batch in batches if (batch.source, batch.sha256) not in trained]
+    else:
+        newer = [batch for batch in batches if batch.seq > through]
+    if not newer:
+        return data, "all ingested data (no batch arrived after the model was trained)"
+    seqs = [batch.seq for batch in newer]
+    current = datastore.current_observations(config.ingested_dir, seqs)
+    rows = pd.concat(
+        [data[data[datastore.BATCH_COLUMN].isin(seqs).to_numpy()], current], ignore_index=True
+    )
+    names = ", ".join(f"{batch.seq} ({batch.source})" for batch in newer)
+    return rows, f"batches since training: {names}"
 
 
-def data_drift(config: Config, deployment: modelstore.Deployment, ingested: pd.DataFrame) -> dict:
+def data_drift(
+    config: Config, deployment: modelstore.Deployment, data: pd.DataFrame, batches
+) -> dict:
     """Per-feature drift of the newest data against the deployed model's training sample."""
     sample_path = modelstore.deployed_file(deployment, TRAINING_SAMPLE_FILE)
     if sample_path is None:
         return {"available": False, "reason": f"{deployment.label} has no training sample"}
-    current, compared = newest_data(config, deployment, ingested)
+    current, compared = newest_data(config, deployment, data, batches)
     features = drift.feature_drift(pd.read_csv(sample_path), current, FEATURES)
     return {
         "available": True,
@@ -220,17 +229,22 @@ def time_steps(config: Config, repeats: int) -> dict:
     landing meanwhile does not change what is timed.
     """
     runs = {"ingestion": [], "training": []}
-    with tempfile.TemporaryDirectory(prefix="risk-timing-") as scratch_dir:
+    # Marked as temporary with this process's id: if it is killed, the next run removes it.
+    marker = f"{TEMP_MARKER}{os.getpid()}"
+    with tempfile.TemporaryDirectory(prefix=".risk-timing.", suffix=marker) as scratch_dir:
         scratch = Path(scratch_dir)
         (scratch / "input").mkdir()
-        for path in list_input_files(config.input_dir):
-            shutil.copy2(path, scratch / "input" / path.name)
+        for candidate in datastore.scan_input_folder(config.input_dir, 0):
+            if candidate.problem is None:
+                shutil.copy2(candidate.path, scratch / "input" / candidate.path.name)
         copy = config._replace(
             input_dir=scratch / "input",
             ingested_dir=scratch / "ingested",
             model_dir=scratch / "models",
             deploy_dir=scratch / "deploy",
             log_dir=scratch / "logs",
+            history_path=scratch / "ingested" / "history.db",
+            settings={**config.settings, "settle_seconds": 0},
         )
         with _quiet_logging():
             for _ in range(repeats):
@@ -238,6 +252,8 @@ def time_steps(config: Config, repeats: int) -> dict:
                     started = time.perf_counter()
                     step(copy)
                     runs[name].append(round(time.perf_counter() - started, 4))
+                # Each repeat ingests from nothing, as the first ingestion did.
+                shutil.rmtree(copy.ingested_dir)
     return {
         name: {"median_seconds": statistics.median(times), "runs": times}
         for name, times in runs.items()
@@ -408,12 +424,14 @@ class DiagnosticsResult:
 def run(config: Config, timing_repeats: int | None = None) -> DiagnosticsResult:
     """Compute every diagnostic, then write the ranking and `diagnostics.json`."""
     model, deployment = modelstore.load_deployed_model(config.deploy_dir)
-    data_path = config.final_data_file
-    if not data_path.is_file():
-        raise DataError(f"{data_path}: no ingested data; run ingestion.py first")
-    data = read_labelled_csv(data_path)
-    check_ingested_data(data, data_path)
-    ranking = rank_clients(data, model)
+    with open_history(config.history_path) as history:
+        batches = history.batches()
+    if not batches:
+        raise DataError(f"{config.ingested_dir}: no ingested data; run ingestion.py first")
+    data = datastore.labelled_history(config.ingested_dir, [batch.seq for batch in batches])
+    logger.debug("read %d rows with an outcome from %d batches", len(data), len(batches))
+    check_ingested_data(data, config.ingested_dir)
+    ranking = rank_clients(data[list(COLUMNS)], model)
     report = {
         "generated_at": utc_now(),
         "model": {
@@ -421,10 +439,16 @@ def run(config: Config, timing_repeats: int | None = None) -> DiagnosticsResult:
             "sha256": deployment.manifest["model_sha256"],
             "deployed_at": deployment.manifest.get("deployed_at"),
         },
-        "data": {"file": str(data_path), "sha256": sha256_file(data_path), "rows": len(data)},
-        "summary_statistics": summary_statistics(data),
-        "missing_percent": missing_percentages(data),
-        "drift": data_drift(config, deployment, data),
+        "data": {
+            "file": str(config.final_data_file),
+            "batches": len(batches),
+            "through_batch": batches[-1].seq,
+            "sha256": training.data_fingerprint(batches),
+            "rows": len(data),
+        },
+        "summary_statistics": summary_statistics(data[list(COLUMNS)]),
+        "missing_percent": missing_percentages(data[list(COLUMNS)]),
+        "drift": data_drift(config, deployment, data, batches),
         "timings": time_steps(config, timing_repeats or config.settings["timing_repeats"]),
         "dependencies": dependency_status(config),
         "ranking": {
@@ -434,8 +458,21 @@ def run(config: Config, timing_repeats: int | None = None) -> DiagnosticsResult:
         },
     }
     write_csv(ranking, config.model_dir / RANKING_FILE)
+    with open_history(config.history_path) as history:
+        history.record_ranking(
+            deployment.manifest["model_sha256"],
+            deployment.label,
+            batches[-1].seq,
+            zip(
+                ranking["rank"].tolist(),
+                ranking[ID_COLUMN].tolist(),
+                ranking["probability"].tolist(),
+                strict=True,
+            ),
+        )
     path = config.model_dir / DIAGNOSTICS_FILE
     atomic_write_json(path, report)
+    logger.debug("wrote %s and %s", config.model_dir / RANKING_FILE, path)
     return DiagnosticsResult(report, path)
 
 

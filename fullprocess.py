@@ -1,19 +1,22 @@
 """Keep the deployed model current; run by cron every 10 minutes, unattended.
 
 1. Nothing deployed yet: bootstrap (ingest, train, score, deploy, then report).
-2. New data? Files in the input folder whose name or content is neither in the deployed
-   ingestion record nor among the files already checked. None: stop.
+2. New data? Input files not read before (by name and content), or stored batches that no run
+   has judged yet. None: stop, after making the reports again if they are behind the live model.
 3. Ingest, then judge the new rows: the deployed model's F1 on them against its past scores
    (`drift_check`) and each feature against its training data. Fewer than `min_batch_rows` rows:
-   "insufficient data". No drift: stop, with the data ingested and the files marked as checked.
+   "insufficient data". No drift: stop, with the batches recorded as judged.
 4. Drift: retrain with a held-out part of the new rows left out, rescore, and deploy the new model
-   only if it is not worse than the deployed one on the test data plus those held-out rows.
+   only if it is not worse than the deployed one on the test data plus those held-out rows, and
+   only if the model it was judged against is still live (a rollback meanwhile wins).
 5. Then diagnostics, reporting and the API calls (an API that does not answer is recorded, not a
    failure).
 
-One run at a time: a second run exits at once with code 75. Every run appends one JSON line to
-`fullprocess.jsonl` in `log_folder_path`: times, decision, reason, scores, files and step timings.
-Deciding that there is nothing new imports only the standard library.
+One run at a time: a second run exits at once with code 75. Every run is recorded in the history
+database and as a line of `fullprocess.jsonl` in `log_folder_path`. A run that was killed is
+recorded as interrupted by the next one, which completes the work from what is stored; a run
+stopped by SIGTERM or SIGINT says so in one line. Deciding that there is nothing new imports only
+the standard library.
 """
 
 from __future__ import annotations
@@ -27,24 +30,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
+import datastore
 import modelstore
+from history import open_history
 from project import (
-    DIAGNOSTICS_FILE,
-    RECORD_FILE,
-    ConfigError,
-    IngestedFile,
     PipelineError,
+    Stopped,
     atomic_write_json,
-    atomic_write_text,
     build_parser,
     configure_logging,
     default_config_path,
     exclusive_lock,
-    format_ingestion_record,
-    list_input_files,
     load_config,
-    read_ingestion_record,
     sha256_file,
+    stop_on_signals,
     utc_now,
 )
 
@@ -52,31 +51,33 @@ logger = logging.getLogger(__name__)
 
 EXIT_BUSY = 75  # EX_TEMPFAIL: try again later
 RUN_LOG_FILE = "fullprocess.jsonl"
-LOCK_FILE = "fullprocess.lock"
-CHECKED_FILE = "checkedfiles.txt"
+# The run log is an export of the runs in the history database: rotated at this size, with
+# this many older files kept.
+RUN_LOG_MAX_BYTES = 1 << 20
+RUN_LOG_KEEP = 3
 HASH_CACHE_FILE = "inputhashes.json"
-CHECKED_HEADER = (
-    "# Files fullprocess.py has judged, one per line, tab-separated; status is the decision."
-)
 HOLDOUT_SHARE = 0.3
 RANDOM_SEED = 0
 
 
 class RunLog:
-    """What one run did, step by step; ends as its line in the run log."""
+    """What one run did, step by step; ends as its record in the history."""
 
     def __init__(self):
         self.started = time.monotonic()
+        self.run_id = None
         self.record = {"started_at": utc_now(), "steps": {}}
 
     @contextmanager
     def step(self, name: str):
         logger.info("%s ...", name)
+        self.record["current_step"] = name
         started = time.perf_counter()
         try:
             yield
         finally:
             self.record["steps"][name] = round(time.perf_counter() - started, 3)
+            self.record.pop("current_step", None)
 
     def finish(self, outcome: str, reason: str, **facts) -> dict:
         self.record.update(facts, outcome=outcome, reason=reason)
@@ -88,120 +89,105 @@ class RunLog:
 # --- what is new (standard library only) ---------------------------------------------------------
 
 
-def checked_path(config) -> Path:
-    return config.deploy_dir / CHECKED_FILE
+def input_hashes(config, candidates) -> tuple[list[tuple[str, str]], list[str]]:
+    """(name, SHA-256) of the readable input files, and why the others wait.
 
-
-def input_hashes(config) -> list[tuple[Path, str]]:
-    """(path, SHA-256) of every input file; a file whose size and time are unchanged since the
-    last run is not read again (its hash is kept in `inputhashes.json` in the log folder)."""
+    A file whose size and time are unchanged since the last run is not read again (its hash is
+    kept in `inputhashes.json` in the log folder).
+    """
     cache_path = config.log_dir / HASH_CACHE_FILE
     try:
         cache = json.loads(cache_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         cache = {}
-    hashes, fresh = [], {}
-    for path in list_input_files(config.input_dir):
-        stat = path.stat()
-        cached = cache.get(path.name) if isinstance(cache, dict) else None
-        if isinstance(cached, list) and cached[:2] == [stat.st_size, stat.st_mtime_ns]:
-            sha256 = cached[2]
-        else:
-            sha256 = sha256_file(path)
-        fresh[path.name] = [stat.st_size, stat.st_mtime_ns, sha256]
-        hashes.append((path, sha256))
+    hashes, waiting, fresh = [], [], {}
+    for candidate in candidates:
+        try:
+            status = candidate.path.stat()
+            cached = cache.get(candidate.name) if isinstance(cache, dict) else None
+            if isinstance(cached, list) and cached[:2] == [status.st_size, status.st_mtime_ns]:
+                sha256 = cached[2]
+            else:
+                sha256 = sha256_file(candidate.path)
+        except OSError as error:
+            waiting.append(f"{candidate.name}: cannot read: {error.strerror or error}")
+            continue
+        fresh[candidate.name] = [status.st_size, status.st_mtime_ns, sha256]
+        hashes.append((candidate.name, sha256))
     if fresh != cache:
         atomic_write_json(cache_path, fresh)
-    return hashes
+    return hashes, waiting
 
 
-def find_new_files(config) -> list[tuple[Path, str]]:
-    """(path, SHA-256) of input files unknown to the deployed record and to the checked files."""
-    known = read_ingestion_record(config.deploy_dir / RECORD_FILE)
-    known += read_ingestion_record(checked_path(config))
-    seen = {(entry.file, entry.sha256) for entry in known}
-    return [
-        (path, sha256) for path, sha256 in input_hashes(config) if (path.name, sha256) not in seen
-    ]
+def find_new_files(config, history) -> tuple[list[str], list[str]]:
+    """Input files that ingestion has not read yet, and why others wait for a later run."""
+    candidates = datastore.scan_input_folder(config.input_dir, config.settings["settle_seconds"])
+    known = history.known_files()
+    readable = [candidate for candidate in candidates if candidate.problem is None]
+    hashes, waiting = input_hashes(config, readable)
+    new = [name for name, sha256 in hashes if (name, sha256) not in known]
+    for candidate in candidates:
+        if candidate.problem is None:
+            continue
+        if candidate.retry:
+            waiting.append(f"{candidate.name}: {candidate.problem}")
+        elif (candidate.name, datastore.NO_CONTENT) not in known:
+            new.append(candidate.name)
+    return new, waiting
 
 
-def mark_checked(config, files: list[tuple[Path, str]], rows: dict, outcome: str, reason: str):
-    """Add judged files to the checked record, so that the next run does not judge them again."""
-    entries = read_ingestion_record(checked_path(config))
-    now = utc_now()
-    for path, sha256 in files:
-        entries.append(
-            IngestedFile(path.name, sha256, rows.get(path.name, 0), 0, now, outcome, reason)
-        )
-    atomic_write_text(checked_path(config), format_ingestion_record(entries, CHECKED_HEADER))
+def through_batch(deployment) -> int:
+    """The newest batch the deployed model was trained on (0 for a model from before batches)."""
+    return deployment.manifest.get("through_batch") or 0
 
 
-def reports_are_current(config) -> bool:
-    """Whether the latest diagnostics were made with the live model (reads two small files)."""
-    try:
-        live = modelstore.current_deployment(config.deploy_dir).manifest["model_sha256"]
-        made = json.loads((config.model_dir / DIAGNOSTICS_FILE).read_text(encoding="utf-8"))
-        return made["model"]["sha256"] == live
-    except (OSError, ValueError, KeyError, TypeError, PipelineError):
-        return False
+def reports_are_current(config, history, deployment) -> bool:
+    """Whether the last complete set of reports was made with the live model."""
+    latest = history.latest_reports()
+    made = config.model_dir / "summary_report.pdf"
+    return latest is not None and latest[0] == deployment.manifest["model_sha256"] and made.exists()
 
 
 # --- judging new data ----------------------------------------------------------------------------
 
 
-def read_new_rows(config, files: list[tuple[Path, str]]):
-    """The valid rows of the new files that ingestion took in (duplicate files count once).
-
-    Returns:
-        (rows, rows per file name).
-    """
-    import pandas as pd
-
-    from project import read_client_csv
-
-    accepted = {
-        (entry.file, entry.sha256)
-        for entry in read_ingestion_record(config.ingestion_record_file)
-        if entry.status == "ingested"
-    }
-    frames, counts = [], {}
-    for path, sha256 in files:
-        if (path.name, sha256) in accepted:
-            frame = read_client_csv(path).frame
-            frames.append(frame)
-            counts[path.name] = len(frame)
-    if not frames:
-        return pd.DataFrame(), counts
-    return pd.concat(frames, ignore_index=True).drop_duplicates(ignore_index=True), counts
+def new_rows(config, history, batches):
+    """The rows with an outcome that `batches` brought (rows seen in earlier batches count once,
+    with the earlier one)."""
+    seqs = [batch.seq for batch in history.batches() if batch.seq <= batches[-1].seq]
+    rows = datastore.labelled_history(config.ingested_dir, seqs)
+    wanted = rows[datastore.BATCH_COLUMN].isin([batch.seq for batch in batches])
+    return rows[wanted.to_numpy()].reset_index(drop=True)
 
 
-def past_scores(config, deployment, batch_name: str) -> list[float]:
+def past_scores(history, deployment, batch_name: str) -> list[float]:
     """The deployed model's F1 scores, oldest first, one per context and dataset.
 
     The batch being judged is left out: an earlier, interrupted run may have recorded it.
     """
-    from project import SCORE_HISTORY_FILE
-    from scoring import read_score_history
-
     sha256 = deployment.manifest["model_sha256"]
     latest = {}
-    for row in read_score_history(config.model_dir / SCORE_HISTORY_FILE):
-        if row["model_sha256"] == sha256 and row["f1"] is not None and row["dataset"] != batch_name:
+    for row in history.scores(sha256):
+        if row["f1"] is not None and row["dataset"] != batch_name:
             latest.pop((row["context"], row["dataset"]), None)
             latest[(row["context"], row["dataset"])] = row["f1"]
     return list(latest.values()) or [deployment.manifest["metrics"]["f1"]]
 
 
-def judge(config, model, deployment, rows, batch_name: str) -> dict:
+def judge(config, history, log, model, deployment, rows, batches) -> dict:
     """Model drift and data drift of the new rows against the deployed model."""
     import pandas as pd
 
     import drift
+    from clientdata import FEATURES, TARGET, read_labelled_csv
     from diagnostics import predict
-    from project import FEATURES, TARGET, TRAINING_SAMPLE_FILE, read_labelled_csv
+    from project import TRAINING_SAMPLE_FILE
     from scoring import evaluate_model, record_score
 
     minimum = config.settings["min_batch_rows"]
+    seqs = [batch.seq for batch in batches]
+    batch_name = ",".join(batch.source for batch in batches)
+    sha256 = deployment.manifest["model_sha256"]
     sample_path = modelstore.deployed_file(deployment, TRAINING_SAMPLE_FILE)
     data_drift = {"available": sample_path is not None, "drifted": []}
     if data_drift["available"]:
@@ -211,31 +197,37 @@ def judge(config, model, deployment, rows, batch_name: str) -> dict:
         )
     if len(rows) < minimum:
         verdict = {"verdict": "insufficient data", "rows": len(rows), "min_batch_rows": minimum}
-        return {
-            "model_drift": verdict,
-            "data_drift": {**data_drift, "verdict": "insufficient data"},
-        }
-    metrics = evaluate_model(model, rows)
-    test = read_labelled_csv(config.test_data_file)
-    chance = drift.sampling_f1(test[TARGET], predict(model, test)["prediction"], len(rows))
-    check = drift.score_drift(
-        config.settings["drift_check"],
-        metrics["f1"],
-        past_scores(config, deployment, batch_name),
-        chance,
-    )
-    sha256 = deployment.manifest["model_sha256"]
-    record_score(config.model_dir, metrics, sha256, "new data", batch_name)
-    check.update(verdict="drift" if check["drift"] else "no drift", rows=len(rows), metrics=metrics)
-    data_drift["verdict"] = "drift" if data_drift["drifted"] else "no drift"
-    return {"model_drift": check, "data_drift": data_drift}
+        data_drift["verdict"] = "insufficient data"
+    else:
+        metrics = evaluate_model(model, rows)
+        test = read_labelled_csv(config.test_data_file)
+        chance = drift.sampling_f1(test[TARGET], predict(model, test)["prediction"], len(rows))
+        verdict = drift.score_drift(
+            config.settings["drift_check"],
+            metrics["f1"],
+            past_scores(history, deployment, batch_name),
+            chance,
+        )
+        record_score(config, metrics, sha256, "new data", batch_name, log.run_id)
+        verdict.update(
+            verdict="drift" if verdict["drift"] else "no drift", rows=len(rows), metrics=metrics
+        )
+        data_drift["verdict"] = "drift" if data_drift["drifted"] else "no drift"
+    with history.transaction():
+        history.record_drift(
+            log.run_id, sha256, seqs, len(rows), "model", verdict["verdict"], verdict
+        )
+        history.record_drift(
+            log.run_id, sha256, seqs, len(rows), "data", data_drift["verdict"], data_drift
+        )
+    return {"model_drift": verdict, "data_drift": data_drift}
 
 
 def split_holdout(rows):
     """(rows to train on, rows held out to compare the models), stratified when possible."""
     from sklearn.model_selection import train_test_split
 
-    from project import TARGET
+    from clientdata import TARGET
 
     counts = rows[TARGET].value_counts()
     stratify = rows[TARGET] if len(counts) == 2 and counts.min() >= 2 else None
@@ -248,11 +240,12 @@ def compare_models(config, champion, holdout) -> dict:
     """F1 of the deployed model and of the newly trained one on the test data plus `holdout`."""
     import pandas as pd
 
-    from project import read_labelled_csv
+    from clientdata import COLUMNS, read_labelled_csv
     from scoring import evaluate_model, load_trained_model
 
     challenger, _ = load_trained_model(config.model_dir)
-    evaluation = pd.concat([read_labelled_csv(config.test_data_file), holdout], ignore_index=True)
+    test = read_labelled_csv(config.test_data_file)
+    evaluation = pd.concat([test, holdout[list(COLUMNS)]], ignore_index=True)
     champion_f1 = evaluate_model(champion, evaluation)["f1"]
     challenger_f1 = evaluate_model(challenger, evaluation)["f1"]
     return {
@@ -285,7 +278,7 @@ def report(log: RunLog, config) -> None:
             log.record["api"] = f"not reached: {error}"
 
 
-def bootstrap(log: RunLog, config) -> dict:
+def bootstrap(log: RunLog, config, history) -> dict:
     import deployment
     import ingestion
     import scoring
@@ -294,83 +287,143 @@ def bootstrap(log: RunLog, config) -> dict:
     with log.step("ingestion"):
         ingested = ingestion.run(config)
     with log.step("training"):
-        training.run(config)
+        trained = training.run(config, run_id=log.run_id)
     with log.step("scoring"):
         scored = scoring.run(config)
     with log.step("deployment"):
-        deployed = deployment.deploy_trained_model(config, "bootstrap: nothing was deployed")
+        deployed = deployment.deploy_trained_model(
+            config,
+            "bootstrap: nothing was deployed",
+            expected_sha256=trained.metadata["model_sha256"],
+            expected_live=None,
+        )
+    seqs = [batch.seq for batch in history.batches()]
+    history.judge_batches(seqs, log.run_id, f"trained on by {deployed.deployment.label}")
     report(log, config)
     return log.finish(
         "bootstrapped",
         f"nothing was deployed; deployed {deployed.deployment.label}",
-        new_files=[entry.file for entry in ingested.entries],
+        new_files=[batch.source for batch in ingested.new_batches],
+        batches=seqs,
         scores={"test_f1": scored.metrics["f1"]},
     )
 
 
-def update(log: RunLog, config, new_files: list[tuple[Path, str]]) -> dict:
-    """Ingest new files, judge them and retrain, redeploy or keep the model as they warrant."""
-    import deployment
-    import ingestion
-    import scoring
-    import training
+def nothing_to_judge_reason(ingested, batches) -> str:
+    """Why new files brought no rows with an outcome."""
+    parts = [
+        f"{entry.name}: {entry.status}" + (f" ({entry.note})" if entry.note else "")
+        for entry in ingested.recorded
+        if entry.status != "ingested"
+    ]
+    current = sum(batch.current_rows for batch in batches)
+    if current:
+        parts.append(f"{current} current-client rows (no outcome) in {_names(batches)}")
+    return "no new rows with an outcome to judge the model on: " + ("; ".join(parts) or "none")
 
-    names = [path.name for path, _ in new_files]
-    logger.info("new files: %s", ", ".join(names))
+
+def _names(batches) -> str:
+    return ", ".join(batch.source for batch in batches)
+
+
+def update(log: RunLog, config, history, live) -> dict:
+    """Ingest new files, judge the new batches and retrain, redeploy or keep the model."""
+    import ingestion
+
     with log.step("ingestion"):
-        ingestion.run(config)
-    rows, counts = read_new_rows(config, new_files)
+        ingested = ingestion.run(config)
+    trained_on = [
+        batch.seq
+        for batch in history.batches()
+        if batch.judgement is None and batch.seq <= through_batch(live)
+    ]
+    history.judge_batches(trained_on, log.run_id, f"trained on by {live.label}")
+    batches = history.pending_batches(through_batch(live))
+    facts = {
+        "new_files": [batch.source for batch in batches],
+        "batches": [batch.seq for batch in batches],
+        "deployed_version": live.label,
+    }
+    if ingested.waiting:
+        facts["waiting"] = ingested.waiting
+    rows = new_rows(config, history, batches) if batches else []
+    if not len(rows):
+        reason = nothing_to_judge_reason(ingested, batches)
+        history.judge_batches(facts["batches"], log.run_id, "nothing to judge")
+        return log.finish("nothing to judge", reason, new_rows=0, **facts)
+    logger.info("new batches: %s (%d rows with an outcome)", _names(batches), len(rows))
     model, live = modelstore.load_deployed_model(config.deploy_dir)
     with log.step("drift check"):
-        verdicts = judge(config, model, live, rows, ",".join(names))
-    facts = {"new_files": names, "new_rows": len(rows), "deployed_version": live.label, **verdicts}
+        verdicts = judge(config, history, log, model, live, rows, batches)
+    facts.update(new_rows=len(rows), **verdicts)
     model_drift = verdicts["model_drift"]["verdict"] == "drift"
     data_drift = verdicts["data_drift"]["verdict"] == "drift"
-    retrain_for_data = data_drift and config.settings["retrain_on_data_drift"]
-    if not (model_drift or retrain_for_data):
+    if not (model_drift or (data_drift and config.settings["retrain_on_data_drift"])):
         reason = _no_drift_reason(verdicts, len(rows))
-        mark_checked(config, new_files, counts, "no drift", reason)
-        return log.finish("no drift", reason, **facts)
+        outcome = "no drift"
+        history.judge_batches(facts["batches"], log.run_id, outcome)
+        return log.finish(outcome, reason, **facts)
     cause = (
         "model drift"
         if model_drift
         else "data drift in " + ", ".join(verdicts["data_drift"]["drifted"])
     )
-    _, holdout = split_holdout(rows)
-    logger.info("%s: retraining, %d new rows held out", cause, len(holdout))
-    with log.step("training"):
-        training.run(config, holdout=holdout)
-    with log.step("scoring"):
-        scoring.run(config)
-    comparison = compare_models(config, model, holdout)
-    facts["comparison"] = comparison
-    if comparison["retrained_is_not_worse"]:
-        with log.step("deployment"):
-            result = deployment.deploy_trained_model(
-                config, f"{cause} on {', '.join(names)}; retrained model not worse"
-            )
-        outcome = "redeployed"
-        reason = (
-            f"{cause}; retrained model F1 {comparison['retrained_f1']:.3f} >= deployed"
-            f" {comparison['deployed_f1']:.3f} on {comparison['evaluation_rows']} rows;"
-            f" {result.deployment.label} is live"
-        )
-    else:
-        outcome = "challenger kept out"
-        reason = (
-            f"{cause}; retrained model F1 {comparison['retrained_f1']:.3f} < deployed"
-            f" {comparison['deployed_f1']:.3f} on {comparison['evaluation_rows']} rows;"
-            f" {live.label} stays live"
-        )
-    mark_checked(config, new_files, counts, outcome, reason)
+    outcome, reason = retrain(log, config, history, model, live, rows, cause, batches, facts)
+    history.judge_batches(facts["batches"], log.run_id, outcome)
     report(log, config)
     return log.finish(outcome, reason, **facts)
 
 
+def retrain(log, config, history, model, live, rows, cause, batches, facts):
+    """Train a challenger, compare it with the live model and deploy it if it is not worse.
+
+    Returns:
+        (outcome, reason).
+    """
+    import deployment
+    import scoring
+    import training
+
+    _, holdout = split_holdout(rows)
+    logger.info("%s: retraining, %d new rows held out", cause, len(holdout))
+    with log.step("training"):
+        trained = training.run(config, holdout=holdout, run_id=log.run_id)
+    sha256 = trained.metadata["model_sha256"]
+    history.record_challenger(sha256, log.run_id, "pending")
+    with log.step("scoring"):
+        scoring.run(config)
+    comparison = compare_models(config, model, holdout)
+    facts["comparison"] = comparison
+    scores = (
+        f"retrained model F1 {comparison['retrained_f1']:.3f} vs deployed"
+        f" {comparison['deployed_f1']:.3f} on {comparison['evaluation_rows']} rows"
+    )
+    if not comparison["retrained_is_not_worse"]:
+        reason = f"{cause}; {scores}: worse; {live.label} stays live"
+        history.record_challenger(sha256, log.run_id, "kept out", reason)
+        return "challenger kept out", reason
+    try:
+        with log.step("deployment"):
+            result = deployment.deploy_trained_model(
+                config,
+                f"{cause} on {_names(batches)}; retrained model not worse",
+                expected_sha256=sha256,
+                expected_live=live.version,
+            )
+    except modelstore.LiveChanged as error:
+        reason = (
+            f"{cause}; {scores}, but not deployed: {error} (changed by hand during this run);"
+            " the retrained model stays in the model folder, kept out"
+        )
+        history.record_challenger(sha256, log.run_id, "kept out", reason)
+        return "live model changed", reason
+    reason = f"{cause}; {scores}: not worse; {result.deployment.label} is live"
+    history.record_challenger(sha256, log.run_id, "deployed", reason)
+    return "redeployed", reason
+
+
 def _no_drift_reason(verdicts: dict, rows: int) -> str:
     model_drift, data_drift = verdicts["model_drift"], verdicts["data_drift"]
-    if not rows:
-        return "the new files hold no new usable rows"
     if model_drift["verdict"] == "insufficient data":
         return (
             f"insufficient data: {rows} new rows, fewer than min_batch_rows"
@@ -386,38 +439,139 @@ def _no_drift_reason(verdicts: dict, rows: int) -> str:
     return text
 
 
+def tidy_up(config) -> None:
+    """Finish what killed processes left: temporary files, and a live switch not yet recorded."""
+    import tempfile
+
+    from project import remove_leftovers
+
+    remove_leftovers(
+        [
+            config.ingested_dir,
+            datastore.batches_dir(config.ingested_dir),
+            config.model_dir,
+            config.deploy_dir,
+            config.deploy_dir / modelstore.VERSIONS_DIR,
+            config.log_dir,
+            Path(tempfile.gettempdir()),
+        ]
+    )
+    modelstore.mend_history(config.deploy_dir)
+    from deployment import mirror_history
+
+    mirror_history(config)
+
+
+def decide(config, history):
+    """What this run has to do, from what is stored: (what, reason or new files, live)."""
+    live_version = modelstore.current_version(config.deploy_dir)
+    if live_version is None:
+        return "bootstrap", "nothing is deployed", None
+    live = modelstore.get_deployment(config.deploy_dir, live_version)
+    new, waiting = find_new_files(config, history)
+    if new or history.pending_batches(through_batch(live)):
+        return "update", new, live
+    if not reports_are_current(config, history, live):
+        return "reports", waiting, live
+    return "quiet", waiting, live
+
+
 def run(config) -> dict:
-    """Decide and do what the current data calls for; never raises for a failed step."""
+    """Decide and do what the data calls for; never raises for a failed step."""
     log = RunLog()
-    try:
-        if modelstore.current_version(config.deploy_dir) is None:
-            logger.info("nothing is deployed: bootstrapping")
-            return bootstrap(log, config)
-        modelstore.mend_history(config.deploy_dir)
-        new_files = find_new_files(config)
-        if new_files:
-            return update(log, config, new_files)
-        if reports_are_current(config):
-            return log.finish("no new data", "no file in the input folder is new")
+    with open_history(config.history_path) as history:
+        try:
+            return run_with_history(log, config, history)
+        except Stopped as stopped:
+            where = log.record.get("current_step")
+            reason = (
+                f"stopped by {stopped.signal_name}"
+                + (f" during {where}" if where else "")
+                + "; the next run completes the work"
+            )
+            record = log.finish("interrupted", reason)
+            record["exit_code"] = stopped.exit_code
+            history.finish_run(log.run_id, record)
+            return record
+        except (PipelineError, OSError) as error:
+            logger.error("%s", error)
+            return _finished(history, log, log.finish("failed", str(error)))
+        except Exception as error:  # a bug: keep the traceback in the log, and the record
+            logger.exception("unexpected error")
+            record = log.finish("failed", f"unexpected {type(error).__name__}: {error}")
+            return _finished(history, log, record)
+
+
+def run_with_history(log: RunLog, config, history) -> dict:
+    import legacy
+
+    if not history.fact(legacy.TAKEN_OVER):
+        with exclusive_lock(config.ingested_dir / datastore.LOCK_FILE):
+            legacy.take_over(config, history)
+    interrupted = history.unfinished_runs()
+    if interrupted:
+        tidy_up(config)
+    what, detail, live = decide(config, history)
+    if what == "quiet":
+        reason = "no file in the input folder is new"
+        if detail:
+            reason += "; waiting: " + "; ".join(detail)
+        _note_interrupted(history, interrupted, None)
+        return _finished(history, log, log.finish("no new data", reason))
+    log.run_id = history.start_run(os.getpid(), log.record["started_at"], str(config.path))
+    _note_interrupted(history, interrupted, log.run_id)
+    if not interrupted:
+        tidy_up(config)
+    if what == "bootstrap":
+        logger.info("nothing is deployed: bootstrapping")
+        record = bootstrap(log, config, history)
+    elif what == "update":
+        if detail:
+            logger.info("new files: %s", ", ".join(detail))
+        record = update(log, config, history, live)
+    else:
         report(log, config)
-        return log.finish(
+        record = log.finish(
             "no new data",
             "no file in the input folder is new; the reports were behind the live model"
             " (an interrupted run or a rollback) and were made again",
         )
-    except (PipelineError, OSError) as error:
-        logger.error("%s", error)
-        return log.finish("failed", str(error))
-    except Exception as error:  # a bug: keep the traceback in the log, and the record
-        logger.exception("unexpected error")
-        return log.finish("failed", f"unexpected {type(error).__name__}: {error}")
+    if interrupted:
+        record["completed_interrupted_runs"] = [run.id for run in interrupted]
+    return _finished(history, log, record)
 
 
-def append_run_record(config, record: dict) -> None:
-    """One JSON line per run, written with a single append so that lines never interleave."""
+def _note_interrupted(history, interrupted, run_id) -> None:
+    for run in interrupted:
+        step = run.record.get("current_step")
+        reason = (
+            "killed or stopped before it finished"
+            + (f" (during {step})" if step else "")
+            + (f"; run {run_id} completed its work" if run_id else "; nothing was left to do")
+        )
+        history.mark_interrupted(run, reason)
+        logger.warning("run %d (started %s) was interrupted: %s", run.id, run.started_at, reason)
+
+
+def _finished(history, log: RunLog, record: dict) -> dict:
+    record.pop("current_step", None)
+    record["run_id"] = history.finish_run(log.run_id, record)
+    return record
+
+
+def append_run_record(config, record: dict, rotate: bool = True) -> None:
+    """Add the run's line to `fullprocess.jsonl` (one append, so lines never interleave),
+    rotating the file past RUN_LOG_MAX_BYTES."""
     config.log_dir.mkdir(parents=True, exist_ok=True)
+    path = config.log_dir / RUN_LOG_FILE
+    if rotate and path.exists() and path.stat().st_size > RUN_LOG_MAX_BYTES:
+        for number in range(RUN_LOG_KEEP - 1, 0, -1):
+            older = path.with_name(f"{RUN_LOG_FILE}.{number}")
+            if older.exists():
+                os.replace(older, path.with_name(f"{RUN_LOG_FILE}.{number + 1}"))
+        os.replace(path, path.with_name(f"{RUN_LOG_FILE}.1"))
     line = (json.dumps(record, default=str) + "\n").encode()
-    fd = os.open(config.log_dir / RUN_LOG_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line)
     finally:
@@ -432,23 +586,41 @@ def parse_args(argv: list[str] | None):
     return build_parser(__file__, __doc__).parse_args(argv)
 
 
+def record_busy(config) -> None:
+    record = RunLog().finish("busy", "another run holds the lock")
+    try:
+        with open_history(config.history_path) as history:
+            history.finish_run(None, record)
+    except PipelineError as error:
+        logger.warning("%s", error)
+    append_run_record(config, {"config": str(config.path), **record}, rotate=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(args.verbose)
     try:
-        config = load_config(args.config)
-    except ConfigError as error:
+        with stop_on_signals():
+            config = load_config(args.config)
+            try:
+                with exclusive_lock(config.run_lock_file, wait=False):
+                    record = run(config)
+                    append_run_record(config, {"config": str(config.path), **record})
+            except BlockingIOError:
+                logger.warning(
+                    "another fullprocess.py run is in progress; this one stops (try later)"
+                )
+                record_busy(config)
+                return EXIT_BUSY
+    except PipelineError as error:
         logger.error("fullprocess: %s", error)
         return error.exit_code
-    try:
-        with exclusive_lock(config.log_dir / LOCK_FILE, wait=False):
-            record = run(config)
-            append_run_record(config, {"config": str(config.path), **record})
-    except BlockingIOError:
-        logger.warning("another fullprocess.py run is in progress; this one stops (try later)")
-        record = RunLog().finish("busy", "another run holds the lock")
-        append_run_record(config, {"config": str(config.path), **record})
-        return EXIT_BUSY
+    except Stopped as stopped:
+        logger.error("fullprocess: stopped by %s before it began", stopped.signal_name)
+        return stopped.exit_code
+    if record["outcome"] == "interrupted":
+        logger.error("fullprocess: %s", record["reason"])
+        return record["exit_code"]
     logger.info("%s: %s", record["outcome"], record["reason"])
     return 1 if record["outcome"] == "failed" else 0
 

@@ -1,35 +1,32 @@
-"""Ingest every client CSV in the input folder into one deduplicated `finaldata.csv`.
+"""Ingest new client CSVs from the input folder into the append-only store, as batches.
 
-Bad files and bad rows are skipped with a `file:line: reason` message; the good ones go through.
-What was read is recorded in `ingestedfiles.txt` (name, SHA-256, rows accepted and rejected, time).
+Each new file becomes a batch, kept under `output_folder_path` with its arrival number and time,
+its name and SHA-256, whatever later happens to the file. Rows with an outcome (`exited` 0 or 1)
+are kept apart from rows without one (current clients). Bad files and rows are skipped with a
+`file:line: reason` message; the good ones go through. `finaldata.csv`, `currentclients.csv` and
+`ingestedfiles.txt` are then compiled from the store.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
-
+import datastore
+import legacy
+from clientdata import RejectedFile, log_rejections, parse_client_csv
+from history import Batch, InputFile, open_history
 from project import (
-    COLUMNS,
     Config,
     DataError,
-    IngestedFile,
-    RejectedFile,
-    atomic_write_text,
     build_parser,
-    format_ingestion_record,
-    list_input_files,
-    log_rejections,
-    read_client_csv,
-    read_ingestion_record,
+    exclusive_lock,
+    remove_leftovers,
     run_cli,
-    sha256_file,
     utc_now,
-    write_csv,
 )
 
 logger = logging.getLogger(__name__)
@@ -37,102 +34,218 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class IngestionResult:
-    entries: list[IngestedFile]
-    rows: int
-    duplicates_dropped: int
-    final_data_path: Path
+    new_batches: list[Batch] = field(default_factory=list)
+    recorded: list[InputFile] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)
+    files_seen: int = 0
+    batches_stored: int = 0
+    final_rows: int | None = None
+    final_data_path: Path | None = None
 
     @property
     def summary(self) -> str:
-        used = sum(entry.status == "ingested" for entry in self.entries)
-        rejected_rows = sum(entry.rows_rejected for entry in self.entries)
-        rejected_files = sum(entry.status == "rejected" for entry in self.entries)
+        labelled = sum(batch.labelled_rows for batch in self.new_batches)
+        current = sum(batch.current_rows for batch in self.new_batches)
+        rejected_rows = sum(entry.rows_rejected for entry in self.recorded)
+        rejected_files = sum(entry.status == "rejected" for entry in self.recorded)
+        duplicates = sum(entry.status == "duplicate" for entry in self.recorded)
+        if self.new_batches:
+            seqs = [batch.seq for batch in self.new_batches]
+            what = (
+                f"ingested {len(seqs)} new file(s) as batch {_span(seqs)}: {labelled} rows with"
+                f" an outcome, {current} current clients"
+            )
+        else:
+            what = "no new file to ingest"
+        extras = [
+            f"{rejected_rows} rows rejected" if rejected_rows else "",
+            f"{rejected_files} file(s) rejected" if rejected_files else "",
+            f"{duplicates} duplicate file(s)" if duplicates else "",
+            f"{len(self.waiting)} file(s) left for the next run" if self.waiting else "",
+        ]
+        extras = [text for text in extras if text]
+        if self.final_rows is None:
+            compiled = f"{self.final_data_path} is up to date"
+        else:
+            compiled = f"{self.final_rows} distinct rows with an outcome -> {self.final_data_path}"
         return (
-            f"ingested {used} of {len(self.entries)} files: {self.rows} rows"
-            f" ({self.duplicates_dropped} duplicates dropped, {rejected_rows} rows and"
-            f" {rejected_files} files rejected) -> {self.final_data_path}"
+            f"{what}{' (' + ', '.join(extras) + ')' if extras else ''};"
+            f" {self.batches_stored} batches stored; {compiled}"
         )
 
 
-def read_input_file(path: Path, sha256: str, ingested_at: str):
-    """Read one file.
+def _span(seqs: list[int]) -> str:
+    return str(seqs[0]) if len(seqs) == 1 else f"{seqs[0]}-{seqs[-1]}"
+
+
+def adopt_unregistered_batches(config: Config, history) -> list[int]:
+    """Register batch folders that a killed ingestion stored but never recorded."""
+    registered = {batch.seq for batch in history.batches()}
+    adopted = []
+    for seq, folder in sorted(datastore.stored_batch_folders(config.ingested_dir).items()):
+        if seq in registered:
+            continue
+        meta = datastore.read_batch_meta(folder)
+        entry = meta["input_file"]
+        with history.transaction():
+            history.add_batch(_batch_of(meta))
+            history.record_input_file(InputFile(**{**entry, "batch": seq}))
+        logger.warning("%s: batch %d was stored but not recorded; recorded now", folder, seq)
+        adopted.append(seq)
+    return adopted
+
+
+def _batch_of(meta: dict) -> Batch:
+    return Batch(
+        meta["seq"],
+        meta["source"],
+        meta["sha256"],
+        meta["arrived_at"],
+        datastore.batch_folder_name(meta["seq"]),
+        meta["labelled_rows"],
+        meta["current_rows"],
+        meta["rejected_rows"],
+        None,
+        None,
+        None,
+    )
+
+
+def ingest_file(config: Config, history, candidate, data: bytes, known_contents: dict):
+    """Read one new input file and store it as a batch, or record why not.
 
     Returns:
-        (its record entry, the good rows or None when the file is rejected whole).
+        (the input-file entry recorded, the new batch or None).
     """
+    sha256 = hashlib.sha256(data).hexdigest()
+    now = utc_now()
+    if sha256 in known_contents:
+        note = f"same content as {known_contents[sha256]}"
+        logger.info("%s: %s; its rows are counted once", candidate.name, note)
+        entry = InputFile(candidate.name, sha256, "duplicate", None, 0, 0, now, note)
+        history.record_input_file(entry)
+        return entry, None
     try:
-        batch = read_client_csv(path)
+        batch = parse_client_csv(data, candidate.name)
     except RejectedFile as error:
         logger.warning("%s", error)
-        return IngestedFile(path.name, sha256, 0, 0, ingested_at, "rejected", error.reason), None
-    log_rejections(batch.rejections, path.name)
-    entry = IngestedFile(
-        path.name, sha256, len(batch.frame), len(batch.rejections), ingested_at, "ingested"
+        entry = InputFile(candidate.name, sha256, "rejected", None, 0, 0, now, error.reason)
+        history.record_input_file(entry)
+        return entry, None
+    log_rejections(batch.rejections, candidate.name)
+    rejected = len(batch.rejections)
+    if batch.frame.empty:
+        note = f"no valid rows ({rejected} rejected)"
+        logger.warning("%s: %s", candidate.name, note)
+        entry = InputFile(candidate.name, sha256, "rejected", None, 0, rejected, now, note)
+        history.record_input_file(entry)
+        return entry, None
+    seq = max(history.last_batch_seq(), *datastore.stored_batch_folders(config.ingested_dir), 0) + 1
+    entry = InputFile(candidate.name, sha256, "ingested", seq, len(batch.frame), rejected, now, "")
+    meta = {
+        "seq": seq,
+        "source": candidate.name,
+        "sha256": sha256,
+        "arrived_at": now,
+        "rejected_rows": rejected,
+        "input_file": entry._asdict(),
+    }
+    stored = datastore.read_batch_meta(
+        datastore.store_batch(config.ingested_dir, meta, batch.frame)
     )
-    return entry, batch.frame
+    new_batch = _batch_of(stored)
+    with history.transaction():
+        history.add_batch(new_batch)
+        history.record_input_file(entry)
+    logger.debug("%s: batch %d, %d rows", candidate.name, seq, len(batch.frame))
+    return entry, new_batch
 
 
-def ingest_files(paths: list[Path], previous: list[IngestedFile]):
-    """Read `paths`, each distinct content once, in the order they were first ingested.
-
-    A file already in `previous` under the same name and content keeps its place and its first
-    ingestion time, so re-ingesting an unchanged folder writes the same record and the same data;
-    new files follow by name, so the last rows of a client are its newest.
-
-    Returns:
-        (record entries, frames of the good rows in record order).
-    """
-    first_seen = {(entry.file, entry.sha256): entry.ingested_at for entry in previous}
-    position = {key: index for index, key in enumerate(first_seen)}
-    now = utc_now()
-    hashed = [(path, sha256_file(path)) for path in paths]
-    hashed.sort(
-        key=lambda item: (position.get((item[0].name, item[1]), len(position)), item[0].name)
+def refuse_entry(history, candidate, known: set) -> InputFile | None:
+    """Record an entry that is not a file to read (a folder, a broken link), once."""
+    if (candidate.name, datastore.NO_CONTENT) in known:
+        logger.debug("%s: %s (known)", candidate.name, candidate.problem)
+        return None
+    logger.warning("%s: %s", candidate.name, candidate.problem)
+    entry = InputFile(
+        candidate.name, datastore.NO_CONTENT, "rejected", None, 0, 0, utc_now(), candidate.problem
     )
-    entries, frames, seen = [], [], {}
-    for path, sha256 in hashed:
-        ingested_at = first_seen.get((path.name, sha256), now)
-        if sha256 in seen:
-            note = f"same content as {seen[sha256]}"
-            logger.info("%s: %s, not counted twice", path.name, note)
-            entries.append(IngestedFile(path.name, sha256, 0, 0, ingested_at, "duplicate", note))
+    history.record_input_file(entry)
+    return entry
+
+
+def ingest_new_files(config: Config, history) -> IngestionResult:
+    """Read every new input file (the caller holds the ingestion lock)."""
+    result = IngestionResult()
+    known = history.known_files()
+    known_contents = {}
+    for entry in history.input_files():
+        if entry.status in ("ingested", "duplicate") and entry.sha256 != datastore.NO_CONTENT:
+            known_contents.setdefault(entry.sha256, entry.name)
+    candidates = datastore.scan_input_folder(config.input_dir, config.settings["settle_seconds"])
+    result.files_seen = len(candidates)
+    logger.debug("%s: %d CSV entries", config.input_dir, len(candidates))
+    for candidate in candidates:
+        if candidate.problem and candidate.retry:
+            logger.warning("%s: %s", candidate.name, candidate.problem)
+            result.waiting.append(candidate.name)
             continue
-        seen[sha256] = path.name
-        entry, frame = read_input_file(path, sha256, ingested_at)
-        entries.append(entry)
-        if frame is not None:
-            frames.append(frame)
-    return entries, frames
-
-
-def combine(frames: list[pd.DataFrame]) -> tuple[pd.DataFrame, int]:
-    """Concatenate and drop exact duplicate rows, keeping the first.
-
-    Returns:
-        (combined rows, number of duplicates dropped).
-    """
-    combined = pd.concat(frames, ignore_index=True)
-    deduplicated = combined.drop_duplicates(ignore_index=True)
-    return deduplicated, len(combined) - len(deduplicated)
+        if candidate.problem:
+            entry = refuse_entry(history, candidate, known)
+            result.recorded += [entry] if entry else []
+            continue
+        try:
+            data = datastore.read_input_bytes(candidate.path)
+        except OSError as error:
+            reason = error.strerror or str(error)
+            logger.warning(
+                "%s: cannot read: %s; will try again on the next run", candidate.name, reason
+            )
+            result.waiting.append(candidate.name)
+            continue
+        if (candidate.name, hashlib.sha256(data).hexdigest()) in known:
+            logger.debug("%s: already read", candidate.name)
+            continue
+        entry, batch = ingest_file(config, history, candidate, data, known_contents)
+        known.add((entry.name, entry.sha256))
+        if batch is not None:
+            known_contents[entry.sha256] = entry.name
+            result.new_batches.append(batch)
+        result.recorded.append(entry)
+    return result
 
 
 def run(config: Config) -> IngestionResult:
-    """Ingest the input folder into `finaldata.csv` and `ingestedfiles.txt`.
+    """Ingest the new input files and bring the compiled files up to date.
 
     Raises:
-        DataError: there is no usable row at all; nothing is written then.
+        DataError: no usable row has ever been ingested; nothing is written then.
     """
-    paths = list_input_files(config.input_dir)
-    if not paths:
-        raise DataError(f"{config.input_dir}: no CSV files to ingest")
-    previous = read_ingestion_record(config.ingestion_record_file)
-    entries, frames = ingest_files(paths, previous)
-    if not frames or sum(len(frame) for frame in frames) == 0:
-        raise DataError(f"{config.input_dir}: no usable rows in {len(paths)} CSV file(s)")
-    data, duplicates = combine(frames)
-    write_csv(data[list(COLUMNS)], config.final_data_file)
-    atomic_write_text(config.ingestion_record_file, format_ingestion_record(entries))
-    return IngestionResult(entries, len(data), duplicates, config.final_data_file)
+    with (
+        exclusive_lock(config.ingested_dir / datastore.LOCK_FILE),
+        open_history(config.history_path) as history,
+    ):
+        remove_leftovers([config.ingested_dir, datastore.batches_dir(config.ingested_dir)])
+        legacy.take_over(config, history)
+        adopt_unregistered_batches(config, history)
+        result = ingest_new_files(config, history)
+        result.batches_stored = len(history.batches())
+        result.final_data_path = config.final_data_file
+        if not result.batches_stored:
+            raise DataError(f"{config.input_dir}: {_nothing_ingested(result)}")
+        if not datastore.exports_current(config.ingested_dir, history):
+            result.final_rows = datastore.write_exports(
+                config.ingested_dir, history, config.final_data_file
+            )
+    return result
+
+
+def _nothing_ingested(result: IngestionResult) -> str:
+    if not result.files_seen:
+        return "no CSV files to ingest"
+    if result.waiting:
+        return f"nothing ingested yet; left for the next run: {', '.join(result.waiting)}"
+    return "no usable rows in any CSV file"
 
 
 def main(argv: list[str] | None = None) -> int:

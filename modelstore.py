@@ -12,8 +12,11 @@ Layout of `prod_deployment_path`:
     deploymenthistory.txt  one tab-separated line per change of what is live
     checkedfiles.txt       input files fullprocess.py has judged against the live model
 
-A deployment is assembled in a hidden folder, renamed into `versions/` when whole, and only then
-made live, so a crash at any moment leaves the previous deployment live and intact. Only the
+A deployment is assembled in a hidden folder, its copies checked against the checksums of their
+sources, renamed into `versions/` when whole, and only then made live, so a crash at any moment
+leaves the previous deployment live and intact; the top-level links exist before `current`
+first switches, so the live deployment is whole at every instant. Versions beyond
+`keep_versions` are removed, never the live one or the one a rollback would restore. Only the
 standard library is imported here, the slower parts of it where they are used, because a cron
 tick that finds nothing to do reads the live version; unpickling a model imports scikit-learn.
 """
@@ -27,6 +30,7 @@ from pathlib import Path
 
 from project import (
     MODEL_FILE,
+    staging_folder,
     RECORD_FILE,
     SCORE_FILE,
     PipelineError,
@@ -36,7 +40,9 @@ from project import (
     fsync_dir,
     fsync_file,
     read_json,
+    remove_leftovers,
     sha256_file,
+    temp_name,
     utc_now,
 )
 
@@ -55,6 +61,10 @@ HISTORY_HEADER = "# What was live when: one tab-separated line per change of the
 
 class DeploymentError(PipelineError):
     """No usable deployment, or one whose files do not match its manifest."""
+
+
+class LiveChanged(DeploymentError):
+    """What is live changed since the caller looked (a rollback or deployment meanwhile)."""
 
 
 class Deployment(namedtuple("Deployment", "version path manifest")):
@@ -183,46 +193,119 @@ def load_deployed_model(deploy_dir: Path):
 # --- changing what is live -----------------------------------------------------------------------
 
 
-def deploy(deploy_dir: Path, files: dict[str, Path], manifest: dict, reason: str) -> Deployment:
-    """Copy `files` into a new version, write its manifest and make it live.
+def deploy(
+    deploy_dir: Path,
+    files: dict[str, Path],
+    manifest: dict,
+    reason: str,
+    *,
+    expected_live=False,
+    keep_versions: int | None = None,
+) -> Deployment:
+    """Copy `files` into a new version, check the copies, write its manifest and make it live.
 
     Args:
         deploy_dir: the deployment folder.
         files: name in the deployment -> source path; must include the model.
         manifest: what to record besides the version, time and file checksums.
         reason: why, for the history.
-    """
-    import shutil
+        expected_live: the version the caller judged against (None: nothing live); when given,
+            the deployment is refused if another one is live by now.
+        keep_versions: remove older versions beyond this many (never the live one or the one
+            before it); None keeps them all.
 
+    Raises:
+        LiveChanged: `expected_live` is no longer live.
+        DeploymentError: a copy does not match its source.
+    """
     deploy_dir = Path(deploy_dir)
     versions_dir = deploy_dir / VERSIONS_DIR
     versions_dir.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(deploy_dir / LOCK_FILE):
         _reconcile_history(deploy_dir)
-        _remove_unfinished(versions_dir)
+        remove_leftovers([versions_dir, deploy_dir])
         previous = current_version(deploy_dir)
+        if expected_live is not False and previous != expected_live:
+            raise LiveChanged(
+                f"{deploy_dir}: {_name_or_nothing(previous)} is live, not"
+                f" {_name_or_nothing(expected_live)} as when this model was judged"
+            )
         version = _next_version(versions_dir)
-        staging = versions_dir / f".tmp-{version_name(version)}-{os.getpid()}"
-        staging.mkdir()
-        checksums = {}
-        for name, source in files.items():
-            shutil.copyfile(source, staging / name)
-            fsync_file(staging / name)
-            checksums[name] = sha256_file(staging / name)
-        manifest = {
-            **manifest,
-            "version": version,
-            "deployed_at": utc_now(),
-            "reason": reason,
-            "files": checksums,
-        }
-        atomic_write_json(staging / MANIFEST_FILE, manifest)
+        staging = versions_dir / temp_name(version_name(version))
         final = versions_dir / version_name(version)
-        os.rename(staging, final)
+        with staging_folder(staging):
+            checksums = _copy_checked(files, staging)
+            manifest = {
+                **manifest,
+                "version": version,
+                "deployed_at": utc_now(),
+                "reason": reason,
+                "files": checksums,
+            }
+            atomic_write_json(staging / MANIFEST_FILE, manifest)
+            os.rename(staging, final)
         fsync_dir(versions_dir)
         deployment = Deployment(version, final, manifest)
+        verify_files(deployment)
         _make_live(deploy_dir, deployment, "deploy", previous, reason)
+        if keep_versions is not None:
+            prune_versions(deploy_dir, keep_versions)
     return deployment
+
+
+def _copy_checked(files: dict[str, Path], staging: Path) -> dict[str, str]:
+    """Copy each file into `staging` and check the copy against its source's checksum.
+
+    Returns:
+        name -> SHA-256.
+    """
+    import shutil
+
+    checksums = {}
+    for name, source in files.items():
+        expected = sha256_file(source)
+        shutil.copyfile(source, staging / name)
+        fsync_file(staging / name)
+        copied = sha256_file(staging / name)
+        if copied != expected:
+            raise DeploymentError(
+                f"{source}: changed while it was being copied (SHA-256 {expected[:12]}… before,"
+                f" {copied[:12]}… copied); nothing was deployed"
+            )
+        checksums[name] = copied
+    return checksums
+
+
+def _name_or_nothing(version) -> str:
+    return "nothing" if version is None else version_name(version)
+
+
+def prune_versions(deploy_dir: Path, keep: int) -> list[int]:
+    """Remove the oldest versions beyond `keep`; never the live one or the one before it.
+
+    The caller holds the deployment lock.
+
+    Returns:
+        The versions removed.
+    """
+    import shutil
+
+    live = current_version(deploy_dir)
+    versions = list_versions(deploy_dir)
+    protected = {live}
+    earlier = [version for version in versions if live is not None and version < live]
+    if earlier:
+        protected.add(earlier[-1])
+    oldest = versions[: max(0, len(versions) - keep)]
+    removed = [version for version in oldest if version not in protected]
+    for version in removed:
+        path = Path(deploy_dir) / VERSIONS_DIR / version_name(version)
+        # Renamed first, so that a kill half-way leaves a leftover, never half a version.
+        doomed = path.with_name(temp_name(path.name))
+        os.rename(path, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+        logger.info("%s: removed (only the newest %d versions are kept)", path, keep)
+    return removed
 
 
 def rollback(deploy_dir: Path, to_version: int | None = None, reason: str = "") -> Deployment:
@@ -259,13 +342,17 @@ def rollback(deploy_dir: Path, to_version: int | None = None, reason: str = "") 
 
 
 def _make_live(deploy_dir: Path, deployment: Deployment, action: str, previous, reason) -> None:
-    """Point `current` at `deployment` in one rename, then record the change."""
-    staging_link = deploy_dir / f".{CURRENT_LINK}.tmp-{os.getpid()}"
+    """Point `current` at `deployment` in one rename, then record the change.
+
+    The top-level links lead through `current`, so they are made first: from the instant
+    `current` exists, every path the course's scripts use shows the live deployment.
+    """
+    _ensure_live_links(deploy_dir)
+    staging_link = deploy_dir / temp_name(CURRENT_LINK)
     staging_link.unlink(missing_ok=True)
     os.symlink(Path(VERSIONS_DIR) / version_name(deployment.version), staging_link)
     os.replace(staging_link, deploy_dir / CURRENT_LINK)
     fsync_dir(deploy_dir)
-    _ensure_live_links(deploy_dir)
     _append_history(deploy_dir, action, previous, deployment, reason)
     logger.info(
         "%s: %s live (was %s): %s",
@@ -282,24 +369,16 @@ def _ensure_live_links(deploy_dir: Path) -> None:
         target = Path(CURRENT_LINK) / name
         if link.is_symlink() and Path(os.readlink(link)) == target:
             continue
-        staging = deploy_dir / f".{name}.tmp-{os.getpid()}"
+        staging = deploy_dir / temp_name(name)
         staging.unlink(missing_ok=True)
         os.symlink(target, staging)
         os.replace(staging, link)
+    fsync_dir(deploy_dir)
 
 
 def _next_version(versions_dir: Path) -> int:
     numbers = [parse_version(path.name) for path in versions_dir.iterdir()]
     return max([number for number in numbers if number is not None], default=0) + 1
-
-
-def _remove_unfinished(versions_dir: Path) -> None:
-    """Delete staging folders left by deployments that were killed (we hold the lock)."""
-    import shutil
-
-    for path in versions_dir.glob(".tmp-*"):
-        logger.warning("%s: removing an unfinished deployment", path)
-        shutil.rmtree(path, ignore_errors=True)
 
 
 # --- history -------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""What every step shares: the config, the client-data schema, atomic writes and the command line.
+"""What every step shares: the config, atomic writes, locks, leftovers and the command line.
 
 A cron tick that finds nothing to do imports this module and `modelstore`, so both keep to the
 cheapest of the standard library at module level (named tuples, not dataclasses); functions that
@@ -8,7 +8,6 @@ need pandas, or slower standard modules, import them when called.
 from __future__ import annotations
 
 import fcntl
-import io
 import json
 import logging
 import os
@@ -24,15 +23,6 @@ PROJECT_DIR = Path(__file__).resolve().parent
 DEFAULT_CONFIG_PATH = PROJECT_DIR / "config.json"
 CONFIG_ENV = "RISK_CONFIG"
 
-ID_COLUMN = "corporation"
-FEATURES = ("lastmonth_activity", "lastyear_activity", "number_of_employees")
-TARGET = "exited"
-COLUMNS = (ID_COLUMN, *FEATURES, TARGET)
-# Rejected rows logged per file; all are counted in the ingestion record.
-MAX_LOGGED_REJECTIONS = 20
-# Cells with these texts are missing values in a numeric column (never in `corporation`).
-MISSING_TOKENS = ("", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "None")
-
 # Artifacts the steps pass to each other through the folders.
 MODEL_FILE = "trainedmodel.pkl"
 MODEL_METADATA_FILE = "trainedmodel.json"
@@ -43,9 +33,14 @@ SCORE_HISTORY_FILE = "scorehistory.csv"
 FINAL_DATA_FILE = "finaldata.csv"
 RECORD_FILE = "ingestedfiles.txt"
 DIAGNOSTICS_FILE = "diagnostics.json"
+HISTORY_FILE = "history.db"
+RUN_LOCK_FILE = "fullprocess.lock"
 # Every time the pipeline writes: UTC, to the second.
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 SCORE_CHECKS = ("raw", "parametric", "nonparametric")
+# Temporary files and folders carry the writer's process id after this marker, so that a later
+# run can tell the leftovers of a killed process from the work of a living one.
+TEMP_MARKER = ".tmp-"
 
 REQUIRED_KEYS = (
     "input_folder_path",
@@ -54,11 +49,13 @@ REQUIRED_KEYS = (
     "output_model_path",
     "prod_deployment_path",
 )
-OPTIONAL_FOLDERS = {"log_folder_path": "logs"}
+# Optional paths and their defaults, relative to the config's folder (None: see load_config).
+OPTIONAL_PATHS = {"log_folder_path": "logs", "history_db_path": None}
 
 
-class Setting(namedtuple("Setting", "default help choices", defaults=((),))):
-    """An optional config key that is not a folder: its default fixes its type."""
+class Setting(namedtuple("Setting", "default help choices minimum", defaults=((), None))):
+    """An optional config key that is not a path: its default fixes its type. Numbers must be
+    above 0 unless a `minimum` (inclusive) says otherwise."""
 
     __slots__ = ()
 
@@ -75,6 +72,10 @@ SETTINGS = {
     ),
     "min_batch_rows": Setting(100, "fewest new rows for a drift verdict"),
     "retrain_on_data_drift": Setting(False, "retrain when features drift, even if the score holds"),
+    "settle_seconds": Setting(
+        5.0, "input files changed more recently than this are left for the next run", minimum=0
+    ),
+    "keep_versions": Setting(10, "deployments kept (besides the live one and its predecessor)"),
 }
 
 
@@ -94,13 +95,13 @@ class DataError(PipelineError):
     """Input data that cannot be used."""
 
 
-class RejectedFile(DataError):
-    """A data file that is unusable as a whole."""
+class Stopped(BaseException):
+    """The process was asked to stop (SIGTERM or SIGINT): unwinds every step, like Ctrl-C."""
 
-    def __init__(self, file: str, reason: str):
-        super().__init__(f"{file}: {reason}")
-        self.file = file
-        self.reason = reason
+    def __init__(self, signal_name: str, exit_code: int):
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+        self.exit_code = exit_code
 
 
 # --- configuration -------------------------------------------------------------------------------
@@ -109,7 +110,8 @@ class RejectedFile(DataError):
 class Config(
     namedtuple(
         "Config",
-        "path input_dir ingested_dir test_data_path model_dir deploy_dir log_dir settings",
+        "path input_dir ingested_dir test_data_path model_dir deploy_dir log_dir history_path"
+        " settings",
     )
 ):
     """The project's folders, resolved against the folder that holds the config file, and its
@@ -131,6 +133,11 @@ class Config(
     @property
     def ingestion_record_file(self) -> Path:
         return self.ingested_dir / RECORD_FILE
+
+    @property
+    def run_lock_file(self) -> Path:
+        """Held by a fullprocess.py run from start to end."""
+        return self.log_dir / RUN_LOCK_FILE
 
 
 def load_config(path: str | os.PathLike) -> Config:
@@ -159,21 +166,25 @@ def load_config(path: str | os.PathLike) -> Config:
     missing = [key for key in REQUIRED_KEYS if key not in raw]
     if missing:
         raise ConfigError(f"{path}: missing required key(s): {', '.join(missing)}")
-    folder_keys = (*REQUIRED_KEYS, *OPTIONAL_FOLDERS)
-    unknown = sorted(set(raw) - set(folder_keys) - set(SETTINGS))
+    path_keys = (*REQUIRED_KEYS, *OPTIONAL_PATHS)
+    unknown = sorted(set(raw) - set(path_keys) - set(SETTINGS))
     if unknown:
-        known = ", ".join([*folder_keys, *SETTINGS])
+        known = ", ".join([*path_keys, *SETTINGS])
         raise ConfigError(f"{path}: unknown key(s): {', '.join(unknown)} (known keys: {known})")
-    values = {**OPTIONAL_FOLDERS, **raw}
-    for key in folder_keys:
-        if not isinstance(values[key], str) or not values[key].strip():
-            raise ConfigError(f"{path}: '{key}' must be a non-empty folder path")
+    values = {**{k: v for k, v in OPTIONAL_PATHS.items() if v is not None}, **raw}
+    for key in path_keys:
+        if key in values and (not isinstance(values[key], str) or not values[key].strip()):
+            kind = "file" if key == "history_db_path" else "folder"
+            raise ConfigError(f"{path}: '{key}' must be a non-empty {kind} path")
     base = path.parent
-    folders = {key: (base / values[key]).resolve() for key in folder_keys}
+    folders = {key: (base / values[key]).resolve() for key in path_keys if key in values}
     if not folders["input_folder_path"].is_dir():
         raise ConfigError(
             f"{path}: input_folder_path '{folders['input_folder_path']}' is not an existing folder"
         )
+    history = folders.get("history_db_path", folders["output_folder_path"] / HISTORY_FILE)
+    if history.is_dir():
+        raise ConfigError(f"{path}: history_db_path '{history}' is a folder, not a file")
     settings = {
         key: _check_setting(path, key, raw.get(key, spec.default)) for key, spec in SETTINGS.items()
     }
@@ -185,6 +196,7 @@ def load_config(path: str | os.PathLike) -> Config:
         model_dir=folders["output_model_path"],
         deploy_dir=folders["prod_deployment_path"],
         log_dir=folders["log_folder_path"],
+        history_path=history,
         settings=settings,
     )
 
@@ -207,8 +219,10 @@ def _check_setting(path: Path, key: str, value):
         if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)):
             what = "a whole number" if whole else "a number"
             raise ConfigError(f"{path}: '{key}' must be {what}, not {value!r}")
-        if value <= 0:
+        if spec.minimum is None and value <= 0:
             raise ConfigError(f"{path}: '{key}' must be greater than 0, not {value!r}")
+        if spec.minimum is not None and value < spec.minimum:
+            raise ConfigError(f"{path}: '{key}' must be at least {spec.minimum}, not {value!r}")
         return kind(value)
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{path}: '{key}' must be a non-empty text, not {value!r}")
@@ -221,15 +235,6 @@ def default_config_path() -> Path:
 
 
 # --- files ---------------------------------------------------------------------------------------
-
-
-def list_input_files(input_dir: Path) -> list[Path]:
-    """The CSV files in `input_dir`, by name; hidden files (uploads in progress) are left out."""
-    return sorted(
-        path
-        for path in Path(input_dir).iterdir()
-        if path.suffix.lower() == ".csv" and path.is_file() and not path.name.startswith(".")
-    )
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -267,20 +272,50 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def display_name(name: str) -> str:
+    """A file name fit for one log line, a record cell and a PDF: control characters and bytes
+    that are not UTF-8 are written as escapes (`\\t`, `\\n`, `\\xff`), everything else as is."""
+    text = os.fsencode(name).decode("utf-8", "backslashreplace")
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
+def temp_name(name: str) -> str:
+    """A hidden name for staging `name`, marked with this process's id."""
+    return f".{name}{TEMP_MARKER}{os.getpid()}"
+
+
+@contextmanager
+def staging_folder(path: Path):
+    """Make the folder `path` (a `temp_name`) for the block to fill and rename; if the block
+    fails, remove it. One left by an earlier failure of this same process is removed first."""
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    try:
+        yield path
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path beside `path`; on success it replaces `path` in one step.
 
     Readers see the old file or the new one, never a part-written one. On an exception the
-    temporary file is removed and `path` is left as it was. The temporary name keeps the suffix
-    so that writers which infer the format from it (matplotlib) still work.
+    temporary file is removed and `path` is left as it was; if the process is killed instead,
+    `remove_leftovers` removes it later. The temporary name keeps the suffix so that writers
+    which infer the format from it (matplotlib) still work.
     """
     import tempfile
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent
+        prefix=f".{path.stem}.", suffix=f"{TEMP_MARKER}{os.getpid()}{path.suffix}", dir=path.parent
     )
     os.close(fd)
     tmp_path = Path(tmp_name)
@@ -304,6 +339,56 @@ def atomic_write_json(path: str | os.PathLike, data) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
+def leftover_owner(name: str) -> int | None:
+    """The process id in a temporary name (see `temp_name`, `atomic_path`), or None."""
+    if not name.startswith(".") or TEMP_MARKER not in name:
+        return None
+    digits = name.rsplit(TEMP_MARKER, 1)[1].split(".", 1)[0]
+    return int(digits) if digits.isdigit() else None
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_leftovers(folders) -> list[Path]:
+    """Delete temporary files and folders that killed processes left in `folders`.
+
+    Only names with a temporary marker whose process is gone are touched: a step running at
+    the same time keeps its own.
+
+    Returns:
+        What was removed.
+    """
+    import shutil
+
+    removed = []
+    for folder in folders:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            owner = leftover_owner(entry.name)
+            if owner is None or owner == os.getpid() or process_alive(owner):
+                continue
+            path = Path(entry.path)
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+    for path in removed:
+        logger.info("%s: removed, left by a process that was stopped", path)
+    return removed
+
+
 @contextmanager
 def exclusive_lock(path: str | os.PathLike, *, wait: bool = True):
     """Hold an exclusive lock on `path` for the `with` block.
@@ -324,6 +409,15 @@ def exclusive_lock(path: str | os.PathLike, *, wait: bool = True):
         os.close(fd)
 
 
+def lock_is_held(path: str | os.PathLike) -> bool:
+    """Whether another process holds the lock on `path` right now."""
+    try:
+        with exclusive_lock(path, wait=False):
+            return False
+    except BlockingIOError:
+        return True
+
+
 def utc_now() -> str:
     """The current UTC time, to the second, in ISO 8601."""
     return time.strftime(TIME_FORMAT, time.gmtime())
@@ -339,8 +433,20 @@ def parse_utc(text):
         return None
 
 
+# Text a spreadsheet would run as a formula starts with one of these.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text):
+    """Text that a spreadsheet shows as text: a leading formula character gets a `'` before it."""
+    if isinstance(text, str) and text.startswith(FORMULA_STARTS):
+        return "'" + text
+    return text
+
+
 def write_csv(frame, path: str | os.PathLike) -> None:
-    """Write a DataFrame as CSV atomically, whole-number float columns without a trailing `.0`."""
+    """Write a DataFrame as CSV atomically, for people to open: whole-number float columns
+    without a trailing `.0`, and text that a spreadsheet would run as a formula neutralised."""
     import pandas as pd
 
     out = frame.copy()
@@ -348,6 +454,10 @@ def write_csv(frame, path: str | os.PathLike) -> None:
         values = out[name]
         if pd.api.types.is_float_dtype(values) and values.dropna().mod(1).eq(0).all():
             out[name] = values.astype("Int64")
+        elif pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values):
+            risky = values.astype("str").str.startswith(FORMULA_STARTS) & values.notna()
+            if risky.any():
+                out[name] = values.where(~risky, "'" + values.astype("str"))
     with atomic_path(path) as tmp_path:
         out.to_csv(tmp_path, index=False, lineterminator="\n")
 
@@ -362,177 +472,7 @@ def read_json(path: str | os.PathLike, what: str):
         raise PipelineError(f"{path}: cannot read {what}: {error}") from None
 
 
-# --- the ingestion record ------------------------------------------------------------------------
-
-RECORD_FIELDS = (
-    "file",
-    "sha256",
-    "rows_accepted",
-    "rows_rejected",
-    "ingested_at",
-    "status",
-    "note",
-)
-RECORD_HEADER = (
-    "# Files read by ingestion.py, one per line, tab-separated. status: ingested | rejected |"
-    " duplicate (same content as another file, rows counted once)."
-)
-
-
-class IngestedFile(namedtuple("IngestedFile", RECORD_FIELDS, defaults=("",))):
-    """One line of `ingestedfiles.txt`."""
-
-    __slots__ = ()
-
-
-def format_ingestion_record(entries: list[IngestedFile], header: str = RECORD_HEADER) -> str:
-    """The text of a record of files: a comment line, the field names, one line per file."""
-    lines = [header, "\t".join(RECORD_FIELDS)]
-    for entry in entries:
-        cells = [str(getattr(entry, name)) for name in RECORD_FIELDS]
-        lines.append("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in cells))
-    return "\n".join(lines) + "\n"
-
-
-def read_ingestion_record(path: str | os.PathLike) -> list[IngestedFile]:
-    """Parse `ingestedfiles.txt`; a missing file is an empty record."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return []
-    rows = [
-        (number, line.split("\t"))
-        for number, line in enumerate(text.splitlines(), start=1)
-        if line.strip() and line[0] != "#"
-    ]
-    if not rows:
-        return []
-    if tuple(rows[0][1]) != RECORD_FIELDS:
-        raise PipelineError(f"{path}: not a record of files (header {rows[0][1]})")
-    entries = []
-    for number, cells in rows[1:]:
-        try:
-            file, sha256, accepted, rejected, ingested_at, status, note = cells
-            entries.append(
-                IngestedFile(file, sha256, int(accepted), int(rejected), ingested_at, status, note)
-            )
-        except ValueError:
-            raise PipelineError(f"{path}: malformed line {number}: {cells}") from None
-    return entries
-
-
-# --- client data ---------------------------------------------------------------------------------
-
-
-class Rejection(namedtuple("Rejection", "file line reason")):
-    """A row (or, with no line, a whole file) that could not be used."""
-
-    __slots__ = ()
-
-    def __str__(self) -> str:
-        where = self.file if self.line is None else f"{self.file}:{self.line}"
-        return f"{where}: {self.reason}"
-
-
-class ClientBatch(namedtuple("ClientBatch", "frame rejections")):
-    """The valid rows of one CSV file (a DataFrame: corporation text, features float, exited int)
-    and what was wrong with the others (a list of Rejection)."""
-
-    __slots__ = ()
-
-
-def read_client_csv(
-    source: str | os.PathLike | bytes, *, labelled: bool = True, label: str | None = None
-) -> ClientBatch:
-    """Read one client CSV (a path or its bytes), keeping the good rows and naming every bad one.
-
-    A row with a non-numeric or negative feature is rejected on its own, and in `labelled` data
-    (for training and scoring) so is one with an empty corporation or an `exited` other than 0/1.
-    Missing feature values are kept. Unlabelled data (to predict) needs only the features.
-
-    Args:
-        source: the file, or its content.
-        labelled: whether `exited` is required (for training and scoring) or not (to predict).
-        label: names the source in messages (default: the file's name).
-
-    Raises:
-        RejectedFile: the file as a whole is unusable (unreadable, empty, a column missing).
-    """
-    import csv
-
-    import pandas as pd
-
-    if label is None:
-        label = "data" if isinstance(source, bytes) else Path(source).name
-    required = COLUMNS if labelled else FEATURES
-    try:
-        raw, lines, ragged = _read_raw_csv(source)
-    except UnicodeDecodeError:
-        raise RejectedFile(label, "not a UTF-8 text file") from None
-    except pd.errors.EmptyDataError:
-        raise RejectedFile(label, "file is empty") from None
-    except (pd.errors.ParserError, ValueError, csv.Error) as error:
-        raise RejectedFile(label, f"not readable as CSV: {str(error).strip()}") from None
-    except OSError as error:
-        raise RejectedFile(label, f"cannot read file: {error.strerror or error}") from None
-    raw.columns = [str(name).strip() for name in raw.columns]
-    if len(set(raw.columns)) != len(raw.columns):
-        raise RejectedFile(label, "repeated column names in the header")
-    missing = [name for name in required if name not in raw.columns]
-    if missing:
-        raise RejectedFile(label, f"missing required column(s): {', '.join(missing)}")
-    # Blank lines are read as rows and dropped here, not by the parser, so line numbers hold.
-    raw.index = pd.Index(lines) if lines is not None else pd.RangeIndex(2, len(raw) + 2)
-    raw = raw[~raw.apply(_is_blank).all(axis=1)]
-    if raw.empty and not ragged:
-        raise RejectedFile(label, "no data rows")
-    frame, problems = validate_client_rows(raw, labelled=labelled)
-    problems = sorted([*ragged, *problems])
-    rejections = [Rejection(label, int(line), reason) for line, reason in problems]
-    return ClientBatch(frame=frame.reset_index(drop=True), rejections=rejections)
-
-
-def log_rejections(rejections: list[Rejection], label: str) -> None:
-    """Log the first rejected rows as warnings and count the rest."""
-    for rejection in rejections[:MAX_LOGGED_REJECTIONS]:
-        logger.warning("%s", rejection)
-    if len(rejections) > MAX_LOGGED_REJECTIONS:
-        more = len(rejections) - MAX_LOGGED_REJECTIONS
-        logger.warning("%s: %d more rejected rows not shown", label, more)
-
-
-def read_labelled_csv(path: str | os.PathLike):
-    """The valid labelled rows of a CSV the pipeline relies on; bad rows are logged.
-
-    Raises:
-        DataError: the file is missing or unusable, or has no valid row.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: data file not found")
-    batch = read_client_csv(path)
-    log_rejections(batch.rejections, path.name)
-    if batch.frame.empty:
-        raise DataError(f"{path}: no valid rows")
-    return batch.frame
-
-
-def read_unlabelled_csv(source: str | os.PathLike | bytes, label: str | None = None):
-    """Client rows to predict from a CSV (a path or its bytes), all valid or none.
-
-    Raises:
-        DataError: naming the first bad line (and how many more there are) or the whole file.
-    """
-    batch = read_client_csv(source, labelled=False, label=label)
-    if batch.rejections:
-        raise problems_error([str(rejection) for rejection in batch.rejections])
-    return batch.frame
-
-
-def problems_error(problems: list[str]) -> DataError:
-    """One error for a list of problems: the first, and how many more."""
-    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-    return DataError(f"{problems[0]}{more}")
+# --- the model's features ------------------------------------------------------------------------
 
 
 def client_features(values):
@@ -554,129 +494,15 @@ def client_features(values):
     return np.column_stack([logs, trend, dormant, values[:, 3:]])
 
 
-def _is_blank(column):
-    import pandas as pd
-
-    blank = column.isna()
-    if not pd.api.types.is_numeric_dtype(column):
-        blank |= column.astype("string").str.strip().fillna("") == ""
-    return blank
-
-
-def _read_raw_csv(source: Path | bytes):
-    """Read a client CSV with numbers parsed where a whole column is numeric.
-
-    Returns:
-        (frame, line numbers of its rows or None when row i is on line i + 2, ragged-row problems).
-    """
-    import pandas as pd
-
-    options = {
-        "skip_blank_lines": False,
-        "keep_default_na": False,
-        "na_values": {name: list(MISSING_TOKENS) for name in (*FEATURES, TARGET)},
-        "dtype": {ID_COLUMN: str},
-        "encoding": "utf-8-sig",
-        "skipinitialspace": True,
-    }
-    try:
-        return pd.read_csv(_binary(source), **options), None, []
-    except pd.errors.ParserError:
-        # Ragged rows: read with the csv module so that each bad row is named by its line.
-        return _read_ragged_csv(source)
-
-
-def _binary(source: Path | bytes):
-    return io.BytesIO(source) if isinstance(source, bytes) else source
-
-
-def _read_ragged_csv(source: Path | bytes):
-    import csv
-
-    import pandas as pd
-
-    rows, lines, ragged = [], [], []
-    binary = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
-    with io.TextIOWrapper(binary, encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle, skipinitialspace=True)
-        header = next(reader, None)
-        if header is None:
-            raise pd.errors.EmptyDataError
-        for row in reader:
-            if not row:
-                continue
-            if len(row) == len(header):
-                rows.append(row)
-                lines.append(reader.line_num)
-            else:
-                ragged.append((reader.line_num, f"expected {len(header)} fields, saw {len(row)}"))
-    frame = pd.DataFrame(rows, columns=header, dtype=object)
-    missing = {name: dict.fromkeys(MISSING_TOKENS) for name in frame.columns if name != ID_COLUMN}
-    return frame.replace(missing), lines, ragged
-
-
-def validate_client_rows(raw, *, labelled: bool = True):
-    """Split raw rows (indexed by line or record number) into clean rows and problems.
-
-    Returns:
-        (frame, problems): the clean rows in the schema's types, and (index, reason) pairs.
-    """
-    import numpy as np
-    import pandas as pd
-
-    problems: dict[int, str] = {}
-
-    def reject(mask, reason_of):
-        for index in raw.index[np.asarray(mask)]:
-            problems.setdefault(int(index), reason_of(index))
-
-    clean = pd.DataFrame(index=raw.index)
-    if ID_COLUMN in raw.columns:
-        ids = raw[ID_COLUMN].astype("string").str.strip()
-        if labelled:
-            reject(ids.isna() | (ids == ""), lambda i: f"{ID_COLUMN} is empty")
-        clean[ID_COLUMN] = ids
-    for name in FEATURES:
-        values = raw[name]
-        numbers = pd.to_numeric(values, errors="coerce").astype(float)
-        given = values.notna()
-        reject(
-            given & numbers.isna(), lambda i, n=name: f"{n}: {_show(raw.at[i, n])} is not a number"
-        )
-        reject(np.isinf(numbers), lambda i, n=name: f"{n}: {_show(raw.at[i, n])} is not finite")
-        reject(numbers < 0, lambda i, n=name: f"{n}: {_show(raw.at[i, n])} is negative")
-        clean[name] = numbers
-    if labelled:
-        values = raw[TARGET]
-        numbers = pd.to_numeric(values, errors="coerce")
-        bad = ~numbers.isin([0, 1])
-        reject(bad, lambda i: f"{TARGET} must be 0 or 1, got {_show(raw.at[i, TARGET])}")
-        clean[TARGET] = numbers.where(~bad, 0).astype(int)
-    keep = ~clean.index.isin(list(problems))
-    return clean[keep], sorted(problems.items())
-
-
-def _show(value) -> str:
-    """A cell as the user wrote it: quoted text, or a plain number."""
-    import pandas as pd
-
-    if isinstance(value, str):
-        try:
-            float(value)
-        except ValueError:
-            return repr(value)
-        return value.strip()
-    if pd.isna(value):
-        return "nothing"
-    number = float(value)
-    return str(int(number)) if number.is_integer() else str(number)
-
-
 # --- command line --------------------------------------------------------------------------------
+
+# Loggers of libraries that chatter at debug level about their own workings.
+NOISY_LOGGERS = ("matplotlib", "PIL", "urllib3", "fontTools")
 
 
 def configure_logging(verbose: bool = False) -> None:
-    """Human-readable, timestamped log lines on stderr."""
+    """Human-readable, timestamped log lines on stderr; `verbose` adds this project's debug
+    lines, never the libraries' own."""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",
@@ -684,6 +510,26 @@ def configure_logging(verbose: bool = False) -> None:
         stream=sys.stderr,
         force=True,
     )
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@contextmanager
+def stop_on_signals():
+    """Turn SIGTERM and SIGINT into `Stopped`, so that a stopped step unwinds (temporary files
+    removed, one line said) instead of dying mid-write or printing a traceback."""
+    import signal
+
+    def stop(number, frame):
+        name = signal.Signals(number).name
+        raise Stopped(name, 128 + number)
+
+    previous = {number: signal.signal(number, stop) for number in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def build_parser(script: str, description: str | None):
@@ -717,16 +563,20 @@ def run_cli(args, step) -> int:
     """
     configure_logging(args.verbose)
     try:
-        config = load_config(args.config)
-        result = step(config)
+        with stop_on_signals():
+            config = load_config(args.config)
+            logger.debug("%s: config %s", args.script, config.path)
+            result = step(config)
     except PipelineError as error:
         logger.error("%s: %s", args.script, error)
         return error.exit_code
     except OSError as error:
         logger.error("%s: %s", args.script, error)
         return 1
-    except KeyboardInterrupt:
-        logger.error("%s: interrupted", args.script)
-        return 130
+    except Stopped as stopped:
+        logger.error(
+            "%s: stopped by %s; nothing half-written was kept", args.script, stopped.signal_name
+        )
+        return stopped.exit_code
     print(result.summary)
     return 0

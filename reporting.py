@@ -9,10 +9,12 @@ atomically, and only after everything in them was computed.
 from __future__ import annotations
 
 import io
+import logging
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 from matplotlib import dates as mdates
 from matplotlib.figure import Figure
@@ -31,21 +33,25 @@ from reportlab.platypus import (
 )
 
 import modelstore
+from clientdata import read_labelled_csv
+from history import open_history
 from project import (
     DIAGNOSTICS_FILE,
-    SCORE_HISTORY_FILE,
     Config,
     PipelineError,
     atomic_path,
     build_parser,
     parse_utc,
     read_json,
-    read_labelled_csv,
     run_cli,
 )
-from scoring import evaluate_model, read_score_history
+from scoring import evaluate_model
+
+logger = logging.getLogger(__name__)
 
 CONFUSION_MATRIX_FILE = "confusionmatrix.png"
+# Longer client identifiers are cut in the report's tables (the CSV has them whole).
+SHOWN_ID_LENGTH = 24
 REPORT_FILE = "summary_report.pdf"
 PAGE_MARGIN = 18 * mm
 CONTENT_WIDTH = A4[0] - 2 * PAGE_MARGIN
@@ -176,6 +182,11 @@ def _number(value, digits: int = 2) -> str:
     return f"{value:,.{digits}f}"
 
 
+def _shorten(text, length: int = SHOWN_ID_LENGTH) -> str:
+    text = str(text)
+    return text if len(text) <= length else text[: length - 1] + "…"
+
+
 def _image(png: bytes, width: float) -> Image:
     image = Image(io.BytesIO(png))
     image.drawHeight = width * image.imageHeight / image.imageWidth
@@ -235,7 +246,7 @@ def build_story(facts: dict) -> list:
     rows += [
         [
             client["rank"],
-            client["corporation"],
+            _shorten(client["corporation"]),
             f"{client['probability']:.1%}",
             _number(client["lastmonth_activity"]),
             _number(client["lastyear_activity"]),
@@ -305,7 +316,8 @@ def _drift_flowables(drift: dict, style) -> list:
     verdict = ", ".join(drift["drifted"]) or "none"
     return [
         Paragraph(
-            f"Compared {drift['compared']} with the {drift['reference']}. A feature drifts when"
+            f"Compared {escape(drift['compared'])} with the {escape(drift['reference'])}."
+            " A feature drifts when"
             " the Kolmogorov-Smirnov test, corrected for testing several features"
             f" (Benjamini-Hochberg), gives p &lt; {drift['ks_alpha']}. PSI measures how large the"
             f" change is (0.1 moderate, {drift['psi_major']} major). Drifted: <b>{verdict}</b>.",
@@ -360,6 +372,8 @@ def gather_facts(config: Config) -> dict:
             f" {deployment.label} is live; run diagnostics.py again"
         )
     metrics = evaluate_model(model, read_labelled_csv(config.test_data_file))
+    with open_history(config.history_path) as history:
+        scores, deployments = history.scores(), history.deployments()
     title = (
         f"Model {deployment.label} on {config.test_data_file.name}\n"
         f"{metrics['rows']:,} clients, F1 {metrics['f1']:.3f}"
@@ -370,10 +384,7 @@ def gather_facts(config: Config) -> dict:
         "metrics": metrics,
         "diagnostics": report,
         "confusion_png": confusion_matrix_png(metrics, title),
-        "history_png": score_history_png(
-            read_score_history(config.model_dir / SCORE_HISTORY_FILE),
-            modelstore.read_history(config.deploy_dir),
-        ),
+        "history_png": score_history_png(scores, deployments),
     }
 
 
@@ -396,6 +407,14 @@ def run(config: Config) -> ReportingResult:
         tmp_path.write_bytes(facts["confusion_png"])
     pdf_path = config.model_dir / REPORT_FILE
     pages = write_pdf(story, pdf_path)
+    deployment, report = facts["deployment"], facts["diagnostics"]
+    with open_history(config.history_path) as history:
+        history.record_reports(
+            deployment.manifest["model_sha256"],
+            deployment.label,
+            report.get("data", {}).get("through_batch"),
+        )
+    logger.debug("wrote %s (%d pages) and %s", pdf_path, pages, png_path)
     return ReportingResult(pdf_path, png_path, pages)
 
 

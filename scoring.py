@@ -16,15 +16,15 @@ from pathlib import Path
 import pandas as pd
 from sklearn.metrics import confusion_matrix, f1_score, precision_score, recall_score, roc_auc_score
 
+from clientdata import FEATURES, TARGET, read_labelled_csv
+from history import open_history
 from modelstore import load_model
 from project import (
-    FEATURES,
     METRICS_FILE,
     MODEL_FILE,
     MODEL_METADATA_FILE,
     SCORE_FILE,
     SCORE_HISTORY_FILE,
-    TARGET,
     Config,
     DataError,
     atomic_write_json,
@@ -32,7 +32,6 @@ from project import (
     build_parser,
     parse_utc,
     read_json,
-    read_labelled_csv,
     run_cli,
     sha256_file,
     utc_now,
@@ -116,7 +115,9 @@ def append_score_history(path: Path, row: dict) -> None:
 
 
 def read_score_history(path: Path) -> list[dict]:
-    """The score history, oldest first; scores as floats (None where absent).
+    """The score history export (or an earlier version's own), oldest first; scores as floats
+    (None where absent). The pipeline reads its history from the database; this is for
+    taking over an older project.
 
     A damaged line (edited by hand, say) is skipped with a warning rather than stopping a run.
     """
@@ -140,12 +141,22 @@ def read_score_history(path: Path) -> list[dict]:
     return rows
 
 
-def record_score(model_dir: Path, metrics: dict, model_sha256: str, context: str, dataset: str):
-    """Append a score to `scorehistory.csv` in `model_dir`."""
+def record_score(
+    config: Config,
+    metrics: dict,
+    model_sha256: str,
+    context: str,
+    dataset: str,
+    run_id: int | None = None,
+) -> None:
+    """Record a score in the history database, then in the `scorehistory.csv` export."""
+    scored_at = utc_now()
+    with open_history(config.history_path) as history:
+        history.record_score(metrics, model_sha256, context, dataset, run_id, scored_at)
     append_score_history(
-        model_dir / SCORE_HISTORY_FILE,
+        config.model_dir / SCORE_HISTORY_FILE,
         {
-            "scored_at": utc_now(),
+            "scored_at": scored_at,
             "model_sha256": model_sha256,
             "context": context,
             "dataset": dataset,
@@ -168,7 +179,8 @@ def run(config: Config) -> ScoringResult:
     atomic_write_json(config.model_dir / METRICS_FILE, record)
     score_path = config.model_dir / SCORE_FILE
     atomic_write_text(score_path, f"{metrics['f1']:.6f}\n")
-    record_score(config.model_dir, metrics, metadata["model_sha256"], "test", test_path.name)
+    record_score(config, metrics, metadata["model_sha256"], "test", test_path.name)
+    logger.debug("wrote %s, %s and a score line", score_path, config.model_dir / METRICS_FILE)
     return ScoringResult(metrics, score_path)
 
 

@@ -31,12 +31,12 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, SplineTransformer, StandardScaler
 from threadpoolctl import threadpool_limits
 
+import datastore
+from clientdata import FEATURES, ID_COLUMN, TARGET
+from history import open_history
 from project import (
-    FEATURES,
-    ID_COLUMN,
     MODEL_FILE,
     MODEL_METADATA_FILE,
-    TARGET,
     TRAINING_SAMPLE_FILE,
     Config,
     DataError,
@@ -44,8 +44,6 @@ from project import (
     atomic_write_json,
     build_parser,
     client_features,
-    read_ingestion_record,
-    read_labelled_csv,
     run_cli,
     sha256_file,
     utc_now,
@@ -210,10 +208,13 @@ def reference_sample(data: pd.DataFrame) -> pd.DataFrame:
     return data[list(FEATURES)].sample(n=rows, random_state=RANDOM_SEED).sort_index()
 
 
-def save_model(model: Pipeline, sample: pd.DataFrame, metadata: dict, model_dir: Path) -> Path:
+def save_model(model: Pipeline, sample: pd.DataFrame, metadata: dict, model_dir: Path):
     """Write the model, its reference sample and last its metadata (naming both hashes).
 
     Each file is written atomically; a reader that finds the metadata finds what it names.
+
+    Returns:
+        (the model's path, the metadata as written).
     """
     model_path = model_dir / MODEL_FILE
     with atomic_path(model_path) as tmp_path, open(tmp_path, "wb") as handle:
@@ -226,7 +227,7 @@ def save_model(model: Pipeline, sample: pd.DataFrame, metadata: dict, model_dir:
         "training_sample": {"file": TRAINING_SAMPLE_FILE, "rows": len(sample)},
     }
     atomic_write_json(model_dir / MODEL_METADATA_FILE, metadata)
-    return model_path
+    return model_path, metadata
 
 
 def leave_out(data: pd.DataFrame, holdout: pd.DataFrame) -> pd.DataFrame:
@@ -236,40 +237,70 @@ def leave_out(data: pd.DataFrame, holdout: pd.DataFrame) -> pd.DataFrame:
     return data[(marked["_merge"] == "left_only").to_numpy()].reset_index(drop=True)
 
 
-def run(config: Config, holdout: pd.DataFrame | None = None) -> TrainingResult:
-    """Train on `finaldata.csv` and save the model with its metadata in `output_model_path`.
+def training_data(config: Config):
+    """Every stored row with an outcome, exact duplicates once, and the batches they came in.
+
+    Returns:
+        (rows with a `batch` column, the batches).
+
+    Raises:
+        DataError: nothing has been ingested.
+    """
+    with open_history(config.history_path) as history:
+        batches = history.batches()
+    if not batches:
+        raise DataError(f"{config.ingested_dir}: no ingested data; run ingestion.py first")
+    data = datastore.labelled_history(config.ingested_dir, [batch.seq for batch in batches])
+    logger.debug("read %d rows with an outcome from %d batches", len(data), len(batches))
+    return data, batches
+
+
+def data_fingerprint(batches) -> str:
+    """One SHA-256 for a set of stored batches (each is immutable, known by number and hash)."""
+    import hashlib
+
+    text = "\n".join(f"{batch.seq}:{batch.sha256}" for batch in batches)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def run(
+    config: Config, holdout: pd.DataFrame | None = None, run_id: int | None = None
+) -> TrainingResult:
+    """Train on the stored rows and save the model with its metadata in `output_model_path`.
 
     Args:
         holdout: rows to leave out of training, kept to compare this model with another.
+        run_id: the fullprocess.py run training a challenger (None: trained by hand).
     """
-    data_path = config.final_data_file
-    if not data_path.exists():
-        raise DataError(f"{data_path}: no ingested data; run ingestion.py first")
-    data = read_labelled_csv(data_path)
+    data, batches = training_data(config)
     held_out = 0
     if holdout is not None:
         kept = leave_out(data, holdout)
         held_out, data = len(data) - len(kept), kept
-    check_training_data(data, str(data_path))
+    check_training_data(data, str(config.ingested_dir))
+    logger.debug("fitting on %d rows (%d held out)", len(data), held_out)
     model, cv_summary = fit_model(data)
-    record = read_ingestion_record(config.ingestion_record_file)
     metadata = {
         "trained_at": utc_now(),
+        "trained_by": {"run": run_id} if run_id is not None else {"run": None, "by": "hand"},
         "training_rows": len(data),
         "held_out_rows": held_out,
         "exited_rate": round(float(data[TARGET].mean()), 6),
-        "training_data": {"file": data_path.name, "sha256": sha256_file(data_path)},
+        "through_batch": batches[-1].seq,
+        "training_data": {
+            "batches": len(batches),
+            "sha256": data_fingerprint(batches),
+        },
         "training_files": [
-            {"file": entry.file, "sha256": entry.sha256}
-            for entry in record
-            if entry.status == "ingested"
+            {"batch": batch.seq, "file": batch.source, "sha256": batch.sha256} for batch in batches
         ],
         "features": list(FEATURES),
         "cross_validation": cv_summary,
         "random_seed": RANDOM_SEED,
         "versions": library_versions(),
     }
-    model_path = save_model(model, reference_sample(data), metadata, config.model_dir)
+    model_path, metadata = save_model(model, reference_sample(data), metadata, config.model_dir)
+    logger.debug("wrote %s (SHA-256 %s)", model_path, metadata["model_sha256"])
     return TrainingResult(model, metadata, model_path)
 
 

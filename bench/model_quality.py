@@ -23,7 +23,8 @@ from sklearn.metrics import brier_score_loss
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import training
-from project import DEFAULT_CONFIG_PATH, FEATURES, TARGET, load_config, read_labelled_csv
+from clientdata import FEATURES, TARGET, read_labelled_csv
+from project import DEFAULT_CONFIG_PATH, load_config
 from scoring import evaluate_model
 
 

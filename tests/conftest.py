@@ -69,6 +69,8 @@ def make_project(root: Path, inputs: dict[str, pd.DataFrame], test_rows: pd.Data
         "package_index_url": CLOSED_INDEX_URL,
         "dependency_timeout_seconds": 2,
         "timing_repeats": 1,
+        # Test files are written just before the steps run: read them at once.
+        "settle_seconds": 0,
     }
     (root / "config.json").write_text(json.dumps(config))
     project = Project(root)
@@ -106,13 +108,13 @@ def deployed(deployed_template, tmp_path) -> Project:
 @pytest.fixture(scope="session")
 def diagnosed_template(deployed_template, tmp_path_factory) -> Project:
     template = copy_project(deployed_template, tmp_path_factory.mktemp("diagnosed") / "project")
-    run_steps(template, "diagnostics")
+    run_steps(template, "diagnostics", "reporting")
     return template
 
 
 @pytest.fixture
 def diagnosed(diagnosed_template, tmp_path) -> Project:
-    """A deployed project whose diagnostics have been run."""
+    """A deployed project whose diagnostics and reports have been made."""
     return copy_project(diagnosed_template, tmp_path / "project")
 
 

@@ -10,8 +10,9 @@ import app as api_module
 import deployment
 import modelstore
 from app import create_app
+from clientdata import FEATURES
 from conftest import client_rows, run_steps
-from project import FEATURES, load_config
+from project import load_config
 
 RECORD = {"lastmonth_activity": 40, "lastyear_activity": 600, "number_of_employees": 12}
 
@@ -190,9 +191,7 @@ def test_bad_csv_line_is_named(client, diagnosed):
 def test_invalid_json_and_other_media_types(client):
     response = client.post("/prediction", data="{not json", content_type="application/json")
     assert response.status_code == 400
-    response = client.post(
-        "/prediction", data="a=b", content_type="application/x-www-form-urlencoded"
-    )
+    response = client.post("/prediction", data="<a/>", content_type="application/xml")
     assert response.status_code == 415
     assert response.get_json() == {"error": "send application/json or text/csv"}
 

@@ -59,17 +59,26 @@ def test_url_and_token_from_the_environment(diagnosed, serve, monkeypatch):
     assert apicalls.main(diagnosed.args()) == 0
 
 
-def test_a_failing_endpoint_is_named_and_the_old_file_kept(diagnosed, serve, capsys):
+def test_a_failing_endpoint_is_named_and_its_error_written_in_its_place(diagnosed, serve, capsys):
     url = serve(create_app(diagnosed.config_path))
-    assert apicalls.main(diagnosed.args("--url", url)) == 0
-    returns = diagnosed.root / "models" / "apireturns.txt"
-    before = returns.read_bytes()
     (diagnosed.root / "models" / "diagnostics.json").unlink()
     assert apicalls.main(diagnosed.args("--url", url)) == 1
     err = capsys.readouterr().err
     assert "GET /summarystats: 503 no diagnostics yet" in err
     assert "GET /diagnostics: 503" in err
-    assert returns.read_bytes() == before
+    text = (diagnosed.root / "models" / "apireturns.txt").read_text()
+    assert "## GET /summarystats -> 503" in text
+    assert "no diagnostics yet" in text
+    assert "## GET /scoring -> 200" in text
+    assert '"f1":' in text
+
+
+def test_the_openapi_description_is_checked_not_copied(diagnosed, serve):
+    url = serve(create_app(diagnosed.config_path))
+    assert apicalls.main(diagnosed.args("--url", url)) == 0
+    text = (diagnosed.root / "models" / "apireturns.txt").read_text()
+    assert "## GET /openapi.json -> 200\n(answered; not copied here)" in text
+    assert '"paths"' not in text
 
 
 def free_port() -> int:

@@ -34,8 +34,9 @@ def test_deploy_writes_a_whole_version_with_manifest(project, capsys):
     models = deployed.root / "models"
     assert manifest["model_sha256"] == sha256_file(models / "trainedmodel.pkl")
     assert manifest["metrics"]["f1"] == float((models / "latestscore.txt").read_text())
-    final_data = deployed.root / "ingesteddata" / "finaldata.csv"
-    assert manifest["training_data_sha256"] == sha256_file(final_data)
+    metadata = json.loads((models / "trainedmodel.json").read_text())
+    assert manifest["training_data_sha256"] == metadata["training_data"]["sha256"]
+    assert manifest["through_batch"] == 2
     assert manifest["version"] == 1
     assert manifest["deployed_at"].endswith("Z")
     # The course's paths show the live deployment.

@@ -1,4 +1,5 @@
 import json
+import shutil
 import math
 import socket
 import threading
@@ -12,8 +13,9 @@ import pytest
 import diagnostics
 import drift
 import modelstore
+from clientdata import FEATURES
 from conftest import CLOSED_INDEX_URL, HEADER, client_rows, run_steps
-from project import FEATURES, DataError, sha256_file
+from project import DataError, sha256_file
 
 
 def test_summary_statistics_by_hand():
@@ -251,7 +253,7 @@ def test_drift_compares_files_that_arrived_after_training(diagnosed, capsys):
     diagnosed.write_input("drifted.csv", client_rows(400, seed=8, drifted=True))
     run_steps(diagnosed, "ingestion", "diagnostics")
     report = json.loads((diagnosed.root / "models" / "diagnostics.json").read_text())
-    assert report["drift"]["compared"] == "files since training: drifted.csv"
+    assert report["drift"]["compared"] == "batches since training: 3 (drifted.csv)"
     assert "lastyear_activity" in report["drift"]["drifted"]
     assert "data drift: " in capsys.readouterr().out
 
@@ -266,8 +268,8 @@ def test_cli_summary(diagnosed, capsys):
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        ("empty data", "finaldata.csv: no data rows"),
-        ("column all missing", "no values at all: number_of_employees"),
+        ("nothing ingested", "no ingested data; run ingestion.py first"),
+        ("stored batch changed", "outcomes.parquet: changed after it was stored"),
         ("no model", "no model is deployed"),
     ],
 )
@@ -276,13 +278,12 @@ def test_bad_input_is_one_clear_error_and_keeps_earlier_results(diagnosed, damag
     before = {
         name: (models / name).read_bytes() for name in ("diagnostics.json", "riskranking.csv")
     }
-    final_data = diagnosed.root / "ingesteddata" / "finaldata.csv"
-    if damage == "empty data":
-        final_data.write_text(HEADER)
-    elif damage == "column all missing":
-        data = pd.read_csv(final_data)
-        data["number_of_employees"] = np.nan
-        data.to_csv(final_data, index=False)
+    ingested = diagnosed.root / "ingesteddata"
+    if damage == "nothing ingested":
+        shutil.rmtree(ingested)
+    elif damage == "stored batch changed":
+        stored = ingested / "batches" / "000002" / "outcomes.parquet"
+        stored.write_bytes(stored.read_bytes()[:-10] + b"0123456789")
     else:
         (diagnosed.root / "production_deployment" / "current").unlink()
     assert diagnostics.main(diagnosed.args()) == 1

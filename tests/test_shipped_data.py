@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 
 import generate_data
-from project import COLUMNS, FEATURES, PROJECT_DIR, read_client_csv
+from clientdata import COLUMNS, FEATURES, read_client_csv
+from project import PROJECT_DIR
 
 SHIPPED = {
     name: PROJECT_DIR / folder / name for name, (folder, _) in generate_data.SHIPPED_FILES.items()

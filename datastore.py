@@ -1,0 +1,336 @@
+"""The ingested-data store: every accepted input file kept as a batch, in arrival order, for good.
+
+Layout of `output_folder_path`:
+
+    batches/000001/        one folder per batch, never changed once complete:
+                           outcomes.parquet (rows with `exited`), current.parquet (rows without
+                           an outcome: clients still with us) and batch.json (its arrival number
+                           and time, source file name and SHA-256, row counts, file checksums)
+    history.db             the history database (see history.py), which indexes the batches
+    finaldata.csv          compiled from the store: every row with an outcome, in arrival order,
+                           exact duplicates once (the first), with the batch it came in
+    currentclients.csv     likewise, the rows without an outcome
+    ingestedfiles.txt      every input file read and what became of it
+
+A batch is assembled in a hidden folder and renamed into place when whole, then registered in
+the history database; a batch folder that a killed process never registered is registered by
+the next ingestion from its own batch.json. What happens to the input files afterwards (moved,
+deleted, rewritten, unreadable) changes nothing stored. Scanning the input folder uses only the
+standard library, because a cron tick with nothing to do scans it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import namedtuple
+from pathlib import Path
+
+from project import (
+    RECORD_FILE,
+    DataError,
+    atomic_write_json,
+    atomic_write_text,
+    display_name,
+    fsync_dir,
+    fsync_file,
+    read_json,
+    sha256_file,
+    spreadsheet_safe,
+    staging_folder,
+    temp_name,
+)
+
+logger = logging.getLogger(__name__)
+
+BATCHES_DIR = "batches"
+OUTCOMES_FILE = "outcomes.parquet"
+CURRENT_FILE = "current.parquet"
+BATCH_META_FILE = "batch.json"
+BATCH_COLUMN = "batch"
+CURRENT_CLIENTS_FILE = "currentclients.csv"
+EXPORTS_STAMP_FILE = "exports.json"
+LOCK_FILE = ".ingestion.lock"
+# The record of input files: one tab-separated line each (tabs, new lines and backslashes in a
+# cell are written as \t, \n and \\).
+RECORD_FIELDS = (
+    "file",
+    "sha256",
+    "rows_accepted",
+    "rows_rejected",
+    "ingested_at",
+    "status",
+    "note",
+    "batch",
+)
+RECORD_HEADER = (
+    "# Input files read by ingestion.py, one per line, tab-separated. status: ingested (kept as"
+    " batch N) | duplicate (same content as another file) | rejected (see note)."
+)
+# Input files that are not files (a folder, a broken link) are recorded with this hash.
+NO_CONTENT = "-"
+
+
+# --- the input folder (standard library only) ----------------------------------------------------
+
+
+class InputCandidate(namedtuple("InputCandidate", "name path problem retry")):
+    """A `*.csv` entry of the input folder. `name` is its display name (the key in the records);
+    `problem` is None for a file to read, else why it is not read, and `retry` whether a later
+    run will try again (a file still being written) or it is refused for good (a folder)."""
+
+    __slots__ = ()
+
+
+def scan_input_folder(input_dir: Path, settle_seconds: float) -> list[InputCandidate]:
+    """Every non-hidden `*.csv` entry of the input folder, by name, with what stands in its way.
+
+    Hidden files are uploads in progress (write `.name.csv`, then rename it to `name.csv`).
+    """
+    input_dir = Path(input_dir)
+    root = os.path.realpath(input_dir)
+    now = time.time()
+    found = []
+    for entry in sorted(os.scandir(input_dir), key=lambda item: item.name):
+        if entry.name.startswith(".") or not entry.name.lower().endswith(".csv"):
+            continue
+        name = display_name(entry.name)
+        problem, retry = _entry_problem(entry, root, now, settle_seconds)
+        found.append(InputCandidate(name, Path(entry.path), problem, retry))
+    return found
+
+
+def _entry_problem(entry, root: str, now: float, settle_seconds: float):
+    """(why the entry is not read now or None, whether to try again later)."""
+    import stat
+
+    if entry.is_symlink():
+        target = os.path.realpath(entry.path)
+        if not os.path.exists(target):
+            return "a broken link; not read", False
+        if os.path.commonpath([root, target]) != root:
+            return "a link to a file outside the input folder; not read", False
+    try:
+        status = os.stat(entry.path)
+    except OSError as error:
+        return f"cannot be examined: {error.strerror or error}; will try again", True
+    if stat.S_ISDIR(status.st_mode):
+        return "a folder, not a file; not read", False
+    if not stat.S_ISREG(status.st_mode):
+        return "not a regular file (a pipe, socket or device); not read", False
+    age = now - status.st_mtime
+    if age < settle_seconds:
+        return (
+            f"still being written (changed {max(age, 0):.0f} s ago); left for the next run",
+            True,
+        )
+    return None, False
+
+
+def read_input_bytes(path: Path) -> bytes:
+    """A regular file's bytes, opened without blocking (a pipe swapped in meanwhile is refused).
+
+    Raises:
+        OSError: the file cannot be opened or read, or is no longer a regular file.
+    """
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(0, "no longer a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            return handle.read()
+    finally:
+        os.close(fd)
+
+
+# --- batches -------------------------------------------------------------------------------------
+
+
+def batches_dir(ingested_dir: Path) -> Path:
+    return Path(ingested_dir) / BATCHES_DIR
+
+
+def batch_folder_name(seq: int) -> str:
+    return f"{seq:06d}"
+
+
+def store_batch(ingested_dir: Path, meta: dict, frame) -> Path:
+    """Write one batch (its outcomes apart from its current clients) in a single rename.
+
+    Args:
+        meta: what batch.json records: seq, source, sha256, arrived_at, input file entry.
+        frame: the batch's valid rows (clientdata's columns).
+
+    Returns:
+        The batch's folder.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from clientdata import TARGET
+
+    root = batches_dir(ingested_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    name = batch_folder_name(meta["seq"])
+    staging = root / temp_name(name)
+    final = root / name
+    known = frame[TARGET].notna()
+    with staging_folder(staging):
+        files = {}
+        for file_name, rows in ((OUTCOMES_FILE, frame[known]), (CURRENT_FILE, frame[~known])):
+            table = pa.Table.from_pandas(rows.reset_index(drop=True), preserve_index=False)
+            pq.write_table(table, staging / file_name)
+            fsync_file(staging / file_name)
+            files[file_name] = sha256_file(staging / file_name)
+        counts = {"labelled_rows": int(known.sum()), "current_rows": int((~known).sum())}
+        atomic_write_json(staging / BATCH_META_FILE, {**meta, **counts, "files": files})
+        os.rename(staging, final)
+    fsync_dir(root)
+    logger.debug("%s: stored batch %d from %s", final, meta["seq"], meta["source"])
+    return final
+
+
+def read_batch_meta(folder: Path) -> dict:
+    return read_json(folder / BATCH_META_FILE, "batch record")
+
+
+def stored_batch_folders(ingested_dir: Path) -> dict[int, Path]:
+    """Complete batch folders (with their batch.json) by number."""
+    root = batches_dir(ingested_dir)
+    if not root.is_dir():
+        return {}
+    return {
+        int(path.name): path
+        for path in root.iterdir()
+        if path.name.isdigit() and (path / BATCH_META_FILE).is_file()
+    }
+
+
+def read_rows(ingested_dir: Path, seqs, which: str = OUTCOMES_FILE):
+    """The stored rows of batches `seqs`, in arrival order, with a `batch` column.
+
+    Each file is checked against the checksum its batch recorded.
+
+    Raises:
+        DataError: a batch is missing or one of its files changed after it was stored.
+    """
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from clientdata import COLUMNS, ID_COLUMN, TARGET
+
+    tables = []
+    for seq in sorted(seqs):
+        folder = batches_dir(ingested_dir) / batch_folder_name(seq)
+        path = folder / which
+        try:
+            expected = read_batch_meta(folder)["files"][which]
+            actual = sha256_file(path)
+        except (OSError, KeyError, TypeError, DataError) as error:
+            raise DataError(f"{path}: stored batch {seq} is unreadable: {error}") from None
+        if actual != expected:
+            raise DataError(
+                f"{path}: changed after it was stored (SHA-256 {actual[:12]}… recorded"
+                f" {expected[:12]}…); restore the batch folder from a backup"
+            )
+        table = pq.read_table(path)
+        tables.append(
+            table.append_column(BATCH_COLUMN, pa.array([seq] * table.num_rows, pa.int64()))
+        )
+    if not tables:
+        frame = pd.DataFrame({name: pd.Series(dtype="float64") for name in COLUMNS})
+        frame[ID_COLUMN] = frame[ID_COLUMN].astype("str")
+        frame[TARGET] = frame[TARGET].astype("Int8")
+        return frame.assign(**{BATCH_COLUMN: pd.Series(dtype="int64")})
+    return pa.concat_tables(tables).to_pandas()
+
+
+def labelled_history(ingested_dir: Path, seqs):
+    """Every row with an outcome of batches `seqs`, exact duplicates once (the first arrival):
+    what training learns from. `exited` is a plain integer; `batch` says where each row came in.
+    """
+    from clientdata import COLUMNS, TARGET
+
+    rows = read_rows(ingested_dir, seqs, OUTCOMES_FILE)
+    rows = rows.drop_duplicates(subset=list(COLUMNS), keep="first", ignore_index=True)
+    return rows.assign(**{TARGET: rows[TARGET].astype("int64")})
+
+
+def current_observations(ingested_dir: Path, seqs):
+    """Every row without an outcome of batches `seqs`, in arrival order, with its batch."""
+    from clientdata import TARGET
+
+    return read_rows(ingested_dir, seqs, CURRENT_FILE).drop(columns=[TARGET])
+
+
+# --- exports -------------------------------------------------------------------------------------
+
+
+def escape_cell(value) -> str:
+    """A record cell on one line: backslashes, tabs and new lines as `\\\\`, `\\t`, `\\n`."""
+    text = "" if value is None else str(value)
+    text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return spreadsheet_safe(text)
+
+
+def format_record(entries) -> str:
+    """The text of `ingestedfiles.txt` from history.InputFile entries."""
+    lines = [RECORD_HEADER, "\t".join(RECORD_FIELDS)]
+    for entry in entries:
+        cells = (
+            entry.name,
+            entry.sha256,
+            entry.rows_accepted,
+            entry.rows_rejected,
+            entry.seen_at,
+            entry.status,
+            entry.note,
+            "" if entry.batch is None else entry.batch,
+        )
+        lines.append("\t".join(escape_cell(cell) for cell in cells))
+    return "\n".join(lines) + "\n"
+
+
+def exports_stamp(history) -> dict:
+    """What the exports are made from: the newest batch and the number of input files read."""
+    return {"through_batch": history.last_batch_seq(), "input_files": len(history.known_files())}
+
+
+def exports_current(ingested_dir: Path, history) -> bool:
+    path = Path(ingested_dir) / EXPORTS_STAMP_FILE
+    try:
+        stamp = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    needed = ("finaldata.csv", CURRENT_CLIENTS_FILE, RECORD_FILE)
+    present = all((Path(ingested_dir) / name).is_file() for name in needed)
+    return present and stamp == exports_stamp(history)
+
+
+def write_exports(ingested_dir: Path, history, final_data_path: Path) -> int:
+    """Compile `finaldata.csv`, `currentclients.csv` and `ingestedfiles.txt` from the store.
+
+    Returns:
+        The rows in `finaldata.csv`.
+    """
+    from project import write_csv
+
+    seqs = [batch.seq for batch in history.batches()]
+    labelled = labelled_history(ingested_dir, seqs)
+    write_csv(labelled, final_data_path)
+    current = current_observations(ingested_dir, seqs).drop_duplicates(ignore_index=True)
+    write_csv(current, Path(ingested_dir) / CURRENT_CLIENTS_FILE)
+    atomic_write_text(Path(ingested_dir) / RECORD_FILE, format_record(history.input_files()))
+    atomic_write_json(Path(ingested_dir) / EXPORTS_STAMP_FILE, exports_stamp(history))
+    logger.debug(
+        "%s: %d rows with an outcome, %d current-client rows",
+        final_data_path,
+        len(labelled),
+        len(current),
+    )
+    return len(labelled)

@@ -1,0 +1,664 @@
+"""The history database: what the system ingested, ran, scored, judged, deployed and ranked.
+
+One SQLite file (`history_db_path`, by default `history.db` in the ingested-data folder), opened
+per use in WAL mode, so the API and a running pipeline read it while a step writes. Every change
+is one transaction: a process killed at any moment leaves the database as it was before the
+change or after it, never in between. The schema has a version (`schema_version`) and one
+migration function per version; opening a database migrates it.
+
+Callers use the methods of `History`, named for what they ask; no SQL leaves this module, so that
+a server database could stand behind the same methods. The deployment folder, not this
+database, says what is live: deployments are mirrored here for the record.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import namedtuple
+from contextlib import contextmanager
+from pathlib import Path
+
+from project import PipelineError, utc_now
+
+BUSY_TIMEOUT_SECONDS = 30
+# Outcome of a run that has started and not finished (yet, or ever: killed).
+RUNNING = "running"
+# Outcomes of runs that did nothing: consecutive ones with the same reason share one row.
+QUIET_OUTCOMES = ("no new data", "busy")
+
+
+class HistoryError(PipelineError):
+    """The history database cannot be opened or is not one of ours."""
+
+
+class Batch(
+    namedtuple(
+        "Batch",
+        "seq source sha256 arrived_at folder labelled_rows current_rows rejected_rows"
+        " judged_at judged_by_run judgement",
+    )
+):
+    """One ingested batch: an accepted input file, in arrival order."""
+
+    __slots__ = ()
+
+
+class InputFile(
+    namedtuple(
+        "InputFile",
+        "name sha256 status batch rows_accepted rows_rejected seen_at note",
+    )
+):
+    """An input file ingestion read, and what became of it (ingested, duplicate, rejected)."""
+
+    __slots__ = ()
+
+
+class Run(
+    namedtuple(
+        "Run",
+        "id started_at finished_at last_finished_at repeats outcome reason seconds pid record",
+    )
+):
+    """A run of fullprocess.py; `record` is its full record (a dict)."""
+
+    __slots__ = ()
+
+
+# --- schema --------------------------------------------------------------------------------------
+
+
+def _migrate_to_1(db: sqlite3.Connection) -> None:
+    """The first schema."""
+    db.executescript(
+        """
+        CREATE TABLE batches (
+            seq INTEGER PRIMARY KEY,
+            source TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            arrived_at TEXT NOT NULL,
+            folder TEXT NOT NULL,
+            labelled_rows INTEGER NOT NULL,
+            current_rows INTEGER NOT NULL,
+            rejected_rows INTEGER NOT NULL,
+            judged_at TEXT,
+            judged_by_run INTEGER,
+            judgement TEXT
+        );
+        CREATE TABLE input_files (
+            name TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('ingested', 'duplicate', 'rejected')),
+            batch INTEGER REFERENCES batches (seq),
+            rows_accepted INTEGER NOT NULL,
+            rows_rejected INTEGER NOT NULL,
+            seen_at TEXT NOT NULL,
+            note TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (name, sha256)
+        );
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            last_finished_at TEXT,
+            repeats INTEGER NOT NULL DEFAULT 1,
+            outcome TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            seconds REAL,
+            pid INTEGER,
+            record TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX runs_by_outcome ON runs (outcome);
+        CREATE TABLE step_timings (
+            run INTEGER NOT NULL REFERENCES runs (id),
+            step TEXT NOT NULL,
+            seconds REAL NOT NULL,
+            PRIMARY KEY (run, step)
+        );
+        CREATE TABLE scores (
+            id INTEGER PRIMARY KEY,
+            scored_at TEXT NOT NULL,
+            model_sha256 TEXT NOT NULL,
+            context TEXT NOT NULL,
+            dataset TEXT NOT NULL,
+            rows INTEGER NOT NULL,
+            f1 REAL,
+            precision REAL,
+            recall REAL,
+            roc_auc REAL,
+            run INTEGER
+        );
+        CREATE INDEX scores_by_model ON scores (model_sha256);
+        CREATE TABLE drift_checks (
+            id INTEGER PRIMARY KEY,
+            run INTEGER,
+            checked_at TEXT NOT NULL,
+            model_sha256 TEXT NOT NULL,
+            batches TEXT NOT NULL,
+            rows INTEGER NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('model', 'data')),
+            verdict TEXT NOT NULL,
+            detail TEXT NOT NULL
+        );
+        CREATE TABLE deployments (
+            id INTEGER PRIMARY KEY,
+            time TEXT NOT NULL,
+            action TEXT NOT NULL,
+            from_version TEXT,
+            to_version TEXT NOT NULL,
+            model_sha256 TEXT,
+            f1 REAL,
+            reason TEXT NOT NULL DEFAULT '',
+            UNIQUE (time, action, to_version)
+        );
+        CREATE TABLE challengers (
+            model_sha256 TEXT NOT NULL,
+            run INTEGER NOT NULL,
+            verdict TEXT NOT NULL CHECK (verdict IN ('pending', 'deployed', 'kept out')),
+            reason TEXT NOT NULL DEFAULT '',
+            decided_at TEXT NOT NULL,
+            PRIMARY KEY (model_sha256, run)
+        );
+        CREATE TABLE reports (
+            id INTEGER PRIMARY KEY,
+            made_at TEXT NOT NULL,
+            model_sha256 TEXT NOT NULL,
+            model_version TEXT NOT NULL,
+            through_batch INTEGER
+        );
+        CREATE TABLE rankings (
+            id INTEGER PRIMARY KEY,
+            made_at TEXT NOT NULL,
+            model_sha256 TEXT NOT NULL,
+            model_version TEXT NOT NULL,
+            through_batch INTEGER,
+            clients INTEGER NOT NULL
+        );
+        CREATE TABLE facts (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        );
+        CREATE TABLE ranking_entries (
+            ranking INTEGER NOT NULL REFERENCES rankings (id) ON DELETE CASCADE,
+            rank INTEGER NOT NULL,
+            corporation TEXT NOT NULL,
+            probability REAL NOT NULL,
+            PRIMARY KEY (ranking, rank)
+        );
+        """
+    )
+    db.execute("INSERT INTO facts (key, value) VALUES ('created_at', ?)", (utc_now(),))
+
+
+MIGRATIONS = (_migrate_to_1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+# Full rankings kept (their summaries are kept for ever): enough to say what changed.
+KEEP_RANKINGS = 20
+
+
+def _schema_version(db: sqlite3.Connection) -> int:
+    exists = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    ).fetchone()
+    if not exists:
+        return 0
+    row = db.execute("SELECT version FROM schema_version").fetchone()
+    return row[0] if row else 0
+
+
+def _migrate(db: sqlite3.Connection, path: Path) -> None:
+    """Bring the schema to SCHEMA_VERSION, one migration (and one transaction) at a time."""
+    version = _schema_version(db)
+    if version > SCHEMA_VERSION:
+        raise HistoryError(
+            f"{path}: schema version {version} is newer than this code knows"
+            f" ({SCHEMA_VERSION}); update the code"
+        )
+    while version < SCHEMA_VERSION:
+        with _transaction(db):
+            # Re-read inside the write lock: another process may have migrated meanwhile.
+            version = _schema_version(db)
+            if version >= SCHEMA_VERSION:
+                break
+            MIGRATIONS[version](db)
+            version += 1
+            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            db.execute("DELETE FROM schema_version")
+            db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+
+
+@contextmanager
+def _transaction(db: sqlite3.Connection):
+    """One write transaction, taken at once so that it never has to wait half-way."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.rollback()
+        raise
+    db.commit()
+
+
+# --- the database --------------------------------------------------------------------------------
+
+
+class History:
+    """An open history database; use `open_history` to get one."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path):
+        self.db = db
+        self.path = path
+
+    def transaction(self):
+        """A write transaction spanning several calls: all of them happen, or none."""
+        return _transaction(self.db)
+
+    @contextmanager
+    def _writing(self):
+        if self.db.in_transaction:
+            yield self.db
+        else:
+            with _transaction(self.db):
+                yield self.db
+
+    def _rows(self, sql: str, parameters=()) -> list[sqlite3.Row]:
+        return self.db.execute(sql, parameters).fetchall()
+
+    # --- batches and input files
+
+    def batches(self) -> list[Batch]:
+        """Every ingested batch, in arrival order."""
+        return [
+            Batch(*row) for row in self._rows(f"SELECT {_fields(Batch)} FROM batches ORDER BY seq")
+        ]
+
+    def last_batch_seq(self) -> int:
+        return self.db.execute("SELECT coalesce(max(seq), 0) FROM batches").fetchone()[0]
+
+    def add_batch(self, batch: Batch) -> None:
+        with self._writing() as db:
+            db.execute(f"INSERT INTO batches ({_fields(Batch)}) VALUES ({_marks(Batch)})", batch)
+
+    def input_files(self) -> list[InputFile]:
+        """Every input file ingestion read, in the order it was first seen."""
+        return [
+            InputFile(*row)
+            for row in self._rows(
+                f"SELECT {_fields(InputFile)} FROM input_files ORDER BY seen_at, rowid"
+            )
+        ]
+
+    def known_files(self) -> set[tuple[str, str]]:
+        """(name, SHA-256) of every input file already read, whatever became of it."""
+        return {(name, sha) for name, sha in self._rows("SELECT name, sha256 FROM input_files")}
+
+    def record_input_file(self, entry: InputFile) -> None:
+        with self._writing() as db:
+            db.execute(
+                f"INSERT OR REPLACE INTO input_files ({_fields(InputFile)})"
+                f" VALUES ({_marks(InputFile)})",
+                entry,
+            )
+
+    def pending_batches(self, after_seq: int) -> list[Batch]:
+        """Batches not judged yet that arrived after `after_seq` (what the live model saw)."""
+        rows = self._rows(
+            f"SELECT {_fields(Batch)} FROM batches WHERE judgement IS NULL AND seq > ?"
+            " ORDER BY seq",
+            (after_seq,),
+        )
+        return [Batch(*row) for row in rows]
+
+    def judge_batches(self, seqs, run: int | None, judgement: str) -> None:
+        """Record the verdict on batches, so that no later run judges them again."""
+        with self._writing() as db:
+            db.executemany(
+                "UPDATE batches SET judged_at = ?, judged_by_run = ?, judgement = ? WHERE seq = ?",
+                [(utc_now(), run, judgement, seq) for seq in seqs],
+            )
+
+    # --- runs
+
+    def start_run(self, pid: int, started_at: str, config: str) -> int:
+        """Record that a run has started; until it finishes, its outcome is `running`."""
+        with self._writing() as db:
+            cursor = db.execute(
+                "INSERT INTO runs (started_at, outcome, pid, record) VALUES (?, ?, ?, ?)",
+                (started_at, RUNNING, pid, json.dumps({"config": config})),
+            )
+            return cursor.lastrowid
+
+    def finish_run(self, run_id: int | None, record: dict) -> int:
+        """Store a run's record: update its `running` row, or add one (a run that never started
+        one, such as a quiet tick). Consecutive quiet runs with the same reason share a row.
+
+        Returns:
+            The run's id.
+        """
+        text = json.dumps(record, default=str, allow_nan=False)
+        outcome, reason = record["outcome"], record.get("reason", "")
+        with self._writing() as db:
+            if run_id is None and outcome in QUIET_OUTCOMES:
+                last = db.execute(
+                    "SELECT id, outcome, reason FROM runs ORDER BY id DESC LIMIT 1"
+                ).fetchone()
+                if last and (last[1], last[2]) == (outcome, reason):
+                    db.execute(
+                        "UPDATE runs SET repeats = repeats + 1, last_finished_at = ?,"
+                        " record = ? WHERE id = ?",
+                        (record["finished_at"], text, last[0]),
+                    )
+                    return last[0]
+            if run_id is None:
+                run_id = db.execute(
+                    "INSERT INTO runs (started_at, outcome) VALUES (?, ?)",
+                    (record["started_at"], RUNNING),
+                ).lastrowid
+            db.execute(
+                "UPDATE runs SET finished_at = ?, last_finished_at = ?, outcome = ?, reason = ?,"
+                " seconds = ?, record = ? WHERE id = ?",
+                (
+                    record["finished_at"],
+                    record["finished_at"],
+                    outcome,
+                    reason,
+                    record.get("seconds"),
+                    text,
+                    run_id,
+                ),
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO step_timings (run, step, seconds) VALUES (?, ?, ?)",
+                [(run_id, step, seconds) for step, seconds in record.get("steps", {}).items()],
+            )
+            return run_id
+
+    def unfinished_runs(self, other_than: int | None = None) -> list[Run]:
+        """Runs still marked `running`: killed, when the caller holds the run lock."""
+        rows = self._rows(
+            f"SELECT {_fields(Run)} FROM runs WHERE outcome = ? AND id IS NOT ? ORDER BY id",
+            (RUNNING, other_than),
+        )
+        return [_run(row) for row in rows]
+
+    def mark_interrupted(self, run: Run, reason: str) -> None:
+        record = {**run.record, "outcome": "interrupted", "reason": reason}
+        with self._writing() as db:
+            db.execute(
+                "UPDATE runs SET outcome = 'interrupted', reason = ?, record = ? WHERE id = ?",
+                (reason, json.dumps(record, default=str), run.id),
+            )
+
+    def latest_runs(self, limit: int = 20) -> list[Run]:
+        """The newest runs first."""
+        rows = self._rows(f"SELECT {_fields(Run)} FROM runs ORDER BY id DESC LIMIT ?", (limit,))
+        return [_run(row) for row in rows]
+
+    def step_seconds(self, step: str, limit: int = 5) -> list[float]:
+        """How long `step` took in the newest runs that ran it, newest first."""
+        rows = self._rows(
+            "SELECT seconds FROM step_timings WHERE step = ? ORDER BY run DESC LIMIT ?",
+            (step, limit),
+        )
+        return [row[0] for row in rows]
+
+    # --- scores and checks
+
+    def record_score(
+        self,
+        metrics: dict,
+        model_sha256: str,
+        context: str,
+        dataset: str,
+        run: int | None = None,
+        scored_at: str | None = None,
+    ) -> None:
+        with self._writing() as db:
+            db.execute(
+                "INSERT INTO scores (scored_at, model_sha256, context, dataset, rows, f1,"
+                " precision, recall, roc_auc, run) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    scored_at or utc_now(),
+                    model_sha256,
+                    context,
+                    dataset,
+                    metrics["rows"],
+                    metrics.get("f1"),
+                    metrics.get("precision"),
+                    metrics.get("recall"),
+                    metrics.get("roc_auc"),
+                    run,
+                ),
+            )
+
+    def scores(self, model_sha256: str | None = None) -> list[dict]:
+        """Recorded scores, oldest first: all, or those of one model."""
+        sql = (
+            "SELECT scored_at, model_sha256, context, dataset, rows, f1, precision, recall,"
+            " roc_auc, run FROM scores"
+        )
+        rows = (
+            self._rows(sql + " ORDER BY id")
+            if model_sha256 is None
+            else self._rows(sql + " WHERE model_sha256 = ? ORDER BY id", (model_sha256,))
+        )
+        names = (
+            "scored_at",
+            "model_sha256",
+            "context",
+            "dataset",
+            "rows",
+            "f1",
+            "precision",
+            "recall",
+            "roc_auc",
+            "run",
+        )
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def record_drift(
+        self,
+        run: int | None,
+        model_sha256: str,
+        batches,
+        rows: int,
+        kind: str,
+        verdict: str,
+        detail: dict,
+    ) -> None:
+        with self._writing() as db:
+            db.execute(
+                "INSERT INTO drift_checks (run, checked_at, model_sha256, batches, rows, kind,"
+                " verdict, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run,
+                    utc_now(),
+                    model_sha256,
+                    ",".join(str(seq) for seq in batches),
+                    rows,
+                    kind,
+                    verdict,
+                    json.dumps(detail, default=str),
+                ),
+            )
+
+    def drift_checks(self, limit: int = 50) -> list[dict]:
+        """The newest drift verdicts first."""
+        rows = self._rows(
+            "SELECT run, checked_at, model_sha256, batches, rows, kind, verdict, detail"
+            " FROM drift_checks ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        names = ("run", "checked_at", "model_sha256", "batches", "rows", "kind", "verdict")
+        return [
+            {**dict(zip(names, row[:7], strict=True)), "detail": json.loads(row[7])} for row in rows
+        ]
+
+    # --- models and deployments
+
+    def record_challenger(self, model_sha256: str, run: int, verdict: str, reason: str = ""):
+        with self._writing() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO challengers (model_sha256, run, verdict, reason,"
+                " decided_at) VALUES (?, ?, ?, ?, ?)",
+                (model_sha256, run, verdict, reason, utc_now()),
+            )
+
+    def challenger_verdict(self, model_sha256: str):
+        """(verdict, reason, run) of the newest comparison of a model, or None."""
+        return self.db.execute(
+            "SELECT verdict, reason, run FROM challengers WHERE model_sha256 = ?"
+            " ORDER BY decided_at DESC, run DESC LIMIT 1",
+            (model_sha256,),
+        ).fetchone()
+
+    def sync_deployments(self, changes: list[dict]) -> int:
+        """Mirror the deployment folder's history (dicts as `modelstore.read_history` gives).
+
+        Returns:
+            How many changes were new here.
+        """
+        with self._writing() as db:
+            before = db.total_changes
+            db.executemany(
+                "INSERT OR IGNORE INTO deployments (time, action, from_version, to_version,"
+                " model_sha256, f1, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        change.get("time"),
+                        change.get("action"),
+                        change.get("from_version"),
+                        change.get("to_version"),
+                        change.get("model_sha256"),
+                        _float(change.get("f1")),
+                        change.get("reason", ""),
+                    )
+                    for change in changes
+                    if change.get("time") and change.get("to_version")
+                ],
+            )
+            return db.total_changes - before
+
+    def deployments(self) -> list[dict]:
+        """Every change of what is live, oldest first."""
+        names = ("time", "action", "from_version", "to_version", "model_sha256", "f1", "reason")
+        rows = self._rows(f"SELECT {', '.join(names)} FROM deployments ORDER BY time, id")
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    # --- reports and rankings
+
+    def record_reports(self, model_sha256: str, model_version: str, through_batch: int) -> None:
+        with self._writing() as db:
+            db.execute(
+                "INSERT INTO reports (made_at, model_sha256, model_version, through_batch)"
+                " VALUES (?, ?, ?, ?)",
+                (utc_now(), model_sha256, model_version, through_batch),
+            )
+
+    def latest_reports(self):
+        """(model_sha256, through_batch, made_at) of the newest complete reports, or None."""
+        return self.db.execute(
+            "SELECT model_sha256, through_batch, made_at FROM reports ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+
+    def record_ranking(
+        self, model_sha256: str, model_version: str, through_batch: int, entries
+    ) -> int:
+        """Keep a ranking: `entries` are (rank, corporation, probability). Only the newest
+        KEEP_RANKINGS keep their entries."""
+        entries = list(entries)
+        with self._writing() as db:
+            ranking = db.execute(
+                "INSERT INTO rankings (made_at, model_sha256, model_version, through_batch,"
+                " clients) VALUES (?, ?, ?, ?, ?)",
+                (utc_now(), model_sha256, model_version, through_batch, len(entries)),
+            ).lastrowid
+            db.executemany(
+                "INSERT INTO ranking_entries (ranking, rank, corporation, probability)"
+                " VALUES (?, ?, ?, ?)",
+                [(ranking, *entry) for entry in entries],
+            )
+            db.execute("DELETE FROM ranking_entries WHERE ranking <= ?", (ranking - KEEP_RANKINGS,))
+            return ranking
+
+    def rankings(self, limit: int = 2) -> list[dict]:
+        """The newest rankings first, each with its entries (if still kept) in rank order."""
+        summaries = self._rows(
+            "SELECT id, made_at, model_sha256, model_version, through_batch, clients"
+            " FROM rankings ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        names = ("id", "made_at", "model_sha256", "model_version", "through_batch", "clients")
+        result = []
+        for summary in summaries:
+            entries = self._rows(
+                "SELECT rank, corporation, probability FROM ranking_entries WHERE ranking = ?"
+                " ORDER BY rank",
+                (summary[0],),
+            )
+            result.append({**dict(zip(names, summary, strict=True)), "entries": entries})
+        return result
+
+    def fact(self, key: str):
+        """A value the system noted once (such as when it took over an older project)."""
+        row = self.db.execute("SELECT value FROM facts WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def note_fact(self, key: str, value: str) -> None:
+        with self._writing() as db:
+            db.execute("INSERT OR REPLACE INTO facts (key, value) VALUES (?, ?)", (key, value))
+
+    def integrity_problems(self) -> list[str]:
+        """What SQLite's own check finds wrong (nothing, for a healthy database)."""
+        found = [row[0] for row in self._rows("PRAGMA integrity_check")]
+        return [] if found == ["ok"] else found
+
+
+def _fields(kind) -> str:
+    return ", ".join(kind._fields)
+
+
+def _marks(kind) -> str:
+    return ", ".join("?" * len(kind._fields))
+
+
+def _run(row) -> Run:
+    record = json.loads(row[-1]) if row[-1] else {}
+    return Run(*row[:-1], record)
+
+
+def _float(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+@contextmanager
+def open_history(path: str | Path):
+    """The history database at `path`, created and migrated as needed, closed after use.
+
+    Raises:
+        HistoryError: the file cannot be opened or is not a history database.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+    except sqlite3.Error as error:
+        raise HistoryError(f"{path}: cannot open the history database: {error}") from None
+    try:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.execute("PRAGMA foreign_keys = ON")
+            _migrate(db, path)
+        except sqlite3.DatabaseError as error:
+            raise HistoryError(f"{path}: not a usable history database: {error}") from None
+        try:
+            yield History(db, path)
+        except sqlite3.Error as error:
+            raise HistoryError(f"{path}: {error}") from None
+    finally:
+        db.close()
