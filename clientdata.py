@@ -132,8 +132,13 @@ def parse_client_csv(data: bytes, label: str, *, ids_required: bool = True) -> C
     table, bad_records = _parse_table(data, header, wanted, label)
     lines = _record_lines(data, len(table), bad_records)
     rejections = [
-        Rejection(label, lines.bad[number], f"expected {len(header)} fields, saw {count}")
-        for number, count in bad_records.items()
+        Rejection(
+            label,
+            lines.bad[number],
+            ("a quote is never closed: " if unclosed else "")
+            + f"expected {len(header)} fields, saw {count}",
+        )
+        for number, (count, unclosed) in bad_records.items()
     ]
     frame, problems = _check_rows(
         table,
@@ -200,8 +205,8 @@ def _parse_table(data: bytes, header: list[str], wanted: dict, label: str):
     """Parse the wanted columns as text.
 
     Returns:
-        (arrow table of the good records, {record number: fields seen}), the header being
-        record 1.
+        (arrow table of the good records, {record number: (fields seen, whether a quote is
+        left open)}), the header being record 1.
     """
     import pyarrow as pa
     from pyarrow import csv as pacsv
@@ -209,7 +214,8 @@ def _parse_table(data: bytes, header: list[str], wanted: dict, label: str):
     bad_records: dict[int, int | None] = {}
 
     def on_bad_row(row) -> str:
-        bad_records[row.number] = row.actual_columns
+        unclosed = row.text.count('"') % 2 == 1
+        bad_records[row.number] = (row.actual_columns, unclosed)
         return "skip"
 
     # Blank lines are kept as rows of empty cells (dropped later), so that pyarrow's record
@@ -429,12 +435,8 @@ def _show(value) -> str:
     if not text:
         return "nothing"
     if len(text) > 40:
-        return repr(text[:20]) + f" (and {len(text) - 20:,} more characters)"
-    try:
-        float(text)
-    except ValueError:
-        return repr(text)
-    return text
+        return f"{text[:20]!r}… ({len(text):,} characters)"
+    return text if re.fullmatch(NUMBER_PATTERN, text) else repr(text)
 
 
 # --- what the steps read -------------------------------------------------------------------------

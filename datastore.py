@@ -53,8 +53,8 @@ BATCH_COLUMN = "batch"
 CURRENT_CLIENTS_FILE = "currentclients.csv"
 EXPORTS_STAMP_FILE = "exports.json"
 LOCK_FILE = ".ingestion.lock"
-# The record of input files: one tab-separated line each (tabs, new lines and backslashes in a
-# cell are written as \t, \n and \\).
+# The record of input files: one tab-separated line each (control characters in a cell, as in
+# a file name, are written as escapes: \t, \n).
 RECORD_FIELDS = (
     "file",
     "sha256",
@@ -272,9 +272,11 @@ def current_observations(ingested_dir: Path, seqs):
 
 
 def escape_cell(value) -> str:
-    """A record cell on one line: backslashes, tabs and new lines as `\\\\`, `\\t`, `\\n`."""
+    """A record cell on one line: control characters escaped (as file names are in messages),
+    text that a spreadsheet would run as a formula neutralised."""
     text = "" if value is None else str(value)
-    text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    if not text.isprintable():
+        text = "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
     return spreadsheet_safe(text)
 
 

@@ -70,6 +70,7 @@ class RunLog:
 
     @contextmanager
     def step(self, name: str):
+        """Time a step; a step that does not end keeps its name as `current_step`."""
         logger.info("%s ...", name)
         self.record["current_step"] = name
         started = time.perf_counter()
@@ -77,7 +78,7 @@ class RunLog:
             yield
         finally:
             self.record["steps"][name] = round(time.perf_counter() - started, 3)
-            self.record.pop("current_step", None)
+        self.record.pop("current_step", None)
 
     def finish(self, outcome: str, reason: str, **facts) -> dict:
         self.record.update(facts, outcome=outcome, reason=reason)
@@ -466,6 +467,12 @@ def decide(config, history):
     """What this run has to do, from what is stored: (what, reason or new files, live)."""
     live_version = modelstore.current_version(config.deploy_dir)
     if live_version is None:
+        candidates = datastore.scan_input_folder(
+            config.input_dir, config.settings["settle_seconds"]
+        )
+        waiting = [f"{item.name}: {item.problem}" for item in candidates if item.retry]
+        if waiting and not history.batches() and all(item.problem for item in candidates):
+            return "wait", waiting, None
         return "bootstrap", "nothing is deployed", None
     live = modelstore.get_deployment(config.deploy_dir, live_version)
     new, waiting = find_new_files(config, history)
@@ -512,6 +519,9 @@ def run_with_history(log: RunLog, config, history) -> dict:
     if interrupted:
         tidy_up(config)
     what, detail, live = decide(config, history)
+    if what == "wait":
+        reason = "nothing is deployed and no input file is ready yet: " + "; ".join(detail)
+        return _finished(history, log, log.finish("no new data", reason))
     if what == "quiet":
         reason = "no file in the input folder is new"
         if detail:

@@ -30,7 +30,6 @@ from pathlib import Path
 
 from project import (
     MODEL_FILE,
-    staging_folder,
     RECORD_FILE,
     SCORE_FILE,
     PipelineError,
@@ -42,6 +41,7 @@ from project import (
     read_json,
     remove_leftovers,
     sha256_file,
+    staging_folder,
     temp_name,
     utc_now,
 )
@@ -211,8 +211,8 @@ def deploy(
         reason: why, for the history.
         expected_live: the version the caller judged against (None: nothing live); when given,
             the deployment is refused if another one is live by now.
-        keep_versions: remove older versions beyond this many (never the live one or the one
-            before it); None keeps them all.
+        keep_versions: remove older versions beyond this many (never the live one or the one a
+            rollback would restore); None keeps them all.
 
     Raises:
         LiveChanged: `expected_live` is no longer live.
@@ -281,7 +281,8 @@ def _name_or_nothing(version) -> str:
 
 
 def prune_versions(deploy_dir: Path, keep: int) -> list[int]:
-    """Remove the oldest versions beyond `keep`; never the live one or the one before it.
+    """Remove the oldest versions beyond `keep`; never the live one or the one a rollback
+    would restore.
 
     The caller holds the deployment lock.
 
@@ -292,10 +293,7 @@ def prune_versions(deploy_dir: Path, keep: int) -> list[int]:
 
     live = current_version(deploy_dir)
     versions = list_versions(deploy_dir)
-    protected = {live}
-    earlier = [version for version in versions if live is not None and version < live]
-    if earlier:
-        protected.add(earlier[-1])
+    protected = {live, None if live is None else rollback_target(deploy_dir, live)}
     oldest = versions[: max(0, len(versions) - keep)]
     removed = [version for version in oldest if version not in protected]
     for version in removed:
@@ -308,8 +306,24 @@ def prune_versions(deploy_dir: Path, keep: int) -> list[int]:
     return removed
 
 
+def rollback_target(deploy_dir: Path, live: int) -> int | None:
+    """The version `--rollback` would make live: the one that was live when the live version
+    was deployed (so that rolling back again goes further back), else the newest one before it.
+    """
+    versions = set(list_versions(deploy_dir))
+    for change in reversed(read_history(deploy_dir)):
+        if change.get("action") == "deploy" and change.get("to_version") == version_name(live):
+            previous = parse_version(change.get("from_version") or "")
+            if previous in versions and previous != live:
+                return previous
+            break
+    earlier = [version for version in sorted(versions) if version < live]
+    return earlier[-1] if earlier else None
+
+
 def rollback(deploy_dir: Path, to_version: int | None = None, reason: str = "") -> Deployment:
-    """Make an earlier deployment live again: `to_version`, or the one before the live one.
+    """Make an earlier deployment live again: `to_version`, or the one that was live before the
+    live one was deployed (see `rollback_target`).
 
     Raises:
         DeploymentError: no such earlier deployment, or its files fail their checksums.
@@ -322,12 +336,11 @@ def rollback(deploy_dir: Path, to_version: int | None = None, reason: str = "") 
             raise DeploymentError(f"{deploy_dir}: nothing is deployed, so nothing to roll back")
         versions = list_versions(deploy_dir)
         if to_version is None:
-            earlier = [version for version in versions if version < live]
-            if not earlier:
+            to_version = rollback_target(deploy_dir, live)
+            if to_version is None:
                 raise DeploymentError(
                     f"{deploy_dir}: {version_name(live)} is the oldest deployment; nothing earlier"
                 )
-            to_version = earlier[-1]
         if to_version not in versions:
             raise DeploymentError(
                 f"{deploy_dir}: no complete deployment {version_name(to_version)}"

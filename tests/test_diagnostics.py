@@ -1,6 +1,6 @@
 import json
-import shutil
 import math
+import shutil
 import socket
 import threading
 import time
@@ -14,7 +14,7 @@ import diagnostics
 import drift
 import modelstore
 from clientdata import FEATURES
-from conftest import CLOSED_INDEX_URL, HEADER, client_rows, run_steps
+from conftest import CLOSED_INDEX_URL, client_rows, run_steps
 from project import DataError, sha256_file
 
 

@@ -1,0 +1,153 @@
+"""The history database: schema and migrations, transactions that survive kill -9, and what the
+steps write into it (reopened and read back, as a user would)."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+import history
+from conftest import client_rows, run_steps
+from history import HistoryError, open_history
+from project import PROJECT_DIR
+
+
+def test_a_new_database_has_the_current_schema(tmp_path):
+    with open_history(tmp_path / "h.db") as opened:
+        assert opened.fact("created_at").endswith("Z")
+        assert opened.batches() == []
+        assert opened.integrity_problems() == []
+    db = sqlite3.connect(tmp_path / "h.db")
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [
+        (history.SCHEMA_VERSION,)
+    ]
+    assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_migrations_run_in_order_and_keep_the_data(tmp_path, monkeypatch):
+    with open_history(tmp_path / "h.db") as opened:
+        opened.note_fact("kept", "yes")
+
+    def add_notes(db):
+        db.execute("CREATE TABLE notes (text TEXT)")
+        db.execute("INSERT INTO notes VALUES ('migrated')")
+
+    migrations = (*history.MIGRATIONS, add_notes)
+    monkeypatch.setattr(history, "MIGRATIONS", migrations)
+    monkeypatch.setattr(history, "SCHEMA_VERSION", len(migrations))
+    with open_history(tmp_path / "h.db") as opened:
+        assert opened.fact("kept") == "yes"
+        assert opened.db.execute("SELECT text FROM notes").fetchall() == [("migrated",)]
+    with open_history(tmp_path / "h.db") as opened:  # migrated once only
+        assert opened.db.execute("SELECT count(*) FROM notes").fetchone() == (1,)
+
+
+def test_a_database_from_newer_code_is_refused(tmp_path):
+    with open_history(tmp_path / "h.db") as opened:
+        opened.db.execute("UPDATE schema_version SET version = 99")
+    expected = "schema version 99 is newer than this code knows"
+    with pytest.raises(HistoryError, match=expected), open_history(tmp_path / "h.db"):
+        pass
+
+
+def test_a_file_that_is_not_a_database_is_refused(tmp_path):
+    (tmp_path / "h.db").write_bytes(b"this is not sqlite" * 100)
+    expected = "not a usable history database"
+    with pytest.raises(HistoryError, match=expected), open_history(tmp_path / "h.db"):
+        pass
+
+
+def test_consecutive_quiet_ticks_share_one_row(tmp_path):
+    record = {"started_at": "t1", "finished_at": "t1", "outcome": "no new data", "reason": "r"}
+    with open_history(tmp_path / "h.db") as opened:
+        for second in range(5):
+            opened.finish_run(None, {**record, "finished_at": f"t{second}"})
+        opened.finish_run(None, {**record, "outcome": "no drift"})
+        opened.finish_run(None, record)
+        runs = opened.latest_runs()
+    assert [(run.outcome, run.repeats) for run in runs] == [
+        ("no new data", 1),
+        ("no drift", 1),
+        ("no new data", 5),
+    ]
+    assert runs[-1].last_finished_at == "t4"
+
+
+def test_only_the_newest_rankings_keep_their_entries(tmp_path):
+    with open_history(tmp_path / "h.db") as opened:
+        for number in range(history.KEEP_RANKINGS + 3):
+            opened.record_ranking("sha", "v0001", number, [(1, "abcd", 0.5), (2, "efgh", 0.1)])
+        kept = opened.db.execute("SELECT count(DISTINCT ranking) FROM ranking_entries").fetchone()
+        newest = opened.rankings(2)
+    assert kept == (history.KEEP_RANKINGS,)
+    assert [entry[1] for entry in newest[0]["entries"]] == ["abcd", "efgh"]
+    assert newest[0]["through_batch"] == history.KEEP_RANKINGS + 2
+
+
+# Writes transactions of three rows with the same tag until it is killed.
+WRITER = """
+import sys
+sys.path.insert(0, {project!r})
+from history import open_history
+with open_history({path!r}) as opened:
+    print("ready", flush=True)
+    tag = 0
+    while True:
+        tag += 1
+        with opened.transaction():
+            for step in range(3):
+                opened.record_score({{"rows": step, "f1": 0.5}}, f"tag{{tag}}", "test", "d")
+"""
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.2, 0.5])
+def test_kill_9_mid_write_leaves_whole_transactions(tmp_path, delay):
+    path = tmp_path / "h.db"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER.format(project=str(PROJECT_DIR), path=str(path))],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert writer.stdout.readline().strip() == "ready"
+    time.sleep(delay)
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait()
+    with open_history(path) as opened:
+        assert opened.integrity_problems() == []
+        counts = opened.db.execute(
+            "SELECT model_sha256, count(*) FROM scores GROUP BY model_sha256"
+        ).fetchall()
+    assert counts, "the writer committed nothing before it was killed"
+    assert {count for _, count in counts} == {3}
+
+
+def test_the_steps_record_batches_scores_deployments_and_rankings(project):
+    run_steps(project, "ingestion", "training", "scoring", "deployment", "diagnostics")
+    run_steps(project, "reporting")
+    with open_history(project.config.history_path) as opened:
+        assert [batch.source for batch in opened.batches()] == ["batch1.csv", "batch2.csv"]
+        assert [score["context"] for score in opened.scores()] == ["test"]
+        assert [change["to_version"] for change in opened.deployments()] == ["v0001"]
+        ranking = opened.rankings(1)[0]
+        assert ranking["model_version"] == "v0001"
+        assert ranking["clients"] == len(ranking["entries"]) == 600
+        assert opened.latest_reports()[0] == opened.scores()[0]["model_sha256"]
+
+
+def test_rollback_is_mirrored(deployed):
+    import deployment
+
+    deployed.write_input("more.csv", client_rows(200, seed=11))
+    run_steps(deployed, "ingestion", "training", "scoring", "deployment")
+    assert deployment.main(deployed.args("--rollback")) == 0
+    with open_history(deployed.config.history_path) as opened:
+        changes = opened.deployments()
+    assert [(change["action"], change["to_version"]) for change in changes] == [
+        ("deploy", "v0001"),
+        ("deploy", "v0002"),
+        ("rollback", "v0001"),
+    ]
