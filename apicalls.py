@@ -10,6 +10,7 @@ each failed endpoint, when one failed, and when the server is down nothing is wr
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import textwrap
@@ -19,6 +20,8 @@ from pathlib import Path
 import requests
 
 from project import Config, PipelineError, atomic_write_text, build_parser, run_cli, utc_now
+
+logger = logging.getLogger(__name__)
 
 URL_ENV = "RISK_API_URL"
 TOKEN_ENV = "RISK_API_TOKEN"
@@ -97,6 +100,13 @@ def call_endpoints(config: Config, base_url: str, token: str | None) -> list[Ans
                 content = response.json()
             except ValueError:
                 content = response.text
+            logger.debug(
+                "%s %s: %d in %.3f s",
+                method,
+                url,
+                response.status_code,
+                response.elapsed.total_seconds(),
+            )
             answers.append(Answer(method, path, response.status_code, content))
     return answers
 

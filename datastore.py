@@ -168,7 +168,6 @@ def store_batch(ingested_dir: Path, meta: dict, frame) -> Path:
     Returns:
         The batch's folder.
     """
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from clientdata import TARGET
@@ -182,8 +181,7 @@ def store_batch(ingested_dir: Path, meta: dict, frame) -> Path:
     with staging_folder(staging):
         files = {}
         for file_name, rows in ((OUTCOMES_FILE, frame[known]), (CURRENT_FILE, frame[~known])):
-            table = pa.Table.from_pandas(rows.reset_index(drop=True), preserve_index=False)
-            pq.write_table(table, staging / file_name)
+            pq.write_table(_table(rows), staging / file_name)
             fsync_file(staging / file_name)
             files[file_name] = sha256_file(staging / file_name)
         counts = {"labelled_rows": int(known.sum()), "current_rows": int((~known).sum())}
@@ -192,6 +190,25 @@ def store_batch(ingested_dir: Path, meta: dict, frame) -> Path:
     fsync_dir(root)
     logger.debug("%s: stored batch %d from %s", final, meta["seq"], meta["source"])
     return final
+
+
+def store_schema():
+    """The columns of every stored file, whatever types the rows came in."""
+    import pyarrow as pa
+
+    from clientdata import FEATURES, ID_COLUMN, TARGET
+
+    fields = [(ID_COLUMN, pa.string()), *[(name, pa.float64()) for name in FEATURES]]
+    return pa.schema([*fields, (TARGET, pa.int8())])
+
+
+def _table(rows):
+    import pyarrow as pa
+
+    from clientdata import COLUMNS
+
+    table = pa.Table.from_pandas(rows[list(COLUMNS)].reset_index(drop=True), preserve_index=False)
+    return table.cast(store_schema())
 
 
 def read_batch_meta(folder: Path) -> dict:
@@ -218,6 +235,7 @@ def read_rows(ingested_dir: Path, seqs, which: str = OUTCOMES_FILE):
     Raises:
         DataError: a batch is missing or one of its files changed after it was stored.
     """
+    import numpy as np
     import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -238,10 +256,9 @@ def read_rows(ingested_dir: Path, seqs, which: str = OUTCOMES_FILE):
                 f"{path}: changed after it was stored (SHA-256 {actual[:12]}… recorded"
                 f" {expected[:12]}…); restore the batch folder from a backup"
             )
-        table = pq.read_table(path)
-        tables.append(
-            table.append_column(BATCH_COLUMN, pa.array([seq] * table.num_rows, pa.int64()))
-        )
+        table = pq.read_table(path).cast(store_schema())
+        column = pa.array(np.full(table.num_rows, seq, dtype=np.int64))
+        tables.append(table.append_column(BATCH_COLUMN, column))
     if not tables:
         frame = pd.DataFrame({name: pd.Series(dtype="float64") for name in COLUMNS})
         frame[ID_COLUMN] = frame[ID_COLUMN].astype("str")

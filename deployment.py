@@ -156,6 +156,12 @@ def deploy_trained_model(
     if expected_sha256 is None:
         check_not_held_back(config, manifest, force)
     previous = modelstore.current_version(config.deploy_dir)
+    logger.debug(
+        "model %s from %s; live: %s",
+        manifest["model_sha256"][:12],
+        config.model_dir,
+        modelstore.version_name(previous) if previous else "nothing",
+    )
     if previous is not None:
         live = modelstore.get_deployment(config.deploy_dir, previous)
         same_model = live.manifest.get("model_sha256") == manifest["model_sha256"]

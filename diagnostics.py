@@ -207,6 +207,7 @@ def data_drift(
     if sample_path is None:
         return {"available": False, "reason": f"{deployment.label} has no training sample"}
     current, compared = newest_data(config, deployment, data, batches)
+    logger.debug("drift: %s (%d rows) against %s", compared, len(current), sample_path)
     features = drift.feature_drift(pd.read_csv(sample_path), current, FEATURES)
     return {
         "available": True,
@@ -307,6 +308,7 @@ def latest_versions(names: list[str], index_url: str, timeout: float, cache_path
         if name in cache and (parse_utc(cache[name]["checked_at"]) or oldest) > oldest
     }
     wanted = [name for name in names if name not in found]
+    logger.debug("latest versions: %d from the day-old cache, %d asked", len(found), len(wanted))
     answers: dict[str, str] = {}
 
     def ask(name: str) -> None:

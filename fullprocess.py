@@ -476,7 +476,15 @@ def decide(config, history):
         return "bootstrap", "nothing is deployed", None
     live = modelstore.get_deployment(config.deploy_dir, live_version)
     new, waiting = find_new_files(config, history)
-    if new or history.pending_batches(through_batch(live)):
+    pending = history.pending_batches(through_batch(live))
+    logger.debug(
+        "live %s (trained through batch %d); new files: %s; batches not judged yet: %s",
+        live.label,
+        through_batch(live),
+        ", ".join(new) or "none",
+        ", ".join(str(batch.seq) for batch in pending) or "none",
+    )
+    if new or pending:
         return "update", new, live
     if not reports_are_current(config, history, live):
         return "reports", waiting, live

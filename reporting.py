@@ -374,6 +374,13 @@ def gather_facts(config: Config) -> dict:
     metrics = evaluate_model(model, read_labelled_csv(config.test_data_file))
     with open_history(config.history_path) as history:
         scores, deployments = history.scores(), history.deployments()
+    logger.debug(
+        "report on %s: %d scores and %d deployments in the history, diagnostics of %s",
+        deployment.label,
+        len(scores),
+        len(deployments),
+        report.get("generated_at"),
+    )
     title = (
         f"Model {deployment.label} on {config.test_data_file.name}\n"
         f"{metrics['rows']:,} clients, F1 {metrics['f1']:.3f}"

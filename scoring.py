@@ -170,6 +170,7 @@ def run(config: Config) -> ScoringResult:
     model, metadata = load_trained_model(config.model_dir)
     test_path = config.test_data_file
     metrics = evaluate_model(model, read_labelled_csv(test_path))
+    logger.debug("model %s on %s: %s", metadata["model_sha256"][:12], test_path, metrics)
     record = {
         **metrics,
         "model_sha256": metadata["model_sha256"],

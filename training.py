@@ -167,6 +167,13 @@ def fit_model(data: pd.DataFrame) -> tuple[Pipeline, dict]:
         search.fit(features, target)
         params = search.best_params_
         score_std = float(search.cv_results_["std_test_score"][search.best_index_])
+        logger.debug(
+            "chose %s by %d-fold cross-validation (average precision %.3f ± %.3f)",
+            regression_params(params),
+            folds,
+            search.best_score_,
+            score_std,
+        )
         summary = _cv_summary(params, folds, search.best_score_, score_std)
         if smallest_class < MIN_CLASS_ROWS_TO_CALIBRATE:
             return search.best_estimator_, summary

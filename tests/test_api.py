@@ -188,6 +188,111 @@ def test_bad_csv_line_is_named(client, diagnosed):
     )
 
 
+HUGE = 10**401
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "message"),
+    [
+        (
+            json.dumps({"records": [{**RECORD, "number_of_employees": HUGE}]}),
+            "application/json",
+            "records[0].number_of_employees: 10000000000000000000… (402 digits) is too large",
+        ),
+        (
+            '{"records": [{"lastmonth_activity": 1e400, "lastyear_activity": 1,'
+            ' "number_of_employees": 1}]}',
+            "application/json",
+            "records[0].lastmonth_activity: inf is not finite",
+        ),
+        (
+            '{"records": [{"lastmonth_activity": NaN, "lastyear_activity": 1,'
+            ' "number_of_employees": 1}]}',
+            "application/json",
+            "records[0].lastmonth_activity: nan is not finite",
+        ),
+        ("[" * 100_000 + "]" * 100_000, "application/json", "body: JSON nested too deeply"),
+        (
+            "lastmonth_activity,lastyear_activity,number_of_employees\n1,2,3\n4,5\n",
+            "text/csv",
+            "body:3: expected 3 fields, saw 2",
+        ),
+        (
+            "lastmonth_activity,lastyear_activity,number_of_employees\n1,2,3,4\n",
+            "text/csv",
+            "body:2: expected 3 fields, saw 4",
+        ),
+        (
+            f"lastmonth_activity,lastyear_activity,number_of_employees\n1,1e400,{HUGE}\n",
+            "text/csv",
+            "body:2: lastyear_activity: 1e400 is too large",
+        ),
+        (
+            ",".join(f"column{i}" for i in range(30_000)) + "\n" + ",".join(["1"] * 30_000),
+            "text/csv",
+            "body: 30,000 columns in the header; at most 256",
+        ),
+    ],
+    ids=[
+        "401-digit number",
+        "1e400",
+        "NaN",
+        "deep JSON",
+        "short CSV row",
+        "long CSV row",
+        "huge CSV numbers",
+        "30,000 columns",
+    ],
+)
+def test_hostile_bodies_are_400_with_the_field_and_reason(client, body, content_type, message):
+    response = client.post("/prediction", data=body, content_type=content_type)
+    assert response.status_code == 400
+    assert response.get_json()["error"].startswith(message)
+
+
+@pytest.mark.parametrize(
+    "filepath", ["x" * 5000 + ".csv", "sourcedata/" + "y" * 300 + ".csv"], ids=["long", "long name"]
+)
+def test_a_filepath_too_long_is_400(client, filepath):
+    response = client.post("/prediction", json={"filepath": filepath})
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "filepath: too long to name a file"
+
+
+def test_the_filepath_as_a_form_field_or_in_the_query_string(client):
+    expected = client.post("/prediction", json={"filepath": "testdata/testdata.csv"}).get_json()
+    form = client.post("/prediction", data={"filepath": "testdata/testdata.csv"})
+    query = client.post("/prediction?filepath=testdata/testdata.csv")
+    assert form.status_code == query.status_code == 200
+    assert form.get_json() == query.get_json() == expected
+    outside = client.post("/prediction?filepath=../../etc/passwd")
+    assert outside.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("request_kwargs", "message"),
+    [
+        (
+            {"path": "/prediction?filepath=a.csv", "json": {"filepath": "b.csv"}},
+            "either in the query string or in the body",
+        ),
+        ({"path": "/prediction?file=a.csv"}, "query: unknown parameter(s) 'file'"),
+        ({"path": "/prediction", "data": {"filepath": "a.csv", "x": "1"}}, "form: expected"),
+        ({"path": "/prediction"}, 'body: send {"records": [...]}'),
+    ],
+    ids=["query and body", "unknown query", "extra form field", "nothing"],
+)
+def test_unclear_requests_say_what_to_send(client, request_kwargs, message):
+    response = client.post(**request_kwargs)
+    assert response.status_code == 400
+    assert message in response.get_json()["error"]
+
+
+def test_openapi_names_the_server_it_is_served_from(client):
+    spec = client.get("/openapi.json", base_url="http://risk.example:8123").get_json()
+    assert spec["servers"] == [{"url": "http://risk.example:8123"}]
+
+
 def test_invalid_json_and_other_media_types(client):
     response = client.post("/prediction", data="{not json", content_type="application/json")
     assert response.status_code == 400

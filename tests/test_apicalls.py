@@ -44,8 +44,10 @@ def serve(monkeypatch):
 
 def test_writes_every_answer(diagnosed, serve, capsys):
     url = serve(create_app(diagnosed.config_path))
-    assert apicalls.main(diagnosed.args("--url", url)) == 0
-    assert "6 endpoints" in capsys.readouterr().out
+    assert apicalls.main(diagnosed.args("--url", url, "-v")) == 0
+    captured = capsys.readouterr()
+    assert "6 endpoints" in captured.out
+    assert f"DEBUG POST {url}/prediction: 200 in " in captured.err
     text = (diagnosed.root / "models" / "apireturns.txt").read_text()
     for endpoint in ENDPOINTS:
         assert f"## {endpoint} -> 200" in text
@@ -140,3 +142,8 @@ def test_gunicorn_serves_the_api_and_picks_up_a_new_deployment(diagnosed):
     finally:
         server.terminate()
         server.wait(timeout=20)
+    log = server.stdout.read()
+    # gunicorn.conf.py turns the access log on; the app's own lines reach gunicorn's log.
+    assert '"POST /prediction HTTP/1.1" 200' in log
+    assert '"GET /health HTTP/1.1" 200' in log
+    assert "serving model v0002" in log
