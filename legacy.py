@@ -17,12 +17,14 @@ Done once per database (the `taken_over` fact), under the ingestion lock.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 from collections import namedtuple
 from pathlib import Path
 
-from project import PipelineError, sha256_file, utc_now
+from project import PipelineError, parse_utc, sha256_file, utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -234,7 +236,6 @@ def _record_old_data(history, batches, entries) -> str:
 def _old_scores(config, created: str) -> list[dict]:
     """Scores of the old `scorehistory.csv` made before the database existed."""
     from project import SCORE_HISTORY_FILE
-    from scoring import read_score_history
 
     rows = read_score_history(config.model_dir / SCORE_HISTORY_FILE)
     return [row for row in rows if row["scored_at"] <= created]
@@ -256,6 +257,32 @@ def _old_runs(config, created: str) -> list[dict]:
         if isinstance(record, dict) and wanted <= set(record) and record["finished_at"] <= created:
             records.append(record)
     return records
+
+
+def read_score_history(path: Path) -> list[dict]:
+    """An earlier version's score history (or today's export of it), oldest first; scores as
+    floats (None where absent).
+
+    A damaged line (edited by hand, say) is skipped with a warning rather than stopping a run.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    rows = []
+    for number, row in enumerate(csv.DictReader(io.StringIO(text)), start=2):
+        try:
+            for name in ("f1", "precision", "recall", "roc_auc"):
+                row[name] = float(row[name]) if row.get(name) else None
+            row["rows"] = int(row["rows"])
+            readable = parse_utc(row["scored_at"]) is not None
+        except (KeyError, TypeError, ValueError):
+            readable = False
+        if not readable:
+            logger.warning("%s:%d: unreadable score line skipped", path.name, number)
+            continue
+        rows.append(row)
+    return rows
 
 
 def _sha256(data: bytes) -> str:

@@ -446,20 +446,52 @@ def spreadsheet_safe(text):
 
 def write_csv(frame, path: str | os.PathLike) -> None:
     """Write a DataFrame as CSV atomically, for people to open: whole-number float columns
-    without a trailing `.0`, and text that a spreadsheet would run as a formula neutralised."""
-    import pandas as pd
+    without a trailing `.0`, and text that a spreadsheet would run as a formula neutralised.
 
-    out = frame.copy()
-    for name in out.columns:
-        values = out[name]
-        if pd.api.types.is_float_dtype(values) and values.dropna().mod(1).eq(0).all():
-            out[name] = values.astype("Int64")
-        elif pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values):
-            risky = values.astype("str").str.startswith(FORMULA_STARTS) & values.notna()
-            if risky.any():
-                out[name] = values.where(~risky, "'" + values.astype("str"))
+    Written by pyarrow (tens of times faster than pandas) unless a text cell needs quoting.
+    """
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from pyarrow import csv as pacsv
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    columns, plain = [], True
+    for column in table.columns:
+        if pa.types.is_floating(column.type):
+            column = _whole_numbers_as_integers(column)
+        elif pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            risky = pc.fill_null(pc.starts_with(column, FORMULA_STARTS[0]), False)
+            for start in FORMULA_STARTS[1:]:
+                risky = pc.or_(risky, pc.fill_null(pc.starts_with(column, start), False))
+            quote, nothing = pa.scalar("'", column.type), pa.scalar("", column.type)
+            column = pc.if_else(risky, pc.binary_join_element_wise(quote, column, nothing), column)
+            plain = plain and not pc.any(pc.match_substring_regex(column, '[,"\r\n]')).as_py()
+        columns.append(column)
+    table = pa.table(columns, names=table.column_names)
     with atomic_path(path) as tmp_path:
-        out.to_csv(tmp_path, index=False, lineterminator="\n")
+        if plain and all(name.isidentifier() for name in table.column_names):
+            with open(tmp_path, "wb") as handle:
+                handle.write((",".join(table.column_names) + "\n").encode())
+                options = pacsv.WriteOptions(include_header=False, quoting_style="none")
+                pacsv.write_csv(table, handle, options)
+        else:
+            integers = lambda kind: pd.Int64Dtype() if pa.types.is_integer(kind) else None  # noqa: E731
+            out = table.to_pandas(types_mapper=integers)
+            out.to_csv(tmp_path, index=False, lineterminator="\n")
+
+
+def _whole_numbers_as_integers(column):
+    """A float column as integers when every value is whole and fits, else as it is."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    known = pc.drop_null(column)
+    if len(known) and not pc.all(pc.equal(pc.floor(known), known)).as_py():
+        return column
+    if len(known) and pc.max(pc.abs(known)).as_py() >= 2**53:
+        return column
+    return column.cast(pa.int64())
 
 
 def read_json(path: str | os.PathLike, what: str):

@@ -105,7 +105,7 @@ def score_history_png(history: list[dict], deployments: list[dict]) -> bytes:
     """F1 of every recorded score over time, with the deployments marked."""
     figure = Figure(figsize=(7.5, 3.2), dpi=150, layout="constrained")
     axes = figure.add_subplot()
-    # read_score_history drops rows with unreadable times; deployment history lines may have them.
+    # A deployment history line may have lost its time (edited by hand).
     deployments = [change for change in deployments if parse_utc(change.get("time"))]
     for context, marker in (("test", "o"), ("new data", "s")):
         points = [row for row in history if row["context"] == context and row["f1"] is not None]

@@ -30,7 +30,6 @@ from project import (
     atomic_write_json,
     atomic_write_text,
     build_parser,
-    parse_utc,
     read_json,
     run_cli,
     sha256_file,
@@ -112,33 +111,6 @@ def append_score_history(path: Path, row: dict) -> None:
         ["" if row.get(name) is None else row[name] for name in SCORE_HISTORY_FIELDS]
     )
     atomic_write_text(path, existing + line.getvalue())
-
-
-def read_score_history(path: Path) -> list[dict]:
-    """The score history export (or an earlier version's own), oldest first; scores as floats
-    (None where absent). The pipeline reads its history from the database; this is for
-    taking over an older project.
-
-    A damaged line (edited by hand, say) is skipped with a warning rather than stopping a run.
-    """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return []
-    rows = []
-    for number, row in enumerate(csv.DictReader(io.StringIO(text)), start=2):
-        try:
-            for name in ("f1", "precision", "recall", "roc_auc"):
-                row[name] = float(row[name]) if row.get(name) else None
-            row["rows"] = int(row["rows"])
-            readable = parse_utc(row["scored_at"]) is not None
-        except (KeyError, TypeError, ValueError):
-            readable = False
-        if not readable:
-            logger.warning("%s:%d: unreadable score line skipped", path.name, number)
-            continue
-        rows.append(row)
-    return rows
 
 
 def record_score(

@@ -41,10 +41,10 @@ sys.path.insert(0, {project!r})
 what, config_path = sys.argv[1], sys.argv[2]
 import pandas as pd
 if what == "floor":
-    from project import load_config, list_input_files
+    from project import load_config
     config = load_config(config_path)
     started = time.perf_counter()
-    rows = sum(len(pd.read_csv(path)) for path in list_input_files(config.input_dir))
+    rows = sum(len(pd.read_csv(path)) for path in sorted(config.input_dir.glob("*.csv")))
 else:
     import logging, ingestion
     from project import load_config
@@ -83,6 +83,7 @@ def make_project(root: Path, rows: int) -> Path:
         "test_data_path": "testdata",
         "output_model_path": "models",
         "prod_deployment_path": "production_deployment",
+        "settle_seconds": 0,
     }
     (root / "config.json").write_text(json.dumps(config))
     return root / "config.json"

@@ -106,10 +106,8 @@ def bootstrap_events(tmp_path_factory):
 # the run started (3).
 RUN_STARTED = ("commit", 3)
 BOOTSTRAP_KILL_POINTS = [
-    ("commit", 1),
     ("commit", 4),  # the run has started
-    ("rename 000001", 1),  # the first batch into the store
-    ("commit", 5),  # registering that batch
+    ("commit", 5),  # registering the first batch, stored in its folder already
     ("rename v0001", 1),  # the version into place
     ("replace current", 1),  # the switch
     ("replace deploymenthistory.txt", 1),

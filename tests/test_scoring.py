@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import legacy
 import scoring
 from conftest import HEADER, run_steps
 
@@ -63,7 +64,7 @@ def test_writes_bare_f1_metrics_and_history(project, capsys):
     assert sum(metrics["confusion"].values()) == metrics["rows"] == 300
     assert set(metrics) >= {"precision", "recall", "roc_auc", "model_sha256", "dataset"}
     run_steps(project, "scoring")
-    history = scoring.read_score_history(models / "scorehistory.csv")
+    history = legacy.read_score_history(models / "scorehistory.csv")
     assert len(history) == 2
     assert history[-1]["f1"] == pytest.approx(metrics["f1"])
     assert history[-1]["context"] == "test"
@@ -115,6 +116,6 @@ def test_a_damaged_history_line_is_skipped(deployed, caplog):
     history = deployed.root / "models" / "scorehistory.csv"
     with history.open("a") as handle:
         handle.write("yesterday,abc,test,testdata.csv,lots,0.5,,,\n")
-    rows = scoring.read_score_history(history)
+    rows = legacy.read_score_history(history)
     assert len(rows) == 1
     assert "scorehistory.csv:3: unreadable score line skipped" in caplog.text
