@@ -19,7 +19,8 @@ from pathlib import Path
 
 import requests
 
-from project import Config, PipelineError, atomic_write_text, build_parser, run_cli, utc_now
+from files import atomic_write_text
+from project import Config, PipelineError, build_parser, run_cli, utc_now
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,8 @@ import logging
 import re
 from collections import namedtuple
 
-from project import DataError, display_name
+from files import display_name
+from project import DataError
 
 logger = logging.getLogger(__name__)
 

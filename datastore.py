@@ -28,9 +28,7 @@ import time
 from collections import namedtuple
 from pathlib import Path
 
-from project import (
-    RECORD_FILE,
-    DataError,
+from files import (
     atomic_write_json,
     atomic_write_text,
     display_name,
@@ -42,6 +40,7 @@ from project import (
     staging_folder,
     temp_name,
 )
+from project import RECORD_FILE, DataError
 
 logger = logging.getLogger(__name__)
 
@@ -337,7 +336,7 @@ def write_exports(ingested_dir: Path, history, final_data_path: Path) -> int:
     Returns:
         The rows in `finaldata.csv`.
     """
-    from project import write_csv
+    from files import write_csv
 
     seqs = [batch.seq for batch in history.batches()]
     labelled = labelled_history(ingested_dir, seqs)

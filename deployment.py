@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass
 
 import modelstore
+from files import lock_is_held, read_json, sha256_file
 from history import open_history
 from project import (
     METRICS_FILE,
@@ -24,10 +25,7 @@ from project import (
     TRAINING_SAMPLE_FILE,
     Config,
     build_parser,
-    lock_is_held,
-    read_json,
     run_cli,
-    sha256_file,
 )
 
 logger = logging.getLogger(__name__)

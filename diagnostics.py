@@ -40,22 +40,19 @@ from clientdata import (
     read_unlabelled_csv,
     validate_records,
 )
+from files import TEMP_MARKER, atomic_write_json, read_json, write_csv
 from history import open_history
 from project import (
     DIAGNOSTICS_FILE,
     MODEL_METADATA_FILE,
     PROJECT_DIR,
-    TEMP_MARKER,
     TRAINING_SAMPLE_FILE,
     Config,
     DataError,
-    atomic_write_json,
     build_parser,
     parse_utc,
-    read_json,
     run_cli,
     utc_now,
-    write_csv,
 )
 
 logger = logging.getLogger(__name__)

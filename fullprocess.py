@@ -32,17 +32,15 @@ from types import SimpleNamespace
 
 import datastore
 import modelstore
+from files import atomic_write_json, exclusive_lock, sha256_file
 from history import open_history
 from project import (
     PipelineError,
     Stopped,
-    atomic_write_json,
     build_parser,
     configure_logging,
     default_config_path,
-    exclusive_lock,
     load_config,
-    sha256_file,
     stop_on_signals,
     utc_now,
 )
@@ -56,8 +54,6 @@ RUN_LOG_FILE = "fullprocess.jsonl"
 RUN_LOG_MAX_BYTES = 1 << 20
 RUN_LOG_KEEP = 3
 HASH_CACHE_FILE = "inputhashes.json"
-HOLDOUT_SHARE = 0.3
-RANDOM_SEED = 0
 
 
 class RunLog:
@@ -149,114 +145,6 @@ def reports_are_current(config, history, deployment) -> bool:
     return latest is not None and latest[0] == deployment.manifest["model_sha256"] and made.exists()
 
 
-# --- judging new data ----------------------------------------------------------------------------
-
-
-def new_rows(config, history, batches):
-    """The rows with an outcome that `batches` brought (rows seen in earlier batches count once,
-    with the earlier one)."""
-    seqs = [batch.seq for batch in history.batches() if batch.seq <= batches[-1].seq]
-    rows = datastore.labelled_history(config.ingested_dir, seqs)
-    wanted = rows[datastore.BATCH_COLUMN].isin([batch.seq for batch in batches])
-    return rows[wanted.to_numpy()].reset_index(drop=True)
-
-
-def past_scores(history, deployment, batch_name: str) -> list[float]:
-    """The deployed model's F1 scores, oldest first, one per context and dataset.
-
-    The batch being judged is left out: an earlier, interrupted run may have recorded it.
-    """
-    sha256 = deployment.manifest["model_sha256"]
-    latest = {}
-    for row in history.scores(sha256):
-        if row["f1"] is not None and row["dataset"] != batch_name:
-            latest.pop((row["context"], row["dataset"]), None)
-            latest[(row["context"], row["dataset"])] = row["f1"]
-    return list(latest.values()) or [deployment.manifest["metrics"]["f1"]]
-
-
-def judge(config, history, log, model, deployment, rows, batches) -> dict:
-    """Model drift and data drift of the new rows against the deployed model."""
-    import pandas as pd
-
-    import drift
-    from clientdata import FEATURES, TARGET, read_labelled_csv
-    from diagnostics import predict
-    from project import TRAINING_SAMPLE_FILE
-    from scoring import evaluate_model, record_score
-
-    minimum = config.settings["min_batch_rows"]
-    seqs = [batch.seq for batch in batches]
-    batch_name = ",".join(batch.source for batch in batches)
-    sha256 = deployment.manifest["model_sha256"]
-    sample_path = modelstore.deployed_file(deployment, TRAINING_SAMPLE_FILE)
-    data_drift = {"available": sample_path is not None, "drifted": []}
-    if data_drift["available"]:
-        features = drift.feature_drift(pd.read_csv(sample_path), rows, FEATURES)
-        data_drift.update(
-            features=features, drifted=[f["feature"] for f in features if f["ks_drift"]]
-        )
-    if len(rows) < minimum:
-        verdict = {"verdict": "insufficient data", "rows": len(rows), "min_batch_rows": minimum}
-        data_drift["verdict"] = "insufficient data"
-    else:
-        metrics = evaluate_model(model, rows)
-        test = read_labelled_csv(config.test_data_file)
-        chance = drift.sampling_f1(test[TARGET], predict(model, test)["prediction"], len(rows))
-        verdict = drift.score_drift(
-            config.settings["drift_check"],
-            metrics["f1"],
-            past_scores(history, deployment, batch_name),
-            chance,
-        )
-        record_score(config, metrics, sha256, "new data", batch_name, log.run_id)
-        verdict.update(
-            verdict="drift" if verdict["drift"] else "no drift", rows=len(rows), metrics=metrics
-        )
-        data_drift["verdict"] = "drift" if data_drift["drifted"] else "no drift"
-    with history.transaction():
-        history.record_drift(
-            log.run_id, sha256, seqs, len(rows), "model", verdict["verdict"], verdict
-        )
-        history.record_drift(
-            log.run_id, sha256, seqs, len(rows), "data", data_drift["verdict"], data_drift
-        )
-    return {"model_drift": verdict, "data_drift": data_drift}
-
-
-def split_holdout(rows):
-    """(rows to train on, rows held out to compare the models), stratified when possible."""
-    from sklearn.model_selection import train_test_split
-
-    from clientdata import TARGET
-
-    counts = rows[TARGET].value_counts()
-    stratify = rows[TARGET] if len(counts) == 2 and counts.min() >= 2 else None
-    return train_test_split(
-        rows, test_size=HOLDOUT_SHARE, random_state=RANDOM_SEED, stratify=stratify
-    )
-
-
-def compare_models(config, champion, holdout) -> dict:
-    """F1 of the deployed model and of the newly trained one on the test data plus `holdout`."""
-    import pandas as pd
-
-    from clientdata import COLUMNS, read_labelled_csv
-    from scoring import evaluate_model, load_trained_model
-
-    challenger, _ = load_trained_model(config.model_dir)
-    test = read_labelled_csv(config.test_data_file)
-    evaluation = pd.concat([test, holdout[list(COLUMNS)]], ignore_index=True)
-    champion_f1 = evaluate_model(champion, evaluation)["f1"]
-    challenger_f1 = evaluate_model(challenger, evaluation)["f1"]
-    return {
-        "evaluation_rows": len(evaluation),
-        "deployed_f1": champion_f1,
-        "retrained_f1": challenger_f1,
-        "retrained_is_not_worse": challenger_f1 >= champion_f1,
-    }
-
-
 # --- the run -------------------------------------------------------------------------------------
 
 
@@ -310,26 +198,10 @@ def bootstrap(log: RunLog, config, history) -> dict:
     )
 
 
-def nothing_to_judge_reason(ingested, batches) -> str:
-    """Why new files brought no rows with an outcome."""
-    parts = [
-        f"{entry.name}: {entry.status}" + (f" ({entry.note})" if entry.note else "")
-        for entry in ingested.recorded
-        if entry.status != "ingested"
-    ]
-    current = sum(batch.current_rows for batch in batches)
-    if current:
-        parts.append(f"{current} current-client rows (no outcome) in {_names(batches)}")
-    return "no new rows with an outcome to judge the model on: " + ("; ".join(parts) or "none")
-
-
-def _names(batches) -> str:
-    return ", ".join(batch.source for batch in batches)
-
-
 def update(log: RunLog, config, history, live) -> dict:
     """Ingest new files, judge the new batches and retrain, redeploy or keep the model."""
     import ingestion
+    import judging
 
     with log.step("ingestion"):
         ingested = ingestion.run(config)
@@ -347,20 +219,22 @@ def update(log: RunLog, config, history, live) -> dict:
     }
     if ingested.waiting:
         facts["waiting"] = ingested.waiting
-    rows = new_rows(config, history, batches) if batches else []
+    rows = judging.new_rows(config, history, batches) if batches else []
     if not len(rows):
-        reason = nothing_to_judge_reason(ingested, batches)
+        reason = judging.nothing_to_judge_reason(ingested, batches)
         history.judge_batches(facts["batches"], log.run_id, "nothing to judge")
         return log.finish("nothing to judge", reason, new_rows=0, **facts)
-    logger.info("new batches: %s (%d rows with an outcome)", _names(batches), len(rows))
+    logger.info(
+        "new batches: %s (%d rows with an outcome)", judging.batch_names(batches), len(rows)
+    )
     model, live = modelstore.load_deployed_model(config.deploy_dir)
     with log.step("drift check"):
-        verdicts = judge(config, history, log, model, live, rows, batches)
+        verdicts = judging.judge(config, history, log, model, live, rows, batches)
     facts.update(new_rows=len(rows), **verdicts)
     model_drift = verdicts["model_drift"]["verdict"] == "drift"
     data_drift = verdicts["data_drift"]["verdict"] == "drift"
     if not (model_drift or (data_drift and config.settings["retrain_on_data_drift"])):
-        reason = _no_drift_reason(verdicts, len(rows))
+        reason = judging.no_drift_reason(verdicts, len(rows))
         outcome = "no drift"
         history.judge_batches(facts["batches"], log.run_id, outcome)
         return log.finish(outcome, reason, **facts)
@@ -369,82 +243,19 @@ def update(log: RunLog, config, history, live) -> dict:
         if model_drift
         else "data drift in " + ", ".join(verdicts["data_drift"]["drifted"])
     )
-    outcome, reason = retrain(log, config, history, model, live, rows, cause, batches, facts)
+    outcome, reason = judging.retrain(
+        log, config, history, model, live, rows, cause, batches, facts
+    )
     history.judge_batches(facts["batches"], log.run_id, outcome)
     report(log, config)
     return log.finish(outcome, reason, **facts)
-
-
-def retrain(log, config, history, model, live, rows, cause, batches, facts):
-    """Train a challenger, compare it with the live model and deploy it if it is not worse.
-
-    Returns:
-        (outcome, reason).
-    """
-    import deployment
-    import scoring
-    import training
-
-    _, holdout = split_holdout(rows)
-    logger.info("%s: retraining, %d new rows held out", cause, len(holdout))
-    with log.step("training"):
-        trained = training.run(config, holdout=holdout, run_id=log.run_id)
-    sha256 = trained.metadata["model_sha256"]
-    history.record_challenger(sha256, log.run_id, "pending")
-    with log.step("scoring"):
-        scoring.run(config)
-    comparison = compare_models(config, model, holdout)
-    facts["comparison"] = comparison
-    scores = (
-        f"retrained model F1 {comparison['retrained_f1']:.3f} vs deployed"
-        f" {comparison['deployed_f1']:.3f} on {comparison['evaluation_rows']} rows"
-    )
-    if not comparison["retrained_is_not_worse"]:
-        reason = f"{cause}; {scores}: worse; {live.label} stays live"
-        history.record_challenger(sha256, log.run_id, "kept out", reason)
-        return "challenger kept out", reason
-    try:
-        with log.step("deployment"):
-            result = deployment.deploy_trained_model(
-                config,
-                f"{cause} on {_names(batches)}; retrained model not worse",
-                expected_sha256=sha256,
-                expected_live=live.version,
-            )
-    except modelstore.LiveChanged as error:
-        reason = (
-            f"{cause}; {scores}, but not deployed: {error} (changed by hand during this run);"
-            " the retrained model stays in the model folder, kept out"
-        )
-        history.record_challenger(sha256, log.run_id, "kept out", reason)
-        return "live model changed", reason
-    reason = f"{cause}; {scores}: not worse; {result.deployment.label} is live"
-    history.record_challenger(sha256, log.run_id, "deployed", reason)
-    return "redeployed", reason
-
-
-def _no_drift_reason(verdicts: dict, rows: int) -> str:
-    model_drift, data_drift = verdicts["model_drift"], verdicts["data_drift"]
-    if model_drift["verdict"] == "insufficient data":
-        return (
-            f"insufficient data: {rows} new rows, fewer than min_batch_rows"
-            f" {model_drift['min_batch_rows']}"
-        )
-    text = (
-        f"F1 {model_drift['score']:.3f} on {rows} new rows is not below"
-        f" {model_drift['threshold']:.3f} ({model_drift['method']})"
-    )
-    if data_drift["drifted"]:
-        text += f"; features drifted ({', '.join(data_drift['drifted'])}) but"
-        text += " retrain_on_data_drift is off"
-    return text
 
 
 def tidy_up(config) -> None:
     """Finish what killed processes left: temporary files, and a live switch not yet recorded."""
     import tempfile
 
-    from project import remove_leftovers
+    from files import remove_leftovers
 
     remove_leftovers(
         [

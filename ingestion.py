@@ -18,16 +18,9 @@ from pathlib import Path
 import datastore
 import legacy
 from clientdata import RejectedFile, log_rejections, parse_client_csv
+from files import exclusive_lock, remove_leftovers
 from history import Batch, InputFile, open_history
-from project import (
-    Config,
-    DataError,
-    build_parser,
-    exclusive_lock,
-    remove_leftovers,
-    run_cli,
-    utc_now,
-)
+from project import Config, DataError, build_parser, run_cli, utc_now
 
 logger = logging.getLogger(__name__)
 

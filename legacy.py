@@ -24,7 +24,8 @@ import logging
 from collections import namedtuple
 from pathlib import Path
 
-from project import PipelineError, parse_utc, sha256_file, utc_now
+from files import sha256_file
+from project import PipelineError, parse_utc, utc_now
 
 logger = logging.getLogger(__name__)
 

@@ -28,11 +28,7 @@ import os
 from collections import namedtuple
 from pathlib import Path
 
-from project import (
-    MODEL_FILE,
-    RECORD_FILE,
-    SCORE_FILE,
-    PipelineError,
+from files import (
     atomic_write_json,
     atomic_write_text,
     exclusive_lock,
@@ -43,8 +39,8 @@ from project import (
     sha256_file,
     staging_folder,
     temp_name,
-    utc_now,
 )
+from project import MODEL_FILE, RECORD_FILE, SCORE_FILE, PipelineError, utc_now
 
 logger = logging.getLogger(__name__)
 

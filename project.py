@@ -1,4 +1,5 @@
-"""What every step shares: the config, atomic writes, locks, leftovers and the command line.
+"""What every step shares: the config, its errors, the time format, the model's features and the
+command line. Writing files safely is in `files.py`.
 
 A cron tick that finds nothing to do imports this module and `modelstore`, so both keep to the
 cheapest of the standard library at module level (named tuples, not dataclasses); functions that
@@ -7,7 +8,6 @@ need pandas, or slower standard modules, import them when called.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -38,9 +38,6 @@ RUN_LOCK_FILE = "fullprocess.lock"
 # Every time the pipeline writes: UTC, to the second.
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 SCORE_CHECKS = ("raw", "parametric", "nonparametric")
-# Temporary files and folders carry the writer's process id after this marker, so that a later
-# run can tell the leftovers of a killed process from the work of a living one.
-TEMP_MARKER = ".tmp-"
 
 REQUIRED_KEYS = (
     "input_folder_path",
@@ -234,188 +231,7 @@ def default_config_path() -> Path:
     return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
 
 
-# --- files ---------------------------------------------------------------------------------------
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _default_file_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def fsync_file(path: Path) -> None:
-    """Flush a file's bytes to disk."""
-    with open(path, "rb+") as handle:
-        os.fsync(handle.fileno())
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename in `path` durable (a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def display_name(name: str) -> str:
-    """A file name fit for one log line, a record cell and a PDF: control characters and bytes
-    that are not UTF-8 are written as escapes (`\\t`, `\\n`, `\\xff`), everything else as is."""
-    text = os.fsencode(name).decode("utf-8", "backslashreplace")
-    if text.isprintable():
-        return text
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
-
-
-def temp_name(name: str) -> str:
-    """A hidden name for staging `name`, marked with this process's id."""
-    return f".{name}{TEMP_MARKER}{os.getpid()}"
-
-
-@contextmanager
-def staging_folder(path: Path):
-    """Make the folder `path` (a `temp_name`) for the block to fill and rename; if the block
-    fails, remove it. One left by an earlier failure of this same process is removed first."""
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
-    try:
-        yield path
-    except BaseException:
-        shutil.rmtree(path, ignore_errors=True)
-        raise
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path beside `path`; on success it replaces `path` in one step.
-
-    Readers see the old file or the new one, never a part-written one. On an exception the
-    temporary file is removed and `path` is left as it was; if the process is killed instead,
-    `remove_leftovers` removes it later. The temporary name keeps the suffix so that writers
-    which infer the format from it (matplotlib) still work.
-    """
-    import tempfile
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{path.stem}.", suffix=f"{TEMP_MARKER}{os.getpid()}{path.suffix}", dir=path.parent
-    )
-    os.close(fd)
-    tmp_path = Path(tmp_name)
-    try:
-        yield tmp_path
-        os.chmod(tmp_path, _default_file_mode())
-        fsync_file(tmp_path)
-        os.replace(tmp_path, path)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    with atomic_path(path) as tmp_path:
-        tmp_path.write_text(text, encoding="utf-8")
-
-
-def atomic_write_json(path: str | os.PathLike, data) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
-
-
-def leftover_owner(name: str) -> int | None:
-    """The process id in a temporary name (see `temp_name`, `atomic_path`), or None."""
-    if not name.startswith(".") or TEMP_MARKER not in name:
-        return None
-    digits = name.rsplit(TEMP_MARKER, 1)[1].split(".", 1)[0]
-    return int(digits) if digits.isdigit() else None
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_leftovers(folders) -> list[Path]:
-    """Delete temporary files and folders that killed processes left in `folders`.
-
-    Only names with a temporary marker whose process is gone are touched: a step running at
-    the same time keeps its own.
-
-    Returns:
-        What was removed.
-    """
-    import shutil
-
-    removed = []
-    for folder in folders:
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue
-        for entry in entries:
-            owner = leftover_owner(entry.name)
-            if owner is None or owner == os.getpid() or process_alive(owner):
-                continue
-            path = Path(entry.path)
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
-            removed.append(path)
-    for path in removed:
-        logger.info("%s: removed, left by a process that was stopped", path)
-    return removed
-
-
-@contextmanager
-def exclusive_lock(path: str | os.PathLike, *, wait: bool = True):
-    """Hold an exclusive lock on `path` for the `with` block.
-
-    The operating system releases it when the process ends, however it ends, so a killed process
-    never leaves a stale lock behind.
-
-    Raises:
-        BlockingIOError: `wait` is false and another process holds the lock.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-        yield
-    finally:
-        os.close(fd)
-
-
-def lock_is_held(path: str | os.PathLike) -> bool:
-    """Whether another process holds the lock on `path` right now."""
-    try:
-        with exclusive_lock(path, wait=False):
-            return False
-    except BlockingIOError:
-        return True
+# --- time ----------------------------------------------------------------------------------------
 
 
 def utc_now() -> str:
@@ -431,77 +247,6 @@ def parse_utc(text):
         return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
     except (TypeError, ValueError):
         return None
-
-
-# Text a spreadsheet would run as a formula starts with one of these.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_safe(text):
-    """Text that a spreadsheet shows as text: a leading formula character gets a `'` before it."""
-    if isinstance(text, str) and text.startswith(FORMULA_STARTS):
-        return "'" + text
-    return text
-
-
-def write_csv(frame, path: str | os.PathLike) -> None:
-    """Write a DataFrame as CSV atomically, for people to open: whole-number float columns
-    without a trailing `.0`, and text that a spreadsheet would run as a formula neutralised.
-
-    Written by pyarrow (tens of times faster than pandas) unless a text cell needs quoting.
-    """
-    import pandas as pd
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    from pyarrow import csv as pacsv
-
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    columns, plain = [], True
-    for column in table.columns:
-        if pa.types.is_floating(column.type):
-            column = _whole_numbers_as_integers(column)
-        elif pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-            risky = pc.fill_null(pc.starts_with(column, FORMULA_STARTS[0]), False)
-            for start in FORMULA_STARTS[1:]:
-                risky = pc.or_(risky, pc.fill_null(pc.starts_with(column, start), False))
-            quote, nothing = pa.scalar("'", column.type), pa.scalar("", column.type)
-            column = pc.if_else(risky, pc.binary_join_element_wise(quote, column, nothing), column)
-            plain = plain and not pc.any(pc.match_substring_regex(column, '[,"\r\n]')).as_py()
-        columns.append(column)
-    table = pa.table(columns, names=table.column_names)
-    with atomic_path(path) as tmp_path:
-        if plain and all(name.isidentifier() for name in table.column_names):
-            with open(tmp_path, "wb") as handle:
-                handle.write((",".join(table.column_names) + "\n").encode())
-                options = pacsv.WriteOptions(include_header=False, quoting_style="none")
-                pacsv.write_csv(table, handle, options)
-        else:
-            integers = lambda kind: pd.Int64Dtype() if pa.types.is_integer(kind) else None  # noqa: E731
-            out = table.to_pandas(types_mapper=integers)
-            out.to_csv(tmp_path, index=False, lineterminator="\n")
-
-
-def _whole_numbers_as_integers(column):
-    """A float column as integers when every value is whole and fits, else as it is."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    known = pc.drop_null(column)
-    if len(known) and not pc.all(pc.equal(pc.floor(known), known)).as_py():
-        return column
-    if len(known) and pc.max(pc.abs(known)).as_py() >= 2**53:
-        return column
-    return column.cast(pa.int64())
-
-
-def read_json(path: str | os.PathLike, what: str):
-    """Read a JSON file the pipeline wrote, or raise PipelineError naming it and `what` it is."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PipelineError(f"{path}: {what} not found") from None
-    except (OSError, ValueError) as error:
-        raise PipelineError(f"{path}: cannot read {what}: {error}") from None
 
 
 # --- the model's features ------------------------------------------------------------------------

@@ -34,17 +34,9 @@ from reportlab.platypus import (
 
 import modelstore
 from clientdata import read_labelled_csv
+from files import atomic_path, read_json
 from history import open_history
-from project import (
-    DIAGNOSTICS_FILE,
-    Config,
-    PipelineError,
-    atomic_path,
-    build_parser,
-    parse_utc,
-    read_json,
-    run_cli,
-)
+from project import DIAGNOSTICS_FILE, Config, PipelineError, build_parser, parse_utc, run_cli
 from scoring import evaluate_model
 
 logger = logging.getLogger(__name__)

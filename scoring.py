@@ -17,6 +17,7 @@ import pandas as pd
 from sklearn.metrics import confusion_matrix, f1_score, precision_score, recall_score, roc_auc_score
 
 from clientdata import FEATURES, TARGET, read_labelled_csv
+from files import atomic_write_json, atomic_write_text, read_json, sha256_file, spreadsheet_safe
 from history import open_history
 from modelstore import load_model
 from project import (
@@ -27,12 +28,8 @@ from project import (
     SCORE_HISTORY_FILE,
     Config,
     DataError,
-    atomic_write_json,
-    atomic_write_text,
     build_parser,
-    read_json,
     run_cli,
-    sha256_file,
     utc_now,
 )
 
@@ -101,14 +98,18 @@ def load_trained_model(model_dir: Path):
 
 
 def append_score_history(path: Path, row: dict) -> None:
-    """Add one line to the score history (rewritten atomically, so never half a line)."""
+    """Add one line to the score history export (rewritten atomically, so never half a line;
+    a dataset named like a spreadsheet formula is neutralised)."""
     try:
         existing = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         existing = ",".join(SCORE_HISTORY_FIELDS) + "\n"
     line = io.StringIO()
     csv.writer(line, lineterminator="\n").writerow(
-        ["" if row.get(name) is None else row[name] for name in SCORE_HISTORY_FIELDS]
+        [
+            "" if row.get(name) is None else spreadsheet_safe(row[name])
+            for name in SCORE_HISTORY_FIELDS
+        ]
     )
     atomic_write_text(path, existing + line.getvalue())
 

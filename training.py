@@ -33,6 +33,7 @@ from threadpoolctl import threadpool_limits
 
 import datastore
 from clientdata import FEATURES, ID_COLUMN, TARGET
+from files import atomic_path, atomic_write_json, sha256_file, write_csv
 from history import open_history
 from project import (
     MODEL_FILE,
@@ -40,14 +41,10 @@ from project import (
     TRAINING_SAMPLE_FILE,
     Config,
     DataError,
-    atomic_path,
-    atomic_write_json,
     build_parser,
     client_features,
     run_cli,
-    sha256_file,
     utc_now,
-    write_csv,
 )
 
 logger = logging.getLogger(__name__)

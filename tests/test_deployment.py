@@ -7,7 +7,7 @@ import pytest
 import deployment
 import modelstore
 from conftest import ALL_STEPS, client_rows, run_steps
-from project import sha256_file
+from files import sha256_file
 
 
 def deploy_dir(project):

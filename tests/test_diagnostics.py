@@ -15,7 +15,8 @@ import drift
 import modelstore
 from clientdata import FEATURES
 from conftest import CLOSED_INDEX_URL, client_rows, run_steps
-from project import DataError, sha256_file
+from files import sha256_file
+from project import DataError
 
 
 def test_summary_statistics_by_hand():

@@ -10,7 +10,8 @@ import fullprocess
 import modelstore
 import training
 from conftest import client_rows
-from project import PROJECT_DIR, exclusive_lock
+from files import exclusive_lock
+from project import PROJECT_DIR
 
 
 @pytest.fixture(autouse=True)

@@ -46,6 +46,25 @@ def test_migrations_run_in_order_and_keep_the_data(tmp_path, monkeypatch):
         assert opened.db.execute("SELECT count(*) FROM notes").fetchone() == (1,)
 
 
+def test_a_migration_that_fails_half_way_changes_nothing(tmp_path, monkeypatch):
+    with open_history(tmp_path / "h.db"):
+        pass
+
+    def half(db):
+        db.execute("CREATE TABLE notes (text TEXT)")
+        raise sqlite3.OperationalError("disk I/O error")
+
+    migrations = (*history.MIGRATIONS, half)
+    monkeypatch.setattr(history, "MIGRATIONS", migrations)
+    monkeypatch.setattr(history, "SCHEMA_VERSION", len(migrations))
+    with pytest.raises(HistoryError, match="disk I/O error"), open_history(tmp_path / "h.db"):
+        pass
+    db = sqlite3.connect(tmp_path / "h.db")
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "notes" not in tables
+    assert db.execute("SELECT version FROM schema_version").fetchone() == (len(migrations) - 1,)
+
+
 def test_a_database_from_newer_code_is_refused(tmp_path):
     with open_history(tmp_path / "h.db") as opened:
         opened.db.execute("UPDATE schema_version SET version = 99")

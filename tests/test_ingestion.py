@@ -4,6 +4,7 @@ import shutil
 import time
 
 import pandas as pd
+import pyarrow.csv
 
 import datastore
 import ingestion
@@ -216,13 +217,12 @@ def test_a_failed_export_is_made_by_the_next_run(project, monkeypatch):
     before = final_path.read_bytes()
     project.write_input("more.csv", HEADER + "mora,1,20,3,0\n")
 
-    def write_half_then_die(frame, path, **kwargs):
-        with open(path, "w") as handle:
-            handle.write("corporation,lastmonth_activity\nhalf")
+    def write_half_then_die(table, sink, *args, **kwargs):
+        sink.write(b"half a row,")
         raise OSError(28, "No space left on device")
 
     with monkeypatch.context() as patch:
-        patch.setattr(pd.DataFrame, "to_csv", write_half_then_die)
+        patch.setattr(pyarrow.csv, "write_csv", write_half_then_die)
         assert ingestion.main(project.args()) == 1
     assert final_path.read_bytes() == before
     assert not [path for path in final_path.parent.iterdir() if ".tmp-" in path.name]

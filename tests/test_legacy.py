@@ -10,8 +10,8 @@ import fullprocess
 import ingestion
 from clientdata import COLUMNS
 from conftest import client_rows, run_steps
+from files import sha256_file
 from history import History, open_history
-from project import sha256_file
 
 OLD_HEADER = (
     "# Files read by ingestion.py, one per line, tab-separated. status: ingested | rejected |"

@@ -10,8 +10,8 @@ from sklearn.metrics import f1_score, roc_auc_score
 import training
 from clientdata import FEATURES
 from conftest import HEADER, client_rows, run_steps
+from files import sha256_file
 from history import open_history
-from project import sha256_file
 
 
 def load_trained(project):
