@@ -277,6 +277,34 @@ def labelled_history(ingested_dir: Path, seqs):
     return rows.assign(**{TARGET: rows[TARGET].astype("int64")})
 
 
+def stored_outcomes(config):
+    """Every stored row with an outcome (exact duplicates once), and the batches.
+
+    Returns:
+        (rows with a `batch` column, the batches in arrival order).
+
+    Raises:
+        DataError: nothing has been ingested.
+    """
+    from history import open_history
+
+    with open_history(config.history_path) as history:
+        batches = history.batches()
+    if not batches:
+        raise DataError(f"{config.ingested_dir}: no ingested data; run ingestion.py first")
+    data = labelled_history(config.ingested_dir, [batch.seq for batch in batches])
+    logger.debug("read %d rows with an outcome from %d batches", len(data), len(batches))
+    return data, batches
+
+
+def fingerprint(batches) -> str:
+    """One SHA-256 for a set of stored batches (each is immutable, known by number and hash)."""
+    import hashlib
+
+    text = "\n".join(f"{batch.seq}:{batch.sha256}" for batch in batches)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def current_observations(ingested_dir: Path, seqs):
     """Every row without an outcome of batches `seqs`, in arrival order, with its batch."""
     from clientdata import TARGET

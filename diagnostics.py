@@ -423,12 +423,7 @@ class DiagnosticsResult:
 def run(config: Config, timing_repeats: int | None = None) -> DiagnosticsResult:
     """Compute every diagnostic, then write the ranking and `diagnostics.json`."""
     model, deployment = modelstore.load_deployed_model(config.deploy_dir)
-    with open_history(config.history_path) as history:
-        batches = history.batches()
-    if not batches:
-        raise DataError(f"{config.ingested_dir}: no ingested data; run ingestion.py first")
-    data = datastore.labelled_history(config.ingested_dir, [batch.seq for batch in batches])
-    logger.debug("read %d rows with an outcome from %d batches", len(data), len(batches))
+    data, batches = datastore.stored_outcomes(config)
     check_ingested_data(data, config.ingested_dir)
     ranking = rank_clients(data[list(COLUMNS)], model)
     report = {
@@ -442,7 +437,7 @@ def run(config: Config, timing_repeats: int | None = None) -> DiagnosticsResult:
             "file": str(config.final_data_file),
             "batches": len(batches),
             "through_batch": batches[-1].seq,
-            "sha256": training.data_fingerprint(batches),
+            "sha256": datastore.fingerprint(batches),
             "rows": len(data),
         },
         "summary_statistics": summary_statistics(data[list(COLUMNS)]),

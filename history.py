@@ -28,6 +28,21 @@ RUNNING = "running"
 QUIET_OUTCOMES = ("no new data", "busy")
 
 
+# What a score records, in the order `scores()` gives it.
+SCORE_FIELDS = (
+    "scored_at",
+    "model_sha256",
+    "context",
+    "dataset",
+    "rows",
+    "f1",
+    "precision",
+    "recall",
+    "roc_auc",
+    "run",
+)
+
+
 class HistoryError(PipelineError):
     """The history database cannot be opened or is not one of ours."""
 
@@ -330,28 +345,13 @@ class History:
 
     def scores(self, model_sha256: str | None = None) -> list[dict]:
         """Recorded scores, oldest first: all, or those of one model."""
-        sql = (
-            "SELECT scored_at, model_sha256, context, dataset, rows, f1, precision, recall,"
-            " roc_auc, run FROM scores"
-        )
+        sql = f"SELECT {', '.join(SCORE_FIELDS)} FROM scores"
         rows = (
             self._rows(sql + " ORDER BY id")
             if model_sha256 is None
             else self._rows(sql + " WHERE model_sha256 = ? ORDER BY id", (model_sha256,))
         )
-        names = (
-            "scored_at",
-            "model_sha256",
-            "context",
-            "dataset",
-            "rows",
-            "f1",
-            "precision",
-            "recall",
-            "roc_auc",
-            "run",
-        )
-        return [dict(zip(names, row, strict=True)) for row in rows]
+        return [dict(zip(SCORE_FIELDS, row, strict=True)) for row in rows]
 
     def record_drift(
         self,

@@ -18,7 +18,7 @@ from sklearn.metrics import confusion_matrix, f1_score, precision_score, recall_
 
 from clientdata import FEATURES, TARGET, read_labelled_csv
 from files import atomic_write_json, atomic_write_text, read_json, sha256_file, spreadsheet_safe
-from history import open_history
+from history import SCORE_FIELDS, open_history
 from modelstore import load_model
 from project import (
     METRICS_FILE,
@@ -35,17 +35,8 @@ from project import (
 
 logger = logging.getLogger(__name__)
 
-SCORE_HISTORY_FIELDS = (
-    "scored_at",
-    "model_sha256",
-    "context",
-    "dataset",
-    "rows",
-    "f1",
-    "precision",
-    "recall",
-    "roc_auc",
-)
+# The columns of the `scorehistory.csv` export.
+SCORE_HISTORY_FIELDS = tuple(field for field in SCORE_FIELDS if field != "run")
 
 
 @dataclass

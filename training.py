@@ -34,7 +34,6 @@ from threadpoolctl import threadpool_limits
 import datastore
 from clientdata import FEATURES, ID_COLUMN, TARGET
 from files import atomic_path, atomic_write_json, sha256_file, write_csv
-from history import open_history
 from project import (
     MODEL_FILE,
     MODEL_METADATA_FILE,
@@ -241,32 +240,6 @@ def leave_out(data: pd.DataFrame, holdout: pd.DataFrame) -> pd.DataFrame:
     return data[(marked["_merge"] == "left_only").to_numpy()].reset_index(drop=True)
 
 
-def training_data(config: Config):
-    """Every stored row with an outcome, exact duplicates once, and the batches they came in.
-
-    Returns:
-        (rows with a `batch` column, the batches).
-
-    Raises:
-        DataError: nothing has been ingested.
-    """
-    with open_history(config.history_path) as history:
-        batches = history.batches()
-    if not batches:
-        raise DataError(f"{config.ingested_dir}: no ingested data; run ingestion.py first")
-    data = datastore.labelled_history(config.ingested_dir, [batch.seq for batch in batches])
-    logger.debug("read %d rows with an outcome from %d batches", len(data), len(batches))
-    return data, batches
-
-
-def data_fingerprint(batches) -> str:
-    """One SHA-256 for a set of stored batches (each is immutable, known by number and hash)."""
-    import hashlib
-
-    text = "\n".join(f"{batch.seq}:{batch.sha256}" for batch in batches)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def run(
     config: Config, holdout: pd.DataFrame | None = None, run_id: int | None = None
 ) -> TrainingResult:
@@ -276,7 +249,7 @@ def run(
         holdout: rows to leave out of training, kept to compare this model with another.
         run_id: the fullprocess.py run training a challenger (None: trained by hand).
     """
-    data, batches = training_data(config)
+    data, batches = datastore.stored_outcomes(config)
     held_out = 0
     if holdout is not None:
         kept = leave_out(data, holdout)
@@ -293,7 +266,7 @@ def run(
         "through_batch": batches[-1].seq,
         "training_data": {
             "batches": len(batches),
-            "sha256": data_fingerprint(batches),
+            "sha256": datastore.fingerprint(batches),
         },
         "training_files": [
             {"batch": batch.seq, "file": batch.source, "sha256": batch.sha256} for batch in batches

@@ -7,6 +7,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, roc_auc_score
 
+import datastore
 import training
 from clientdata import FEATURES
 from conftest import HEADER, client_rows, run_steps
@@ -29,7 +30,7 @@ def test_saves_model_and_metadata(project, capsys):
         batches = history.batches()
     assert metadata["training_data"] == {
         "batches": 2,
-        "sha256": training.data_fingerprint(batches),
+        "sha256": datastore.fingerprint(batches),
     }
     assert metadata["through_batch"] == 2
     assert metadata["trained_by"]["run"] is None
