@@ -281,9 +281,9 @@ def decide(config, history):
         candidates = datastore.scan_input_folder(
             config.input_dir, config.settings["settle_seconds"]
         )
-        waiting = [f"{item.name}: {item.problem}" for item in candidates if item.retry]
-        if waiting and not history.batches() and all(item.problem for item in candidates):
-            return "wait", waiting, None
+        if not history.batches() and all(item.problem for item in candidates):
+            problems = [f"{item.name}: {item.problem}" for item in candidates]
+            return "wait", problems or ["the input folder holds no CSV file"], None
         return "bootstrap", "nothing is deployed", None
     live = modelstore.get_deployment(config.deploy_dir, live_version)
     new, waiting = find_new_files(config, history)

@@ -247,7 +247,7 @@ class History:
         Returns:
             The run's id.
         """
-        text = json.dumps(record, default=str, allow_nan=False)
+        text = json.dumps(record, default=str)
         outcome, reason = record["outcome"], record.get("reason", "")
         with self._writing() as db:
             if run_id is None and outcome in QUIET_OUTCOMES:

@@ -73,6 +73,10 @@ def start_gunicorn(target: str, config: Path, workers: int):
             f"{PROJECT_DIR},{BENCH_DIR}",
             "--log-level",
             "warning",
+            # gunicorn.conf.py turns the access log on for both servers; format every line, as
+            # in production, but do not print them.
+            "--access-logfile",
+            os.devnull,
             target,
         ],
         cwd=PROJECT_DIR,

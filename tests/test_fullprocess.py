@@ -167,6 +167,23 @@ def test_data_drift_alone_retrains_when_configured(diagnosed):
     assert record["outcome"] in {"redeployed", "challenger kept out"}
 
 
+@pytest.mark.parametrize("inputs", ["none", "still being written"])
+def test_nothing_to_bootstrap_from_yet_waits_quietly(project, inputs, capsys):
+    for path in project.input_dir.iterdir():
+        if inputs == "none":
+            path.unlink()
+    if inputs == "still being written":
+        config = json.loads(project.config_path.read_text())
+        project.config_path.write_text(json.dumps({**config, "settle_seconds": 600}))
+    record = run(project)
+    assert record["outcome"] == "no new data"
+    assert record["reason"].startswith("nothing is deployed and no input file is ready yet: ")
+    expected = "no CSV file" if inputs == "none" else "batch1.csv: still being written"
+    assert expected in record["reason"]
+    assert live(project) is None
+    assert "Traceback" not in capsys.readouterr().err
+
+
 def test_two_runs_at_once(deployed, capsys):
     with exclusive_lock(deployed.root / "logs" / "fullprocess.lock"):
         assert fullprocess.main(deployed.args()) == fullprocess.EXIT_BUSY == 75

@@ -163,6 +163,8 @@ def test_a_bootstrap_killed_anywhere_is_completed_by_the_next_run(
     project, bootstrap_events, label, occurrence
 ):
     point = nth_event(bootstrap_events, label, occurrence)
+    if (label, occurrence) == ("commit", 5):
+        assert bootstrap_events[point - 2] == "rename 000001"  # the batch it registers
     killed = killer(project, point)
     assert killed.returncode == -signal.SIGKILL
     deploy_dir = project.root / "production_deployment"
@@ -357,3 +359,50 @@ def test_a_waiting_tick_does_not_sleep_on_a_pipe(diagnosed):
     started = time.monotonic()
     assert run_fullprocess(diagnosed).returncode == 0
     assert time.monotonic() - started < 60
+
+
+@pytest.fixture(scope="module")
+def update_events(diagnosed_template, tmp_path_factory):
+    """The writes of one run that finds a drifted batch, retrains and redeploys."""
+    from conftest import copy_project
+
+    project = copy_project(diagnosed_template, tmp_path_factory.mktemp("update") / "project")
+    project.write_input("drifted.csv", client_rows(1000, seed=23, drifted=True))
+    counted = killer(project, 0)
+    assert counted.returncode == 0, counted.stderr
+    return json.loads(counted.stdout.splitlines()[-1])
+
+
+# An update run killed: while registering the batch it stored (its 3rd commit, after recording
+# that the run started and mirroring the deployments), and while writing the reports of the
+# model it just deployed.
+UPDATE_KILL_POINTS = [("commit", 3), ("replace summary_report.pdf", 1)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("label", "occurrence"), UPDATE_KILL_POINTS, ids=[f"{a} #{b}" for a, b in UPDATE_KILL_POINTS]
+)
+def test_an_update_killed_is_completed_by_the_next_run(diagnosed, update_events, label, occurrence):
+    diagnosed.write_input("drifted.csv", client_rows(1000, seed=23, drifted=True))
+    point = nth_event(update_events, label, occurrence)
+    if label == "commit":
+        assert update_events[point - 2] == "rename 000003"  # the batch it registers
+    killed = killer(diagnosed, point)
+    assert killed.returncode == -signal.SIGKILL
+    after = run_fullprocess(diagnosed)
+    assert after.returncode == 0, after.stderr
+    deploy_dir = diagnosed.root / "production_deployment"
+    live = modelstore.current_deployment(deploy_dir)
+    modelstore.verify_files(live)
+    assert live.version == 2
+    report = json.loads((diagnosed.root / "models" / "diagnostics.json").read_text())
+    assert report["model"]["sha256"] == live.manifest["model_sha256"]
+    with open_history(diagnosed.config.history_path) as history:
+        batches = history.batches()
+        assert [batch.source for batch in batches] == ["batch1.csv", "batch2.csv", "drifted.csv"]
+        assert batches[-1].judgement is not None
+        assert history.latest_reports()[0] == live.manifest["model_sha256"]
+        outcomes = [run.outcome for run in history.latest_runs()]
+    assert outcomes[:2] in (["redeployed", "interrupted"], ["no new data", "interrupted"])
+    assert not leftovers(diagnosed)
