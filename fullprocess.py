@@ -33,7 +33,7 @@ from types import SimpleNamespace
 import datastore
 import modelstore
 from files import atomic_write_json, exclusive_lock, sha256_file
-from history import open_history
+from history import TAKEN_OVER, open_history
 from project import (
     PipelineError,
     Stopped,
@@ -329,9 +329,9 @@ def run(config) -> dict:
 
 
 def run_with_history(log: RunLog, config, history) -> dict:
-    import legacy
+    if not history.fact(TAKEN_OVER):
+        import legacy
 
-    if not history.fact(legacy.TAKEN_OVER):
         with exclusive_lock(config.ingested_dir / datastore.LOCK_FILE):
             legacy.take_over(config, history)
     interrupted = history.unfinished_runs()

@@ -25,11 +25,11 @@ from collections import namedtuple
 from pathlib import Path
 
 from files import sha256_file
+from history import TAKEN_OVER
 from project import PipelineError, parse_utc, utc_now
 
 logger = logging.getLogger(__name__)
 
-TAKEN_OVER = "taken_over"
 CHECKED_FILE = "checkedfiles.txt"
 OLD_RECORD_FIELDS = ("file", "sha256", "rows_accepted", "rows_rejected", "ingested_at", "status")
 LEFTOVER_SOURCE = "finaldata.csv (taken over)"

@@ -85,8 +85,8 @@ def test_a_quiet_tick_imports_nothing_heavy(diagnosed):
     script = (
         "import sys, fullprocess\n"
         f"code = fullprocess.main(['--config', {str(diagnosed.config_path)!r}])\n"
-        "heavy = ['pandas', 'numpy', 'sklearn', 'scipy', 'matplotlib', 'reportlab', 'flask',"
-        " 'requests']\n"
+        "heavy = ['pandas', 'pyarrow', 'numpy', 'sklearn', 'scipy', 'matplotlib', 'reportlab',"
+        " 'flask', 'requests', 'legacy', 'judging']\n"
         "print(code, sorted(name for name in heavy if name in sys.modules))\n"
     )
     result = subprocess.run(
