@@ -220,11 +220,12 @@ def data_drift(
 # --- timing --------------------------------------------------------------------------------------
 
 
-def time_steps(config: Config, repeats: int) -> dict:
+def time_steps(config: Config, repeats: int, batches) -> dict:
     """Median seconds of ingestion and training, run on a copy in a temporary folder.
 
-    Nothing of the project's own is written; the input files are copied first so that a batch
-    landing meanwhile does not change what is timed.
+    Nothing of the project's own is written. The copy is made from the store (each batch as a
+    CSV file, without the rows ingestion had rejected), so that it holds what was ingested even
+    when the input files were archived since, and a batch landing meanwhile changes nothing.
     """
     runs = {"ingestion": [], "training": []}
     # Marked as temporary with this process's id: if it is killed, the next run removes it.
@@ -232,9 +233,16 @@ def time_steps(config: Config, repeats: int) -> dict:
     with tempfile.TemporaryDirectory(prefix=".risk-timing.", suffix=marker) as scratch_dir:
         scratch = Path(scratch_dir)
         (scratch / "input").mkdir()
-        for candidate in datastore.scan_input_folder(config.input_dir, 0):
-            if candidate.problem is None:
-                shutil.copy2(candidate.path, scratch / "input" / candidate.path.name)
+        for batch in batches:
+            rows = pd.concat(
+                [
+                    datastore.read_rows(config.ingested_dir, [batch.seq], datastore.OUTCOMES_FILE),
+                    datastore.read_rows(config.ingested_dir, [batch.seq], datastore.CURRENT_FILE),
+                ],
+                ignore_index=True,
+            )
+            rows = rows.drop(columns=[datastore.BATCH_COLUMN])
+            rows.to_csv(scratch / "input" / f"batch{batch.seq:06d}.csv", index=False)
         copy = config._replace(
             input_dir=scratch / "input",
             ingested_dir=scratch / "ingested",
@@ -443,7 +451,7 @@ def run(config: Config, timing_repeats: int | None = None) -> DiagnosticsResult:
         "summary_statistics": summary_statistics(data[list(COLUMNS)]),
         "missing_percent": missing_percentages(data[list(COLUMNS)]),
         "drift": data_drift(config, deployment, data, batches),
-        "timings": time_steps(config, timing_repeats or config.settings["timing_repeats"]),
+        "timings": time_steps(config, timing_repeats or config.settings["timing_repeats"], batches),
         "dependencies": dependency_status(config),
         "ranking": {
             "file": RANKING_FILE,

@@ -79,10 +79,11 @@ def adopt_unregistered_batches(config: Config, history) -> list[int]:
         if seq in registered:
             continue
         meta = datastore.read_batch_meta(folder)
-        entry = meta["input_file"]
+        entry = meta.get("input_file")
         with history.transaction():
             history.add_batch(_batch_of(meta))
-            history.record_input_file(InputFile(**{**entry, "batch": seq}))
+            if entry is not None:
+                history.record_input_file(InputFile(**{**entry, "batch": seq}))
         logger.warning("%s: batch %d was stored but not recorded; recorded now", folder, seq)
         adopted.append(seq)
     return adopted

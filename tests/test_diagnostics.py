@@ -16,6 +16,7 @@ import modelstore
 from clientdata import FEATURES
 from conftest import CLOSED_INDEX_URL, client_rows, run_steps
 from files import sha256_file
+from history import open_history
 from project import DataError
 
 
@@ -147,8 +148,10 @@ def test_ranking_is_sorted_with_one_row_per_client(deployed):
 
 
 def test_timing_leaves_the_project_untouched(deployed):
+    with open_history(deployed.config.history_path) as history:
+        batches = history.batches()
     before = {path: sha256_file(path) for path in deployed.root.rglob("*") if path.is_file()}
-    timings = diagnostics.time_steps(deployed.config, repeats=2)
+    timings = diagnostics.time_steps(deployed.config, repeats=2, batches=batches)
     for step in ("ingestion", "training"):
         assert len(timings[step]["runs"]) == 2
         assert timings[step]["median_seconds"] > 0

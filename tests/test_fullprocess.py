@@ -184,6 +184,20 @@ def test_nothing_to_bootstrap_from_yet_waits_quietly(project, inputs, capsys):
     assert "Traceback" not in capsys.readouterr().err
 
 
+def test_a_run_after_the_input_files_were_archived(diagnosed, tmp_path):
+    """Teams move processed files out of the input folder; nothing may depend on them."""
+    for path in diagnosed.input_dir.iterdir():
+        path.rename(tmp_path / path.name)
+    diagnosed.write_input("drifted.csv", client_rows(1000, seed=23, drifted=True))
+    record = run(diagnosed)
+    assert record["outcome"] == "redeployed"
+    metadata = json.loads((diagnosed.root / "models" / "trainedmodel.json").read_text())
+    assert metadata["training_rows"] == 600 + 1000 - 300  # 30 % of the new rows held out
+    report = json.loads((diagnosed.root / "models" / "diagnostics.json").read_text())
+    assert report["model"]["version"] == "v0002"
+    assert report["data"]["rows"] == 1600
+
+
 def test_two_runs_at_once(deployed, capsys):
     with exclusive_lock(deployed.root / "logs" / "fullprocess.lock"):
         assert fullprocess.main(deployed.args()) == fullprocess.EXIT_BUSY == 75
