@@ -186,7 +186,8 @@ def bootstrap(log: RunLog, config, history) -> dict:
             expected_sha256=trained.metadata["model_sha256"],
             expected_live=None,
         )
-    seqs = [batch.seq for batch in history.batches()]
+    through = trained.metadata["through_batch"]
+    seqs = [batch.seq for batch in history.batches() if batch.seq <= through]
     history.judge_batches(seqs, log.run_id, f"trained on by {deployed.deployment.label}")
     report(log, config)
     return log.finish(
