@@ -23,7 +23,6 @@ import pandas as pd
 from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
-import diagnostics
 import modelstore
 from clientdata import FEATURES, ID_COLUMN, read_labelled_csv, read_unlabelled_csv
 from project import (
@@ -36,7 +35,7 @@ from project import (
     load_config,
     utc_now,
 )
-from scoring import evaluate_model
+from scoring import evaluate_model, predict
 
 logger = logging.getLogger(__name__)
 
@@ -309,7 +308,7 @@ def prediction():
     except DataError as error:
         return jsonify(error=str(error)), 400
     live = live_model()
-    predicted = diagnostics.predict(live.model, rows)
+    predicted = predict(live.model, rows)
     answer = {
         "model_version": live.deployment.label,
         "rows": len(predicted),

@@ -99,7 +99,9 @@ def collect_artifacts(config: Config):
         "trained_at": metadata.get("trained_at"),
         "trained_by": metadata.get("trained_by"),
         "training_rows": metadata.get("training_rows"),
+        "from_batch": metadata.get("from_batch"),
         "through_batch": metadata.get("through_batch"),
+        "cross_validation": metadata.get("cross_validation"),
         "training_data_sha256": metadata.get("training_data", {}).get("sha256"),
         "ingestion_record_sha256": sha256_file(sources[RECORD_FILE]),
         "source": str(model_dir),
@@ -137,6 +139,7 @@ def deploy_trained_model(
     expected_sha256: str | None = None,
     expected_live=False,
     force: bool = False,
+    extra_manifest: dict | None = None,
 ) -> DeploymentResult:
     """Deploy what is in `output_model_path`, unless exactly that is live already.
 
@@ -144,8 +147,10 @@ def deploy_trained_model(
         expected_sha256: the model the caller trained; anything else there is refused.
         expected_live: the version the caller judged against (see modelstore.deploy).
         force: deploy a model that fullprocess.py kept out.
+        extra_manifest: more to record in the manifest (such as the drift check's reference).
     """
     sources, manifest = collect_artifacts(config)
+    manifest.update(extra_manifest or {})
     if expected_sha256 is not None and manifest["model_sha256"] != expected_sha256:
         raise modelstore.DeploymentError(
             f"{sources[MODEL_FILE]}: replaced by another model (SHA-256"

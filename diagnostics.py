@@ -30,6 +30,7 @@ import datastore
 import drift
 import ingestion
 import modelstore
+import scoring
 import training
 from clientdata import (
     COLUMNS,
@@ -83,23 +84,7 @@ def model_predictions(data, config: Config) -> pd.DataFrame:
     """
     rows = _prediction_rows(data)
     model, _ = modelstore.load_deployed_model(config.deploy_dir)
-    return predict(model, rows)
-
-
-def predict(model, rows: pd.DataFrame) -> pd.DataFrame:
-    """Labels and probabilities of `model` for valid client rows, in their order."""
-    features = rows[list(FEATURES)]
-    probabilities = model.predict_proba(features)[:, 1]
-    # One pass: the label is the probability against the tuned threshold, as predict() would do.
-    threshold = getattr(model[-1], "best_threshold_", None)
-    if threshold is None:
-        labels = model.predict(features)
-    else:
-        labels = (probabilities >= threshold).astype(int)
-    result = pd.DataFrame({"prediction": labels, "probability": probabilities})
-    if ID_COLUMN in rows.columns:
-        result.insert(0, ID_COLUMN, rows[ID_COLUMN].to_numpy())
-    return result
+    return scoring.predict(model, rows)
 
 
 def _prediction_rows(data) -> pd.DataFrame:
@@ -119,7 +104,7 @@ def _prediction_rows(data) -> pd.DataFrame:
 def rank_clients(data: pd.DataFrame, model) -> pd.DataFrame:
     """Every client once (its latest record), with its probability of leaving, highest first."""
     latest = data.drop_duplicates(subset=ID_COLUMN, keep="last")
-    predictions = predict(model, latest)
+    predictions = scoring.predict(model, latest)
     ranked = latest.reset_index(drop=True).assign(
         probability=predictions["probability"].round(6),
         predicted_exit=predictions["prediction"],

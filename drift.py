@@ -1,4 +1,5 @@
-"""Statistics that say whether new client data, or the model's score on it, has drifted.
+"""Statistics that say whether new client data, or the model's score on it, has drifted, and
+whether a retrained model beats the live one.
 
 Data drift: whether new client data differs from the data the model was trained on.
 
@@ -9,12 +10,24 @@ distance is mostly noise, on a 100,000-row batch a harmless shift crosses it. Th
 stability index is reported beside the test as the size of the change, flagged from
 PSI_MAJOR (the usual reading: below 0.1 no real change, 0.1-0.25 moderate, 0.25 and above major).
 
-Model drift: whether the deployed model's F1 on a new batch is worse than its past scores, by one
-of the three classic checks (`score_drift`). The past scores of one model rarely number more than
-a handful, and an F1 on a batch of n rows scatters by an amount that depends on n; so the spread
-the parametric check allows, and the reference sample of the non-parametric check while the
-history is short, also come from `sampling_f1`: the F1 the deployed model gets on resampled
-batches of the same size from the test data, that is, when nothing has changed.
+Data drift is tested on the raw features and on the model's own derived feature, the activity
+trend (last month against a twelfth of last year, on the log scale): a fall in recent activity
+hides in the heavy-tailed raw counts but shows plainly in the trend.
+
+Model drift, by default (`model_still_right`): whether the deployed model is still right on this
+very batch. Its calibrated probabilities say what F1 and what log loss to expect on these rows if
+it is; the batch's real F1 is compared with a simulation of that F1, and its log loss with the
+expected one (an analytic interval), beside the excess the model showed on data of its own
+market when it was deployed. It needs no history, so no drifted batch can corrupt it, it knows
+the batch size, and a harmless shift of the inputs (the model still right) does not trigger it.
+
+Model drift by the three classic checks (`score_drift`), kept as options: whether the deployed
+model's F1 on a new batch is worse than its past scores. The past scores of one model rarely
+number more than a handful, and an F1 on a batch of n rows scatters by an amount that depends on
+n; so the spread the parametric check allows, and the reference sample of the non-parametric
+check while the history is short, also come from `sampling_f1`: the F1 the deployed model gets
+on resampled batches of the same size from the test data, that is, when nothing has changed.
+Only scores of batches that were not judged as drifted enter their history.
 """
 
 from __future__ import annotations
@@ -23,7 +36,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import false_discovery_control, ks_2samp
 
-from project import SCORE_CHECKS
+from project import HISTORY_CHECKS
 
 # Past scores needed before the non-parametric check uses them instead of resampled batches.
 MIN_HISTORY_FOR_QUARTILES = 8
@@ -64,6 +77,18 @@ def psi_level(psi) -> str:
     if psi >= PSI_MAJOR:
         return "major"
     return "moderate" if psi >= PSI_MODERATE else "none"
+
+
+TREND = "activity_trend"
+
+
+def with_trend(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with the activity trend the model derives: log(1 + last month) - log(1 + last
+    year / 12); missing for dormant clients (no activity last month) and where a count is."""
+    month = frame["lastmonth_activity"].astype(float)
+    year = frame["lastyear_activity"].astype(float)
+    trend = np.log1p(month) - np.log1p(year / 12)
+    return frame.assign(**{TREND: trend.where(month > 0)})
 
 
 def feature_drift(reference: pd.DataFrame, current: pd.DataFrame, features) -> list[dict]:
@@ -173,11 +198,156 @@ def score_drift(method: str, new_score: float, past_scores, chance_scores) -> di
         source = f"{len(past)} past scores" if use_past else "resampled batches of this size"
         basis = f"Q1 - 1.5 IQR of {source}"
     else:
-        raise ValueError(f"unknown drift check {method!r}; use one of {SCORE_CHECKS}")
+        raise ValueError(f"unknown drift check {method!r}; use one of {HISTORY_CHECKS}")
     return {
         "method": method,
         "score": round(float(new_score), 6),
         "threshold": round(threshold, 6),
         "basis": basis,
         "drift": bool(new_score < threshold),
+    }
+
+
+# --- is the model still right on this batch? ----------------------------------------------------
+
+SIMULATIONS = 2000
+# Above this many rows the counts of a simulated batch are drawn from their normal approximation.
+EXACT_SIMULATION_ROWS = 5000
+PROBABILITY_FLOOR = 1e-6
+
+
+def log_loss_excess(labels, probabilities):
+    """How much the log loss exceeds what the probabilities themselves expect.
+
+    Returns:
+        (mean excess, its variance if the labels followed the probabilities).
+    """
+    y = np.asarray(labels, dtype=float)
+    p = np.clip(np.asarray(probabilities, dtype=float), PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
+    loss = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+    entropy = -(p * np.log(p) + (1 - p) * np.log(1 - p))
+    variance = float(np.sum(p * (1 - p) * np.log(p / (1 - p)) ** 2)) / len(p) ** 2
+    return float(np.mean(loss - entropy)), variance
+
+
+def simulated_f1(probabilities, predictions, simulations: int = SIMULATIONS, seed: int = 0):
+    """F1 of `predictions` against labels drawn from `probabilities`, `simulations` times: what
+    F1 the model expects on these very rows if it is right about them."""
+    p = np.asarray(probabilities, dtype=float)
+    flagged = np.asarray(predictions, dtype=bool)
+    rng = np.random.default_rng(seed)
+    p_flagged, p_other = p[flagged], p[~flagged]
+    if len(p) <= EXACT_SIMULATION_ROWS:
+        true_positive = (rng.random((simulations, len(p_flagged))) < p_flagged).sum(axis=1)
+        missed = (rng.random((simulations, len(p_other))) < p_other).sum(axis=1)
+    else:
+
+        def draw(values):
+            spread = np.sqrt(np.sum(values * (1 - values)))
+            return np.clip(rng.normal(values.sum(), spread, simulations).round(), 0, len(values))
+
+        true_positive, missed = draw(p_flagged), draw(p_other)
+    false_positive = len(p_flagged) - true_positive
+    denominator = 2 * true_positive + false_positive + missed
+    return np.divide(
+        2 * true_positive, denominator, out=np.zeros(simulations), where=denominator > 0
+    )
+
+
+def model_still_right(labels, probabilities, predictions, reference: dict, alpha: float = 0.05):
+    """Judge a batch by what the deployed model's own probabilities predict for it.
+
+    Two one-sided tests, each at alpha / 2: is the batch's F1 below what the model expects on
+    these rows (simulated), and is its log loss above what the probabilities expect by more than
+    the excess the model showed on its own market's data (`reference`)?
+
+    Args:
+        labels, probabilities, predictions: the batch's outcomes and the model's answers.
+        reference: {"excess": ..., "variance": ..., "rows": ..., "dataset": ...} of the data the
+            model was judged on when deployed.
+
+    Returns:
+        dict with `drift` (bool), the observed and expected F1 and log loss, p-values and words.
+    """
+    from scipy.stats import norm
+
+    labels = np.asarray(labels, dtype=int)
+    predictions = np.asarray(predictions, dtype=int)
+    true_positive = int(np.sum((labels == 1) & (predictions == 1)))
+    errors = int(np.sum(labels != predictions))
+    f1 = 2 * true_positive / (2 * true_positive + errors) if true_positive + errors else 0.0
+    expected = simulated_f1(probabilities, predictions)
+    p_f1 = float(np.mean(expected <= f1))
+    excess, variance = log_loss_excess(labels, probabilities)
+    spread = np.sqrt(variance + reference["variance"])
+    z = (excess - reference["excess"]) / spread if spread > 0 else 0.0
+    p_log_loss = float(1 - norm.cdf(z))
+    f1_low = float(np.quantile(expected, alpha / 2))
+    drift = bool(p_f1 < alpha / 2 or p_log_loss < alpha / 2)
+    basis = (
+        f"F1 {f1:.3f} where the model expects {np.median(expected):.3f} on these rows"
+        f" (below {f1_low:.3f} is drift, p = {p_f1:.3g}); log loss exceeds its own expectation"
+        f" by {excess:+.4f} against {reference['excess']:+.4f} on {reference['dataset']}"
+        f" (p = {p_log_loss:.3g})"
+    )
+    return {
+        "method": "calibrated",
+        "score": round(f1, 6),
+        "expected_f1": round(float(np.median(expected)), 6),
+        "threshold": round(f1_low, 6),
+        "p_f1": round(p_f1, 6),
+        "log_loss_excess": round(excess, 6),
+        "reference_excess": round(float(reference["excess"]), 6),
+        "p_log_loss": round(p_log_loss, 6),
+        "alpha": alpha,
+        "basis": basis,
+        "drift": drift,
+    }
+
+
+# --- a retrained model against the live one ------------------------------------------------------
+
+COMPARISON_ALPHA = 0.05
+
+
+def paired_log_loss(labels, challenger_probabilities, champion_probabilities) -> dict:
+    """Compare two models row by row on the same rows, by log loss (lower is better).
+
+    Returns:
+        dict with the mean difference (challenger minus champion) and its standard error, a
+        two-sided 95 % interval, one-sided p-values for "challenger better" and "challenger
+        worse", and the verdict: "better", "worse" or "too close to call".
+    """
+    from scipy.stats import norm
+
+    y = np.asarray(labels, dtype=float)
+
+    def losses(probabilities):
+        p = np.clip(
+            np.asarray(probabilities, dtype=float), PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR
+        )
+        return -(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+    champion, challenger = losses(champion_probabilities), losses(challenger_probabilities)
+    difference = challenger - champion
+    mean = float(difference.mean())
+    error = float(difference.std(ddof=1) / np.sqrt(len(difference))) if len(y) > 1 else 0.0
+    z = mean / error if error > 0 else 0.0
+    p_better, p_worse = float(norm.cdf(z)), float(1 - norm.cdf(z))
+    if p_worse < COMPARISON_ALPHA:
+        verdict = "worse"
+    elif p_better < COMPARISON_ALPHA:
+        verdict = "better"
+    else:
+        verdict = "too close to call"
+    return {
+        "rows": len(y),
+        "champion_log_loss": round(float(champion.mean()), 6),
+        "challenger_log_loss": round(float(challenger.mean()), 6),
+        "difference": round(mean, 6),
+        "standard_error": round(error, 6),
+        "interval_95": [round(mean - 1.96 * error, 6), round(mean + 1.96 * error, 6)],
+        "p_better": round(p_better, 6),
+        "p_worse": round(p_worse, 6),
+        "verdict": verdict,
     }

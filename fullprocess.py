@@ -133,11 +133,6 @@ def find_new_files(config, history) -> tuple[list[str], list[str]]:
     return new, waiting
 
 
-def through_batch(deployment) -> int:
-    """The newest batch the deployed model was trained on (0 for a model from before batches)."""
-    return deployment.manifest.get("through_batch") or 0
-
-
 def reports_are_current(config, history, deployment) -> bool:
     """Whether the last complete set of reports was made with the live model."""
     latest = history.latest_reports()
@@ -200,7 +195,8 @@ def bootstrap(log: RunLog, config, history) -> dict:
 
 
 def update(log: RunLog, config, history, live) -> dict:
-    """Ingest new files, judge the new batches and retrain, redeploy or keep the model."""
+    """Ingest new files, judge the new batches (pooled until there are enough rows) and retrain,
+    redeploy or keep the model; make the reports again if they are behind."""
     import ingestion
     import judging
 
@@ -209,46 +205,68 @@ def update(log: RunLog, config, history, live) -> dict:
     trained_on = [
         batch.seq
         for batch in history.batches()
-        if batch.judgement is None and batch.seq <= through_batch(live)
+        if batch.judgement is None and batch.seq <= live.through_batch
     ]
     history.judge_batches(trained_on, log.run_id, f"trained on by {live.label}")
-    batches = history.pending_batches(through_batch(live))
+    pending = history.pending_batches(live.through_batch)
+    rows = judging.rows_of(config, history, pending)
+    with_rows = set(rows["batch"]) if len(rows) else set()
+    empty = [batch for batch in pending if batch.seq not in with_rows]
+    history.judge_batches([batch.seq for batch in empty], log.run_id, "nothing to judge")
+    batches = [batch for batch in pending if batch.seq in with_rows]
     facts = {
-        "new_files": [batch.source for batch in batches],
+        "new_files": [batch.source for batch in pending],
         "batches": [batch.seq for batch in batches],
         "deployed_version": live.label,
+        "new_rows": len(rows),
     }
     if ingested.waiting:
         facts["waiting"] = ingested.waiting
-    rows = judging.new_rows(config, history, batches) if batches else []
-    if not len(rows):
-        reason = judging.nothing_to_judge_reason(ingested, batches)
-        history.judge_batches(facts["batches"], log.run_id, "nothing to judge")
-        return log.finish("nothing to judge", reason, new_rows=0, **facts)
+    if not batches:
+        outcome, reason = "nothing to judge", judging.nothing_to_judge_reason(ingested, pending)
+        return finish_update(log, config, history, outcome, reason, facts)
     logger.info(
         "new batches: %s (%d rows with an outcome)", judging.batch_names(batches), len(rows)
     )
     model, live = modelstore.load_deployed_model(config.deploy_dir)
     with log.step("drift check"):
         verdicts = judging.judge(config, history, log, model, live, rows, batches)
-    facts.update(new_rows=len(rows), **verdicts)
-    model_drift = verdicts["model_drift"]["verdict"] == "drift"
-    data_drift = verdicts["data_drift"]["verdict"] == "drift"
-    if not (model_drift or (data_drift and config.settings["retrain_on_data_drift"])):
+    facts.update(verdicts)
+    cause = retrain_cause(config, history, live, verdicts)
+    insufficient = verdicts["model_drift"]["verdict"] == "insufficient data"
+    if cause is None:
+        outcome = "insufficient data" if insufficient else "no drift"
+        if not insufficient:
+            history.judge_batches(facts["batches"], log.run_id, outcome)
         reason = judging.no_drift_reason(verdicts, len(rows))
-        outcome = "no drift"
-        history.judge_batches(facts["batches"], log.run_id, outcome)
-        return log.finish(outcome, reason, **facts)
-    cause = (
-        "model drift"
-        if model_drift
-        else "data drift in " + ", ".join(verdicts["data_drift"]["drifted"])
-    )
-    outcome, reason = judging.retrain(
-        log, config, history, model, live, rows, cause, batches, facts
-    )
+        return finish_update(log, config, history, outcome, reason, facts)
+    outcome, reason = judging.retrain(log, config, history, model, live, cause, batches, facts)
     history.judge_batches(facts["batches"], log.run_id, outcome)
-    report(log, config)
+    return finish_update(log, config, history, outcome, reason, facts)
+
+
+def retrain_cause(config, history, live, verdicts: dict) -> str | None:
+    """Why to retrain, or None: the model drifted, the features drifted (when that is enough),
+    or as much new data as the model was trained on has arrived."""
+    import judging
+
+    if verdicts["model_drift"]["verdict"] == "drift":
+        return "model drift"
+    drifted = verdicts["data_drift"]["drifted"]
+    if drifted and config.settings["retrain_on_data_drift"]:
+        return "data drift in " + ", ".join(drifted)
+    if verdicts["model_drift"]["verdict"] == "no drift":
+        growth = judging.growth_due(config, history, live)
+        if growth:
+            return f"new data: {growth}"
+    return None
+
+
+def finish_update(log: RunLog, config, history, outcome: str, reason: str, facts: dict) -> dict:
+    """Make the reports when the live model changed or they are behind, and end the record."""
+    live = modelstore.current_deployment(config.deploy_dir)
+    if outcome == "redeployed" or not reports_are_current(config, history, live):
+        report(log, config)
     return log.finish(outcome, reason, **facts)
 
 
@@ -288,15 +306,18 @@ def decide(config, history):
         return "bootstrap", "nothing is deployed", None
     live = modelstore.get_deployment(config.deploy_dir, live_version)
     new, waiting = find_new_files(config, history)
-    pending = history.pending_batches(through_batch(live))
+    pending = history.pending_batches(live.through_batch)
+    pooled = sum(batch.labelled_rows for batch in pending)
     logger.debug(
-        "live %s (trained through batch %d); new files: %s; batches not judged yet: %s",
+        "live %s (trained through batch %d); new files: %s; batches not judged yet: %s (%d rows)",
         live.label,
-        through_batch(live),
+        live.through_batch,
         ", ".join(new) or "none",
         ", ".join(str(batch.seq) for batch in pending) or "none",
+        pooled,
     )
-    if new or pending:
+    # Batches waiting for more rows are judged again only with new data, or once they add up.
+    if new or (pending and pooled >= config.settings["min_batch_rows"]):
         return "update", new, live
     if not reports_are_current(config, history, live):
         return "reports", waiting, live

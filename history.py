@@ -42,6 +42,7 @@ SCORE_FIELDS = (
     "recall",
     "roc_auc",
     "run",
+    "verdict",
 )
 
 
@@ -104,7 +105,13 @@ def _execute_script(db: sqlite3.Connection, script: str) -> None:
             db.execute(statement)
 
 
-MIGRATIONS = (_migrate_to_1,)
+def _migrate_to_2(db: sqlite3.Connection) -> None:
+    """Scores of new data keep the verdict on them: the history checks' baseline leaves out
+    the scores of batches judged as drifted (which would otherwise lower it for good)."""
+    db.execute("ALTER TABLE scores ADD COLUMN verdict TEXT")
+
+
+MIGRATIONS = (_migrate_to_1, _migrate_to_2)
 SCHEMA_VERSION = len(MIGRATIONS)
 # Full rankings kept (their summaries are kept for ever): enough to say what changed.
 KEEP_RANKINGS = 20
@@ -326,11 +333,14 @@ class History:
         dataset: str,
         run: int | None = None,
         scored_at: str | None = None,
+        verdict: str | None = None,
     ) -> None:
+        """Record a score; `verdict` is the drift verdict on the data it was scored on."""
         with self._writing() as db:
             db.execute(
                 "INSERT INTO scores (scored_at, model_sha256, context, dataset, rows, f1,"
-                " precision, recall, roc_auc, run) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " precision, recall, roc_auc, run, verdict)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     scored_at or utc_now(),
                     model_sha256,
@@ -342,6 +352,7 @@ class History:
                     metrics.get("recall"),
                     metrics.get("roc_auc"),
                     run,
+                    verdict,
                 ),
             )
 

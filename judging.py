@@ -1,19 +1,32 @@
-"""Judging what new batches brought: whether the deployed model still holds on their rows, and
-whether a model retrained on them is better.
+"""Judging what new batches brought, and a retrained model against the live one.
 
-Model drift: the deployed model's F1 on the new rows against its past scores, by the configured
-`drift_check` (see drift.py). Data drift: each feature of the new rows against the deployed
-model's training sample. A challenger is trained with part of the new rows held out and compared
-with the live model on the test data plus those rows; it is deployed only if it is not worse and
-the model it was judged against is still live. Every verdict is recorded in the history.
+Model drift, by default (`drift_check` = `calibrated`): is the deployed model still right on the
+new rows, as its own probabilities predict (see drift.py)? Batches too small to judge wait in a
+pool until there are `min_batch_rows` rows with an outcome. Data drift: each feature and the
+activity trend of the new rows against the deployed model's training sample, at any size.
+
+Retraining follows the market. The newest rows are those of the batches that arrived after the
+live model's training data; 30 % of them are held out. The challenger learns from a window of
+batches chosen by cross-validation on the rest of the newest rows, among: every batch, the
+window the live model learnt from, and only the newest batches. Every batch wins in a stable
+market, where more data helps; only the newest win after a lasting change, where old rows teach
+the old market. The challenger and the live model are then compared row by row on the held-out
+newest rows, by log loss (a paired test), with F1 and the old test set reported beside: a
+challenger significantly worse stays out, any other is deployed, provided the model it was
+judged against is still live. Every verdict is recorded in the history.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 
+import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, train_test_split
+from threadpoolctl import threadpool_limits
 
 import datastore
 import deployment
@@ -21,81 +34,164 @@ import drift
 import modelstore
 import scoring
 import training
-from clientdata import COLUMNS, FEATURES, TARGET, read_labelled_csv
-from diagnostics import predict
-from project import TRAINING_SAMPLE_FILE
+from clientdata import FEATURES, TARGET, read_labelled_csv
+from project import HISTORY_CHECKS, TRAINING_SAMPLE_FILE
 
 logger = logging.getLogger(__name__)
 
 HOLDOUT_SHARE = 0.3
 RANDOM_SEED = 0
+# Fewer held-out newest rows than this (or one class only) cannot tell two models apart.
+MIN_COMPARISON_ROWS = 30
+WINDOW_FOLDS = 5
 
 
-def new_rows(config, history, batches):
+def rows_of(config, history, batches):
     """The rows with an outcome that `batches` brought (rows seen in earlier batches count once,
     with the earlier one)."""
+    if not batches:
+        return datastore.labelled_history(config.ingested_dir, [])
     seqs = [batch.seq for batch in history.batches() if batch.seq <= batches[-1].seq]
     rows = datastore.labelled_history(config.ingested_dir, seqs)
     wanted = rows[datastore.BATCH_COLUMN].isin([batch.seq for batch in batches])
     return rows[wanted.to_numpy()].reset_index(drop=True)
 
 
-def past_scores(history, deployment, batch_name: str) -> list[float]:
-    """The deployed model's F1 scores, oldest first, one per context and dataset.
+def batch_names(batches) -> str:
+    return ", ".join(batch.source for batch in batches)
 
-    The batch being judged is left out: an earlier, interrupted run may have recorded it.
-    """
+
+# --- judging new rows ----------------------------------------------------------------------------
+
+
+def past_scores(history, deployment, batch_name: str) -> list[float]:
+    """The deployed model's F1 scores that the history checks compare with, oldest first: its
+    test scores and its scores on batches judged not drifted (a drifted batch's score would
+    lower the baseline for good), one per context and dataset. The batch being judged is left
+    out: an earlier, interrupted run may have recorded it."""
     sha256 = deployment.manifest["model_sha256"]
     latest = {}
     for row in history.scores(sha256):
-        if row["f1"] is not None and row["dataset"] != batch_name:
+        usable = row["context"] == "test" or row["verdict"] == "no drift"
+        if row["f1"] is not None and usable and row["dataset"] != batch_name:
             latest.pop((row["context"], row["dataset"]), None)
             latest[(row["context"], row["dataset"])] = row["f1"]
     return list(latest.values()) or [deployment.manifest["metrics"]["f1"]]
 
 
+def check_reference(config, model, deployment) -> dict:
+    """How far the deployed model's log loss exceeded its own expectation on data of its own
+    market when it was deployed: the newest held-out rows it was compared on, else the test
+    data."""
+    reference = deployment.manifest.get("check_reference")
+    if reference:
+        return reference
+    metrics = deployment.manifest.get("metrics", {})
+    if "log_loss_excess" not in metrics:
+        metrics = scoring.evaluate_model(model, read_labelled_csv(config.test_data_file))
+    return {
+        "excess": metrics["log_loss_excess"],
+        "variance": metrics["log_loss_excess_variance"],
+        "rows": metrics["rows"],
+        "dataset": config.test_data_file.name,
+    }
+
+
+def data_drift(deployment, rows) -> dict:
+    """Each feature and the activity trend of `rows` against the deployed model's training
+    sample: a two-sample test that knows the sizes, so a verdict at any size."""
+    sample_path = modelstore.deployed_file(deployment, TRAINING_SAMPLE_FILE)
+    if sample_path is None:
+        return {"available": False, "verdict": "unknown", "drifted": []}
+    features = drift.feature_drift(
+        drift.with_trend(pd.read_csv(sample_path)),
+        drift.with_trend(rows),
+        (*FEATURES, drift.TREND),
+    )
+    drifted = [item["feature"] for item in features if item["ks_drift"]]
+    return {
+        "available": True,
+        "reference": f"training sample of {deployment.label}",
+        "features": features,
+        "drifted": drifted,
+        "verdict": "drift" if drifted else "no drift",
+    }
+
+
+def model_drift(config, history, model, deployment, rows, batch_name: str) -> dict:
+    """The configured check of the deployed model on `rows` (enough of them)."""
+    method = config.settings["drift_check"]
+    metrics = scoring.evaluate_model(model, rows)
+    if method in HISTORY_CHECKS:
+        test = read_labelled_csv(config.test_data_file)
+        predicted = scoring.predict(model, test)["prediction"]
+        chance = drift.sampling_f1(test[TARGET], predicted, len(rows))
+        past = past_scores(history, deployment, batch_name)
+        verdict = drift.score_drift(method, metrics["f1"], past, chance)
+    else:
+        predictions = scoring.predict(model, rows)
+        verdict = drift.model_still_right(
+            rows[TARGET],
+            predictions["probability"],
+            predictions["prediction"],
+            check_reference(config, model, deployment),
+        )
+    verdict.update(
+        verdict="drift" if verdict["drift"] else "no drift", rows=len(rows), metrics=metrics
+    )
+    return verdict
+
+
 def judge(config, history, log, model, deployment, rows, batches) -> dict:
-    """Model drift and data drift of the new rows against the deployed model."""
+    """Model drift (when there are enough rows) and data drift of the new rows, recorded."""
     minimum = config.settings["min_batch_rows"]
     seqs = [batch.seq for batch in batches]
-    batch_name = ",".join(batch.source for batch in batches)
     sha256 = deployment.manifest["model_sha256"]
-    sample_path = modelstore.deployed_file(deployment, TRAINING_SAMPLE_FILE)
-    data_drift = {"available": sample_path is not None, "drifted": []}
-    if data_drift["available"]:
-        features = drift.feature_drift(pd.read_csv(sample_path), rows, FEATURES)
-        data_drift.update(
-            features=features, drifted=[f["feature"] for f in features if f["ks_drift"]]
-        )
+    features = data_drift(deployment, rows)
     if len(rows) < minimum:
         verdict = {"verdict": "insufficient data", "rows": len(rows), "min_batch_rows": minimum}
-        data_drift["verdict"] = "insufficient data"
     else:
-        metrics = scoring.evaluate_model(model, rows)
-        test = read_labelled_csv(config.test_data_file)
-        chance = drift.sampling_f1(test[TARGET], predict(model, test)["prediction"], len(rows))
-        verdict = drift.score_drift(
-            config.settings["drift_check"],
-            metrics["f1"],
-            past_scores(history, deployment, batch_name),
-            chance,
+        batch_name = ",".join(batch.source for batch in batches)
+        verdict = model_drift(config, history, model, deployment, rows, batch_name)
+        scoring.record_score(
+            config,
+            verdict["metrics"],
+            sha256,
+            "new data",
+            batch_name,
+            log.run_id,
+            verdict["verdict"],
         )
-        scoring.record_score(config, metrics, sha256, "new data", batch_name, log.run_id)
-        verdict.update(
-            verdict="drift" if verdict["drift"] else "no drift", rows=len(rows), metrics=metrics
-        )
-        data_drift["verdict"] = "drift" if data_drift["drifted"] else "no drift"
     with history.transaction():
         history.record_drift(
             log.run_id, sha256, seqs, len(rows), "model", verdict["verdict"], verdict
         )
         history.record_drift(
-            log.run_id, sha256, seqs, len(rows), "data", data_drift["verdict"], data_drift
+            log.run_id, sha256, seqs, len(rows), "data", features["verdict"], features
         )
-    return {"model_drift": verdict, "data_drift": data_drift}
+    return {"model_drift": verdict, "data_drift": features}
 
 
-def split_holdout(rows):
+def growth_due(config, history, live) -> str | None:
+    """Why the live model should learn from the data that arrived since its training, or None:
+    as many rows as it was trained on (times `retrain_growth`) have arrived since."""
+    factor = config.settings["retrain_growth"]
+    trained = live.manifest.get("training_rows") or 0
+    since = sum(
+        batch.labelled_rows for batch in history.batches() if batch.seq > live.through_batch
+    )
+    if factor <= 0 or since < max(factor * trained, config.settings["min_batch_rows"]):
+        return None
+    return (
+        f"{since} rows with an outcome arrived since {live.label} was trained on {trained}"
+        f" (retrain_growth {factor:g})"
+    )
+
+
+# --- the challenger ------------------------------------------------------------------------------
+
+
+def split_newest(rows):
     """(rows to train on, rows held out to compare the models), stratified when possible."""
     counts = rows[TARGET].value_counts()
     stratify = rows[TARGET] if len(counts) == 2 and counts.min() >= 2 else None
@@ -104,19 +200,185 @@ def split_holdout(rows):
     )
 
 
-def compare_models(config, champion, holdout) -> dict:
-    """F1 of the deployed model and of the newly trained one on the test data plus `holdout`."""
-    challenger, _ = scoring.load_trained_model(config.model_dir)
-    test = read_labelled_csv(config.test_data_file)
-    evaluation = pd.concat([test, holdout[list(COLUMNS)]], ignore_index=True)
-    champion_f1 = scoring.evaluate_model(champion, evaluation)["f1"]
-    challenger_f1 = scoring.evaluate_model(challenger, evaluation)["f1"]
-    return {
-        "evaluation_rows": len(evaluation),
-        "deployed_f1": champion_f1,
-        "retrained_f1": challenger_f1,
-        "retrained_is_not_worse": challenger_f1 >= champion_f1,
+def window_starts(history, live) -> list[int]:
+    """First batches of the windows a challenger may learn from: every batch, the live model's
+    window, and the batches after the live model's training."""
+    seqs = [batch.seq for batch in history.batches()]
+    starts = {seqs[0], live.manifest.get("from_batch") or seqs[0], live.through_batch + 1}
+    return sorted(start for start in starts if start <= seqs[-1])
+
+
+def choose_window(data, newest, starts: list[int], regularisation: float):
+    """The window whose model predicts the newest rows best (log loss, cross-validated).
+
+    A quick logistic regression of the model's pipeline (no calibration) is fitted per fold and
+    window; the earliest start within one standard error of the best wins, since in a stable
+    market more rows are better.
+
+    Args:
+        data: every row that may be trained on (held-out rows already left out), with `batch`.
+        newest: the rows of `data` that arrived after the live model's training.
+
+    Returns:
+        (first batch of the window, a summary for the record).
+    """
+    classes = newest[TARGET].value_counts()
+    folds = min(WINDOW_FOLDS, int(classes.min()) if len(classes) == 2 else 0)
+    if len(starts) == 1 or folds < 2:
+        return starts[0], {"starts": starts, "chosen": starts[0], "why": "nothing to choose from"}
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=RANDOM_SEED)
+    losses = {start: [] for start in starts}
+    with (
+        threadpool_limits(limits=1, user_api="blas"),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for _, validation in splitter.split(newest, newest[TARGET]):
+            held = newest.index[validation]
+            target = newest.loc[held, TARGET].to_numpy()
+            for start in starts:
+                rows = data[(data[datastore.BATCH_COLUMN] >= start).to_numpy()]
+                rows = rows.drop(index=held, errors="ignore")
+                if rows[TARGET].nunique() < 2:
+                    losses[start].extend([np.inf] * len(held))
+                    continue
+                model = training.build_pipeline(
+                    LogisticRegression(C=regularisation, max_iter=1000)
+                ).fit(rows[list(FEATURES)], rows[TARGET])
+                p = np.clip(model.predict_proba(newest.loc[held, list(FEATURES)])[:, 1], 1e-6, 1)
+                p = np.minimum(p, 1 - 1e-6)
+                losses[start].extend(-(target * np.log(p) + (1 - target) * np.log(1 - p)))
+    means = {start: float(np.mean(values)) for start, values in losses.items()}
+    errors = {
+        start: float(np.std(values, ddof=1) / np.sqrt(len(values)))
+        for start, values in losses.items()
     }
+    best = min(means, key=means.get)
+    chosen = min(start for start in starts if means[start] <= means[best] + errors[best])
+    summary = {
+        "starts": starts,
+        "log_loss": {str(start): round(means[start], 6) for start in starts},
+        "standard_error": {str(start): round(errors[start], 6) for start in starts},
+        "chosen": chosen,
+        "folds": folds,
+        "newest_rows": len(newest),
+    }
+    return chosen, summary
+
+
+def compare(config, champion, challenger, holdout) -> dict:
+    """The challenger against the live model on the held-out newest rows, row by row, with F1
+    and the old test set beside (reported, not mixed in)."""
+    new_probabilities = scoring.predict(challenger, holdout)["probability"]
+    old_probabilities = scoring.predict(champion, holdout)["probability"]
+    paired = drift.paired_log_loss(holdout[TARGET], new_probabilities, old_probabilities)
+    newest = scoring.evaluate_model(challenger, holdout)
+    seqs = sorted(set(holdout[datastore.BATCH_COLUMN]))
+    test = read_labelled_csv(config.test_data_file)
+    return {
+        "newest_rows": len(holdout),
+        "paired_log_loss": paired,
+        "f1_newest": {
+            "deployed": scoring.evaluate_model(champion, holdout)["f1"],
+            "retrained": newest["f1"],
+        },
+        # What the challenger's own check will compare new batches with, if it goes live.
+        "reference": {
+            "excess": newest["log_loss_excess"],
+            "variance": newest["log_loss_excess_variance"],
+            "rows": newest["rows"],
+            "dataset": f"{len(holdout)} held-out rows of batches {seqs[0]}-{seqs[-1]}",
+        },
+        "test_data": {
+            "file": config.test_data_file.name,
+            "deployed": _brief(scoring.evaluate_model(champion, test)),
+            "retrained": _brief(scoring.evaluate_model(challenger, test)),
+        },
+    }
+
+
+def _brief(metrics: dict) -> dict:
+    return {key: metrics[key] for key in ("f1", "log_loss", "rows")}
+
+
+def retrain(log, config, history, model, live, cause: str, batches, facts: dict):
+    """Train a challenger on the market as it is now and deploy it unless it is worse.
+
+    Returns:
+        (outcome, reason).
+    """
+    after = [batch for batch in history.batches() if batch.seq > live.through_batch]
+    newest = rows_of(config, history, after)
+    _, holdout = split_newest(newest)
+    facts["newest"] = {"batches": [batch.seq for batch in after], "rows": len(newest)}
+    if len(holdout) < MIN_COMPARISON_ROWS or holdout[TARGET].nunique() < 2:
+        reason = (
+            f"{cause}; only {len(holdout)} newest rows to hold out (at least"
+            f" {MIN_COMPARISON_ROWS} of both outcomes are needed): too few to compare a retrained"
+            f" model with {live.label}, which stays live; the next check compares with more"
+        )
+        return "too few rows to compare", reason
+    data, _ = datastore.stored_outcomes(config)
+    data = training.leave_out(data, holdout)
+    newest_training = data[(data[datastore.BATCH_COLUMN] > live.through_batch).to_numpy()]
+    params = (live.manifest.get("cross_validation") or {}).get("params", {})
+    start, window = choose_window(
+        data, newest_training, window_starts(history, live), params.get("C", 1.0)
+    )
+    facts["window"] = window
+    logger.info(
+        "%s: retraining on batches %d-%d, %d newest rows held out",
+        cause,
+        start,
+        after[-1].seq,
+        len(holdout),
+    )
+    with log.step("training"):
+        trained = training.run(config, holdout=holdout, run_id=log.run_id, from_batch=start)
+    sha256 = trained.metadata["model_sha256"]
+    history.record_challenger(sha256, log.run_id, "pending")
+    with log.step("scoring"):
+        scoring.run(config)
+    comparison = compare(config, model, trained.model, holdout)
+    facts["comparison"] = comparison
+    return decide_deployment(log, config, history, live, cause, batches, trained, comparison)
+
+
+def decide_deployment(log, config, history, live, cause, batches, trained, comparison):
+    """Deploy the challenger unless it is significantly worse on the newest rows."""
+    paired = comparison["paired_log_loss"]
+    sha256 = trained.metadata["model_sha256"]
+    scores = (
+        f"log loss on {paired['rows']} newest rows: retrained {paired['challenger_log_loss']:.4f},"
+        f" {live.label} {paired['champion_log_loss']:.4f} (difference {paired['difference']:+.4f},"
+        f" 95 % interval {paired['interval_95'][0]:+.4f} to {paired['interval_95'][1]:+.4f})"
+    )
+    if paired["verdict"] == "worse":
+        reason = f"{cause}; {scores}: significantly worse; {live.label} stays live"
+        history.record_challenger(sha256, log.run_id, "kept out", reason)
+        return "challenger kept out", reason
+    try:
+        with log.step("deployment"):
+            result = deployment.deploy_trained_model(
+                config,
+                f"{cause} on {batch_names(batches)}; retrained model {paired['verdict']}",
+                expected_sha256=sha256,
+                expected_live=live.version,
+                extra_manifest={"check_reference": comparison["reference"]},
+            )
+    except modelstore.LiveChanged as error:
+        reason = (
+            f"{cause}; {scores}, but not deployed: {error} (changed by hand during this run);"
+            " the retrained model stays in the model folder, kept out"
+        )
+        history.record_challenger(sha256, log.run_id, "kept out", reason)
+        return "live model changed", reason
+    reason = f"{cause}; {scores}: {paired['verdict']}; {result.deployment.label} is live"
+    history.record_challenger(sha256, log.run_id, "deployed", reason)
+    return "redeployed", reason
+
+
+# --- words for the record ------------------------------------------------------------------------
 
 
 def nothing_to_judge_reason(ingested, batches) -> str:
@@ -132,66 +394,22 @@ def nothing_to_judge_reason(ingested, batches) -> str:
     return "no new rows with an outcome to judge the model on: " + ("; ".join(parts) or "none")
 
 
-def batch_names(batches) -> str:
-    return ", ".join(batch.source for batch in batches)
-
-
-def retrain(log, config, history, model, live, rows, cause, batches, facts):
-    """Train a challenger, compare it with the live model and deploy it if it is not worse.
-
-    Returns:
-        (outcome, reason).
-    """
-    _, holdout = split_holdout(rows)
-    logger.info("%s: retraining, %d new rows held out", cause, len(holdout))
-    with log.step("training"):
-        trained = training.run(config, holdout=holdout, run_id=log.run_id)
-    sha256 = trained.metadata["model_sha256"]
-    history.record_challenger(sha256, log.run_id, "pending")
-    with log.step("scoring"):
-        scoring.run(config)
-    comparison = compare_models(config, model, holdout)
-    facts["comparison"] = comparison
-    scores = (
-        f"retrained model F1 {comparison['retrained_f1']:.3f} vs deployed"
-        f" {comparison['deployed_f1']:.3f} on {comparison['evaluation_rows']} rows"
-    )
-    if not comparison["retrained_is_not_worse"]:
-        reason = f"{cause}; {scores}: worse; {live.label} stays live"
-        history.record_challenger(sha256, log.run_id, "kept out", reason)
-        return "challenger kept out", reason
-    try:
-        with log.step("deployment"):
-            result = deployment.deploy_trained_model(
-                config,
-                f"{cause} on {batch_names(batches)}; retrained model not worse",
-                expected_sha256=sha256,
-                expected_live=live.version,
-            )
-    except modelstore.LiveChanged as error:
-        reason = (
-            f"{cause}; {scores}, but not deployed: {error} (changed by hand during this run);"
-            " the retrained model stays in the model folder, kept out"
-        )
-        history.record_challenger(sha256, log.run_id, "kept out", reason)
-        return "live model changed", reason
-    reason = f"{cause}; {scores}: not worse; {result.deployment.label} is live"
-    history.record_challenger(sha256, log.run_id, "deployed", reason)
-    return "redeployed", reason
-
-
 def no_drift_reason(verdicts: dict, rows: int) -> str:
-    model_drift, data_drift = verdicts["model_drift"], verdicts["data_drift"]
-    if model_drift["verdict"] == "insufficient data":
-        return (
-            f"insufficient data: {rows} new rows, fewer than min_batch_rows"
-            f" {model_drift['min_batch_rows']}"
+    """Why the model stays, in words."""
+    model, data = verdicts["model_drift"], verdicts["data_drift"]
+    if model["verdict"] == "insufficient data":
+        text = (
+            f"insufficient data ({rows} of {model['min_batch_rows']} rows so far): the new"
+            " batches wait for more before the model is judged on them"
         )
-    text = (
-        f"F1 {model_drift['score']:.3f} on {rows} new rows is not below"
-        f" {model_drift['threshold']:.3f} ({model_drift['method']})"
-    )
-    if data_drift["drifted"]:
-        text += f"; features drifted ({', '.join(data_drift['drifted'])}) but"
+    elif model["method"] == "calibrated":
+        text = f"the model is still right on {rows} new rows: {model['basis']}"
+    else:
+        text = (
+            f"F1 {model['score']:.3f} on {rows} new rows is not below"
+            f" {model['threshold']:.3f} ({model['method']})"
+        )
+    if data["drifted"]:
+        text += f"; features drifted ({', '.join(data['drifted'])}) but"
         text += " retrain_on_data_drift is off"
     return text

@@ -76,6 +76,11 @@ class Deployment(namedtuple("Deployment", "version path manifest")):
     def label(self) -> str:
         return version_name(self.version)
 
+    @property
+    def through_batch(self) -> int:
+        """The newest batch the model was trained on (0 for a model from before batches)."""
+        return self.manifest.get("through_batch") or 0
+
 
 def version_name(version: int) -> str:
     return f"v{version:04d}"

@@ -37,7 +37,10 @@ HISTORY_FILE = "history.db"
 RUN_LOCK_FILE = "fullprocess.lock"
 # Every time the pipeline writes: UTC, to the second.
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-SCORE_CHECKS = ("raw", "parametric", "nonparametric")
+# How fullprocess.py judges the deployed model on new rows: against its own probabilities
+# (`calibrated`), or against its past scores (the course's three checks).
+HISTORY_CHECKS = ("raw", "parametric", "nonparametric")
+DRIFT_CHECKS = ("calibrated", *HISTORY_CHECKS)
 
 REQUIRED_KEYS = (
     "input_folder_path",
@@ -63,9 +66,9 @@ SETTINGS = {
     "package_index_url": Setting("https://pypi.org/pypi", "JSON API asked for latest versions"),
     "api_max_request_bytes": Setting(16 * 2**20, "largest request body the API accepts"),
     "drift_check": Setting(
-        "parametric",
-        "how fullprocess.py judges the deployed model's score on new data",
-        choices=SCORE_CHECKS,
+        "calibrated",
+        "how fullprocess.py judges the deployed model on new data",
+        choices=DRIFT_CHECKS,
     ),
     "min_batch_rows": Setting(100, "fewest new rows for a drift verdict"),
     "retrain_on_data_drift": Setting(False, "retrain when features drift, even if the score holds"),
@@ -73,6 +76,11 @@ SETTINGS = {
         5.0, "input files changed more recently than this are left for the next run", minimum=0
     ),
     "keep_versions": Setting(10, "deployments kept (besides the live one and its predecessor)"),
+    "retrain_growth": Setting(
+        1.0,
+        "retrain once this many times the live model's training rows have arrived since (0: never)",
+        minimum=0,
+    ),
 }
 
 

@@ -13,10 +13,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix, f1_score, precision_score, recall_score, roc_auc_score
 
-from clientdata import FEATURES, TARGET, read_labelled_csv
+import drift
+from clientdata import FEATURES, ID_COLUMN, TARGET, read_labelled_csv
 from files import atomic_write_json, atomic_write_text, read_json, sha256_file, spreadsheet_safe
 from history import SCORE_FIELDS, open_history
 from modelstore import load_model
@@ -35,8 +37,8 @@ from project import (
 
 logger = logging.getLogger(__name__)
 
-# The columns of the `scorehistory.csv` export.
-SCORE_HISTORY_FIELDS = tuple(field for field in SCORE_FIELDS if field != "run")
+# The columns of the `scorehistory.csv` export (as earlier versions wrote it).
+SCORE_HISTORY_FIELDS = tuple(field for field in SCORE_FIELDS if field not in ("run", "verdict"))
 
 
 @dataclass
@@ -55,19 +57,48 @@ class ScoringResult:
         )
 
 
+def predict(model, rows: pd.DataFrame) -> pd.DataFrame:
+    """Labels and probabilities of `model` for valid client rows, in their order."""
+    features = rows[list(FEATURES)]
+    probabilities = model.predict_proba(features)[:, 1]
+    # One pass: the label is the probability against the tuned threshold, as predict() would do.
+    final_step = model.steps[-1][1] if hasattr(model, "steps") else model
+    threshold = getattr(final_step, "best_threshold_", None)
+    if threshold is None:
+        labels = model.predict(features)
+    else:
+        labels = (probabilities >= threshold).astype(int)
+    result = pd.DataFrame({"prediction": labels, "probability": probabilities})
+    if ID_COLUMN in rows.columns:
+        result.insert(0, ID_COLUMN, rows[ID_COLUMN].to_numpy())
+    return result
+
+
 def evaluate_model(model, data: pd.DataFrame) -> dict:
-    """Classification metrics of `model` on labelled client rows."""
-    truth = data[TARGET].to_numpy()
-    features = data[list(FEATURES)]
-    predicted = model.predict(features)
+    """Classification metrics of `model` on labelled client rows.
+
+    Besides F1 and the rest: the log loss, and how much it exceeds what the model's own
+    probabilities expect on these rows (with that excess's variance), which the `calibrated`
+    drift check takes as the model's reference.
+    """
+    truth = data[TARGET].to_numpy().astype(int)
+    predictions = predict(model, data)
+    predicted = predictions["prediction"].to_numpy()
+    probabilities = predictions["probability"].to_numpy()
     tn, fp, fn, tp = confusion_matrix(truth, predicted, labels=[0, 1]).ravel()
     both_classes = len(set(truth)) == 2
-    auc = roc_auc_score(truth, model.predict_proba(features)[:, 1]) if both_classes else None
+    auc = roc_auc_score(truth, probabilities) if both_classes else None
+    excess, variance = drift.log_loss_excess(truth, probabilities)
+    clipped = np.clip(probabilities, drift.PROBABILITY_FLOOR, 1 - drift.PROBABILITY_FLOOR)
+    loss = -np.mean(truth * np.log(clipped) + (1 - truth) * np.log(1 - clipped))
     return {
         "f1": round(float(f1_score(truth, predicted, zero_division=0)), 6),
         "precision": round(float(precision_score(truth, predicted, zero_division=0)), 6),
         "recall": round(float(recall_score(truth, predicted, zero_division=0)), 6),
         "roc_auc": None if auc is None else round(float(auc), 6),
+        "log_loss": round(float(loss), 6),
+        "log_loss_excess": round(excess, 6),
+        "log_loss_excess_variance": variance,
         "confusion": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)},
         "rows": len(truth),
         "exited_rate": round(float(truth.mean()), 6),
@@ -112,11 +143,12 @@ def record_score(
     context: str,
     dataset: str,
     run_id: int | None = None,
+    verdict: str | None = None,
 ) -> None:
     """Record a score in the history database, then in the `scorehistory.csv` export."""
     scored_at = utc_now()
     with open_history(config.history_path) as history:
-        history.record_score(metrics, model_sha256, context, dataset, run_id, scored_at)
+        history.record_score(metrics, model_sha256, context, dataset, run_id, scored_at, verdict)
     append_score_history(
         config.model_dir / SCORE_HISTORY_FILE,
         {

@@ -241,15 +241,21 @@ def leave_out(data: pd.DataFrame, holdout: pd.DataFrame) -> pd.DataFrame:
 
 
 def run(
-    config: Config, holdout: pd.DataFrame | None = None, run_id: int | None = None
+    config: Config,
+    holdout: pd.DataFrame | None = None,
+    run_id: int | None = None,
+    from_batch: int | None = None,
 ) -> TrainingResult:
     """Train on the stored rows and save the model with its metadata in `output_model_path`.
 
     Args:
         holdout: rows to leave out of training, kept to compare this model with another.
         run_id: the fullprocess.py run training a challenger (None: trained by hand).
+        from_batch: learn only from this batch on (a window of the newest market); default all.
     """
     data, batches = datastore.stored_outcomes(config)
+    from_batch = from_batch or batches[0].seq
+    data = data[(data[datastore.BATCH_COLUMN] >= from_batch).to_numpy()].reset_index(drop=True)
     held_out = 0
     if holdout is not None:
         kept = leave_out(data, holdout)
@@ -263,13 +269,16 @@ def run(
         "training_rows": len(data),
         "held_out_rows": held_out,
         "exited_rate": round(float(data[TARGET].mean()), 6),
+        "from_batch": from_batch,
         "through_batch": batches[-1].seq,
         "training_data": {
             "batches": len(batches),
             "sha256": datastore.fingerprint(batches),
         },
         "training_files": [
-            {"batch": batch.seq, "file": batch.source, "sha256": batch.sha256} for batch in batches
+            {"batch": batch.seq, "file": batch.source, "sha256": batch.sha256}
+            for batch in batches
+            if batch.seq >= from_batch
         ],
         "features": list(FEATURES),
         "cross_validation": cv_summary,

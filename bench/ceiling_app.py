@@ -1,6 +1,6 @@
 """The ceiling for POST /prediction: a bare Flask route, the model loaded once at start.
 
-It does the same prediction as the API (JSON records to a DataFrame, then diagnostics.predict)
+It does the same prediction as the API (JSON records to a DataFrame, then scoring.predict)
 with nothing else: no validation, no reload check, no token, no error handling.
 """
 
@@ -10,8 +10,8 @@ import pickle
 import pandas as pd
 from flask import Flask, jsonify, request
 
-from diagnostics import predict
 from project import load_config
+from scoring import predict
 
 config = load_config(os.environ["RISK_CONFIG"])
 with open(config.deploy_dir / "trainedmodel.pkl", "rb") as handle:

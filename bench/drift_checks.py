@@ -25,9 +25,8 @@ import drift  # noqa: E402
 import generate_data  # noqa: E402
 import training  # noqa: E402
 from clientdata import FEATURES, TARGET, read_labelled_csv  # noqa: E402
-from diagnostics import predict  # noqa: E402
 from project import DEFAULT_CONFIG_PATH, load_config  # noqa: E402
-from scoring import evaluate_model  # noqa: E402
+from scoring import evaluate_model, predict  # noqa: E402
 
 SIZES = (15, 100, 1000)
 

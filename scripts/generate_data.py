@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import namedtuple
 from pathlib import Path
 
 import numpy as np
@@ -63,20 +64,85 @@ def client_codes(rng: np.random.Generator, count: int) -> np.ndarray:
     return np.array(["".join(row) for row in LETTERS[digits]])
 
 
-def simulate_clients(rng: np.random.Generator, codes: np.ndarray, drifted: bool = False):
-    """Simulate one row per client code; see the module docstring for the process."""
+class Market(
+    namedtuple(
+        "Market",
+        "size_shift activity_shift trend_mean intercept trend_effect engagement_effect"
+        " hump_effect size_slope dormancy_effect",
+        defaults=(0.0, 0.0, 0.0, -2.3, -5.0, -0.8, 1.0, 0.0, 3.0),
+    )
+):
+    """How clients look and why they leave.
+
+    Inputs: `size_shift` moves the log of head counts, `activity_shift` the log of last year's
+    activity, `trend_mean` the month-on-year trend. Leaving: the log-odds are `intercept` +
+    `trend_effect` x trend + `engagement_effect` x engagement + `hump_effect` x the mid-size hump
+    + `size_slope` x (log(employees) - 3.7) + `dormancy_effect` x dormant, plus noise.
+    """
+
+    __slots__ = ()
+
+
+# Named markets. The usual one made the shipped data. The others change the inputs alone
+# (`bigger`, `smaller`: clients of another size, who leave as such clients always did), how the
+# inputs relate to leaving alone (`relation-mild`, `relation-strong`, `engagement-led`), or both
+# (`drifted`).
+MARKETS = {
+    "usual": Market(),
+    "bigger": Market(size_shift=0.8),
+    "smaller": Market(size_shift=-0.6),
+    "relation-mild": Market(
+        intercept=-2.1, trend_effect=-2.0, engagement_effect=-0.2, hump_effect=0.5, size_slope=0.4
+    ),
+    "relation-strong": Market(
+        intercept=-1.9,
+        trend_effect=1.0,
+        engagement_effect=0.5,
+        hump_effect=0.0,
+        size_slope=0.8,
+        dormancy_effect=0.0,
+    ),
+    "engagement-led": Market(
+        intercept=-1.6,
+        trend_effect=-1.0,
+        engagement_effect=-2.0,
+        hump_effect=-1.0,
+        dormancy_effect=1.0,
+    ),
+    "drifted": Market(
+        activity_shift=-0.5,
+        trend_mean=-0.25,
+        intercept=-1.9,
+        trend_effect=1.0,
+        engagement_effect=0.5,
+        hump_effect=0.0,
+        size_slope=0.8,
+        dormancy_effect=0.0,
+    ),
+}
+
+
+def simulate_clients(
+    rng: np.random.Generator, codes: np.ndarray, drifted: bool = False, market: Market | None = None
+):
+    """Simulate one row per client code; see the module docstring for the process.
+
+    Args:
+        drifted: the changed market of `--drifted` (the same as `market=MARKETS["drifted"]`).
+        market: the market to simulate (default: the usual one).
+    """
+    market = market or (MARKETS["drifted"] if drifted else MARKETS["usual"])
     n = len(codes)
-    log_employees = rng.normal(3.7, 1.3, n)
+    log_employees = rng.normal(3.7 + market.size_shift, 1.3, n)
     enterprise = rng.random(n) < 0.03
     log_employees[enterprise] += np.log(rng.uniform(10, 60, enterprise.sum()))
     employees = np.maximum(1, np.round(np.exp(log_employees)))
     log_employees = np.log(employees)
 
     engagement = rng.normal(0, 1, n)
-    trend = rng.normal(-0.25 if drifted else 0.0, 0.35, n)
+    trend = rng.normal(market.trend_mean, 0.35, n)
     log_year = 3.0 + 0.9 * log_employees + 0.8 * engagement + rng.normal(0, 0.4, n)
-    if drifted:
-        log_year -= 0.5
+    log_year += market.activity_shift
     year = np.round(np.exp(log_year))
     month = np.round(year / 12 * np.exp(trend + rng.normal(0, 0.15, n)))
     dormant = rng.random(n) < 0.02
@@ -85,10 +151,10 @@ def simulate_clients(rng: np.random.Generator, codes: np.ndarray, drifted: bool 
     size_effect = 0.5 * np.clip(log_employees - 3.7, -2.0, 1.0) - 0.4 * np.clip(
         log_employees - 5.0, 0, None
     )
-    if drifted:
-        log_odds = -1.9 + 1.0 * trend + 0.8 * (log_employees - 3.7) + 0.5 * engagement
-    else:
-        log_odds = -2.3 - 5.0 * trend - 0.8 * engagement + size_effect + 3.0 * dormant
+    log_odds = market.intercept + market.trend_effect * trend
+    log_odds = log_odds + market.engagement_effect * engagement + market.hump_effect * size_effect
+    log_odds = log_odds + market.size_slope * (log_employees - 3.7)
+    log_odds = log_odds + market.dormancy_effect * dormant
     log_odds += rng.normal(0, 0.3, n)
     exited = (rng.random(n) < 1 / (1 + np.exp(-log_odds))).astype(int)
 

@@ -13,6 +13,7 @@ import pytest
 import diagnostics
 import drift
 import modelstore
+import scoring
 from clientdata import FEATURES
 from conftest import CLOSED_INDEX_URL, client_rows, run_steps
 from files import sha256_file
@@ -300,7 +301,7 @@ def test_bad_input_is_one_clear_error_and_keeps_earlier_results(diagnosed, damag
 def test_labels_agree_with_the_model_itself(deployed):
     model, _ = modelstore.load_deployed_model(deployed.config.deploy_dir)
     rows = pd.read_csv(deployed.root / "testdata" / "testdata.csv")
-    predictions = diagnostics.predict(model, rows)
+    predictions = scoring.predict(model, rows)
     assert list(predictions["prediction"]) == list(model.predict(rows[list(FEATURES)]))
 
 

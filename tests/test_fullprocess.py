@@ -3,7 +3,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 import fullprocess
@@ -109,13 +108,23 @@ def test_new_data_without_drift(diagnosed):
     assert run(diagnosed)["outcome"] == "no new data"
 
 
-def test_a_small_batch_is_insufficient_data(diagnosed):
-    diagnosed.write_input("tiny.csv", client_rows(15, seed=22, drifted=True))
+def test_small_batches_wait_for_more_and_are_pooled(diagnosed):
+    diagnosed.write_input("tiny.csv", client_rows(15, seed=22))
     record = run(diagnosed)
-    assert record["outcome"] == "no drift"
+    assert record["outcome"] == "insufficient data"
     assert record["model_drift"]["verdict"] == "insufficient data"
-    assert "insufficient data: 15 new rows, fewer than min_batch_rows 100" in record["reason"]
+    assert record["reason"].startswith("insufficient data (15 of 100 rows so far)")
+    assert record["data_drift"]["verdict"] in {"drift", "no drift"}  # a verdict at any size
     assert live(diagnosed) == 1
+    # Nothing new: the waiting batch is not judged again by itself.
+    assert run(diagnosed)["outcome"] == "no new data"
+    diagnosed.write_input("more.csv", client_rows(40, seed=24))
+    assert run(diagnosed)["reason"].startswith("insufficient data (55 of 100 rows so far)")
+    diagnosed.write_input("enough.csv", client_rows(60, seed=25))
+    record = run(diagnosed)
+    assert record["model_drift"]["rows"] == 115
+    assert record["batches"] == [3, 4, 5]
+    assert record["outcome"] in {"no drift", "redeployed"}
 
 
 def test_a_drifted_batch_is_retrained_and_redeployed(diagnosed):
@@ -123,16 +132,22 @@ def test_a_drifted_batch_is_retrained_and_redeployed(diagnosed):
     record = run(diagnosed)
     assert record["outcome"] == "redeployed"
     assert record["model_drift"]["verdict"] == "drift"
+    assert record["model_drift"]["method"] == "calibrated"
     assert record["model_drift"]["score"] < record["model_drift"]["threshold"]
     assert "lastyear_activity" in record["data_drift"]["drifted"]
-    comparison = record["comparison"]
-    assert comparison["retrained_f1"] >= comparison["deployed_f1"]
-    assert comparison["evaluation_rows"] == 300 + 300
+    paired = record["comparison"]["paired_log_loss"]
+    assert paired["rows"] == 300
+    assert paired["verdict"] == "better"
+    assert paired["challenger_log_loss"] < paired["champion_log_loss"]
+    # A lasting change: the challenger learnt from the newest batch only.
+    assert record["window"]["chosen"] == 3
     assert live(diagnosed) == 2
     history = modelstore.read_history(diagnosed.root / "production_deployment")
     assert history[-1]["reason"].startswith("model drift on drifted.csv")
     metadata = json.loads((diagnosed.root / "models" / "trainedmodel.json").read_text())
-    assert metadata["held_out_rows"] == 300
+    assert (metadata["held_out_rows"], metadata["training_rows"]) == (300, 700)
+    manifest = modelstore.current_deployment(diagnosed.root / "production_deployment").manifest
+    assert manifest["check_reference"]["rows"] == 300
     report = json.loads((diagnosed.root / "models" / "diagnostics.json").read_text())
     assert report["model"]["version"] == "v0002"
     assert run(diagnosed)["outcome"] == "no new data"
@@ -141,16 +156,16 @@ def test_a_drifted_batch_is_retrained_and_redeployed(diagnosed):
 def test_a_worse_challenger_is_kept_out(diagnosed, monkeypatch):
     real_fit = training.fit_model
 
-    def fit_on_shuffled_labels(data):
-        shuffled = data.assign(exited=np.random.default_rng(0).permutation(data["exited"]))
-        return real_fit(shuffled)
+    def fit_on_inverted_labels(data):
+        return real_fit(data.assign(exited=1 - data["exited"]))
 
-    monkeypatch.setattr(training, "fit_model", fit_on_shuffled_labels)
+    monkeypatch.setattr(training, "fit_model", fit_on_inverted_labels)
     diagnosed.write_input("drifted.csv", client_rows(1000, seed=23, drifted=True))
     record = run(diagnosed)
     assert record["outcome"] == "challenger kept out"
-    assert record["comparison"]["retrained_f1"] < record["comparison"]["deployed_f1"]
-    assert "v0001 stays live" in record["reason"]
+    paired = record["comparison"]["paired_log_loss"]
+    assert paired["verdict"] == "worse"
+    assert "significantly worse; v0001 stays live" in record["reason"]
     assert live(diagnosed) == 1
     assert run(diagnosed)["outcome"] == "no new data"
 
@@ -192,7 +207,7 @@ def test_a_run_after_the_input_files_were_archived(diagnosed, tmp_path):
     record = run(diagnosed)
     assert record["outcome"] == "redeployed"
     metadata = json.loads((diagnosed.root / "models" / "trainedmodel.json").read_text())
-    assert metadata["training_rows"] == 600 + 1000 - 300  # 30 % of the new rows held out
+    assert metadata["training_rows"] == 1000 - 300  # the newest batch, 30 % held out
     report = json.loads((diagnosed.root / "models" / "diagnostics.json").read_text())
     assert report["model"]["version"] == "v0002"
     assert report["data"]["rows"] == 1600

@@ -54,11 +54,23 @@ os.replace, os.rename = replace, rename
 import history
 real_transaction = history._transaction
 
+def committer():
+    # What commits: the history method, and the function outside history.py that called it.
+    frame, inner = sys._getframe(2), None
+    while frame and os.path.basename(frame.f_code.co_filename) in ("history.py", "contextlib.py"):
+        if os.path.basename(frame.f_code.co_filename) == "history.py":
+            if frame.f_code.co_name not in ("_transaction", "_writing", "transaction"):
+                inner = inner or frame.f_code.co_name
+        frame = frame.f_back
+    outer = frame.f_code.co_name if frame else "?"
+    return f"{{inner}}/{{outer}}" if inner else outer
+
 @contextmanager
 def transaction(db):
+    label = "commit " + committer()
     with real_transaction(db):
         yield db
-        event("commit")
+        event(label)
 
 history._transaction = transaction
 import fullprocess
@@ -101,20 +113,19 @@ def bootstrap_events(tmp_path_factory):
     return json.loads(counted.stdout.splitlines()[-1])
 
 
-# Moments of a bootstrap to kill it at: (the write, which occurrence of it). The first commits
-# create the database (1), note that there was nothing older to take over (2) and record that
-# the run started (3).
-RUN_STARTED = ("commit", 3)
+# Moments of a bootstrap to kill it at: (the write, which occurrence of it). A commit is named by
+# the history method that commits and the function that called it.
+RUN_STARTED = ("commit start_run/run_with_history", 1)
 BOOTSTRAP_KILL_POINTS = [
-    ("commit", 4),  # the run has started
-    ("commit", 5),  # registering the first batch, stored in its folder already
+    ("commit sync_deployments/mirror_history", 1),  # the run has started
+    ("commit ingest_file", 1),  # registering the first batch, stored in its folder already
     ("rename v0001", 1),  # the version into place
     ("replace current", 1),  # the switch
     ("replace deploymenthistory.txt", 1),
     ("rename 000001", 2),  # diagnostics timing ingestion on a copy, in the temporary folder
     ("replace summary_report.pdf", 1),
-    ("commit", 15),  # recording the reports
-    ("commit", 16),  # recording the finished run
+    ("commit record_reports/run", 1),
+    ("commit finish_run/_finished", 1),
 ]
 
 
@@ -163,8 +174,6 @@ def test_a_bootstrap_killed_anywhere_is_completed_by_the_next_run(
     project, bootstrap_events, label, occurrence
 ):
     point = nth_event(bootstrap_events, label, occurrence)
-    if (label, occurrence) == ("commit", 5):
-        assert bootstrap_events[point - 2] == "rename 000001"  # the batch it registers
     killed = killer(project, point)
     assert killed.returncode == -signal.SIGKILL
     deploy_dir = project.root / "production_deployment"
@@ -301,13 +310,10 @@ def test_a_challenger_cannot_be_deployed_by_hand_while_it_is_compared(diagnosed,
 def test_a_kept_out_challenger_needs_force(diagnosed, monkeypatch, capsys):
     real_fit = training.fit_model
 
-    def fit_on_shuffled_labels(data):
-        import numpy as np
+    def fit_on_inverted_labels(data):
+        return real_fit(data.assign(exited=1 - data["exited"]))
 
-        shuffled = data.assign(exited=np.random.default_rng(0).permutation(data["exited"]))
-        return real_fit(shuffled)
-
-    monkeypatch.setattr(training, "fit_model", fit_on_shuffled_labels)
+    monkeypatch.setattr(training, "fit_model", fit_on_inverted_labels)
     run = drifted_run_with(diagnosed, monkeypatch, lambda: None)
     assert run.outcome == "challenger kept out"
     assert deployment.main(diagnosed.args()) == 1
@@ -373,10 +379,9 @@ def update_events(diagnosed_template, tmp_path_factory):
     return json.loads(counted.stdout.splitlines()[-1])
 
 
-# An update run killed: while registering the batch it stored (its 3rd commit, after recording
-# that the run started and mirroring the deployments), and while writing the reports of the
-# model it just deployed.
-UPDATE_KILL_POINTS = [("commit", 3), ("replace summary_report.pdf", 1)]
+# An update run killed while registering the batch it stored, and while writing the reports of
+# the model it just deployed.
+UPDATE_KILL_POINTS = [("commit ingest_file", 1), ("replace summary_report.pdf", 1)]
 
 
 @pytest.mark.slow
@@ -385,10 +390,7 @@ UPDATE_KILL_POINTS = [("commit", 3), ("replace summary_report.pdf", 1)]
 )
 def test_an_update_killed_is_completed_by_the_next_run(diagnosed, update_events, label, occurrence):
     diagnosed.write_input("drifted.csv", client_rows(1000, seed=23, drifted=True))
-    point = nth_event(update_events, label, occurrence)
-    if label == "commit":
-        assert update_events[point - 2] == "rename 000003"  # the batch it registers
-    killed = killer(diagnosed, point)
+    killed = killer(diagnosed, nth_event(update_events, label, occurrence))
     assert killed.returncode == -signal.SIGKILL
     after = run_fullprocess(diagnosed)
     assert after.returncode == 0, after.stderr
