@@ -240,7 +240,11 @@ def update(log: RunLog, config, history, live) -> dict:
             history.judge_batches(facts["batches"], log.run_id, outcome)
         reason = judging.no_drift_reason(verdicts, len(rows))
         return finish_update(log, config, history, outcome, reason, facts)
-    outcome, reason = judging.retrain(log, config, history, model, live, cause, batches, facts)
+    if cause.startswith("new data"):
+        newest = [batch for batch in history.batches() if batch.seq > live.through_batch]
+    else:
+        newest = batches
+    outcome, reason = judging.retrain(log, config, history, model, live, cause, newest, facts)
     history.judge_batches(facts["batches"], log.run_id, outcome)
     return finish_update(log, config, history, outcome, reason, facts)
 

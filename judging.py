@@ -200,11 +200,16 @@ def split_newest(rows):
     )
 
 
-def window_starts(history, live) -> list[int]:
+def window_starts(history, live, newest_batches) -> list[int]:
     """First batches of the windows a challenger may learn from: every batch, the live model's
-    window, and the batches after the live model's training."""
+    window, the batches after the live model's training, and the newest batches alone."""
     seqs = [batch.seq for batch in history.batches()]
-    starts = {seqs[0], live.manifest.get("from_batch") or seqs[0], live.through_batch + 1}
+    starts = {
+        seqs[0],
+        live.manifest.get("from_batch") or seqs[0],
+        live.through_batch + 1,
+        newest_batches[0].seq,
+    }
     return sorted(start for start in starts if start <= seqs[-1])
 
 
@@ -301,16 +306,20 @@ def _brief(metrics: dict) -> dict:
     return {key: metrics[key] for key in ("f1", "log_loss", "rows")}
 
 
-def retrain(log, config, history, model, live, cause: str, batches, facts: dict):
+def retrain(log, config, history, model, live, cause: str, newest_batches, facts: dict):
     """Train a challenger on the market as it is now and deploy it unless it is worse.
+
+    Args:
+        newest_batches: the batches that show the market as it is now: those that made the
+            model drift, or all that arrived since the live model's training.
 
     Returns:
         (outcome, reason).
     """
-    after = [batch for batch in history.batches() if batch.seq > live.through_batch]
-    newest = rows_of(config, history, after)
+    newest = rows_of(config, history, newest_batches)
     _, holdout = split_newest(newest)
-    facts["newest"] = {"batches": [batch.seq for batch in after], "rows": len(newest)}
+    seqs = [batch.seq for batch in newest_batches]
+    facts["newest"] = {"batches": seqs, "rows": len(newest)}
     if len(holdout) < MIN_COMPARISON_ROWS or holdout[TARGET].nunique() < 2:
         reason = (
             f"{cause}; only {len(holdout)} newest rows to hold out (at least"
@@ -320,17 +329,16 @@ def retrain(log, config, history, model, live, cause: str, batches, facts: dict)
         return "too few rows to compare", reason
     data, _ = datastore.stored_outcomes(config)
     data = training.leave_out(data, holdout)
-    newest_training = data[(data[datastore.BATCH_COLUMN] > live.through_batch).to_numpy()]
+    newest_training = data[data[datastore.BATCH_COLUMN].isin(seqs).to_numpy()]
     params = (live.manifest.get("cross_validation") or {}).get("params", {})
-    start, window = choose_window(
-        data, newest_training, window_starts(history, live), params.get("C", 1.0)
-    )
+    starts = window_starts(history, live, newest_batches)
+    start, window = choose_window(data, newest_training, starts, params.get("C", 1.0))
     facts["window"] = window
     logger.info(
         "%s: retraining on batches %d-%d, %d newest rows held out",
         cause,
         start,
-        after[-1].seq,
+        seqs[-1],
         len(holdout),
     )
     with log.step("training"):
@@ -341,7 +349,7 @@ def retrain(log, config, history, model, live, cause: str, batches, facts: dict)
         scoring.run(config)
     comparison = compare(config, model, trained.model, holdout)
     facts["comparison"] = comparison
-    return decide_deployment(log, config, history, live, cause, batches, trained, comparison)
+    return decide_deployment(log, config, history, live, cause, newest_batches, trained, comparison)
 
 
 def decide_deployment(log, config, history, live, cause, batches, trained, comparison):

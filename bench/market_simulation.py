@@ -1,0 +1,271 @@
+"""A market that changes: does fullprocess.py keep a model that is right for the market as it is?
+
+Part 1, the pipeline (`--batches`): a scratch project bootstraps on the shipped data (10,000
+clients of the usual market), then batches of --rows rows arrive (100 and 1,000 by default): a
+stable stretch, a harmless shift of the inputs (bigger clients, who leave as such clients always
+did), a lasting change of how the inputs relate to leaving (--change, `relation-strong` by
+default), and a return to the usual market. After each batch fullprocess.py runs (in this
+process), and the live model's F1 and log loss are measured on 5,000 fresh clients of the market
+of the moment, beside the best achievable: the same pipeline trained on 20,000 clients of it.
+
+Part 2, the checks (`--checks`): how often each drift check fires on batches of 20, 100 and
+1,000 rows that are unchanged or harmlessly shifted (false alarms) and on mild and strong
+changes (detections), for a model trained on the shipped data, --repeats batches per cell.
+
+Usage: python bench/market_simulation.py [--rows 100 1000] [--change relation-strong]
+       [--batches] [--checks] [--repeats 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import log_loss
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(PROJECT_DIR), str(PROJECT_DIR / "scripts")]
+
+import drift  # noqa: E402
+import fullprocess  # noqa: E402
+import generate_data  # noqa: E402
+import modelstore  # noqa: E402
+import scoring  # noqa: E402
+import training  # noqa: E402
+from clientdata import FEATURES, TARGET, read_labelled_csv  # noqa: E402
+from history import open_history  # noqa: E402
+from project import HISTORY_CHECKS, load_config  # noqa: E402
+
+LETTERS = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+# Batches per phase, by batch size: (stable, harmless shift, lasting change, return).
+PHASES = {100: (5, 5, 20, 20), 1000: (3, 3, 6, 6)}
+EVALUATION_ROWS = 5000
+BEST_TRAINING_ROWS = 20_000
+CHECK_SIZES = (20, 100, 1000)
+CHECK_MARKETS = {
+    "unchanged": "usual",
+    "harmless: bigger": "bigger",
+    "harmless: smaller": "smaller",
+    "mild change": "relation-mild",
+    "strong change": "relation-strong",
+    "other change": "engagement-led",
+}
+
+
+def clients(market: str, rows: int, rng: np.random.Generator):
+    """Rows of a named market, with six-letter codes (apart from the shipped four-letter ones)."""
+    numbers = rng.choice(26**6, size=rows, replace=False)
+    digits = np.stack([(numbers // 26**power) % 26 for power in range(5, -1, -1)], axis=1)
+    codes = np.array(["".join(row) for row in LETTERS[digits]])
+    frame = generate_data.simulate_clients(rng, codes, market=generate_data.MARKETS[market])
+    return frame
+
+
+def as_features(frame):
+    return frame.assign(**{name: frame[name].astype(float) for name in FEATURES})
+
+
+def quality(model, evaluation) -> tuple[float, float]:
+    """(F1, log loss) of `model` on `evaluation`."""
+    probabilities = scoring.predict(model, evaluation)["probability"]
+    return scoring.evaluate_model(model, evaluation)["f1"], log_loss(
+        evaluation[TARGET], probabilities
+    )
+
+
+# --- part 1: the pipeline through a changing market -------------------------------------------
+
+
+def make_project(root: Path) -> Path:
+    for folder in ("sourcedata", "testdata"):
+        shutil.copytree(PROJECT_DIR / folder, root / folder)
+    config = json.loads((PROJECT_DIR / "config.json").read_text())
+    config.update(timing_repeats=1, settle_seconds=0, package_index_url="http://127.0.0.1:9/pypi")
+    config["dependency_timeout_seconds"] = 1
+    (root / "config.json").write_text(json.dumps(config))
+    return root / "config.json"
+
+
+def run_fullprocess(config_path: Path) -> dict:
+    code = fullprocess.main(["--config", str(config_path)])
+    with open_history(load_config(config_path).history_path) as history:
+        run = history.latest_runs(1)[0]
+    return {"code": code, "outcome": run.outcome, "reason": run.reason, "record": run.record}
+
+
+def simulate(rows: int, change: str, best: dict, evaluation: dict, seed: int) -> list[dict]:
+    """Bootstrap, then the phases; one line per batch."""
+    stable, shift, lasting, back = PHASES.get(rows, (3, 3, 6, 6))
+    plan = (
+        [("usual", "stable")] * stable
+        + [("bigger", "shift")] * shift
+        + [(change, "change")] * lasting
+        + [("usual", "return")] * back
+    )
+    rng = np.random.default_rng(seed)
+    lines = []
+    with tempfile.TemporaryDirectory(prefix="risk-market-") as scratch:
+        config_path = make_project(Path(scratch))
+        config = load_config(config_path)
+        first = run_fullprocess(config_path)
+        assert first["outcome"] == "bootstrapped", first
+        for number, (market, phase) in enumerate(plan, start=1):
+            frame = clients(market, rows, rng)
+            path = config.input_dir / f"batch{number:03d}.csv"
+            generate_data.write_csv(frame, path)
+            started = time.perf_counter()
+            result = run_fullprocess(config_path)
+            seconds = time.perf_counter() - started
+            model, live = modelstore.load_deployed_model(config.deploy_dir)
+            f1, loss = quality(model, evaluation[market])
+            lines.append(
+                {
+                    "batch": number,
+                    "phase": phase,
+                    "market": market,
+                    "outcome": result["outcome"],
+                    "live": live.label,
+                    "window": live.manifest.get("from_batch"),
+                    "f1": f1,
+                    "f1_ratio": f1 / best[market][0],
+                    "log_loss": loss,
+                    "best_log_loss": best[market][1],
+                    "seconds": seconds,
+                    "reason": result["reason"],
+                }
+            )
+            print(format_line(rows, lines[-1]), flush=True)
+    return lines
+
+
+def format_line(rows: int, line: dict) -> str:
+    return (
+        f"| {rows:,} | {line['batch']} | {line['phase']} ({line['market']}) | {line['outcome']}"
+        f" | {line['live']} (from batch {line['window']}) | {line['f1']:.3f} |"
+        f" {line['f1_ratio']:.2f} | {line['log_loss']:.3f} / {line['best_log_loss']:.3f} |"
+    )
+
+
+def summarise(rows: int, lines: list[dict]) -> None:
+    """The goals: stable F1 >= 0.97 of the best; >= 0.9 within three 1,000-row batches of a new
+    market, and again after the return."""
+    per_phase = {}
+    for line in lines:
+        per_phase.setdefault(line["phase"], []).append(line)
+    window = max(1, 3000 // rows)
+    print(f"\nbatches of {rows:,} rows:")
+    for phase, items in per_phase.items():
+        ratios = [item["f1_ratio"] for item in items]
+        after = ratios[window - 1 :] if len(ratios) >= window else ratios[-1:]
+        retrains = sum(item["outcome"] in ("redeployed", "challenger kept out") for item in items)
+        print(
+            f"  {phase:<7} F1 of the best: min {min(ratios):.2f}, mean {np.mean(ratios):.2f};"
+            f" from batch {min(window, len(ratios))} of the phase on: min {min(after):.2f};"
+            f" retrains {retrains} of {len(items)} batches"
+        )
+
+
+# --- part 2: the checks ------------------------------------------------------------------------
+
+
+def check_rates(repeats: int, seed: int) -> None:
+    config = load_config(PROJECT_DIR / "config.json")
+    shipped = [read_labelled_csv(path) for path in sorted(config.input_dir.glob("*.csv"))]
+    import pandas as pd
+
+    train = pd.concat(shipped, ignore_index=True).drop_duplicates()
+    test = read_labelled_csv(config.test_data_file)
+    model, _ = training.fit_model(train)
+    reference_rows = drift.with_trend(training.reference_sample(train))
+    metrics = scoring.evaluate_model(model, test)
+    reference = {
+        "excess": metrics["log_loss_excess"],
+        "variance": metrics["log_loss_excess_variance"],
+        "rows": metrics["rows"],
+        "dataset": "testdata.csv",
+    }
+    test_predictions = scoring.predict(model, test)["prediction"]
+    rng = np.random.default_rng(seed)
+    names = ["calibrated", *HISTORY_CHECKS, "KS on the 3 columns", "KS with the trend"]
+    print(
+        f"\n{repeats} batches per cell; model trained on the shipped data, F1 {metrics['f1']:.3f}"
+    )
+    print("| Batch rows | Market | " + " | ".join(names) + " |")
+    print("| --- | --- |" + " --- |" * len(names))
+    for size in CHECK_SIZES:
+        chance = drift.sampling_f1(test[TARGET], test_predictions, size)
+        for label, market in CHECK_MARKETS.items():
+            flags = dict.fromkeys(names, 0)
+            for _ in range(repeats):
+                batch = as_features(clients(market, size, rng))
+                predictions = scoring.predict(model, batch)
+                f1 = scoring.evaluate_model(model, batch)["f1"]
+                verdict = drift.model_still_right(
+                    batch[TARGET], predictions["probability"], predictions["prediction"], reference
+                )
+                flags["calibrated"] += verdict["drift"]
+                for method in HISTORY_CHECKS:
+                    flags[method] += drift.score_drift(method, f1, [metrics["f1"]], chance)["drift"]
+                plain = drift.feature_drift(reference_rows, batch, FEATURES)
+                flags["KS on the 3 columns"] += any(item["ks_drift"] for item in plain)
+                derived = drift.feature_drift(
+                    reference_rows, drift.with_trend(batch), (*FEATURES, drift.TREND)
+                )
+                flags["KS with the trend"] += any(item["ks_drift"] for item in derived)
+            cells = " | ".join(f"{flags[name] / repeats:.0%}" for name in names)
+            print(f"| {size:,} | {label} | {cells} |", flush=True)
+
+
+def best_models(markets, seed: int):
+    """(F1, log loss) of the best achievable model per market, and its evaluation rows."""
+    best, evaluation = {}, {}
+    for number, market in enumerate(markets):
+        rng = np.random.default_rng(seed + 100 + number)
+        evaluation[market] = as_features(clients(market, EVALUATION_ROWS, rng))
+        model, _ = training.fit_model(as_features(clients(market, BEST_TRAINING_ROWS, rng)))
+        best[market] = quality(model, evaluation[market])
+        print(
+            f"best achievable in the {market} market: F1 {best[market][0]:.3f},"
+            f" log loss {best[market][1]:.3f}",
+            flush=True,
+        )
+    return best, evaluation
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[1000, 100])
+    parser.add_argument("--change", default="relation-strong", choices=generate_data.MARKETS)
+    parser.add_argument("--batches", action="store_true", help="part 1 only")
+    parser.add_argument("--checks", action="store_true", help="part 2 only")
+    parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=11)
+    args = parser.parse_args()
+    both = not (args.batches or args.checks)
+    os.environ["RISK_API_URL"] = "http://127.0.0.1:9"
+    logging.disable(logging.WARNING)
+    if args.batches or both:
+        best, evaluation = best_models(("usual", "bigger", args.change), args.seed)
+        columns = ("Rows", "Batch", "Phase (market)", "Outcome", "Live model", "F1", "of best")
+        print("| " + " | ".join(columns) + " | Log loss / best |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        results = {}
+        for rows in args.rows:
+            results[rows] = simulate(rows, args.change, best, evaluation, args.seed + rows)
+        for rows, lines in results.items():
+            summarise(rows, lines)
+    if args.checks or both:
+        check_rates(args.repeats, args.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
