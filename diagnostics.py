@@ -156,41 +156,49 @@ def check_ingested_data(data: pd.DataFrame, source: Path) -> None:
 # --- drift ---------------------------------------------------------------------------------------
 
 
-def newest_data(config: Config, deployment: modelstore.Deployment, data: pd.DataFrame, batches):
-    """The rows of the batches that arrived after the deployed model was trained (with and
-    without an outcome), to compare with its training data.
-
-    Returns:
-        (rows, description): those rows, or all the rows with an outcome when there are none.
-    """
+def newest_batches(deployment: modelstore.Deployment, batches) -> list:
+    """The batches that arrived after the deployed model's training data."""
     through = deployment.manifest.get("through_batch")
     if through is None:  # a model from before batches: known by its training files
         metadata = read_json(deployment.path / MODEL_METADATA_FILE, "deployed model metadata")
         trained = {(item["file"], item["sha256"]) for item in metadata.get("training_files", [])}
-        newer = [batch for batch in batches if (batch.source, batch.sha256) not in trained]
-    else:
-        newer = [batch for batch in batches if batch.seq > through]
-    if not newer:
-        return data, "all ingested data (no batch arrived after the model was trained)"
-    seqs = [batch.seq for batch in newer]
-    current = datastore.current_observations(config.ingested_dir, seqs)
-    rows = pd.concat(
-        [data[data[datastore.BATCH_COLUMN].isin(seqs).to_numpy()], current], ignore_index=True
-    )
-    names = ", ".join(f"{batch.seq} ({batch.source})" for batch in newer)
-    return rows, f"batches since training: {names}"
+        return [batch for batch in batches if (batch.source, batch.sha256) not in trained]
+    return [batch for batch in batches if batch.seq > through]
 
 
 def data_drift(
     config: Config, deployment: modelstore.Deployment, data: pd.DataFrame, batches
 ) -> dict:
-    """Per-feature drift of the newest data against the deployed model's training sample."""
+    """Per-feature drift (the activity trend included) of what is newest for the live model.
+
+    The batches that arrived after its training, with and without an outcome, against its
+    training sample; when there are none, the check that made a run retrain and deploy it: the
+    batches that drifted against the previous model's training sample (comparing the model's own
+    training data with itself would say nothing).
+    """
+    newer = newest_batches(deployment, batches)
+    if not newer:
+        return triggering_drift(config, deployment)
     sample_path = modelstore.deployed_file(deployment, TRAINING_SAMPLE_FILE)
     if sample_path is None:
         return {"available": False, "reason": f"{deployment.label} has no training sample"}
-    current, compared = newest_data(config, deployment, data, batches)
+    seqs = [batch.seq for batch in newer]
+    current = pd.concat(
+        [
+            data[data[datastore.BATCH_COLUMN].isin(seqs).to_numpy()],
+            datastore.current_observations(config.ingested_dir, seqs),
+        ],
+        ignore_index=True,
+    )
+    compared = "batches since training: " + ", ".join(
+        f"{batch.seq} ({batch.source})" for batch in newer
+    )
     logger.debug("drift: %s (%d rows) against %s", compared, len(current), sample_path)
-    features = drift.feature_drift(pd.read_csv(sample_path), current, FEATURES)
+    features = drift.feature_drift(
+        drift.with_trend(pd.read_csv(sample_path)),
+        drift.with_trend(current),
+        (*FEATURES, drift.TREND),
+    )
     return {
         "available": True,
         "compared": compared,
@@ -199,6 +207,28 @@ def data_drift(
         "psi_major": drift.PSI_MAJOR,
         "features": features,
         "drifted": [item["feature"] for item in features if item["ks_drift"]],
+    }
+
+
+def triggering_drift(config: Config, deployment: modelstore.Deployment) -> dict:
+    """The data-drift check of the run that deployed the live model, if a run did."""
+    with open_history(config.history_path) as history:
+        check = history.deciding_check(deployment.manifest["model_sha256"], "data")
+    if check is None or not check["detail"].get("features"):
+        return {
+            "available": False,
+            "reason": f"no batch arrived after {deployment.label} was trained",
+        }
+    detail = check["detail"]
+    return {
+        "available": True,
+        "compared": f"batches {check['batches']}, which made run {check['run']} retrain and"
+        f" deploy {deployment.label}",
+        "reference": detail["reference"],
+        "ks_alpha": drift.KS_ALPHA,
+        "psi_major": drift.PSI_MAJOR,
+        "features": detail["features"],
+        "drifted": detail["drifted"],
     }
 
 

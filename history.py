@@ -404,6 +404,20 @@ class History:
             {**dict(zip(names, row[:7], strict=True)), "detail": json.loads(row[7])} for row in rows
         ]
 
+    def deciding_check(self, model_sha256: str, kind: str) -> dict | None:
+        """The drift check (`model` or `data`) of the run that deployed a model, or None."""
+        row = self.db.execute(
+            "SELECT d.run, d.checked_at, d.batches, d.rows, d.verdict, d.detail"
+            " FROM challengers c JOIN drift_checks d ON d.run = c.run"
+            " WHERE c.model_sha256 = ? AND c.verdict = 'deployed' AND d.kind = ?"
+            " ORDER BY d.id DESC LIMIT 1",
+            (model_sha256, kind),
+        ).fetchone()
+        if row is None:
+            return None
+        names = ("run", "checked_at", "batches", "rows", "verdict")
+        return {**dict(zip(names, row[:5], strict=True)), "detail": json.loads(row[5])}
+
     # --- models and deployments
 
     def record_challenger(self, model_sha256: str, run: int, verdict: str, reason: str = ""):

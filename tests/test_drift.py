@@ -1,0 +1,143 @@
+"""The statistics behind the drift checks and the challenger comparison, checked on numbers whose
+truth is known."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import drift
+import generate_data
+import scoring
+from clientdata import FEATURES, TARGET
+
+
+def test_log_loss_excess_by_hand():
+    labels, probabilities = [1, 0], [0.8, 0.4]
+    loss = -(math.log(0.8) + math.log(0.6)) / 2
+    entropy = -(
+        0.8 * math.log(0.8) + 0.2 * math.log(0.2) + 0.4 * math.log(0.4) + 0.6 * math.log(0.6)
+    )
+    excess, variance = drift.log_loss_excess(labels, probabilities)
+    assert excess == pytest.approx(loss - entropy / 2)
+    expected = (0.16 * math.log(4) ** 2 + 0.24 * math.log(0.4 / 0.6) ** 2) / 4
+    assert variance == pytest.approx(expected)
+
+
+def batch_from(probabilities, rng, relation_broken=False):
+    p = np.asarray(probabilities)
+    source = rng.permutation(p) if relation_broken else p
+    return (rng.random(len(p)) < source).astype(int)
+
+
+REFERENCE = {"excess": 0.0, "variance": 0.0, "rows": 2000, "dataset": "test"}
+
+
+@pytest.mark.parametrize("rows", [100, 1000])
+def test_a_model_that_is_right_is_rarely_called_drifted(rows):
+    rng = np.random.default_rng(1)
+    flags = 0
+    for _ in range(100):
+        p = rng.uniform(0.02, 0.7, rows)
+        labels = batch_from(p, rng)
+        flags += drift.model_still_right(labels, p, (p > 0.3).astype(int), REFERENCE)["drift"]
+    assert flags <= 10  # 5 % expected
+
+
+@pytest.mark.parametrize("rows", [100, 1000])
+def test_a_model_whose_relation_broke_is_called_drifted(rows):
+    rng = np.random.default_rng(2)
+    flags = 0
+    for _ in range(50):
+        p = rng.uniform(0.02, 0.7, rows)
+        labels = batch_from(p, rng, relation_broken=True)
+        flags += drift.model_still_right(labels, p, (p > 0.3).astype(int), REFERENCE)["drift"]
+    assert flags >= (30 if rows == 100 else 48)
+
+
+def test_the_verdict_names_what_was_expected():
+    p = np.full(200, 0.2)
+    verdict = drift.model_still_right(
+        np.zeros(200, dtype=int), p, np.ones(200, dtype=int), REFERENCE
+    )
+    assert verdict["drift"]
+    assert verdict["score"] == 0.0
+    assert verdict["expected_f1"] == pytest.approx(1 / 3, abs=0.05)
+    assert "where the model expects" in verdict["basis"]
+
+
+def test_simulated_f1_large_batches_agree_with_exact_simulation():
+    rng = np.random.default_rng(3)
+    p = rng.uniform(0.05, 0.6, drift.EXACT_SIMULATION_ROWS)
+    flagged = p > 0.3
+    exact = drift.simulated_f1(p, flagged, simulations=400)
+    approximate = drift.simulated_f1(np.tile(p, 2), np.tile(flagged, 2), simulations=400)
+    assert approximate.mean() == pytest.approx(exact.mean(), abs=0.01)
+    assert approximate.std() == pytest.approx(exact.std() / math.sqrt(2), rel=0.25)
+
+
+@pytest.mark.parametrize(
+    ("challenger", "verdict"),
+    [("same", "too close to call"), ("sharper", "better"), ("inverted", "worse")],
+)
+def test_paired_log_loss_tells_better_worse_and_too_close(challenger, verdict):
+    rng = np.random.default_rng(4)
+    truth = rng.uniform(0.05, 0.8, 400)
+    labels = (rng.random(400) < truth).astype(int)
+    champion = np.clip(truth * 0.5 + 0.2, 0.01, 0.99)
+    candidates = {"same": champion, "sharper": truth, "inverted": 1 - truth}
+    result = drift.paired_log_loss(labels, candidates[challenger], champion)
+    assert result["verdict"] == verdict
+    assert result["rows"] == 400
+    low, high = result["interval_95"]
+    assert low <= result["difference"] <= high
+
+
+def test_the_trend_is_what_the_model_derives():
+    frame = pd.DataFrame({"lastmonth_activity": [0, 10, 120], "lastyear_activity": [120, 120, 120]})
+    trend = drift.with_trend(frame)[drift.TREND]
+    assert math.isnan(trend[0])  # dormant: no trend
+    assert trend[1] == pytest.approx(math.log1p(10) - math.log1p(10))
+    assert trend[2] > 2
+
+
+def test_the_trend_catches_a_fall_in_recent_activity_the_raw_columns_miss():
+    rng = np.random.default_rng(5)
+    codes = generate_data.client_codes(rng, 3000)
+    reference = drift.with_trend(generate_data.simulate_clients(rng, codes))
+    quieter = generate_data.Market(trend_mean=-0.15)
+    raw = derived = 0
+    for _ in range(40):
+        batch = generate_data.simulate_clients(
+            rng, generate_data.client_codes(rng, 100), market=quieter
+        )
+        batch = drift.with_trend(batch.astype(dict.fromkeys(FEATURES, float)))
+        raw += any(item["ks_drift"] for item in drift.feature_drift(reference, batch, FEATURES))
+        features = (*FEATURES, drift.TREND)
+        derived += any(item["ks_drift"] for item in drift.feature_drift(reference, batch, features))
+    assert derived >= 2 * max(raw, 5)
+
+
+@pytest.mark.parametrize(("market", "drifts"), [("bigger", False), ("relation-strong", True)])
+def test_the_deployed_model_on_a_harmless_shift_and_on_a_real_change(deployed, market, drifts):
+    """A model trained on the test project's usual clients, judged on 1,000 new ones."""
+    import modelstore
+
+    model, deployment = modelstore.load_deployed_model(deployed.config.deploy_dir)
+    metrics = deployment.manifest["metrics"]
+    reference = {
+        "excess": metrics["log_loss_excess"],
+        "variance": metrics["log_loss_excess_variance"],
+        "rows": metrics["rows"],
+        "dataset": "testdata.csv",
+    }
+    rng = np.random.default_rng(6)
+    codes = generate_data.client_codes(rng, 1000)
+    batch = generate_data.simulate_clients(rng, codes, market=generate_data.MARKETS[market])
+    batch = batch.astype(dict.fromkeys(FEATURES, float))
+    predictions = scoring.predict(model, batch)
+    verdict = drift.model_still_right(
+        batch[TARGET], predictions["probability"], predictions["prediction"], reference
+    )
+    assert verdict["drift"] == drifts
