@@ -64,6 +64,8 @@ def predict(model, rows: pd.DataFrame) -> pd.DataFrame:
     # One pass: the label is the probability against the tuned threshold, as predict() would do.
     final_step = model.steps[-1][1] if hasattr(model, "steps") else model
     threshold = getattr(final_step, "best_threshold_", None)
+    if threshold is None and isinstance(getattr(final_step, "threshold", None), float):
+        threshold = final_step.threshold
     if threshold is None:
         labels = model.predict(features)
     else:

@@ -26,7 +26,12 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GridSearchCV, StratifiedKFold, TunedThresholdClassifierCV
+from sklearn.model_selection import (
+    FixedThresholdClassifier,
+    GridSearchCV,
+    StratifiedKFold,
+    TunedThresholdClassifierCV,
+)
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, SplineTransformer, StandardScaler
 from threadpoolctl import threadpool_limits
@@ -172,7 +177,7 @@ def fit_model(data: pd.DataFrame) -> tuple[Pipeline, dict]:
         )
         summary = _cv_summary(params, folds, search.best_score_, score_std)
         if smallest_class < MIN_CLASS_ROWS_TO_CALIBRATE:
-            return search.best_estimator_, summary
+            return _untuned(search.best_estimator_, params, features, target, summary)
         model = build_pipeline(calibrated_classifier(params, folds)).fit(features, target)
     tuned = model.named_steps["model"]
     summary.update(
@@ -181,6 +186,21 @@ def fit_model(data: pd.DataFrame) -> tuple[Pipeline, dict]:
         f1_mean=round(float(tuned.best_score_), 6),
     )
     return model, summary
+
+
+def _untuned(model: Pipeline, params: dict, features, target, summary: dict):
+    """A model too small to calibrate and tune: unless balanced weights already centre its
+    probabilities, it flags a client whose probability is above the share who left (at 0.5,
+    a model of rare leavers would hardly ever flag one)."""
+    if params.get("model__class_weight") == "balanced":
+        return model, summary
+    rate = round(float(target.mean()), 6)
+    regression = LogisticRegression(
+        max_iter=1000, random_state=RANDOM_SEED, **regression_params(params)
+    )
+    fixed = FixedThresholdClassifier(regression, threshold=rate)
+    summary.update(threshold=rate)
+    return build_pipeline(fixed).fit(features, target), summary
 
 
 def _cv_summary(params: dict, folds: int, score=None, score_std=None) -> dict:

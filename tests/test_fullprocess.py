@@ -3,13 +3,16 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import fullprocess
+import generate_data
 import modelstore
 import training
-from conftest import client_rows
+from conftest import client_rows, make_project, run_steps
 from files import exclusive_lock
+from history import open_history
 from project import PROJECT_DIR
 
 
@@ -150,6 +153,10 @@ def test_a_drifted_batch_is_retrained_and_redeployed(diagnosed):
     assert manifest["check_reference"]["rows"] == 300
     report = json.loads((diagnosed.root / "models" / "diagnostics.json").read_text())
     assert report["model"]["version"] == "v0002"
+    # The report shows the batch that triggered the retrain against the previous model.
+    assert report["drift"]["compared"].startswith("batches 3, which made run")
+    assert report["drift"]["reference"] == "training sample of v0001"
+    assert "lastyear_activity" in report["drift"]["drifted"]
     assert run(diagnosed)["outcome"] == "no new data"
 
 
@@ -168,6 +175,71 @@ def test_a_worse_challenger_is_kept_out(diagnosed, monkeypatch):
     assert "significantly worse; v0001 stays live" in record["reason"]
     assert live(diagnosed) == 1
     assert run(diagnosed)["outcome"] == "no new data"
+
+
+def test_a_harmless_shift_of_the_inputs_is_not_model_drift(diagnosed):
+    bigger = generate_data.MARKETS["bigger"]
+    rng = np.random.default_rng(30)
+    batch = generate_data.simulate_clients(rng, generate_data.client_codes(rng, 500), market=bigger)
+    diagnosed.write_input("bigger.csv", batch)
+    record = run(diagnosed)
+    assert record["model_drift"]["verdict"] == "no drift"
+    assert "number_of_employees" in record["data_drift"]["drifted"]  # the inputs did move
+    assert record["outcome"] == "no drift"
+    assert live(diagnosed) == 1
+
+
+def test_as_much_new_data_as_the_model_learnt_from_retrains_it(diagnosed):
+    diagnosed.write_input("more.csv", client_rows(700, seed=32))
+    record = run(diagnosed)
+    assert record["model_drift"]["verdict"] == "no drift"
+    assert record["reason"].startswith(
+        "new data: 700 rows with an outcome arrived since v0001 was trained on 600"
+    )
+    assert record["outcome"] in {"redeployed", "challenger kept out"}
+    assert record["newest"] == {"batches": [3], "rows": 700}
+
+
+def test_a_drifted_batch_never_enters_the_history_checks_baseline(diagnosed, monkeypatch):
+    import judging
+
+    config = json.loads(diagnosed.config_path.read_text())
+    diagnosed.config_path.write_text(json.dumps({**config, "drift_check": "parametric"}))
+    real_fit = training.fit_model
+    monkeypatch.setattr(
+        training, "fit_model", lambda data: real_fit(data.assign(exited=1 - data["exited"]))
+    )
+    diagnosed.write_input("drifted.csv", client_rows(1000, seed=23, drifted=True))
+    record = run(diagnosed)
+    assert (record["model_drift"]["verdict"], record["outcome"]) == ("drift", "challenger kept out")
+    deployment = modelstore.current_deployment(diagnosed.root / "production_deployment")
+    with open_history(diagnosed.config.history_path) as history:
+        scores = history.scores(deployment.manifest["model_sha256"])
+        assert [score["verdict"] for score in scores] == [None, "drift"]
+        assert judging.past_scores(history, deployment, "another.csv") == [scores[0]["f1"]]
+
+
+def test_the_courses_sequence_waits_for_more_rows_with_reports_for_the_live_model(tmp_path):
+    """Two practice files deployed by hand, then two source files of 11 and 15 rows arrive."""
+    root = tmp_path / "course"
+    practice = {
+        "dataset1.csv": client_rows(120, seed=41),
+        "dataset2.csv": client_rows(130, seed=42),
+    }
+    project = make_project(root, practice, client_rows(200, seed=43))
+    run_steps(project, "ingestion", "training", "scoring", "deployment")
+    (root / "practicedata").mkdir()
+    for path in project.input_dir.iterdir():
+        path.rename(root / "practicedata" / path.name)
+    project.write_input("dataset3.csv", client_rows(11, seed=44))
+    project.write_input("dataset4.csv", client_rows(15, seed=45))
+    record = run(project)
+    assert record["outcome"] == "insufficient data"
+    assert record["reason"].startswith("insufficient data (26 of 100 rows so far)")
+    report = json.loads((root / "models" / "diagnostics.json").read_text())
+    assert report["model"]["version"] == "v0001"
+    assert (root / "models" / "summary_report.pdf").is_file()
+    assert run(project)["outcome"] == "no new data"
 
 
 def test_data_drift_alone_retrains_when_configured(diagnosed):

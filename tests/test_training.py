@@ -8,6 +8,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, roc_auc_score
 
 import datastore
+import scoring
 import training
 from clientdata import FEATURES
 from conftest import HEADER, client_rows, run_steps
@@ -95,6 +96,23 @@ def test_too_few_rows_to_cross_validate_still_trains(project, capsys):
     project.write_input("tiny.csv", HEADER + "aaaa,10,100,5,0\nbbbb,1,150,3,1\ncccc,12,130,6,0\n")
     run_steps(project, "ingestion", "training")
     assert "no cross-validation (too few rows)" in capsys.readouterr().out
+
+
+def test_a_model_too_small_to_tune_flags_above_the_share_who_left(project):
+    rows = client_rows(90, seed=7)
+    for path in project.input_dir.iterdir():
+        path.unlink()
+    project.write_input("small.csv", rows)
+    run_steps(project, "ingestion", "training")
+    metadata = json.loads((project.root / "models" / "trainedmodel.json").read_text())
+    cv = metadata["cross_validation"]
+    assert not cv["calibrated"]
+    if cv["params"]["class_weight"] is None:
+        assert cv["threshold"] == pytest.approx(rows["exited"].mean(), abs=1e-6)
+    else:
+        assert cv["threshold"] == 0.5
+    flagged = scoring.predict(load_trained(project), rows)["prediction"].mean()
+    assert 0.05 < flagged < 0.6
 
 
 @pytest.mark.parametrize(
