@@ -67,14 +67,17 @@ def test_the_verdict_names_what_was_expected():
     assert "where the model expects" in verdict["basis"]
 
 
-def test_simulated_f1_large_batches_agree_with_exact_simulation():
+def test_large_batches_are_simulated_like_small_ones():
     rng = np.random.default_rng(3)
     p = rng.uniform(0.05, 0.6, drift.EXACT_SIMULATION_ROWS)
     flagged = p > 0.3
-    exact = drift.simulated_f1(p, flagged, simulations=400)
-    approximate = drift.simulated_f1(np.tile(p, 2), np.tile(flagged, 2), simulations=400)
-    assert approximate.mean() == pytest.approx(exact.mean(), abs=0.01)
-    assert approximate.std() == pytest.approx(exact.std() / math.sqrt(2), rel=0.25)
+    f1, excess = drift.simulate_batch(p, flagged, simulations=400)
+    f1_wide, excess_wide = drift.simulate_batch(np.tile(p, 2), np.tile(flagged, 2), simulations=400)
+    assert f1_wide.mean() == pytest.approx(f1.mean(), abs=0.01)
+    assert f1_wide.std() == pytest.approx(f1.std() / math.sqrt(2), rel=0.25)
+    assert excess.mean() == pytest.approx(0, abs=0.002)
+    assert excess_wide.std() == pytest.approx(excess.std() / math.sqrt(2), rel=0.25)
+    assert excess.std() == pytest.approx(math.sqrt(drift.log_loss_excess(p, p)[1]), rel=0.15)
 
 
 @pytest.mark.parametrize(
