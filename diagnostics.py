@@ -214,6 +214,11 @@ def triggering_drift(config: Config, deployment: modelstore.Deployment) -> dict:
     """The data-drift check of the run that deployed the live model, if a run did."""
     with open_history(config.history_path) as history:
         check = history.deciding_check(deployment.manifest["model_sha256"], "data")
+    logger.debug(
+        "drift: no batch arrived after %s was trained; %s",
+        deployment.label,
+        "nothing to show" if check is None else f"showing the check of run {check['run']}",
+    )
     if check is None or not check["detail"].get("features"):
         return {
             "available": False,

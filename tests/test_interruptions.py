@@ -19,6 +19,7 @@ import modelstore
 import scoring
 import training
 from conftest import client_rows, run_steps
+from files import leftover_owner, process_alive
 from history import open_history
 from project import PROJECT_DIR
 
@@ -140,8 +141,13 @@ def nth_event(events, label, occurrence):
 
 
 def leftovers(project) -> list[Path]:
+    """Temporary files in the project, and timing copies of dead processes in the temporary
+    folder (another process may be timing its own project there right now)."""
     found = [path for path in project.root.rglob("*") if ".tmp-" in path.name]
-    found += list(Path(tempfile.gettempdir()).glob(".risk-timing.*"))
+    for path in Path(tempfile.gettempdir()).glob(".risk-timing.*"):
+        owner = leftover_owner(path.name)
+        if owner is None or not process_alive(owner):
+            found.append(path)
     return found
 
 
