@@ -243,7 +243,7 @@ def update(log: RunLog, config, history, live) -> dict:
     if cause.startswith("new data"):
         newest = [batch for batch in history.batches() if batch.seq > live.through_batch]
     else:
-        newest = batches
+        newest = judging.drifted_batches(history, live, batches)
     outcome, reason = judging.retrain(log, config, history, model, live, cause, newest, facts)
     history.judge_batches(facts["batches"], log.run_id, outcome)
     return finish_update(log, config, history, outcome, reason, facts)

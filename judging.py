@@ -41,8 +41,11 @@ logger = logging.getLogger(__name__)
 
 HOLDOUT_SHARE = 0.3
 RANDOM_SEED = 0
-# Fewer held-out newest rows than this (or one class only) cannot tell two models apart.
-MIN_COMPARISON_ROWS = 30
+# Fewer held-out newest rows than this (or one class only) cannot tell two models apart: a
+# retrained model waits until the batches of a drift add up to enough of them.
+MIN_COMPARISON_ROWS = 100
+# Verdicts on batches that showed drift without a model learning from them.
+UNRESOLVED = ("too few rows to compare", "challenger kept out", "live model changed")
 WINDOW_FOLDS = 5
 
 
@@ -200,6 +203,18 @@ def split_newest(rows):
     )
 
 
+def drifted_batches(history, live, pending) -> list:
+    """The batches of a drift so far: those being judged now, and the earlier ones since the
+    live model's training that drifted without a model learning from them yet (too few rows to
+    compare, a challenger kept out)."""
+    earlier = [
+        batch
+        for batch in history.batches()
+        if batch.seq > live.through_batch and batch.judgement in UNRESOLVED
+    ]
+    return sorted({*earlier, *pending}, key=lambda batch: batch.seq)
+
+
 def window_starts(history, live, newest_batches) -> list[int]:
     """First batches of the windows a challenger may learn from: every batch, the live model's
     window, the batches after the live model's training, and the newest batches alone."""
@@ -323,8 +338,9 @@ def retrain(log, config, history, model, live, cause: str, newest_batches, facts
     if len(holdout) < MIN_COMPARISON_ROWS or holdout[TARGET].nunique() < 2:
         reason = (
             f"{cause}; only {len(holdout)} newest rows to hold out (at least"
-            f" {MIN_COMPARISON_ROWS} of both outcomes are needed): too few to compare a retrained"
-            f" model with {live.label}, which stays live; the next check compares with more"
+            f" {MIN_COMPARISON_ROWS}, of both outcomes, are needed to compare a retrained model"
+            f" with {live.label}): {live.label} stays live, and these batches count again with"
+            " the next that drift"
         )
         return "too few rows to compare", reason
     data, _ = datastore.stored_outcomes(config)

@@ -160,6 +160,22 @@ def test_a_drifted_batch_is_retrained_and_redeployed(diagnosed):
     assert run(diagnosed)["outcome"] == "no new data"
 
 
+def test_a_drift_too_small_to_compare_waits_for_the_next_batches_of_it(diagnosed):
+    diagnosed.write_input("drifted1.csv", client_rows(200, seed=26, drifted=True))
+    first = run(diagnosed)
+    assert first["model_drift"]["verdict"] == "drift"
+    assert first["outcome"] == "too few rows to compare"
+    assert "only 60 newest rows to hold out (at least 100" in first["reason"]
+    assert live(diagnosed) == 1
+    diagnosed.write_input("drifted2.csv", client_rows(200, seed=27, drifted=True))
+    second = run(diagnosed)
+    assert second["model_drift"]["verdict"] == "drift"
+    # The two batches of the drift together: 400 rows, 120 held out.
+    assert second["newest"] == {"batches": [3, 4], "rows": 400}
+    assert second["comparison"]["newest_rows"] == 120
+    assert second["outcome"] == "redeployed"
+
+
 def test_a_worse_challenger_is_kept_out(diagnosed, monkeypatch):
     real_fit = training.fit_model
 
