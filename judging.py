@@ -204,15 +204,21 @@ def split_newest(rows):
 
 
 def drifted_batches(history, live, pending) -> list:
-    """The batches of a drift so far: those being judged now, and the earlier ones since the
-    live model's training that drifted without a model learning from them yet (too few rows to
-    compare, a challenger kept out)."""
-    earlier = [
-        batch
-        for batch in history.batches()
-        if batch.seq > live.through_batch and batch.judgement in UNRESOLVED
-    ]
-    return sorted({*earlier, *pending}, key=lambda batch: batch.seq)
+    """The batches of a drift so far: those being judged now, and the ones just before them,
+    since the live model's training, that drifted without a model learning from them yet (too
+    few rows to compare, a challenger kept out). A batch on which the live model was right ends
+    the run: what came before it is not the same drift."""
+    waiting = {batch.seq for batch in pending}
+    earlier = []
+    for batch in reversed(history.batches()):
+        if batch.seq <= live.through_batch:
+            break
+        if batch.seq in waiting or batch.judgement == "nothing to judge":
+            continue
+        if batch.judgement not in UNRESOLVED:
+            break
+        earlier.append(batch)
+    return sorted([*earlier, *pending], key=lambda batch: batch.seq)
 
 
 def window_starts(history, live, newest_batches) -> list[int]:

@@ -54,6 +54,7 @@ CHECK_MARKETS = {
     "unchanged": "usual",
     "harmless: bigger": "bigger",
     "harmless: smaller": "smaller",
+    "recent activity falls": "quieter",
     "mild change": "relation-mild",
     "strong change": "relation-strong",
     "other change": "engagement-led",

@@ -84,13 +84,15 @@ class Market(
 
 
 # Named markets. The usual one made the shipped data. The others change the inputs alone
-# (`bigger`, `smaller`: clients of another size, who leave as such clients always did), how the
-# inputs relate to leaving alone (`relation-mild`, `relation-strong`, `engagement-led`), or both
-# (`drifted`).
+# (`bigger`, `smaller`: clients of another size, who leave as such clients always did;
+# `quieter`: last month's activity falls against last year's, and more leave, as falling clients
+# always did), how the inputs relate to leaving alone (`relation-mild`, `relation-strong`,
+# `engagement-led`), or both (`drifted`).
 MARKETS = {
     "usual": Market(),
     "bigger": Market(size_shift=0.8),
     "smaller": Market(size_shift=-0.6),
+    "quieter": Market(trend_mean=-0.15),
     "relation-mild": Market(
         intercept=-2.1, trend_effect=-2.0, engagement_effect=-0.2, hump_effect=0.5, size_slope=0.4
     ),

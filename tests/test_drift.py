@@ -109,7 +109,7 @@ def test_the_trend_catches_a_fall_in_recent_activity_the_raw_columns_miss():
     rng = np.random.default_rng(5)
     codes = generate_data.client_codes(rng, 3000)
     reference = drift.with_trend(generate_data.simulate_clients(rng, codes))
-    quieter = generate_data.Market(trend_mean=-0.15)
+    quieter = generate_data.MARKETS["quieter"]
     raw = derived = 0
     for _ in range(40):
         batch = generate_data.simulate_clients(
