@@ -35,6 +35,7 @@ from project import (
     load_config,
     utc_now,
 )
+from ranking import explain, reasons
 from scoring import evaluate_model, predict
 
 logger = logging.getLogger(__name__)
@@ -247,12 +248,35 @@ def rows_of_file(filepath) -> pd.DataFrame:
     return read_unlabelled_csv(path, label=filepath)
 
 
-def prediction_rows() -> pd.DataFrame:
+def wants_reasons(body) -> bool:
+    """Whether to explain each prediction: `reasons` (true unless false) in a JSON body or the
+    query string; bulk scoring can leave the reasons out."""
+    given = request.args.get("reasons")
+    if isinstance(body, dict) and "reasons" in body:
+        if given is not None:
+            raise DataError("give reasons either in the query string or in the body, not both")
+        if not isinstance(body["reasons"], bool):
+            raise DataError(f"reasons: expected true or false, got {_brief(body['reasons'])}")
+        return body["reasons"]
+    if given is None:
+        return True
+    if given.lower() not in {"true", "false", "1", "0"}:
+        raise DataError(f"reasons: expected true or false, got {_brief(given)}")
+    return given.lower() in {"true", "1"}
+
+
+def prediction_rows() -> tuple[pd.DataFrame, bool]:
     """The client rows a request asks about: JSON records or filepath, a CSV body, or a filepath
-    as a form field or in the query string (as clients written for the course send it)."""
-    unknown = sorted(set(request.args) - {"filepath"})
+    as a form field or in the query string (as clients written for the course send it); and
+    whether to give the reasons."""
+    unknown = sorted(set(request.args) - {"filepath", "reasons"})
     if unknown:
         raise DataError(f"query: unknown parameter(s) {', '.join(map(repr, unknown))}")
+    rows, body = _prediction_rows()
+    return rows, wants_reasons(body)
+
+
+def _prediction_rows():
     query = request.args.get("filepath")
     if not request.get_data():
         if query is None:
@@ -260,29 +284,29 @@ def prediction_rows() -> pd.DataFrame:
                 'body: send {"records": [...]} or {"filepath": "..."} as JSON, a CSV body, or'
                 " a filepath form field or query parameter"
             )
-        return rows_of_file(query)
+        return rows_of_file(query), None
     if query is not None:
         raise DataError("give the filepath either in the query string or in the body, not both")
     if request.mimetype == "text/csv":
-        return read_unlabelled_csv(request.get_data(), label="body")
+        return read_unlabelled_csv(request.get_data(), label="body"), None
     if request.mimetype in FORM_TYPES:
         fields = set(request.form) | set(request.files)
         if fields != {"filepath"} or request.files:
             raise DataError("form: expected exactly one field, 'filepath'")
-        return rows_of_file(request.form["filepath"])
+        return rows_of_file(request.form["filepath"]), None
     if request.mimetype != "application/json":
         raise UnsupportedType()
     body = json_body()
     if not isinstance(body, dict):
         raise DataError('body: expected a JSON object {"records": [...]} or {"filepath": "..."}')
-    unknown = sorted(set(body) - {"records", "filepath"})
+    unknown = sorted(set(body) - {"records", "filepath", "reasons"})
     if unknown:
         raise DataError(f"body: unknown field(s) {', '.join(map(repr, unknown))}")
     if ("records" in body) == ("filepath" in body):
         raise DataError("body: give exactly one of 'records' and 'filepath'")
     if "records" in body:
-        return records_frame(body["records"])
-    return rows_of_file(body["filepath"])
+        return records_frame(body["records"]), body
+    return rows_of_file(body["filepath"]), body
 
 
 # --- endpoints -----------------------------------------------------------------------------------
@@ -304,17 +328,22 @@ def check_token():
 @api.post("/prediction")
 def prediction():
     try:
-        rows = prediction_rows()
+        rows, with_reasons = prediction_rows()
     except DataError as error:
         return jsonify(error=str(error)), 400
     live = live_model()
-    predicted = predict(live.model, rows)
+    if with_reasons:
+        predicted, effects, values, typical = explain(live.model, rows)
+    else:
+        predicted = predict(live.model, rows)
     answer = {
         "model_version": live.deployment.label,
         "rows": len(predicted),
         "predictions": predicted["prediction"].astype(int).tolist(),
         "probabilities": predicted["probability"].round(6).tolist(),
     }
+    if with_reasons:
+        answer["reasons"] = reasons(effects, values, typical)
     if ID_COLUMN in predicted.columns:
         answer["corporations"] = (
             predicted[ID_COLUMN].astype(object).where(predicted[ID_COLUMN].notna(), None).tolist()

@@ -1,8 +1,9 @@
 """Diagnose the deployed model and the ingested data, and rank the clients by risk of leaving.
 
 Writes, in `output_model_path`, `diagnostics.json` (summary statistics, missing data, step timings,
-dependency versions, data drift, the top of the ranking) and `riskranking.csv` (every client with
-the deployed model's probability of leaving, highest first), each atomically.
+dependency versions, data drift, and the ranking's summary: the top with reasons, what changed,
+expected leavers) and, through ranking.py, `riskranking.csv` (every current client with the
+deployed model's probability of leaving and the reasons for it, highest first), each atomically.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib.metadata
-import json
 import logging
 import os
 import shutil
@@ -30,6 +30,7 @@ import datastore
 import drift
 import ingestion
 import modelstore
+import ranking
 import scoring
 import training
 from clientdata import (
@@ -41,7 +42,7 @@ from clientdata import (
     read_unlabelled_csv,
     validate_records,
 )
-from files import TEMP_MARKER, atomic_write_json, read_json, write_csv
+from files import TEMP_MARKER, atomic_write_json, read_json
 from history import open_history
 from project import (
     DIAGNOSTICS_FILE,
@@ -58,14 +59,12 @@ from project import (
 
 logger = logging.getLogger(__name__)
 
-RANKING_FILE = "riskranking.csv"
 DEPENDENCY_CACHE_FILE = "dependencycache.json"
 DEPENDENCY_CACHE_AGE = timedelta(days=1)
 REQUIREMENTS_FILE = PROJECT_DIR / "requirements.txt"
-TOP_CLIENTS = 20
 
 
-# --- predictions and the ranking -----------------------------------------------------------------
+# --- predictions ----------------------------------------------------------------------------
 
 
 def model_predictions(data, config: Config) -> pd.DataFrame:
@@ -99,20 +98,6 @@ def _prediction_rows(data) -> pd.DataFrame:
         raise problems_error([f"record {index}: {reason}" for index, reason in found])
     unused = [TARGET] if ID_COLUMN in data.columns else [ID_COLUMN, TARGET]
     return frame.drop(columns=unused).reset_index(drop=True)
-
-
-def rank_clients(data: pd.DataFrame, model) -> pd.DataFrame:
-    """Every client once (its latest record), with its probability of leaving, highest first."""
-    latest = data.drop_duplicates(subset=ID_COLUMN, keep="last")
-    predictions = scoring.predict(model, latest)
-    ranked = latest.reset_index(drop=True).assign(
-        probability=predictions["probability"].round(6),
-        predicted_exit=predictions["prediction"],
-    )
-    ranked = ranked.sort_values(["probability", ID_COLUMN], ascending=[False, True])
-    ranked.insert(0, "rank", range(1, len(ranked) + 1))
-    columns = ["rank", ID_COLUMN, "probability", "predicted_exit", *FEATURES, "exited"]
-    return ranked[columns].reset_index(drop=True)
 
 
 # --- the ingested data ---------------------------------------------------------------------------
@@ -453,7 +438,6 @@ def run(config: Config, timing_repeats: int | None = None) -> DiagnosticsResult:
     model, deployment = modelstore.load_deployed_model(config.deploy_dir)
     data, batches = datastore.stored_outcomes(config)
     check_ingested_data(data, config.ingested_dir)
-    ranking = rank_clients(data[list(COLUMNS)], model)
     report = {
         "generated_at": utc_now(),
         "model": {
@@ -473,28 +457,11 @@ def run(config: Config, timing_repeats: int | None = None) -> DiagnosticsResult:
         "drift": data_drift(config, deployment, data, batches),
         "timings": time_steps(config, timing_repeats or config.settings["timing_repeats"], batches),
         "dependencies": dependency_status(config),
-        "ranking": {
-            "file": RANKING_FILE,
-            "clients": len(ranking),
-            "top": json.loads(ranking.head(TOP_CLIENTS).to_json(orient="records")),
-        },
+        "ranking": ranking.run(config, model, deployment, refresh=False).report,
     }
-    write_csv(ranking, config.model_dir / RANKING_FILE)
-    with open_history(config.history_path) as history:
-        history.record_ranking(
-            deployment.manifest["model_sha256"],
-            deployment.label,
-            batches[-1].seq,
-            zip(
-                ranking["rank"].tolist(),
-                ranking[ID_COLUMN].tolist(),
-                ranking["probability"].tolist(),
-                strict=True,
-            ),
-        )
     path = config.model_dir / DIAGNOSTICS_FILE
     atomic_write_json(path, report)
-    logger.debug("wrote %s and %s", config.model_dir / RANKING_FILE, path)
+    logger.debug("wrote %s", path)
     return DiagnosticsResult(report, path)
 
 

@@ -140,7 +140,27 @@ def reports_are_current(config, history, deployment) -> bool:
     return latest is not None and latest[0] == deployment.manifest["model_sha256"] and made.exists()
 
 
+def ranking_is_current(history, deployment) -> bool:
+    """Whether the newest ranking was made by the live model from every stored batch."""
+    latest = history.latest_ranking()
+    return latest is not None and tuple(latest) == (
+        deployment.manifest["model_sha256"],
+        history.last_batch_seq(),
+    )
+
+
 # --- the run -------------------------------------------------------------------------------------
+
+
+def rerank(log: RunLog, config) -> None:
+    """Rank the current clients again (new observations arrived) and remake the report."""
+    import ranking
+    import reporting
+
+    with log.step("ranking"):
+        ranking.run(config)
+    with log.step("reporting"):
+        reporting.run(config)
 
 
 def report(log: RunLog, config) -> None:
@@ -271,6 +291,8 @@ def finish_update(log: RunLog, config, history, outcome: str, reason: str, facts
     live = modelstore.current_deployment(config.deploy_dir)
     if outcome == "redeployed" or not reports_are_current(config, history, live):
         report(log, config)
+    elif not ranking_is_current(history, live):
+        rerank(log, config)
     return log.finish(outcome, reason, **facts)
 
 
@@ -323,7 +345,7 @@ def decide(config, history):
     # Batches waiting for more rows are judged again only with new data, or once they add up.
     if new or (pending and pooled >= config.settings["min_batch_rows"]):
         return "update", new, live
-    if not reports_are_current(config, history, live):
+    if not reports_are_current(config, history, live) or not ranking_is_current(history, live):
         return "reports", waiting, live
     return "quiet", waiting, live
 
@@ -384,12 +406,19 @@ def run_with_history(log: RunLog, config, history) -> dict:
         if detail:
             logger.info("new files: %s", ", ".join(detail))
         record = update(log, config, history, live)
-    else:
+    elif not reports_are_current(config, history, live):
         report(log, config)
         record = log.finish(
             "no new data",
             "no file in the input folder is new; the reports were behind the live model"
             " (an interrupted run or a rollback) and were made again",
+        )
+    else:
+        rerank(log, config)
+        record = log.finish(
+            "no new data",
+            "no file in the input folder is new; the ranking was behind the stored batches"
+            " (an interrupted run) and was made again",
         )
     if interrupted:
         record["completed_interrupted_runs"] = [run.id for run in interrupted]

@@ -505,6 +505,12 @@ class History:
             db.execute("DELETE FROM ranking_entries WHERE ranking <= ?", (ranking - KEEP_RANKINGS,))
             return ranking
 
+    def latest_ranking(self):
+        """(model_sha256, through_batch) of the newest ranking, or None."""
+        return self.db.execute(
+            "SELECT model_sha256, through_batch FROM rankings ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+
     def rankings(self, limit: int = 2) -> list[dict]:
         """The newest rankings first, each with its entries (if still kept) in rank order."""
         summaries = self._rows(

@@ -1,8 +1,10 @@
 """Report on the deployed model: a confusion-matrix plot and a PDF for the client managers.
 
 Writes, in `output_model_path`, `confusionmatrix.png` (the deployed model on the test data) and
-`summary_report.pdf`: the model and its metrics, the score history, the clients most at risk, and
-the latest diagnostics (statistics, missing data, drift, timings, dependencies). Both are written
+`summary_report.pdf`: page 1 for the client managers (who to call and why, what changed since the
+previous ranking, expected leavers), then model quality (metrics, precision of the top of the
+list, calibration, confusion matrix, score history), drift, and the engineering detail
+(statistics, missing data, timings, dependencies). Both are written
 atomically, and only after everything in them was computed.
 """
 
@@ -20,11 +22,12 @@ from matplotlib import dates as mdates
 from matplotlib.figure import Figure
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
-from reportlab.lib.styles import getSampleStyleSheet
+from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.platypus import (
     Image,
     KeepTogether,
+    PageBreak,
     Paragraph,
     SimpleDocTemplate,
     Spacer,
@@ -33,11 +36,12 @@ from reportlab.platypus import (
 )
 
 import modelstore
-from clientdata import read_labelled_csv
+import ranking
+from clientdata import TARGET, read_labelled_csv
 from files import atomic_path, read_json
 from history import open_history
 from project import DIAGNOSTICS_FILE, Config, PipelineError, build_parser, parse_utc, run_cli
-from scoring import evaluate_model
+from scoring import evaluate_model, predict
 
 logger = logging.getLogger(__name__)
 
@@ -47,16 +51,20 @@ SHOWN_ID_LENGTH = 24
 REPORT_FILE = "summary_report.pdf"
 PAGE_MARGIN = 18 * mm
 CONTENT_WIDTH = A4[0] - 2 * PAGE_MARGIN
+MAX_SERIES = 6
+SERIES_COLOURS = ("#1f5f99", "#e67e22", "#27ae60", "#8e44ad", "#16a085", "#d35400")
+PRECISION_MARKS = (20, 50, 100)
 SECTIONS = (
-    "Model performance on the test data",
+    "Who to call",
+    "Model quality on the test data",
     "Score history",
-    "Clients most at risk",
-    "Summary statistics of the ingested data",
-    "Missing data",
     "Data drift",
+    "The ingested data: statistics and missing values",
     "Timings",
     "Dependencies",
 )
+TOP_SHOWN = 20
+REASONS_SHOWN = 2  # on page 1; riskranking.csv has up to three
 
 
 # --- figures -------------------------------------------------------------------------------------
@@ -94,47 +102,116 @@ def confusion_matrix_png(metrics: dict, title: str) -> bytes:
 
 
 def score_history_png(history: list[dict], deployments: list[dict]) -> bytes:
-    """F1 of every recorded score over time, with the deployments marked."""
-    figure = Figure(figsize=(7.5, 3.2), dpi=150, layout="constrained")
+    """F1 of every recorded score over time, one series per model, deployments marked.
+
+    A model that was deployed is named by its version; a retrained model kept out is drawn apart
+    (crosses), never on the line of the model that stayed live. Past MAX_SERIES models the older
+    ones share one grey series, so the legend (beside the plot) stays readable.
+    """
+    figure = Figure(figsize=(7.5, 3.3), dpi=150, layout="constrained")
     axes = figure.add_subplot()
     # A deployment history line may have lost its time (edited by hand).
     deployments = [change for change in deployments if parse_utc(change.get("time"))]
-    for context, marker in (("test", "o"), ("new data", "s")):
-        points = [row for row in history if row["context"] == context and row["f1"] is not None]
-        if points:
-            axes.plot(
-                [parse_utc(row["scored_at"]) for row in points],
-                [row["f1"] for row in points],
-                marker=marker,
-                linestyle="-" if context == "test" else "none",
-                label=f"F1 on {'the test data' if context == 'test' else 'newly arrived data'}",
-            )
+    names = {}
     for change in deployments:
-        axes.axvline(parse_utc(change["time"]), color="grey", linestyle=":", linewidth=1)
-        axes.annotate(
-            change["to_version"],
-            (parse_utc(change["time"]), 1.0),
-            xycoords=("data", "axes fraction"),
-            fontsize=7,
-            rotation=90,
-            va="top",
-            ha="right",
-            color="grey",
+        if change.get("model_sha256") and change["model_sha256"] not in names:
+            names[change["model_sha256"]] = change["to_version"]
+    points = [row for row in history if row["f1"] is not None and parse_utc(row["scored_at"])]
+    models = list(dict.fromkeys(row["model_sha256"] for row in points))
+    deployed = [sha for sha in models if sha in names]
+    shown = set(deployed[-MAX_SERIES:])
+    palette = iter(SERIES_COLOURS)
+    for sha in deployed:
+        rows = [row for row in points if row["model_sha256"] == sha]
+        label, colour = (
+            (names[sha], next(palette)) if sha in shown else ("earlier models", "#b0b0b0")
         )
-    times = [parse_utc(row["scored_at"]) for row in history]
+        axes.plot(
+            [parse_utc(row["scored_at"]) for row in rows],
+            [row["f1"] for row in rows],
+            marker="o",
+            markersize=4,
+            color=colour,
+            label=label if label not in axes.get_legend_handles_labels()[1] else None,
+        )
+    kept_out = [row for row in points if row["model_sha256"] not in names]
+    if kept_out:
+        axes.plot(
+            [parse_utc(row["scored_at"]) for row in kept_out],
+            [row["f1"] for row in kept_out],
+            marker="x",
+            linestyle="none",
+            color="#c0392b",
+            label="retrained, kept out",
+        )
+    for number, change in enumerate(deployments):
+        axes.axvline(
+            parse_utc(change["time"]),
+            color="grey",
+            linestyle=":",
+            linewidth=1,
+            label="deployment" if number == 0 else None,
+        )
+    times = [parse_utc(row["scored_at"]) for row in points]
     times += [parse_utc(change["time"]) for change in deployments]
     if times:
         # A short history would otherwise be stretched over years by the automatic limits.
-        pad = max(timedelta(hours=12), (max(times) - min(times)) * 0.05)
+        pad = max(timedelta(minutes=30), (max(times) - min(times)) * 0.05)
         axes.set_xlim(min(times) - pad, max(times) + pad)
-    locator = mdates.AutoDateLocator()
+    locator = mdates.AutoDateLocator(maxticks=7)
     axes.xaxis.set_major_locator(locator)
     axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     axes.set_ylim(0, 1)
-    axes.set_ylabel("F1")
+    axes.set_ylabel("F1 (test data and new batches)")
     axes.grid(alpha=0.3)
     if axes.get_legend_handles_labels()[0]:
-        axes.legend(loc="lower left", fontsize=8)
+        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7, frameon=False)
+    return _png(figure)
+
+
+def precision_at_k_png(truth, probabilities) -> bytes:
+    """Of the k test clients ranked highest, the share who left, against the share of all."""
+    import numpy as np
+
+    order = np.argsort(-np.asarray(probabilities), kind="stable")
+    hits = np.cumsum(np.asarray(truth)[order])
+    k = np.arange(1, len(order) + 1)
+    figure = Figure(figsize=(3.7, 3.0), dpi=150, layout="constrained")
+    axes = figure.add_subplot()
+    axes.plot(k, hits / k, color="#1f5f99", label="top k by the model")
+    axes.axhline(hits[-1] / len(k), color="grey", linestyle="--", label="all clients (base rate)")
+    marks = [mark for mark in PRECISION_MARKS if mark <= len(k)]
+    for mark in marks:
+        axes.plot(mark, hits[mark - 1] / mark, "o", color="#1f5f99", markersize=4)
+    if marks:
+        text = "\n".join(f"top {mark}: {hits[mark - 1] / mark:.0%}" for mark in marks)
+        axes.text(0.97, 0.97, text, transform=axes.transAxes, ha="right", va="top", fontsize=7)
+    axes.set_xscale("log")
+    axes.set_ylim(0, 1.05)
+    axes.set_xlabel("clients called (k, test data)")
+    axes.set_ylabel("share who left")
+    axes.set_title("Precision of the top of the list", fontsize=9)
+    axes.legend(fontsize=7, loc="lower left")
+    axes.grid(alpha=0.3)
+    return _png(figure)
+
+
+def calibration_png(truth, probabilities) -> bytes:
+    """Predicted probability against the share who left, in ten groups of equal size."""
+    from sklearn.calibration import calibration_curve
+
+    left, predicted = calibration_curve(truth, probabilities, n_bins=10, strategy="quantile")
+    figure = Figure(figsize=(3.7, 3.0), dpi=150, layout="constrained")
+    axes = figure.add_subplot()
+    axes.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfectly calibrated")
+    axes.plot(predicted, left, marker="o", markersize=4, color="#1f5f99", label="the model")
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1)
+    axes.set_xlabel("predicted probability of leaving")
+    axes.set_ylabel("share who left")
+    axes.set_title("Calibration (test data, ten groups)", fontsize=9)
+    axes.legend(fontsize=7, loc="upper left")
+    axes.grid(alpha=0.3)
     return _png(figure)
 
 
@@ -187,30 +264,37 @@ def _image(png: bytes, width: float) -> Image:
 
 
 def build_story(facts: dict) -> list:
-    """The report's flowables, from everything `facts` holds (see `gather_facts`)."""
+    """The report's flowables, from everything `facts` holds (see `gather_facts`).
+
+    Page 1 is for the client managers: who to call and why, what changed, expected leavers. Then
+    model quality, drift, and the engineering detail.
+    """
     styles = getSampleStyleSheet()
     body, heading, small = styles["BodyText"], styles["Heading2"], styles["Italic"]
+    cell = ParagraphStyle("cell", parent=body, fontSize=7, leading=8.2)
     report, metrics, deployment = facts["diagnostics"], facts["metrics"], facts["deployment"]
+    ranked = facts["ranking"]
     manifest = deployment.manifest
     story = [
         Paragraph("Client attrition risk report", styles["Title"]),
         Paragraph(
-            f"Generated {facts['generated']} UTC. Deployed model <b>{deployment.label}</b>"
-            f" (SHA-256 {manifest['model_sha256'][:12]}), deployed {manifest.get('deployed_at')},"
-            f" trained on {_number(manifest.get('training_rows'))} rows."
-            f" Diagnostics from {report['generated_at']}.",
+            f"Generated {facts['generated']} UTC from model <b>{deployment.label}</b>; ranking of"
+            f" {_when(ranked['made_at'])} over the data through batch {ranked['through_batch']}.",
             body,
         ),
     ]
+    titles = iter(enumerate(SECTIONS, start=1))
 
-    def section(number: int, *flowables) -> None:
-        title = Paragraph(f"{number}. {SECTIONS[number - 1]}", heading)
+    def section(*flowables) -> None:
+        number, name = next(titles)
+        title = Paragraph(f"{number}. {name}", heading)
         story.append(KeepTogether([title, *flowables[:1]]))
         story.extend(flowables[1:])
 
+    section(*_who_to_call(ranked, body, cell))
+    story.append(PageBreak())
     auc = metrics["roc_auc"]
     section(
-        1,
         _table(
             [
                 ["Metric", "Value"],
@@ -218,44 +302,41 @@ def build_story(facts: dict) -> list:
                 ["Precision (of those flagged, share who left)", f"{metrics['precision']:.3f}"],
                 ["Recall (of those who left, share flagged)", f"{metrics['recall']:.3f}"],
                 ["ROC AUC (ranking quality)", "n/a" if auc is None else f"{auc:.3f}"],
+                ["Log loss (probabilities; lower is better)", f"{metrics['log_loss']:.3f}"],
                 ["Test clients", _number(metrics["rows"])],
                 ["Share who left", f"{metrics['exited_rate']:.1%}"],
             ],
             [0.6, 0.2],
         ),
-        Spacer(0, 4 * mm),
-        _image(facts["confusion_png"], 0.62 * CONTENT_WIDTH),
+        Spacer(0, 3 * mm),
+        Table(
+            [
+                [
+                    _image(facts["precision_png"], 0.49 * CONTENT_WIDTH),
+                    _image(facts["calibration_png"], 0.49 * CONTENT_WIDTH),
+                ]
+            ],
+            colWidths=[0.5 * CONTENT_WIDTH] * 2,
+        ),
+        Paragraph(
+            "Left: of the k test clients the model ranks highest, the share who really left."
+            " Right: in ten groups of test clients by predicted probability, the share who left;"
+            " on the diagonal the probabilities mean what they say.",
+            small,
+        ),
+        _image(facts["confusion_png"], 0.5 * CONTENT_WIDTH),
     )
     section(
-        2,
         _image(facts["history_png"], CONTENT_WIDTH),
         Paragraph(
-            "Each point is one scoring; dotted lines mark changes of the deployed model.", small
+            f"F1 of each model on the test data and on new batches, one line per model;"
+            f" retrained models kept out are crosses; dotted lines mark deployments. The live model"
+            f" was deployed {manifest.get('deployed_at')} and trained on"
+            f" {_number(manifest.get('training_rows'))} rows.",
+            small,
         ),
     )
-    top = report["ranking"]["top"]
-    rows = [["Rank", "Client", "Risk", "Last month", "Last year", "Employees"]]
-    rows += [
-        [
-            client["rank"],
-            _shorten(client["corporation"]),
-            f"{client['probability']:.1%}",
-            _number(client["lastmonth_activity"]),
-            _number(client["lastyear_activity"]),
-            _number(client["number_of_employees"]),
-        ]
-        for client in top
-    ]
-    section(
-        3,
-        Paragraph(
-            f"The {len(top)} of {_number(report['ranking']['clients'])} clients with the highest"
-            " probability of leaving. Activity is in the company's activity units. The full list"
-            f" is in {report['ranking']['file']}.",
-            body,
-        ),
-        _table(rows, [0.08, 0.14, 0.12, 0.2, 0.2, 0.18], align_right_from=2),
-    )
+    section(*_drift_flowables(report["drift"], body))
     stats = report["summary_statistics"]
     rows = [["Column", "Count", "Mean", "Median", "Std", "Min", "Q1", "Q3", "Max"]]
     rows += [
@@ -266,25 +347,132 @@ def build_story(facts: dict) -> list:
         ]
         for name, s in stats.items()
     ]
-    section(4, _table(rows, [0.22, 0.08, 0.1, 0.09, 0.1, 0.06, 0.09, 0.1, 0.12]))
-    rows = [["Column", "Missing values"]]
-    rows += [[name, f"{share:.2f} %"] for name, share in report["missing_percent"].items()]
-    section(5, _table(rows, [0.4, 0.2]))
-    section(6, *_drift_flowables(report["drift"], body))
+    section(
+        _table(rows, [0.22, 0.08, 0.1, 0.09, 0.1, 0.06, 0.09, 0.1, 0.12]),
+        Spacer(0, 2 * mm),
+        _table(
+            [["Column", "Missing values"]]
+            + [[name, f"{share:.2f} %"] for name, share in report["missing_percent"].items()],
+            [0.4, 0.2],
+        ),
+    )
     timings = report["timings"]
     rows = [["Step", "Median seconds", "Runs"]]
     rows += [
         [name, f"{t['median_seconds']:.3f}", ", ".join(f"{run:.3f}" for run in t["runs"])]
         for name, t in timings.items()
     ]
-    section(7, _table(rows, [0.2, 0.2, 0.45]))
+    section(_table(rows, [0.2, 0.2, 0.45]))
     rows = [["Package", "Pinned", "Installed", "Latest", "Status"]]
     rows += [
         [d["package"], d["pinned"] or "-", d["installed"] or "-", d["latest"] or "?", d["status"]]
         for d in report["dependencies"]
     ]
-    section(8, _table(rows, [0.26, 0.16, 0.16, 0.16, 0.2]))
+    section(
+        _table(rows, [0.26, 0.16, 0.16, 0.16, 0.2]),
+        Paragraph(
+            f"Model SHA-256 {manifest['model_sha256'][:12]}; diagnostics of"
+            f" {report['generated_at']}.",
+            small,
+        ),
+    )
     return story
+
+
+def _who_to_call(ranked: dict, body, cell) -> list:
+    leavers, precision = ranked["expected_leavers"], ranked.get("precision")
+    figures = (
+        f"<b>{_number(ranked['clients'])}</b> current clients. Expected to leave:"
+        f" <b>{leavers['expected']:,.0f}</b> (95 % interval {leavers['low']:,}–{leavers['high']:,}"
+        f" if the probabilities are right), {leavers['share'] or 0:.1%} of them."
+    )
+    if precision:
+        shares = ", ".join(
+            f"top {key.removeprefix('top_')}: {value:.0%}"
+            for key, value in precision.items()
+            if key.startswith("top_")
+        )
+        figures += (
+            f" How often the top of the list is right, on the {_number(precision['rows'])} test"
+            f" clients: of those ranked highest, the share who left ({shares}), against"
+            f" {precision['base_rate']:.0%} of all clients."
+        )
+    rows = [["Rank", "Client", "Risk", "Why: the strongest reasons (effect on the probability)"]]
+    for client in ranked["top"]:
+        why = "<br/>".join(
+            escape(f"{item['reason']} (+{item['effect']:.2f})")
+            for item in client["reasons"][:REASONS_SHOWN]
+        )
+        rows.append(
+            [
+                client["rank"],
+                _shorten(client["corporation"]),
+                f"{client['probability']:.0%}",
+                Paragraph(why or "no single factor stands out", cell),
+            ]
+        )
+    table = _table(rows, [0.07, 0.13, 0.08, 0.72], align_right_from=2)
+    table.setStyle(TableStyle([("FONT", (0, 1), (-1, -1), "Helvetica", 7.5)]))
+    table.setStyle(
+        TableStyle([("ALIGN", (3, 0), (3, -1), "LEFT"), ("VALIGN", (0, 0), (-1, -1), "TOP")])
+    )
+    return [
+        Paragraph(figures, body),
+        *_what_changed(ranked, cell),
+        Spacer(0, 2 * mm),
+        table,
+        Paragraph(
+            f"Each reason is what moves this client's probability most: the probability again"
+            f" with that factor alone at what is typical (a month like the client's own monthly"
+            f" average; the median year and head count) is lower by the number in brackets. The"
+            f" full list, every current client with its reasons, is {escape(ranked['file'])}.",
+            cell,
+        ),
+    ]
+
+
+def _when(stamp) -> str:
+    moment = parse_utc(stamp)
+    return str(stamp) if moment is None else moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _what_changed(ranked: dict, body) -> list:
+    changes = ranked["changes"]
+    previous = changes.get("previous")
+    if previous is None:
+        return [Paragraph("<b>What changed:</b> this is the first ranking.", body)]
+    lines = [
+        f"<b>What changed</b> since the ranking of {_when(previous['made_at'])} (model"
+        f" {previous['model_version']}, {_number(previous['clients'])} clients):"
+        f" {changes['joined_list']:,} clients joined the list and {changes['left_list']:,} left"
+        " it (their latest record says they left)."
+    ]
+    if changes["new_in_top"]:
+        items = ", ".join(
+            f"<b>{escape(_shorten(item['corporation']))}</b> (now {item['rank']},"
+            + (" new" if item["previous_rank"] is None else f" was {item['previous_rank']}")
+            + ")"
+            for item in changes["new_in_top"]
+        )
+        lines.append(f"New in the top {TOP_SHOWN}: {items}.")
+    else:
+        lines.append(f"Nobody new in the top {TOP_SHOWN}.")
+    if changes["risers"]:
+        items = ", ".join(
+            f"<b>{escape(_shorten(item['corporation']))}</b>"
+            f" {item['previous_probability']:.0%} → {item['probability']:.0%}"
+            f" (rank {item['previous_rank']} → {item['rank']})"
+            for item in changes["risers"]
+        )
+        lines.append(f"Biggest risers: {items}.")
+    if changes["left_top"]:
+        items = ", ".join(
+            f"{escape(_shorten(item['corporation']))} (was {item['previous_rank']}):"
+            f" {escape(item['now'])}"
+            for item in changes["left_top"]
+        )
+        lines.append(f"Out of the top {TOP_SHOWN}: {items}.")
+    return [Paragraph(line, body) for line in lines]
 
 
 def _drift_flowables(drift: dict, style) -> list:
@@ -363,7 +551,10 @@ def gather_facts(config: Config) -> dict:
             f"{report_path}: made for model {report.get('model', {}).get('version')}, but"
             f" {deployment.label} is live; run diagnostics.py again"
         )
-    metrics = evaluate_model(model, read_labelled_csv(config.test_data_file))
+    test = read_labelled_csv(config.test_data_file)
+    metrics = evaluate_model(model, test)
+    probabilities = predict(model, test)["probability"].to_numpy()
+    ranked = _ranking(config, report, deployment)
     with open_history(config.history_path) as history:
         scores, deployments = history.scores(), history.deployments()
     logger.debug(
@@ -382,9 +573,28 @@ def gather_facts(config: Config) -> dict:
         "deployment": deployment,
         "metrics": metrics,
         "diagnostics": report,
+        "ranking": ranked,
         "confusion_png": confusion_matrix_png(metrics, title),
+        "precision_png": precision_at_k_png(test[TARGET].to_numpy(), probabilities),
+        "calibration_png": calibration_png(test[TARGET].to_numpy(), probabilities),
         "history_png": score_history_png(scores, deployments),
     }
+
+
+def _ranking(config: Config, report: dict, deployment) -> dict:
+    """The newest ranking of the live model: ranking.json, else the one in diagnostics.json."""
+    try:
+        summary = ranking.read_summary(config)
+    except PipelineError:
+        summary = None
+    if summary is None or summary.get("model_sha256") != deployment.manifest["model_sha256"]:
+        summary = report.get("ranking")
+    if not summary or "expected_leavers" not in summary:
+        raise PipelineError(
+            f"{config.model_dir / ranking.RANKING_SUMMARY_FILE}: no ranking of {deployment.label}"
+            " yet; run diagnostics.py (or ranking.py) first"
+        )
+    return summary
 
 
 @dataclass

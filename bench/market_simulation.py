@@ -179,7 +179,7 @@ def summarise(rows: int, lines: list[dict]) -> None:
 
 def check_rates(repeats: int, seed: int) -> None:
     config = load_config(PROJECT_DIR / "config.json")
-    shipped = [read_labelled_csv(path) for path in sorted(config.input_dir.glob("*.csv"))]
+    shipped = [read_labelled_csv(path) for path in sorted(config.input_dir.glob("dataset*.csv"))]
     import pandas as pd
 
     train = pd.concat(shipped, ignore_index=True).drop_duplicates()

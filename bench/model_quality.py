@@ -47,7 +47,7 @@ class FillMissing:
 
 def main() -> int:
     config = load_config(DEFAULT_CONFIG_PATH)
-    frames = [read_labelled_csv(path) for path in sorted(config.input_dir.glob("*.csv"))]
+    frames = [read_labelled_csv(path) for path in sorted(config.input_dir.glob("dataset*.csv"))]
     train = pd.concat(frames, ignore_index=True).drop_duplicates()
     test = read_labelled_csv(config.test_data_file)
     started = time.perf_counter()

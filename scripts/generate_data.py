@@ -16,12 +16,20 @@ How a client is made (all logarithms natural; one row per client):
 * Gaps. Each numeric feature is missing in about 2-4 % of rows, a little more often for small
   clients (whose exports are less complete).
 
+The roster (`sourcedata/roster.csv`, no `exited` column) is this month's observation of every
+client of the source files still with us (`exited` = 0) and of ROSTER_NEWCOMERS new ones: the
+clients the managers can call. A client's year moves a little (x exp(N(0, 0.08))), its trend keeps
+half of what it showed (the trend implied by its last rows, x 0.5, + N(0, 0.3)), last month
+follows from both, 2 % fall dormant, head counts barely move, and gaps are drawn afresh. It comes
+from its own seeded stream, so the other files do not depend on it.
+
 A drifted batch (`--drifted`) models a changed market: activity falls across the board, the trend
 matters less and large clients start leaving. A model trained on the usual batches scores clearly
 worse on it, and its feature distributions differ.
 
 Usage:
     python scripts/generate_data.py                  # rewrite practicedata/, sourcedata/, testdata/
+                                                     # (with the roster of current clients)
     python scripts/generate_data.py --drifted PATH   # also write a drifted batch to PATH
 """
 
@@ -54,6 +62,9 @@ SHIPPED_FILES = {
 }
 # Rows of dataset3 repeated verbatim in dataset4, as overlapping exports do; ingestion drops them.
 REPEATED_ROWS = 40
+ROSTER = ("sourcedata", "roster.csv")
+ROSTER_NEWCOMERS = 300
+ROSTER_COLUMNS = COLUMNS[:-1]
 LETTERS = np.array(list("abcdefghijklmnopqrstuvwxyz"))
 
 
@@ -196,6 +207,45 @@ def shipped_frames(seed: int = SEED) -> dict[str, pd.DataFrame]:
     return frames
 
 
+def roster_frame(frames: dict[str, pd.DataFrame], seed: int = SEED + 1) -> pd.DataFrame:
+    """This month's observation of the source files' clients still with us, and newcomers."""
+    rng = np.random.default_rng(seed)
+    source = pd.concat([frames["dataset3.csv"], frames["dataset4.csv"]], ignore_index=True)
+    stayed = source[source["exited"] == 0].drop_duplicates("corporation").reset_index(drop=True)
+    n = len(stayed)
+    year = stayed["lastyear_activity"].astype(float).to_numpy()
+    month = stayed["lastmonth_activity"].astype(float).to_numpy()
+    employees = stayed["number_of_employees"].astype(float).to_numpy()
+    shown = np.log1p(month) - np.log1p(year / 12)
+    trend = 0.5 * np.nan_to_num(shown) + rng.normal(0, 0.3, n)
+    new_year = np.round(year * np.exp(rng.normal(0, 0.08, n)))
+    new_month = np.round(new_year / 12 * np.exp(trend))
+    new_month[rng.random(n) < 0.02] = 0
+    new_employees = np.maximum(1, np.round(employees * np.exp(rng.normal(0, 0.03, n))))
+    frame = pd.DataFrame(
+        {
+            "corporation": stayed["corporation"],
+            "lastmonth_activity": new_month,
+            "lastyear_activity": new_year,
+            "number_of_employees": new_employees,
+        }
+    )
+    for name, rate in (
+        ("lastmonth_activity", 0.03),
+        ("lastyear_activity", 0.02),
+        ("number_of_employees", 0.02),
+    ):
+        frame.loc[rng.random(n) < rate, name] = np.nan
+    taken = set(np.concatenate([f["corporation"] for f in frames.values()]))
+    codes = [code for code in client_codes(rng, ROSTER_NEWCOMERS * 2) if code not in taken]
+    newcomers = simulate_clients(rng, np.array(codes[:ROSTER_NEWCOMERS]))
+    frame = pd.concat([frame, newcomers[ROSTER_COLUMNS]], ignore_index=True)
+    frame = frame.sample(frac=1, random_state=seed % 2**32).reset_index(drop=True)
+    for name in ROSTER_COLUMNS[1:]:
+        frame[name] = frame[name].astype("Int64")
+    return frame
+
+
 def drifted_frame(rows: int, seed: int) -> pd.DataFrame:
     """A batch from the changed market, with client codes apart from the shipped ones."""
     rng = np.random.default_rng(seed)
@@ -204,9 +254,9 @@ def drifted_frame(rows: int, seed: int) -> pd.DataFrame:
     return simulate_clients(rng, np.array(codes[:rows]), drifted=True)
 
 
-def write_csv(frame: pd.DataFrame, path: Path) -> None:
+def write_csv(frame: pd.DataFrame, path: Path, columns=COLUMNS) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    frame[COLUMNS].to_csv(path, index=False, lineterminator="\n")
+    frame[columns].to_csv(path, index=False, lineterminator="\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,12 +268,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=2000, help="rows of the drifted batch")
     parser.add_argument("--seed", type=int, default=7, help="seed of the drifted batch")
     args = parser.parse_args(argv)
-    for name, frame in shipped_frames().items():
+    frames = shipped_frames()
+    for name, frame in frames.items():
         folder, _ = SHIPPED_FILES[name]
         write_csv(frame, args.root / folder / name)
+    write_csv(roster_frame(frames), args.root.joinpath(*ROSTER), ROSTER_COLUMNS)
     if args.drifted:
         write_csv(drifted_frame(args.rows, args.seed), args.drifted)
-    print(f"wrote {len(SHIPPED_FILES)} shipped files under {args.root}")
+    print(f"wrote {len(SHIPPED_FILES) + 1} shipped files under {args.root}")
     return 0
 
 

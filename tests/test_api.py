@@ -329,6 +329,7 @@ def test_an_unexpected_failure_is_a_json_500(client, monkeypatch):
         raise RuntimeError("boom at /secret/place")
 
     monkeypatch.setattr(api_module, "predict", broken)
+    monkeypatch.setattr(api_module, "explain", broken)
     response = post_records(client, [RECORD])
     assert response.status_code == 500
     assert response.get_json() == {"error": "internal error"}
@@ -443,3 +444,34 @@ def test_wsgi_takes_the_config_from_the_environment(diagnosed, monkeypatch):
     wsgi = importlib.import_module("wsgi")
     assert wsgi.app.extensions["risk_api"].config == load_config(diagnosed.config_path)
     sys.modules.pop("wsgi", None)
+
+
+def test_every_prediction_comes_with_its_reasons_unless_left_out(client):
+    dormant = {**RECORD, "lastmonth_activity": 0}
+    answer = post_records(client, [dormant, RECORD]).get_json()
+    assert len(answer["reasons"]) == 2
+    strongest = answer["reasons"][0][0]
+    assert strongest["factor"] == "recent activity"
+    assert strongest["reason"] == "no activity last month (average 50)"
+    assert 0.01 <= strongest["effect"] <= answer["probabilities"][0]
+    plain = client.post("/prediction", json={"records": [dormant], "reasons": False}).get_json()
+    assert "reasons" not in plain
+    assert plain["probabilities"] == answer["probabilities"][:1]
+    csv = "lastmonth_activity,lastyear_activity,number_of_employees\n0,600,12\n"
+    queried = client.post("/prediction?reasons=false", data=csv, content_type="text/csv")
+    assert "reasons" not in queried.get_json()
+    assert client.post("/prediction", data=csv, content_type="text/csv").get_json()["reasons"]
+
+
+@pytest.mark.parametrize(
+    ("query", "body", "message"),
+    [
+        ("", {"reasons": "yes"}, 'reasons: expected true or false, got "yes"'),
+        ("?reasons=maybe", {}, 'reasons: expected true or false, got "maybe"'),
+        ("?reasons=false", {"reasons": False}, "reasons either in the query string or in the body"),
+    ],
+)
+def test_a_bad_reasons_option_is_a_400(client, query, body, message):
+    response = client.post(f"/prediction{query}", json={"records": [RECORD], **body})
+    assert response.status_code == 400
+    assert message in response.get_json()["error"]

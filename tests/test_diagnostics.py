@@ -129,25 +129,6 @@ def test_model_predictions_need_a_deployed_model(project):
         diagnostics.model_predictions(rows, project.config)
 
 
-def test_ranking_is_sorted_with_one_row_per_client(deployed):
-    model, _ = modelstore.load_deployed_model(deployed.config.deploy_dir)
-    data = pd.DataFrame(
-        {
-            "corporation": ["aaaa", "bbbb", "aaaa", "cccc"],
-            "lastmonth_activity": [250.0, 60.0, 0.0, 240.0],
-            "lastyear_activity": [3000.0, 3000.0, 3000.0, 2900.0],
-            "number_of_employees": [40.0, 40.0, 40.0, 40.0],
-            "exited": [0, 0, 1, 0],
-        }
-    )
-    ranking = diagnostics.rank_clients(data, model)
-    assert list(ranking["corporation"]) == ["aaaa", "bbbb", "cccc"]
-    assert list(ranking["rank"]) == [1, 2, 3]
-    assert ranking["probability"].is_monotonic_decreasing
-    # A client that appears twice is ranked on its latest record (here, gone dormant).
-    assert ranking.loc[0, "lastmonth_activity"] == 0
-
-
 def test_timing_leaves_the_project_untouched(deployed):
     with open_history(deployed.config.history_path) as history:
         batches = history.batches()
@@ -251,8 +232,18 @@ def test_diagnostics_writes_every_result(diagnosed):
     assert len(report["ranking"]["top"]) == 20
     ranking = pd.read_csv(models / "riskranking.csv")
     assert ranking["corporation"].is_unique
-    assert len(ranking) == report["ranking"]["clients"] == 600
+    stored = pd.read_csv(diagnosed.root / "ingesteddata" / "finaldata.csv")
+    assert len(ranking) == report["ranking"]["clients"] == (stored["exited"] == 0).sum()
     assert ranking["probability"].is_monotonic_decreasing
+    assert list(ranking.columns[:7]) == [
+        "rank",
+        "corporation",
+        "probability",
+        "predicted_exit",
+        "reason_1",
+        "reason_2",
+        "reason_3",
+    ]
 
 
 def test_drift_compares_files_that_arrived_after_training(diagnosed, capsys):

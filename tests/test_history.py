@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
 import pytest
 
 import history
@@ -153,7 +154,9 @@ def test_the_steps_record_batches_scores_deployments_and_rankings(project):
         assert [change["to_version"] for change in opened.deployments()] == ["v0001"]
         ranking = opened.rankings(1)[0]
         assert ranking["model_version"] == "v0001"
-        assert ranking["clients"] == len(ranking["entries"]) == 600
+        stored = pd.read_csv(project.root / "ingesteddata" / "finaldata.csv")
+        # Current clients only: the 600 stored clients but those who left.
+        assert ranking["clients"] == len(ranking["entries"]) == (stored["exited"] == 0).sum()
         assert opened.latest_reports()[0] == opened.scores()[0]["model_sha256"]
 
 

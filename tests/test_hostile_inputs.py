@@ -320,7 +320,7 @@ def test_odd_names_are_escaped_in_the_record_and_the_report(diagnosed):
 
 def test_formulas_are_neutralised_in_every_csv_a_person_opens(diagnosed):
     diagnosed.write_input(
-        "formulas.csv", rows_file('"=HYPERLINK(""http://evil"",""x"")",1,20,3,0', "+cmd,0,90,3,1")
+        "formulas.csv", rows_file('"=HYPERLINK(""http://evil"",""x"")",1,20,3,0', "+cmd,0,90,3,0")
     )
     assert ingestion.main(diagnosed.args()) == 0
     import diagnostics

@@ -20,7 +20,7 @@ def pdf_text(path) -> str:
 
 def test_pdf_has_every_section(diagnosed, capsys):
     assert reporting.main(diagnosed.args()) == 0
-    assert "summary_report.pdf (3 pages)" in capsys.readouterr().out
+    assert "summary_report.pdf (4 pages)" in capsys.readouterr().out
     models = diagnosed.root / "models"
     path = models / "summary_report.pdf"
     assert path.read_bytes().startswith(b"%PDF-")

@@ -17,6 +17,20 @@ def test_generator_reproduces_the_shipped_files(tmp_path):
     for name, path in SHIPPED.items():
         folder = generate_data.SHIPPED_FILES[name][0]
         assert (tmp_path / folder / name).read_bytes() == path.read_bytes(), name
+    roster = tmp_path.joinpath(*generate_data.ROSTER)
+    assert roster.read_bytes() == PROJECT_DIR.joinpath(*generate_data.ROSTER).read_bytes()
+
+
+def test_the_roster_lists_the_clients_still_with_us(source):
+    roster = pd.read_csv(PROJECT_DIR.joinpath(*generate_data.ROSTER))
+    assert list(roster.columns) == list(COLUMNS[:-1])  # no outcome: current clients
+    assert roster["corporation"].is_unique
+    stayed = set(source.loc[source["exited"] == 0, "corporation"])
+    left = set(source.loc[source["exited"] == 1, "corporation"])
+    listed = set(roster["corporation"])
+    assert stayed <= listed
+    assert not listed & left
+    assert len(listed - stayed) == generate_data.ROSTER_NEWCOMERS
 
 
 @pytest.fixture(scope="module")

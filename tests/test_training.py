@@ -147,7 +147,7 @@ def test_pipeline_beats_the_course_model_on_shipped_data():
     from project import DEFAULT_CONFIG_PATH, load_config
 
     config = load_config(DEFAULT_CONFIG_PATH)
-    frames = [read_labelled_csv(path) for path in sorted(config.input_dir.glob("*.csv"))]
+    frames = [read_labelled_csv(path) for path in sorted(config.input_dir.glob("dataset*.csv"))]
     train = pd.concat(frames).drop_duplicates()
     test = read_labelled_csv(config.test_data_file)
     model, _ = training.fit_model(train)

@@ -1,0 +1,465 @@
+"""Who to call: current clients ranked by the deployed model's probability that they leave, each
+with the reasons for it, and what changed since the previous ranking.
+
+A current client is one whose latest observation has no outcome yet, or whose latest outcome is
+`exited` = 0; a client whose latest record says it left is never ranked. Latest means the newest
+batch; within one batch a recorded exit wins over a row without an outcome, and a row without an
+outcome over a recorded stay (it is the present observation), then the last line.
+
+Reasons are honest to the deployed model: for each of three factors the probability is computed
+again with that factor alone set to what is typical, and the fall is the factor's effect, in
+probability points. The factors, and their typical values:
+
+* recent activity: last month as an average month of the client's own year (last year / 12);
+* activity over the year: the training data's median, last month scaled with it (same trend);
+* company size: the training data's median head count.
+
+A factor is a reason when it raises the probability by at least MIN_EFFECT; the strongest three
+are kept. The typical values are the medians the deployed model's imputer learnt, so reasons
+change when the model does.
+
+Writes `riskranking.csv` (every current client, highest risk first, with its reasons) and
+`ranking.json` (the top, what changed, expected leavers, precision of the top on the test data)
+to `output_model_path`, and keeps the ranking in the history database.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import datastore
+import modelstore
+import scoring
+from clientdata import FEATURES, ID_COLUMN, TARGET, read_labelled_csv
+from files import atomic_write_json, read_json, write_csv
+from history import open_history
+from project import DIAGNOSTICS_FILE, Config, DataError, build_parser, run_cli, utc_now
+
+logger = logging.getLogger(__name__)
+
+RANKING_FILE = "riskranking.csv"
+RANKING_SUMMARY_FILE = "ranking.json"
+TOP_CLIENTS = 20
+RISERS = 5
+RISER_POOL = 100  # risers are looked for among the top of the list, where calls are made
+PRECISION_AT = (20, 50, 100)
+MAX_REASONS = 3
+MIN_EFFECT = 0.01  # a factor moving the probability less than a point is not a reason
+FACTORS = ("recent activity", "activity over the year", "company size")
+MONTH, YEAR, EMPLOYEES = range(3)
+INTERVAL_Z = 1.959964  # 95 %
+REASON_COLUMNS = tuple(f"reason_{n}" for n in range(1, MAX_REASONS + 1))
+EFFECT_COLUMNS = tuple(f"effect of {factor}" for factor in FACTORS)
+
+
+# --- reasons -------------------------------------------------------------------------------------
+
+
+def typical_values(model) -> np.ndarray:
+    """The medians of the raw feature columns the model's imputer learnt from its training data."""
+    steps = getattr(model, "named_steps", {})
+    imputer = steps.get("impute")
+    statistics = getattr(imputer, "statistics_", None)
+    if statistics is None or len(statistics) != len(FEATURES):
+        raise DataError("the deployed model has no learnt medians to explain its predictions by")
+    return np.asarray(statistics, dtype=float)
+
+
+def counterfactuals(values: np.ndarray, typical: np.ndarray) -> list[np.ndarray]:
+    """For each factor, the rows with that factor alone set to what is typical."""
+    month, year = values[:, MONTH], values[:, YEAR]
+    known_year = np.where(np.isnan(year), typical[YEAR], year)
+
+    recent = values.copy()
+    recent[:, MONTH] = known_year / 12
+
+    yearly = values.copy()
+    yearly[:, YEAR] = typical[YEAR]
+    scale = np.divide(typical[YEAR], year, out=np.ones_like(year), where=(year > 0))
+    yearly[:, MONTH] = np.where(np.isnan(year), month, month * scale)
+
+    size = values.copy()
+    size[:, EMPLOYEES] = typical[EMPLOYEES]
+    return [recent, yearly, size]
+
+
+def explain(model, rows: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Predictions of `model` for `rows`, and each factor's effect on every probability.
+
+    One call of the model for the rows and all their counterfactuals together, so explaining one
+    record costs about what predicting it does.
+
+    Returns:
+        (scoring.predict's frame, effects of shape (rows, factors), the raw feature values,
+        the typical values).
+    """
+    values = rows[list(FEATURES)].to_numpy(dtype=float)
+    typical = typical_values(model)
+    stacked = np.vstack([values, *counterfactuals(values, typical)])
+    predicted = scoring.predict(model, pd.DataFrame(stacked, columns=list(FEATURES)))
+    probabilities = predicted["probability"].to_numpy().reshape(1 + len(FACTORS), len(rows))
+    effects = (probabilities[0] - probabilities[1:]).T
+    result = predicted.iloc[: len(rows)].reset_index(drop=True)
+    if ID_COLUMN in rows.columns:
+        result.insert(0, ID_COLUMN, rows[ID_COLUMN].to_numpy())
+    return result, effects, values, typical
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 10 else f"{value:.2g}"
+
+
+def describe(factor: int, row: np.ndarray, typical: np.ndarray) -> str:
+    """A factor of one client in words a manager reads and numbers a data scientist can check."""
+    month, year, employees = row
+    if factor == MONTH:
+        if math.isnan(month):
+            return "no figure for last month's activity"
+        if month == 0:
+            average = "" if math.isnan(year) or year <= 0 else f" (average {_number(year / 12)})"
+            return "no activity last month" + average
+        if math.isnan(year):
+            return f"activity last month {_number(month)}, no figure for the year"
+        if year <= 0:
+            return f"activity last month {_number(month)}, none over the year before"
+        change = month / (year / 12) - 1
+        side = "below" if change < 0 else "above"
+        return (
+            f"activity last month {abs(change):.0%} {side} its monthly average over the year"
+            f" ({_number(month)} vs {_number(year / 12)})"
+        )
+    if factor == YEAR:
+        if math.isnan(year):
+            return "no figure for last year's activity"
+        level = "low" if year < typical[YEAR] else "high"
+        return f"{level} activity over the year ({_number(year)}; typical {_number(typical[YEAR])})"
+    if math.isnan(employees):
+        return "no head count on record"
+    ratio = employees / typical[EMPLOYEES]
+    size = "small" if ratio < 0.5 else "large" if ratio > 2 else "mid-sized"
+    return f"{size} company ({_number(employees)} employees; typical {_number(typical[EMPLOYEES])})"
+
+
+def reasons(effects: np.ndarray, values: np.ndarray, typical: np.ndarray) -> list[list[dict]]:
+    """The strongest factors raising each probability: factor, reason in words, effect."""
+    return [
+        [
+            {
+                "factor": FACTORS[factor],
+                "reason": describe(factor, values[index], typical),
+                "effect": round(effect, 4),
+            }
+            for factor, effect in _strongest(effects[index])
+        ]
+        for index in range(len(effects))
+    ]
+
+
+def reason_columns(effects: np.ndarray, values: np.ndarray, typical: np.ndarray) -> list[list]:
+    """The reasons as text, `reason (+effect)`, in MAX_REASONS columns ("" where none)."""
+    columns = [[""] * len(effects) for _ in range(MAX_REASONS)]
+    order = np.argsort(-effects, axis=1, kind="stable")[:, :MAX_REASONS]
+    strong = np.take_along_axis(effects, order, axis=1) >= MIN_EFFECT
+    for index in np.flatnonzero(strong[:, 0]):
+        row = values[index]
+        for position in range(MAX_REASONS):
+            if not strong[index, position]:
+                break
+            factor = order[index, position]
+            effect = effects[index, factor]
+            columns[position][index] = f"{describe(factor, row, typical)} (+{effect:.2f})"
+    return columns
+
+
+def _strongest(effects: np.ndarray):
+    """(factor, effect) of the factors that are reasons, strongest first."""
+    for factor in np.argsort(-effects, kind="stable")[:MAX_REASONS]:
+        effect = float(effects[factor])
+        if effect < MIN_EFFECT:
+            return
+        yield int(factor), effect
+
+
+def reason_text(item: dict) -> str:
+    return f"{item['reason']} (+{item['effect']:.2f})"
+
+
+# --- current clients and the ranking -------------------------------------------------------------
+
+
+def current_clients(ingested_dir: Path, seqs) -> pd.DataFrame:
+    """The latest observation of every client still with us, with the batch it came in."""
+    outcomes = datastore.read_rows(ingested_dir, seqs, datastore.OUTCOMES_FILE)
+    present = datastore.read_rows(ingested_dir, seqs, datastore.CURRENT_FILE)
+    rows = pd.concat([outcomes, present], ignore_index=True)
+    target = rows[TARGET].astype("float64")
+    # Within a batch: a recorded stay, then a row without an outcome, then a recorded exit.
+    tier = np.where(target.isna(), 1, np.where(target == 1, 2, 0))
+    rows = rows.assign(_tier=tier, _line=np.arange(len(rows)))
+    rows = rows.sort_values([datastore.BATCH_COLUMN, "_tier", "_line"], kind="stable")
+    latest = rows.drop_duplicates(subset=ID_COLUMN, keep="last")
+    latest = latest[latest["_tier"] != 2]
+    return latest.drop(columns=["_tier", "_line", TARGET]).reset_index(drop=True)
+
+
+def rank_clients(model, clients: pd.DataFrame) -> pd.DataFrame:
+    """Current clients, highest probability of leaving first, with their reasons as text and each
+    factor's effect (columns EFFECT_COLUMNS, not written to the CSV)."""
+    predicted, effects, values, typical = explain(model, clients)
+    ranked = clients.reset_index(drop=True).assign(
+        probability=predicted["probability"].round(6).to_numpy(),
+        predicted_exit=predicted["prediction"].to_numpy(),
+    )
+    for column, texts in zip(REASON_COLUMNS, reason_columns(effects, values, typical), strict=True):
+        ranked[column] = texts
+    for position, column in enumerate(EFFECT_COLUMNS):
+        ranked[column] = effects[:, position]
+    ranked = ranked.sort_values(["probability", ID_COLUMN], ascending=[False, True])
+    ranked.insert(0, "rank", range(1, len(ranked) + 1))
+    return ranked.reset_index(drop=True)
+
+
+def csv_columns(ranked: pd.DataFrame) -> list[str]:
+    extra = [datastore.BATCH_COLUMN] if datastore.BATCH_COLUMN in ranked.columns else []
+    return ["rank", ID_COLUMN, "probability", "predicted_exit", *REASON_COLUMNS, *FEATURES, *extra]
+
+
+def top_entries(ranked: pd.DataFrame, typical: np.ndarray, count: int = TOP_CLIENTS) -> list[dict]:
+    """The top of the ranking for people: rank, client, probability, reasons, its figures."""
+    top = ranked.head(count)
+    values = top[list(FEATURES)].to_numpy(dtype=float)
+    found = reasons(top[list(EFFECT_COLUMNS)].to_numpy(), values, typical)
+    return [
+        {
+            "rank": int(rank),
+            ID_COLUMN: client,
+            "probability": float(probability),
+            "reasons": items,
+            **{name: _plain(value) for name, value in zip(FEATURES, row, strict=True)},
+        }
+        for rank, client, probability, items, row in zip(
+            top["rank"], top[ID_COLUMN], top["probability"], found, values, strict=True
+        )
+    ]
+
+
+def _plain(value):
+    return None if pd.isna(value) else float(value)
+
+
+# --- what changed, and the figures for the boss --------------------------------------------------
+
+
+def changes(previous: dict | None, ranked: pd.DataFrame) -> dict:
+    """What changed since the previous ranking: new in the top, biggest risers, who left."""
+    if previous is None:
+        return {"previous": None}
+    entries = [
+        {"rank": rank, "corporation": client, "probability": probability}
+        for rank, client, probability in previous["entries"]
+    ]
+    before = {entry["corporation"]: entry for entry in entries}
+    places = zip(ranked["rank"], ranked["probability"], strict=True)
+    now = dict(zip(ranked[ID_COLUMN], places, strict=True))
+    previous_top = [entry for entry in entries if entry["rank"] <= TOP_CLIENTS]
+    new_in_top = [
+        {
+            "rank": rank,
+            ID_COLUMN: client,
+            "probability": probability,
+            "previous_rank": before[client]["rank"] if client in before else None,
+        }
+        for client, (rank, probability) in list(now.items())[:TOP_CLIENTS]
+        if client not in before or before[client]["rank"] > TOP_CLIENTS
+    ]
+    risers = []
+    for client, (rank, probability) in list(now.items())[:RISER_POOL]:
+        if client in before:
+            rise = probability - before[client]["probability"]
+            if rise >= MIN_EFFECT:
+                risers.append(
+                    {
+                        "rank": rank,
+                        ID_COLUMN: client,
+                        "probability": probability,
+                        "previous_rank": before[client]["rank"],
+                        "previous_probability": before[client]["probability"],
+                        "rise": round(rise, 6),
+                    }
+                )
+    risers = sorted(risers, key=lambda item: (-item["rise"], item["rank"]))[:RISERS]
+    gone = [client for client in before if client not in now]
+    return {
+        "previous": {
+            "made_at": previous["made_at"],
+            "model_version": previous["model_version"],
+            "through_batch": previous["through_batch"],
+            "clients": previous["clients"],
+        },
+        "new_in_top": new_in_top,
+        "risers": risers,
+        "left_list": len(gone),
+        "left_top": [
+            {
+                ID_COLUMN: entry["corporation"],
+                "previous_rank": entry["rank"],
+                "now": "left (latest record: exited)"
+                if entry["corporation"] not in now
+                else f"rank {now[entry['corporation']][0]}",
+            }
+            for entry in previous_top
+            if entry["corporation"] not in now or now[entry["corporation"]][0] > TOP_CLIENTS
+        ],
+        "joined_list": int(sum(client not in before for client in now)),
+    }
+
+
+def expected_leavers(probabilities) -> dict:
+    """The expected number of leavers (the sum of the probabilities) with a 95 % interval.
+
+    The interval is the spread of the count if every probability is right (a sum of independent
+    Bernoulli draws, normal approximation); the model's own error comes on top of it.
+    """
+    p = np.asarray(probabilities, dtype=float)
+    expected = float(p.sum())
+    spread = INTERVAL_Z * math.sqrt(float((p * (1 - p)).sum()))
+    return {
+        "clients": len(p),
+        "expected": round(expected, 1),
+        "low": max(0, math.floor(expected - spread)),
+        "high": math.ceil(expected + spread),
+        "share": round(expected / len(p), 4) if len(p) else None,
+    }
+
+
+def precision_at(model, test: pd.DataFrame) -> dict:
+    """How many of the top k clients of the test data, by probability, really left."""
+    probabilities = scoring.predict(model, test)["probability"].to_numpy()
+    truth = test[TARGET].to_numpy().astype(int)
+    order = np.argsort(-probabilities, kind="stable")
+    table = {
+        f"top_{k}": round(float(truth[order[:k]].mean()), 4) for k in PRECISION_AT if k <= len(test)
+    }
+    return {"rows": len(test), "base_rate": round(float(truth.mean()), 4), **table}
+
+
+# --- the step ------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class RankingResult:
+    report: dict
+    path: Path
+
+    @property
+    def summary(self) -> str:
+        summary = self.report
+        leavers = summary["expected_leavers"]
+        lines = [
+            f"{summary['clients']} current clients ranked by {summary['model_version']};"
+            f" expected leavers {leavers['expected']:.0f} ({leavers['low']}-{leavers['high']})",
+        ]
+        for entry in summary["top"][:5]:
+            why = "; ".join(reason_text(item) for item in entry["reasons"]) or "no single factor"
+            lines.append(
+                f"  {entry['rank']:>3} {entry[ID_COLUMN]} {entry['probability']:.2f}  {why}"
+            )
+        lines.append(f"-> {self.path}")
+        return "\n".join(lines)
+
+
+def run(config: Config, model=None, deployment=None, refresh: bool = True) -> RankingResult:
+    """Rank the current clients with the deployed model; write the list and its summary.
+
+    Args:
+        model, deployment: the deployed model, when the caller has loaded it.
+        refresh: also update the ranking part of an existing diagnostics.json of this model.
+    """
+    if model is None:
+        model, deployment = modelstore.load_deployed_model(config.deploy_dir)
+    with open_history(config.history_path) as history:
+        batches = history.batches()
+        previous = next(iter(history.rankings(limit=1)), None)
+    if not batches:
+        raise DataError(f"{config.ingested_dir}: no ingested data; run ingestion.py first")
+    clients = current_clients(config.ingested_dir, [batch.seq for batch in batches])
+    ranked = rank_clients(model, clients)
+    typical = typical_values(model)
+    summary = {
+        "made_at": utc_now(),
+        "file": RANKING_FILE,
+        "model_version": deployment.label,
+        "model_sha256": deployment.manifest["model_sha256"],
+        "through_batch": batches[-1].seq,
+        "clients": len(ranked),
+        "typical": dict(zip(FEATURES, typical.tolist(), strict=True)),
+        "min_effect": MIN_EFFECT,
+        "top": top_entries(ranked, typical),
+        "changes": changes(previous, ranked),
+        "expected_leavers": expected_leavers(ranked["probability"]),
+        "precision": _test_precision(config, model),
+    }
+    write_csv(ranked[csv_columns(ranked)], config.model_dir / RANKING_FILE)
+    with open_history(config.history_path) as history:
+        history.record_ranking(
+            summary["model_sha256"],
+            deployment.label,
+            batches[-1].seq,
+            zip(
+                ranked["rank"].tolist(),
+                ranked[ID_COLUMN].tolist(),
+                ranked["probability"].tolist(),
+                strict=True,
+            ),
+        )
+    path = config.model_dir / RANKING_SUMMARY_FILE
+    atomic_write_json(path, summary)
+    if refresh:
+        _refresh_diagnostics(config, summary)
+    logger.debug("ranked %d current clients -> %s", len(ranked), config.model_dir / RANKING_FILE)
+    return RankingResult(summary, path)
+
+
+def _test_precision(config: Config, model) -> dict | None:
+    if not config.test_data_file.is_file():
+        return None
+    try:
+        return precision_at(model, read_labelled_csv(config.test_data_file))
+    except DataError as error:
+        logger.warning("precision of the top on the test data: %s", error)
+        return None
+
+
+def _refresh_diagnostics(config: Config, summary: dict) -> None:
+    """Keep the ranking part of an existing diagnostics.json in step with the newest ranking."""
+    path = config.model_dir / DIAGNOSTICS_FILE
+    if not path.is_file():
+        return
+    try:
+        report = read_json(path, "diagnostics")
+    except DataError:
+        return
+    if report.get("model", {}).get("sha256") != summary["model_sha256"]:
+        return  # diagnostics of another model: diagnostics.py will write both again
+    report["ranking"] = summary
+    atomic_write_json(path, report)
+
+
+def read_summary(config: Config) -> dict:
+    return read_json(config.model_dir / RANKING_SUMMARY_FILE, "ranking summary")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser(__file__, __doc__).parse_args(argv)
+    return run_cli(args, run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""The call list: current clients only, each with reasons honest to the deployed model, and what
+changed since the previous list."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import fullprocess
+import modelstore
+import ranking
+from clientdata import FEATURES
+from conftest import client_rows, run_steps
+
+
+def roster(rows: list[tuple]) -> pd.DataFrame:
+    """Current clients without an outcome: (corporation, last month, last year, employees)."""
+    return pd.DataFrame(rows, columns=["corporation", *FEATURES])
+
+
+def live_model(project):
+    model, deployment = modelstore.load_deployed_model(project.config.deploy_dir)
+    return model, deployment
+
+
+def typical_of(model):
+    return ranking.typical_values(model)
+
+
+def typical_client(model) -> dict:
+    _month, year, employees = ranking.typical_values(model)
+    return {
+        "lastmonth_activity": year / 12,
+        "lastyear_activity": year,
+        "number_of_employees": employees,
+    }
+
+
+def test_only_clients_still_with_us_are_ranked_on_their_latest_observation(deployed):
+    history = pd.DataFrame(
+        {
+            "corporation": ["left", "back", "stay", "same"],
+            "lastmonth_activity": [10.0, 10.0, 10.0, 10.0],
+            "lastyear_activity": [120.0, 120.0, 120.0, 120.0],
+            "number_of_employees": [5.0, 5.0, 5.0, 5.0],
+            "exited": [0, 1, 0, 0],
+        }
+    )
+    deployed.write_input("batch3.csv", history)
+    later = pd.DataFrame(
+        {
+            "corporation": ["left", "back", "stay", "same", "same"],
+            "lastmonth_activity": [0.0, 7.0, 3.0, 9.0, 2.0],
+            "lastyear_activity": [120.0, 130.0, 140.0, 120.0, 120.0],
+            "number_of_employees": [5.0, 6.0, 7.0, 5.0, 5.0],
+            "exited": [1, None, None, 1, None],
+        }
+    )
+    deployed.write_input("batch4.csv", later)
+    run_steps(deployed, "ingestion")
+    with_us = ranking.run(deployed.config)
+    listed = pd.read_csv(deployed.root / "models" / ranking.RANKING_FILE).set_index("corporation")
+    # Left in the latest batch: never on the list, even with a row without an outcome beside it.
+    assert "left" not in listed.index
+    assert "same" not in listed.index
+    # Came back (a later row without an outcome) and stayed: ranked on the newest figures.
+    assert listed.loc["back", "lastmonth_activity"] == 7
+    assert listed.loc["stay", "number_of_employees"] == 7
+    # The shipped-process clients who left are not on it either.
+    stored = pd.read_csv(deployed.root / "ingesteddata" / "finaldata.csv")
+    leavers = set(stored.loc[stored["exited"] == 1, "corporation"]) - {"back"}
+    assert not leavers & set(listed.index)
+    assert with_us.report["clients"] == len(listed)
+    assert listed["probability"].is_monotonic_decreasing
+    assert list(listed["rank"]) == list(range(1, len(listed) + 1))
+
+
+def test_reasons_name_what_makes_a_client_risky_in_words_and_numbers(deployed):
+    model, _ = live_model(deployed)
+    typical = typical_client(model)
+    year = typical["lastyear_activity"]
+    clients = pd.DataFrame(
+        [
+            {**typical, "corporation": "calm"},
+            {**typical, "corporation": "dorm", "lastmonth_activity": 0.0},
+            {**typical, "corporation": "fall", "lastmonth_activity": year / 12 * 0.15},
+        ]
+    )
+    ranked = ranking.rank_clients(model, clients)
+    top = {entry["corporation"]: entry for entry in ranking.top_entries(ranked, typical_of(model))}
+    ranked = ranked.set_index("corporation")
+    assert top["calm"]["reasons"] == []
+    assert ranked.loc["calm", "reason_1"] == ""
+    dormant = top["dorm"]["reasons"][0]
+    assert dormant["factor"] == "recent activity"
+    assert dormant["reason"].startswith("no activity last month")
+    assert ranked.loc["dorm", "reason_1"] == f"{dormant['reason']} (+{dormant['effect']:.2f})"
+    falling = top["fall"]["reasons"][0]
+    assert falling["reason"].startswith("activity last month 85% below its monthly average")
+    # Riskier than the typical client, and by about what the reason says.
+    assert ranked.loc["dorm", "probability"] > ranked.loc["calm", "probability"] + 0.05
+    assert dormant["effect"] == pytest.approx(
+        ranked.loc["dorm", "probability"] - ranked.loc["calm", "probability"], abs=0.01
+    )
+
+
+def test_an_effect_is_how_much_the_probability_falls_with_that_factor_typical(deployed):
+    model, _ = live_model(deployed)
+    _month, year, employees = ranking.typical_values(model)
+    client = {"corporation": "xyzw", "lastmonth_activity": 2.0, "lastyear_activity": 90.0}
+    client["number_of_employees"] = employees * 6
+    predicted, effects, _, _ = ranking.explain(model, pd.DataFrame([client]))
+    probability = model.predict_proba(pd.DataFrame([client])[list(FEATURES)])[0, 1]
+    assert predicted["probability"][0] == pytest.approx(probability)
+    by_hand = [
+        {**client, "lastmonth_activity": 90.0 / 12},
+        {**client, "lastyear_activity": year, "lastmonth_activity": 2.0 * year / 90.0},
+        {**client, "number_of_employees": employees},
+    ]
+    expected = probability - model.predict_proba(pd.DataFrame(by_hand)[list(FEATURES)])[:, 1]
+    np.testing.assert_allclose(effects[0], expected, atol=1e-9)
+
+
+def test_missing_figures_are_reasons_of_their_own(deployed):
+    model, _ = live_model(deployed)
+    _, year, employees = ranking.typical_values(model)
+    row = np.array([np.nan, np.nan, np.nan])
+    assert ranking.describe(ranking.MONTH, row, ranking.typical_values(model)) == (
+        "no figure for last month's activity"
+    )
+    assert ranking.describe(ranking.EMPLOYEES, row, np.array([1, year, employees])) == (
+        "no head count on record"
+    )
+    row = np.array([10.0, 600.0, 3.0])
+    assert ranking.describe(ranking.EMPLOYEES, row, np.array([1, 600, 40])) == (
+        "small company (3 employees; typical 40)"
+    )
+    assert ranking.describe(ranking.YEAR, row, np.array([1, 1200, 40])) == (
+        "low activity over the year (600; typical 1,200)"
+    )
+
+
+def test_expected_leavers_is_the_sum_of_probabilities_with_its_spread():
+    leavers = ranking.expected_leavers([0.5] * 100)
+    assert leavers["expected"] == 50
+    assert (leavers["low"], leavers["high"]) == (40, 60)  # 50 -/+ 1.96 x 5
+    assert ranking.expected_leavers([0.0, 0.0])["high"] == 0
+
+
+def test_what_changed_since_the_previous_ranking(deployed):
+    first = ranking.run(deployed.config).report
+    assert first["changes"] == {"previous": None}
+    top = first["top"]
+    gone, dropped = top[0]["corporation"], top[1]["corporation"]
+    model, _ = live_model(deployed)
+    typical = typical_client(model)
+    update = pd.DataFrame(
+        [
+            {**typical, "corporation": gone, "exited": 1},
+            {**typical, "corporation": dropped, "exited": None},
+            {**typical, "corporation": "newc", "lastmonth_activity": 0.0, "exited": None},
+        ]
+    )
+    deployed.write_input("batch3.csv", update)
+    run_steps(deployed, "ingestion")
+    changes = ranking.run(deployed.config).report["changes"]
+    assert changes["previous"]["clients"] == first["clients"]
+    assert "newc" in [item["corporation"] for item in changes["new_in_top"]]
+    left = {item["corporation"]: item for item in changes["left_top"]}
+    assert left[gone]["now"] == "left (latest record: exited)"
+    assert left[dropped]["previous_rank"] == 2
+    assert left[dropped]["now"].startswith("rank ")
+    assert changes["left_list"] == 1
+    assert changes["joined_list"] == 1
+
+
+def test_a_roster_alone_remakes_the_call_list_and_the_report(diagnosed):
+    before = pd.read_csv(diagnosed.root / "models" / ranking.RANKING_FILE)
+    pdf = diagnosed.root / "models" / "summary_report.pdf"
+    pdf_before = pdf.read_bytes()
+    newcomers = client_rows(30, seed=77).drop(columns=["exited"])
+    newcomers["corporation"] = [f"new{index:02d}" for index in range(30)]
+    diagnosed.write_input("roster.csv", newcomers)
+    record = fullprocess.run(diagnosed.config)
+    assert record["outcome"] == "nothing to judge"
+    assert "ranking" in record["steps"]
+    after = pd.read_csv(diagnosed.root / "models" / ranking.RANKING_FILE)
+    assert len(after) == len(before) + 30
+    assert set(newcomers["corporation"]) <= set(after["corporation"])
+    assert pdf.read_bytes() != pdf_before
+    report = json.loads((diagnosed.root / "models" / "diagnostics.json").read_text())
+    assert report["ranking"]["clients"] == len(after)
+    assert report["ranking"]["changes"]["joined_list"] == 30
+    assert fullprocess.run(diagnosed.config)["outcome"] == "no new data"
