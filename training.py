@@ -1,6 +1,7 @@
 """Train the attrition model on the ingested data and save it as `trainedmodel.pkl`.
 
-The model is one scikit-learn Pipeline: median imputation with missing-value indicators; features
+The model is one scikit-learn Pipeline: gaps filled without inventing a trend (`features.py`: last
+month from last year and back, medians for the rest) with missing-value indicators; features
 on a logarithmic scale for the heavy-tailed counts, with the activity trend and dormancy
 (`project.client_features`); cubic splines on those; standard scaling and a logistic regression.
 Its strength and class weighting are chosen by stratified cross-validation on average precision,
@@ -24,7 +25,6 @@ import pandas as pd
 import sklearn
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import (
     FixedThresholdClassifier,
@@ -38,6 +38,7 @@ from threadpoolctl import threadpool_limits
 
 import datastore
 from clientdata import FEATURES, ID_COLUMN, TARGET
+from features import ActivityImputer
 from files import atomic_path, atomic_write_json, sha256_file, write_csv
 from project import (
     MODEL_FILE,
@@ -102,7 +103,7 @@ def build_pipeline(classifier=None) -> Pipeline:
         classifier = LogisticRegression(max_iter=1000, random_state=RANDOM_SEED)
     return Pipeline(
         [
-            ("impute", SimpleImputer(strategy="median", add_indicator=True)),
+            ("impute", ActivityImputer()),
             ("features", FunctionTransformer(client_features)),
             ("spline", SplineTransformer(n_knots=SPLINE_KNOTS, extrapolation="linear")),
             ("scale", StandardScaler()),
