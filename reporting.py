@@ -102,6 +102,10 @@ def confusion_matrix_png(metrics: dict, title: str) -> bytes:
 
 
 def score_history_png(history: list[dict], deployments: list[dict]) -> bytes:
+    return _png(score_history_figure(history, deployments))
+
+
+def score_history_figure(history: list[dict], deployments: list[dict]) -> Figure:
     """F1 of every recorded score over time, one series per model, deployments marked.
 
     A model that was deployed is named by its version; a retrained model kept out is drawn apart
@@ -156,7 +160,7 @@ def score_history_png(history: list[dict], deployments: list[dict]) -> bytes:
     times += [parse_utc(change["time"]) for change in deployments]
     if times:
         # A short history would otherwise be stretched over years by the automatic limits.
-        pad = max(timedelta(minutes=30), (max(times) - min(times)) * 0.05)
+        pad = max(timedelta(seconds=30), (max(times) - min(times)) * 0.06)
         axes.set_xlim(min(times) - pad, max(times) + pad)
     locator = mdates.AutoDateLocator(maxticks=7)
     axes.xaxis.set_major_locator(locator)
@@ -166,7 +170,7 @@ def score_history_png(history: list[dict], deployments: list[dict]) -> bytes:
     axes.grid(alpha=0.3)
     if axes.get_legend_handles_labels()[0]:
         axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7, frameon=False)
-    return _png(figure)
+    return figure
 
 
 def precision_at_k_png(truth, probabilities) -> bytes:
@@ -188,12 +192,9 @@ def precision_at_k_png(truth, probabilities) -> bytes:
         axes.text(0.97, 0.97, text, transform=axes.transAxes, ha="right", va="top", fontsize=7)
     axes.set_xscale("log")
     axes.set_ylim(0, 1.05)
-    axes.set_xlabel("clients called (k, test data)")
-    axes.set_ylabel("share who left")
-    axes.set_title("Precision of the top of the list", fontsize=9)
-    axes.legend(fontsize=7, loc="lower left")
-    axes.grid(alpha=0.3)
-    return _png(figure)
+    return _share_who_left(
+        figure, "clients called (k, test data)", "Precision of the top of the list", "lower left"
+    )
 
 
 def calibration_png(truth, probabilities) -> bytes:
@@ -207,10 +208,21 @@ def calibration_png(truth, probabilities) -> bytes:
     axes.plot(predicted, left, marker="o", markersize=4, color="#1f5f99", label="the model")
     axes.set_xlim(0, 1)
     axes.set_ylim(0, 1)
-    axes.set_xlabel("predicted probability of leaving")
+    return _share_who_left(
+        figure,
+        "predicted probability of leaving",
+        "Calibration (test data, ten groups)",
+        "upper left",
+    )
+
+
+def _share_who_left(figure: Figure, xlabel: str, title: str, legend: str) -> bytes:
+    """Label a plot of the share of clients who left against `xlabel`, and render it."""
+    axes = figure.axes[0]
+    axes.set_xlabel(xlabel)
     axes.set_ylabel("share who left")
-    axes.set_title("Calibration (test data, ten groups)", fontsize=9)
-    axes.legend(fontsize=7, loc="upper left")
+    axes.set_title(title, fontsize=9)
+    axes.legend(fontsize=7, loc=legend)
     axes.grid(alpha=0.3)
     return _png(figure)
 
@@ -331,7 +343,7 @@ def build_story(facts: dict) -> list:
         Paragraph(
             f"F1 of each model on the test data and on new batches, one line per model;"
             f" retrained models kept out are crosses; dotted lines mark deployments. The live model"
-            f" was deployed {manifest.get('deployed_at')} and trained on"
+            f" was deployed {_when(manifest.get('deployed_at'))} and trained on"
             f" {_number(manifest.get('training_rows'))} rows.",
             small,
         ),
@@ -407,7 +419,7 @@ def _who_to_call(ranked: dict, body, cell) -> list:
             [
                 client["rank"],
                 _shorten(client["corporation"]),
-                f"{client['probability']:.0%}",
+                _risk(client["probability"]),
                 Paragraph(why or "no single factor stands out", cell),
             ]
         )
@@ -429,6 +441,15 @@ def _who_to_call(ranked: dict, body, cell) -> list:
             cell,
         ),
     ]
+
+
+def _risk(probability: float) -> str:
+    """A probability as people read it: whole percents, never a certain 0 % or 100 %."""
+    if probability >= 0.995:
+        return ">99%"
+    if probability < 0.005:
+        return "<1%"
+    return f"{probability:.0%}"
 
 
 def _when(stamp) -> str:
@@ -460,7 +481,7 @@ def _what_changed(ranked: dict, body) -> list:
     if changes["risers"]:
         items = ", ".join(
             f"<b>{escape(_shorten(item['corporation']))}</b>"
-            f" {item['previous_probability']:.0%} → {item['probability']:.0%}"
+            f" {_risk(item['previous_probability'])} → {_risk(item['probability'])}"
             f" (rank {item['previous_rank']} → {item['rank']})"
             for item in changes["risers"]
         )

@@ -81,3 +81,36 @@ def test_bad_input_keeps_the_earlier_report(reported, what, message, capsys):
     assert message in err
     assert "Traceback" not in err
     assert {name: (models / name).read_bytes() for name in before} == before
+
+
+def test_score_history_draws_each_model_apart_and_fits_its_time_axis():
+    from matplotlib import dates as mdates
+
+    def score(minute, sha, f1):
+        return {"scored_at": f"2026-11-21T10:{minute:02d}:00Z", "model_sha256": sha, "f1": f1}
+
+    history = [
+        score(0, "a", 0.55),
+        score(10, "a", 0.52),
+        score(20, "b", 0.30),  # retrained, kept out
+        score(30, "a", 0.20),
+        score(40, "c", 0.48),
+    ]
+    deployments = [
+        {"time": "2026-11-21T10:00:00Z", "model_sha256": "a", "to_version": "v0001"},
+        {"time": "2026-11-21T10:40:00Z", "model_sha256": "c", "to_version": "v0002"},
+    ]
+    figure = reporting.score_history_figure(history, deployments)
+    axes = figure.axes[0]
+    series = {line.get_label(): line for line in axes.get_lines()}
+    assert list(series["v0001"].get_ydata()) == [
+        0.55,
+        0.52,
+        0.20,
+    ]  # the kept-out score is not on it
+    assert list(series["v0002"].get_ydata()) == [0.48]
+    kept_out = series["retrained, kept out"]
+    assert list(kept_out.get_ydata()) == [0.30]
+    assert kept_out.get_linestyle() == "None"
+    start, end = (mdates.num2date(limit) for limit in axes.get_xlim())
+    assert (end - start).total_seconds() < 2 * 3600  # 40 minutes of history, not years
