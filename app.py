@@ -36,7 +36,7 @@ from project import (
     utc_now,
 )
 from ranking import explain, reasons
-from scoring import evaluate_model, predict
+from scoring import evaluate_model, predict_arrays
 
 logger = logging.getLogger(__name__)
 
@@ -333,21 +333,20 @@ def prediction():
         return jsonify(error=str(error)), 400
     live = live_model()
     if with_reasons:
-        predicted, effects, values, typical = explain(live.model, rows)
+        labels, probabilities, effects, values, typical = explain(live.model, rows)
     else:
-        predicted = predict(live.model, rows)
+        labels, probabilities = predict_arrays(live.model, rows[list(FEATURES)])
     answer = {
         "model_version": live.deployment.label,
-        "rows": len(predicted),
-        "predictions": predicted["prediction"].astype(int).tolist(),
-        "probabilities": predicted["probability"].round(6).tolist(),
+        "rows": len(rows),
+        "predictions": labels.astype(int).tolist(),
+        "probabilities": probabilities.round(6).tolist(),
     }
     if with_reasons:
         answer["reasons"] = reasons(effects, values, typical)
-    if ID_COLUMN in predicted.columns:
-        answer["corporations"] = (
-            predicted[ID_COLUMN].astype(object).where(predicted[ID_COLUMN].notna(), None).tolist()
-        )
+    if ID_COLUMN in rows.columns:
+        clients = rows[ID_COLUMN]
+        answer["corporations"] = clients.astype(object).where(clients.notna(), None).tolist()
     return jsonify(answer)
 
 

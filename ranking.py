@@ -90,26 +90,25 @@ def counterfactuals(values: np.ndarray, typical: np.ndarray) -> list[np.ndarray]
     return [recent, yearly, size]
 
 
-def explain(model, rows: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+def explain(model, rows: pd.DataFrame):
     """Predictions of `model` for `rows`, and each factor's effect on every probability.
 
     One call of the model for the rows and all their counterfactuals together, so explaining one
     record costs about what predicting it does.
 
     Returns:
-        (scoring.predict's frame, effects of shape (rows, factors), the raw feature values,
-        the typical values).
+        (labels, probabilities, effects of shape (rows, factors), the raw feature values, the
+        typical values), all arrays.
     """
-    values = rows[list(FEATURES)].to_numpy(dtype=float)
+    values = rows[list(FEATURES)].to_numpy(dtype=float, na_value=np.nan)
     typical = typical_values(model)
     stacked = np.vstack([values, *counterfactuals(values, typical)])
-    predicted = scoring.predict(model, pd.DataFrame(stacked, columns=list(FEATURES)))
-    probabilities = predicted["probability"].to_numpy().reshape(1 + len(FACTORS), len(rows))
+    labels, probabilities = scoring.predict_arrays(
+        model, pd.DataFrame(stacked, columns=list(FEATURES), copy=False)
+    )
+    probabilities = probabilities.reshape(1 + len(FACTORS), len(rows))
     effects = (probabilities[0] - probabilities[1:]).T
-    result = predicted.iloc[: len(rows)].reset_index(drop=True)
-    if ID_COLUMN in rows.columns:
-        result.insert(0, ID_COLUMN, rows[ID_COLUMN].to_numpy())
-    return result, effects, values, typical
+    return labels[: len(rows)], probabilities[0], effects, values, typical
 
 
 def _number(value: float) -> str:
@@ -149,42 +148,42 @@ def describe(factor: int, row: np.ndarray, typical: np.ndarray) -> str:
 
 def reasons(effects: np.ndarray, values: np.ndarray, typical: np.ndarray) -> list[list[dict]]:
     """The strongest factors raising each probability: factor, reason in words, effect."""
-    return [
-        [
-            {
-                "factor": FACTORS[factor],
-                "reason": describe(factor, values[index], typical),
-                "effect": round(effect, 4),
-            }
-            for factor, effect in _strongest(effects[index])
-        ]
-        for index in range(len(effects))
-    ]
+    found = []
+    for index, factors in enumerate(_strongest(effects)):
+        row = values[index]
+        found.append(
+            [
+                {
+                    "factor": FACTORS[factor],
+                    "reason": describe(factor, row, typical),
+                    "effect": round(float(effects[index, factor]), 4),
+                }
+                for factor in factors
+            ]
+        )
+    return found
 
 
 def reason_columns(effects: np.ndarray, values: np.ndarray, typical: np.ndarray) -> list[list]:
     """The reasons as text, `reason (+effect)`, in MAX_REASONS columns ("" where none)."""
     columns = [[""] * len(effects) for _ in range(MAX_REASONS)]
-    order = np.argsort(-effects, axis=1, kind="stable")[:, :MAX_REASONS]
-    strong = np.take_along_axis(effects, order, axis=1) >= MIN_EFFECT
-    for index in np.flatnonzero(strong[:, 0]):
+    for index, factors in enumerate(_strongest(effects)):
         row = values[index]
-        for position in range(MAX_REASONS):
-            if not strong[index, position]:
-                break
-            factor = order[index, position]
-            effect = effects[index, factor]
-            columns[position][index] = f"{describe(factor, row, typical)} (+{effect:.2f})"
+        for position, factor in enumerate(factors):
+            text = describe(factor, row, typical)
+            columns[position][index] = f"{text} (+{effects[index, factor]:.2f})"
     return columns
 
 
-def _strongest(effects: np.ndarray):
-    """(factor, effect) of the factors that are reasons, strongest first."""
-    for factor in np.argsort(-effects, kind="stable")[:MAX_REASONS]:
-        effect = float(effects[factor])
-        if effect < MIN_EFFECT:
-            return
-        yield int(factor), effect
+def _strongest(effects: np.ndarray) -> list[list[int]]:
+    """Per row, the factors that are reasons (an effect of at least MIN_EFFECT), strongest
+    first, at most MAX_REASONS."""
+    order = np.argsort(-effects, axis=1, kind="stable")[:, :MAX_REASONS]
+    strong = np.take_along_axis(effects, order, axis=1) >= MIN_EFFECT
+    return [
+        [int(factor) for factor, kept in zip(factors, keep, strict=True) if kept]
+        for factors, keep in zip(order.tolist(), strong.tolist(), strict=True)
+    ]
 
 
 def reason_text(item: dict) -> str:
@@ -212,10 +211,9 @@ def current_clients(ingested_dir: Path, seqs) -> pd.DataFrame:
 def rank_clients(model, clients: pd.DataFrame) -> pd.DataFrame:
     """Current clients, highest probability of leaving first, with their reasons as text and each
     factor's effect (columns EFFECT_COLUMNS, not written to the CSV)."""
-    predicted, effects, values, typical = explain(model, clients)
+    labels, probabilities, effects, values, typical = explain(model, clients)
     ranked = clients.reset_index(drop=True).assign(
-        probability=predicted["probability"].round(6).to_numpy(),
-        predicted_exit=predicted["prediction"].to_numpy(),
+        probability=probabilities.round(6), predicted_exit=labels
     )
     for column, texts in zip(REASON_COLUMNS, reason_columns(effects, values, typical), strict=True):
         ranked[column] = texts

@@ -59,21 +59,24 @@ class ScoringResult:
 
 def predict(model, rows: pd.DataFrame) -> pd.DataFrame:
     """Labels and probabilities of `model` for valid client rows, in their order."""
-    features = rows[list(FEATURES)]
+    labels, probabilities = predict_arrays(model, rows[list(FEATURES)])
+    result = pd.DataFrame({"prediction": labels, "probability": probabilities})
+    if ID_COLUMN in rows.columns:
+        result.insert(0, ID_COLUMN, rows[ID_COLUMN].to_numpy())
+    return result
+
+
+def predict_arrays(model, features: pd.DataFrame):
+    """(labels, probabilities) of `model` for the feature columns, as arrays: one pass, the label
+    being the probability against the tuned threshold, as predict() would do."""
     probabilities = model.predict_proba(features)[:, 1]
-    # One pass: the label is the probability against the tuned threshold, as predict() would do.
     final_step = model.steps[-1][1] if hasattr(model, "steps") else model
     threshold = getattr(final_step, "best_threshold_", None)
     if threshold is None and isinstance(getattr(final_step, "threshold", None), float):
         threshold = final_step.threshold
     if threshold is None:
-        labels = model.predict(features)
-    else:
-        labels = (probabilities >= threshold).astype(int)
-    result = pd.DataFrame({"prediction": labels, "probability": probabilities})
-    if ID_COLUMN in rows.columns:
-        result.insert(0, ID_COLUMN, rows[ID_COLUMN].to_numpy())
-    return result
+        return np.asarray(model.predict(features)), probabilities
+    return (probabilities >= threshold).astype(int), probabilities
 
 
 def evaluate_model(model, data: pd.DataFrame) -> dict:

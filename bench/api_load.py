@@ -3,8 +3,10 @@
 Builds a scratch copy of the project from the shipped data (ingest, train, score, deploy,
 diagnostics), then serves it with gunicorn twice with the same settings: the real API
 (wsgi:app) and bench/ceiling_app.py, a bare route doing the same prediction with a preloaded
-model. wrk (Debian package `wrk`) sends traffic from 8 connections for --seconds to 127.0.0.1
-only. Prints requests per second and p50/p99 latency, and the API's share of the ceiling.
+model (and no reasons). The API is measured with each record's reasons (its default) and
+without (`"reasons": false`). wrk (Debian package `wrk`) sends traffic from 8 connections for
+--seconds to 127.0.0.1 only. Prints requests per second and p50/p99 latency, and the API's share
+of the ceiling.
 
 Usage: python bench/api_load.py [--seconds 20] [--workers 2]
 """
@@ -121,16 +123,24 @@ def main() -> int:
         config = build_project(root / "project")
         scripts = {}
         for rows in (1, 1000):
-            body = root / f"body{rows}.json"
-            body.write_text(json.dumps({"records": [RECORD] * rows}))
-            scripts[rows] = root / f"post{rows}.lua"
-            scripts[rows].write_text(LUA.format(body=body))
+            for reasons in (True, False):
+                body = root / f"body{rows}-{reasons}.json"
+                records = {"records": [RECORD] * rows}
+                body.write_text(json.dumps(records if reasons else {**records, "reasons": False}))
+                scripts[rows, reasons] = root / f"post{rows}-{reasons}.lua"
+                scripts[rows, reasons].write_text(LUA.format(body=body))
         for target, name in (("ceiling_app:app", "ceiling"), ("wsgi:app", "api")):
             server, url = start_gunicorn(target, config, args.workers)
             try:
-                for rows in (1, 1000):
-                    measured = wrk(f"{url}/prediction", args.seconds, scripts[rows])
-                    results.append((name, f"POST /prediction, {rows} record(s)", *measured))
+                # The ceiling predicts without reasons whatever the body asks.
+                for rows, reasons in [(1, True), (1000, True)] + (
+                    [(1, False), (1000, False)] if name == "api" else []
+                ):
+                    measured = wrk(f"{url}/prediction", args.seconds, scripts[rows, reasons])
+                    request = f"POST /prediction, {rows} record(s)"
+                    if name == "api":
+                        request += "" if reasons else ", no reasons"
+                    results.append((name, request, *measured))
                 if name == "api":
                     for path in ("/scoring", "/summarystats", "/diagnostics", "/health"):
                         results.append((name, f"GET {path}", *wrk(url + path, args.seconds, None)))
@@ -138,13 +148,14 @@ def main() -> int:
                 server.terminate()
                 server.wait(timeout=20)
     ceiling = {request: rate for name, request, rate, *_ in results if name == "ceiling"}
+    ceiling.update({f"{request}, no reasons": rate for request, rate in ceiling.items()})
     print(f"gunicorn --workers {args.workers} (sync), wrk -t2 -c8 -d{args.seconds}s, 127.0.0.1")
     print(
-        f"{'server':<8} {'request':<32} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'of ceiling':>11}"
+        f"{'server':<8} {'request':<44} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'of ceiling':>11}"
     )
     for name, request, rate, p50, p99 in results:
         share = f"{rate / ceiling[request]:.2f}" if name == "api" and request in ceiling else ""
-        print(f"{name:<8} {request:<32} {rate:>8.1f} {p50:>8.2f} {p99:>8.2f} {share:>11}")
+        print(f"{name:<8} {request:<44} {rate:>8.1f} {p50:>8.2f} {p99:>8.2f} {share:>11}")
     return 0
 
 

@@ -328,7 +328,7 @@ def test_an_unexpected_failure_is_a_json_500(client, monkeypatch):
     def broken(model, rows):
         raise RuntimeError("boom at /secret/place")
 
-    monkeypatch.setattr(api_module, "predict", broken)
+    monkeypatch.setattr(api_module, "predict_arrays", broken)
     monkeypatch.setattr(api_module, "explain", broken)
     response = post_records(client, [RECORD])
     assert response.status_code == 500

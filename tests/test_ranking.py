@@ -110,9 +110,9 @@ def test_an_effect_is_how_much_the_probability_falls_with_that_factor_typical(de
     _month, year, employees = ranking.typical_values(model)
     client = {"corporation": "xyzw", "lastmonth_activity": 2.0, "lastyear_activity": 90.0}
     client["number_of_employees"] = employees * 6
-    predicted, effects, _, _ = ranking.explain(model, pd.DataFrame([client]))
+    _, probabilities, effects, _, _ = ranking.explain(model, pd.DataFrame([client]))
     probability = model.predict_proba(pd.DataFrame([client])[list(FEATURES)])[0, 1]
-    assert predicted["probability"][0] == pytest.approx(probability)
+    assert probabilities[0] == pytest.approx(probability)
     by_hand = [
         {**client, "lastmonth_activity": 90.0 / 12},
         {**client, "lastyear_activity": year, "lastmonth_activity": 2.0 * year / 90.0},
