@@ -99,11 +99,15 @@ def main() -> int:
     print_steps("drifted batch of 2,000 clients", drift_run)
     comparison = drift_run.get("comparison", {})
     if comparison:
+        paired = comparison["paired_log_loss"]
         print(
             f"  deployed model F1 on the batch {drift_run['model_drift']['score']:.3f}"
             f" (threshold {drift_run['model_drift']['threshold']:.3f});"
-            f" on test + held-out rows: deployed {comparison['deployed_f1']:.3f},"
-            f" retrained {comparison['retrained_f1']:.3f}"
+            f" on {comparison['newest_rows']} held-out newest rows: F1 deployed"
+            f" {comparison['f1_newest']['deployed']:.3f}, retrained"
+            f" {comparison['f1_newest']['retrained']:.3f}; log loss deployed"
+            f" {paired['champion_log_loss']:.3f}, retrained {paired['challenger_log_loss']:.3f}"
+            f" ({paired['verdict']})"
         )
     return 0
 
