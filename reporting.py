@@ -162,7 +162,7 @@ def score_history_figure(history: list[dict], deployments: list[dict]) -> Figure
         # A short history would otherwise be stretched over years by the automatic limits.
         pad = max(timedelta(seconds=30), (max(times) - min(times)) * 0.06)
         axes.set_xlim(min(times) - pad, max(times) + pad)
-    locator = mdates.AutoDateLocator(maxticks=7)
+    locator = mdates.AutoDateLocator()
     axes.xaxis.set_major_locator(locator)
     axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     axes.set_ylim(0, 1)
