@@ -212,9 +212,9 @@ def rank_clients(model, clients: pd.DataFrame) -> pd.DataFrame:
     """Current clients, highest probability of leaving first, with their reasons as text and each
     factor's effect (columns EFFECT_COLUMNS, not written to the CSV)."""
     labels, probabilities, effects, values, typical = explain(model, clients)
-    ranked = clients.reset_index(drop=True).assign(
-        probability=probabilities.round(6), predicted_exit=labels
-    )
+    # Six decimals, and never a certain 0 or 1: no client is sure to leave or to stay.
+    shown = np.clip(probabilities.round(6), 1e-6, 1 - 1e-6)
+    ranked = clients.reset_index(drop=True).assign(probability=shown, predicted_exit=labels)
     for column, texts in zip(REASON_COLUMNS, reason_columns(effects, values, typical), strict=True):
         ranked[column] = texts
     for position, column in enumerate(EFFECT_COLUMNS):
