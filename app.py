@@ -388,6 +388,7 @@ def diagnostics_view():
             "dependencies": dependencies,
             "outdated_packages": [d["package"] for d in dependencies if d["status"] == "outdated"],
             "drift": report["drift"],
+            "ranking": report.get("ranking"),
         }
     )
 

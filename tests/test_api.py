@@ -475,3 +475,14 @@ def test_a_bad_reasons_option_is_a_400(client, query, body, message):
     response = client.post(f"/prediction{query}", json={"records": [RECORD], **body})
     assert response.status_code == 400
     assert message in response.get_json()["error"]
+
+
+def test_diagnostics_give_the_call_list_summary(client, diagnosed):
+    ranking = client.get("/diagnostics").get_json()["ranking"]
+    listed = pd.read_csv(diagnosed.root / "models" / "riskranking.csv")
+    assert ranking["clients"] == len(listed)
+    assert [entry["corporation"] for entry in ranking["top"]] == list(listed["corporation"][:20])
+    leavers = ranking["expected_leavers"]
+    assert leavers["low"] <= leavers["expected"] <= leavers["high"]
+    assert leavers["expected"] == pytest.approx(listed["probability"].sum(), abs=0.1)
+    assert set(ranking["precision"]) == {"rows", "base_rate", "top_20", "top_50", "top_100"}
