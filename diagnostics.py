@@ -225,6 +225,31 @@ def triggering_drift(config: Config, deployment: modelstore.Deployment) -> dict:
 # --- timing --------------------------------------------------------------------------------------
 
 
+TIMED_STEPS = ("ingestion", "training", "scoring")
+RECORDED_RUNS = 5
+
+
+def recorded_timings(config: Config, this_run: dict | None = None) -> dict:
+    """Seconds the real runs took per step: this run's (when fullprocess.py is running it) and
+    those of the newest RECORDED_RUNS runs in the history that ran the step. Nothing is run again
+    to time it."""
+    this_run = this_run or {}
+    with open_history(config.history_path) as history:
+        timings = {}
+        for step in TIMED_STEPS:
+            seconds = ([this_run[step]] if step in this_run else []) + history.step_seconds(
+                step, RECORDED_RUNS
+            )
+            seconds = seconds[:RECORDED_RUNS]
+            if seconds:
+                timings[step] = {
+                    "median_seconds": statistics.median(seconds),
+                    "runs": seconds,
+                    "measured": "fullprocess.py runs, newest first",
+                }
+    return timings
+
+
 def time_steps(config: Config, repeats: int, batches) -> dict:
     """Median seconds of ingestion and training, run on a copy in a temporary folder.
 
@@ -266,7 +291,11 @@ def time_steps(config: Config, repeats: int, batches) -> dict:
                 # Each repeat ingests from nothing, as the first ingestion did.
                 shutil.rmtree(copy.ingested_dir)
     return {
-        name: {"median_seconds": statistics.median(times), "runs": times}
+        name: {
+            "median_seconds": statistics.median(times),
+            "runs": times,
+            "measured": f"{repeats} run(s) on a copy",
+        }
         for name, times in runs.items()
     }
 
@@ -409,9 +438,14 @@ class DiagnosticsResult:
         lines.append(f"missing values: {missing or 'none'}")
         timings = report["timings"]
         lines.append(
-            f"timings (median of {len(timings['training']['runs'])}): ingestion"
-            f" {timings['ingestion']['median_seconds']:.2f} s,"
-            f" training {timings['training']['median_seconds']:.2f} s"
+            "timings (median seconds): "
+            + (
+                ", ".join(
+                    f"{step} {timing['median_seconds']:.2f} ({len(timing['runs'])} runs)"
+                    for step, timing in timings.items()
+                )
+                or "none recorded yet (run fullprocess.py, or diagnostics.py --time-on-copy)"
+            )
         )
         deps = report["dependencies"]
         counts = [
@@ -433,8 +467,16 @@ class DiagnosticsResult:
         return "\n".join(lines)
 
 
-def run(config: Config, timing_repeats: int | None = None) -> DiagnosticsResult:
-    """Compute every diagnostic, then write the ranking and `diagnostics.json`."""
+def run(
+    config: Config, timing_repeats: int | None = None, this_run: dict | None = None
+) -> DiagnosticsResult:
+    """Compute every diagnostic, then write the ranking and `diagnostics.json`.
+
+    Args:
+        timing_repeats: time ingestion and training this many times on a copy; by default the
+            timings are those the real runs recorded.
+        this_run: the step seconds of the fullprocess.py run that calls this.
+    """
     model, deployment = modelstore.load_deployed_model(config.deploy_dir)
     data, batches = datastore.stored_outcomes(config)
     check_ingested_data(data, config.ingested_dir)
@@ -455,7 +497,9 @@ def run(config: Config, timing_repeats: int | None = None) -> DiagnosticsResult:
         "summary_statistics": summary_statistics(data[list(COLUMNS)]),
         "missing_percent": missing_percentages(data[list(COLUMNS)]),
         "drift": data_drift(config, deployment, data, batches),
-        "timings": time_steps(config, timing_repeats or config.settings["timing_repeats"], batches),
+        "timings": time_steps(config, timing_repeats, batches)
+        if timing_repeats
+        else recorded_timings(config, this_run),
         "dependencies": dependency_status(config),
         "ranking": ranking.run(config, model, deployment, refresh=False).report,
     }
@@ -468,16 +512,28 @@ def run(config: Config, timing_repeats: int | None = None) -> DiagnosticsResult:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser(__file__, __doc__)
     parser.add_argument(
+        "--time-on-copy",
+        action="store_true",
+        help="time ingestion and training by running them again on a copy (timing_repeats times,"
+        " 3 by default); without it the timings are those fullprocess.py runs recorded",
+    )
+    parser.add_argument(
         "--timing-repeats",
         type=int,
         metavar="N",
-        help="run ingestion and training N times to time them (default: the config's"
-        " timing_repeats, 3)",
+        help="with --time-on-copy: run them N times (default: the config's timing_repeats)",
     )
     args = parser.parse_args(argv)
     if args.timing_repeats is not None and args.timing_repeats < 1:
         parser.error("--timing-repeats must be at least 1")
-    return run_cli(args, lambda config: run(config, args.timing_repeats))
+    if args.timing_repeats is not None:
+        args.time_on_copy = True
+
+    def step(config):
+        repeats = args.timing_repeats or config.settings["timing_repeats"]
+        return run(config, repeats if args.time_on_copy else None)
+
+    return run_cli(args, step)
 
 
 if __name__ == "__main__":

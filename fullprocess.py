@@ -170,7 +170,7 @@ def report(log: RunLog, config) -> None:
     import reporting
 
     with log.step("diagnostics"):
-        diagnostics.run(config)
+        diagnostics.run(config, this_run=log.record["steps"])
     with log.step("reporting"):
         reporting.run(config)
     with log.step("apicalls"):

@@ -61,7 +61,9 @@ class Setting(namedtuple("Setting", "default help choices minimum", defaults=(()
 
 
 SETTINGS = {
-    "timing_repeats": Setting(3, "times ingestion and training are run to time them"),
+    "timing_repeats": Setting(
+        3, "times diagnostics.py --time-on-copy runs ingestion and training to time them"
+    ),
     "dependency_timeout_seconds": Setting(5.0, "longest wait for the package index, in all"),
     "package_index_url": Setting("https://pypi.org/pypi", "JSON API asked for latest versions"),
     "api_max_request_bytes": Setting(16 * 2**20, "largest request body the API accepts"),

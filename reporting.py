@@ -369,12 +369,26 @@ def build_story(facts: dict) -> list:
         ),
     )
     timings = report["timings"]
-    rows = [["Step", "Median seconds", "Runs"]]
+    rows = [["Step", "Median seconds", "Runs (seconds)", "Measured on"]]
     rows += [
-        [name, f"{t['median_seconds']:.3f}", ", ".join(f"{run:.3f}" for run in t["runs"])]
+        [
+            name,
+            f"{t['median_seconds']:.3f}",
+            ", ".join(f"{run:.3f}" for run in t["runs"]),
+            t.get("measured", "a copy"),
+        ]
         for name, t in timings.items()
     ]
-    section(_table(rows, [0.2, 0.2, 0.45]))
+    if timings:
+        section(_table(rows, [0.14, 0.16, 0.34, 0.36]))
+    else:
+        section(
+            Paragraph(
+                "No timed run yet: the steps were run by hand. fullprocess.py records how long"
+                " each step takes; diagnostics.py --time-on-copy times them on a copy.",
+                body,
+            )
+        )
     rows = [["Package", "Pinned", "Installed", "Latest", "Status"]]
     rows += [
         [d["package"], d["pinned"] or "-", d["installed"] or "-", d["latest"] or "?", d["status"]]

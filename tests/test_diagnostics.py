@@ -224,7 +224,8 @@ def test_diagnostics_writes_every_result(diagnosed):
     assert report["model"]["version"] == "v0001"
     assert set(report["summary_statistics"]) == {*FEATURES, "exited"}
     assert set(report["missing_percent"]) == {"corporation", *FEATURES, "exited"}
-    assert set(report["timings"]) == {"ingestion", "training"}
+    # The steps were run by hand: no timed run to report, and nothing was run again to time it.
+    assert report["timings"] == {}
     assert {row["package"] for row in report["dependencies"]} >= {"pandas", "scikit-learn"}
     # Nothing arrived after the model's training: its training data would be compared with itself.
     assert not report["drift"]["available"]
@@ -306,3 +307,14 @@ def test_a_changed_training_sample_is_refused(diagnosed, capsys):
     err = capsys.readouterr().err
     assert "trainingsample.csv: SHA-256" in err
     assert "Traceback" not in err
+
+
+def test_timing_on_a_copy_is_an_explicit_option(diagnosed):
+    import diagnostics
+
+    assert diagnostics.main(diagnosed.args("--time-on-copy", "--timing-repeats", "2")) == 0
+    report = json.loads((diagnosed.root / "models" / "diagnostics.json").read_text())
+    assert set(report["timings"]) == {"ingestion", "training"}
+    for timing in report["timings"].values():
+        assert len(timing["runs"]) == 2
+        assert timing["measured"] == "2 run(s) on a copy"

@@ -60,6 +60,10 @@ def test_bootstrap_from_nothing(project, capsys):
     }
     assert record["api"].startswith("not reached")
     assert record["started_at"] <= record["finished_at"]
+    # Diagnostics report the run's own step timings: nothing is trained again to time it.
+    timings = json.loads((models / "diagnostics.json").read_text())["timings"]
+    for step in ("ingestion", "training", "scoring"):
+        assert timings[step]["runs"] == [record["steps"][step]]
     err = capsys.readouterr().err
     assert "bootstrapped: nothing was deployed; deployed v0001" in err
     assert "API calls" in err  # recorded, and the run still succeeds

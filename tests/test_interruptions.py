@@ -123,7 +123,7 @@ BOOTSTRAP_KILL_POINTS = [
     ("rename v0001", 1),  # the version into place
     ("replace current", 1),  # the switch
     ("replace deploymenthistory.txt", 1),
-    ("rename 000001", 2),  # diagnostics timing ingestion on a copy, in the temporary folder
+    ("commit record_ranking/run", 1),  # diagnostics, keeping the call list in the history
     ("replace summary_report.pdf", 1),
     ("commit record_reports/run", 1),
     ("commit finish_run/_finished", 1),
