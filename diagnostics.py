@@ -501,7 +501,7 @@ def run(
         if timing_repeats
         else recorded_timings(config, this_run),
         "dependencies": dependency_status(config),
-        "ranking": ranking.run(config, model, deployment, refresh=False).report,
+        "ranking": ranking.run(config, model, deployment, refresh=False, outcomes=data).report,
     }
     path = config.model_dir / DIAGNOSTICS_FILE
     atomic_write_json(path, report)

@@ -102,6 +102,9 @@ def explain(model, rows: pd.DataFrame):
     """
     values = rows[list(FEATURES)].to_numpy(dtype=float, na_value=np.nan)
     typical = typical_values(model)
+    if not len(values):  # no current client at all: nothing to ask the model
+        nothing = np.empty(0)
+        return nothing.astype(int), nothing, np.empty((0, len(FACTORS))), values, typical
     stacked = np.vstack([values, *counterfactuals(values, typical)])
     labels, probabilities = scoring.predict_arrays(
         model, pd.DataFrame(stacked, columns=list(FEATURES), copy=False)
@@ -193,9 +196,15 @@ def reason_text(item: dict) -> str:
 # --- current clients and the ranking -------------------------------------------------------------
 
 
-def current_clients(ingested_dir: Path, seqs) -> pd.DataFrame:
-    """The latest observation of every client still with us, with the batch it came in."""
-    outcomes = datastore.read_rows(ingested_dir, seqs, datastore.OUTCOMES_FILE)
+def current_clients(ingested_dir: Path, seqs, outcomes: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The latest observation of every client still with us, with the batch it came in.
+
+    Args:
+        outcomes: the stored rows with an outcome of `seqs` (with their batch), when the caller
+            has read them already.
+    """
+    if outcomes is None:
+        outcomes = datastore.read_rows(ingested_dir, seqs, datastore.OUTCOMES_FILE)
     present = datastore.read_rows(ingested_dir, seqs, datastore.CURRENT_FILE)
     rows = pd.concat([outcomes, present], ignore_index=True)
     target = rows[TARGET].astype("float64")
@@ -373,12 +382,15 @@ class RankingResult:
         return "\n".join(lines)
 
 
-def run(config: Config, model=None, deployment=None, refresh: bool = True) -> RankingResult:
+def run(
+    config: Config, model=None, deployment=None, refresh: bool = True, outcomes=None
+) -> RankingResult:
     """Rank the current clients with the deployed model; write the list and its summary.
 
     Args:
         model, deployment: the deployed model, when the caller has loaded it.
         refresh: also update the ranking part of an existing diagnostics.json of this model.
+        outcomes: every stored row with an outcome, when the caller has read them already.
     """
     if model is None:
         model, deployment = modelstore.load_deployed_model(config.deploy_dir)
@@ -387,7 +399,8 @@ def run(config: Config, model=None, deployment=None, refresh: bool = True) -> Ra
         previous = next(iter(history.rankings(limit=1)), None)
     if not batches:
         raise DataError(f"{config.ingested_dir}: no ingested data; run ingestion.py first")
-    clients = current_clients(config.ingested_dir, [batch.seq for batch in batches])
+    seqs = [batch.seq for batch in batches]
+    clients = current_clients(config.ingested_dir, seqs, outcomes)
     ranked = rank_clients(model, clients)
     typical = typical_values(model)
     summary = {

@@ -122,17 +122,9 @@ MARKETS = {
         hump_effect=-1.0,
         dormancy_effect=1.0,
     ),
-    "drifted": Market(
-        activity_shift=-0.5,
-        trend_mean=-0.25,
-        intercept=-1.9,
-        trend_effect=1.0,
-        engagement_effect=0.5,
-        hump_effect=0.0,
-        size_slope=0.8,
-        dormancy_effect=0.0,
-    ),
 }
+# The changed market of `--drifted`: the strong change of relation, with activity falling too.
+MARKETS["drifted"] = MARKETS["relation-strong"]._replace(activity_shift=-0.5, trend_mean=-0.25)
 
 
 def simulate_clients(

@@ -34,26 +34,25 @@ def batch_from(probabilities, rng, relation_broken=False):
 REFERENCE = {"excess": 0.0, "variance": 0.0, "rows": 2000, "dataset": "test"}
 
 
+def flags(batches: int, rows: int, seed: int, relation_broken: bool = False) -> int:
+    """How many of `batches` batches the calibrated check calls drifted."""
+    rng = np.random.default_rng(seed)
+    flagged = 0
+    for _ in range(batches):
+        p = rng.uniform(0.02, 0.7, rows)
+        labels = batch_from(p, rng, relation_broken)
+        flagged += drift.model_still_right(labels, p, (p > 0.3).astype(int), REFERENCE)["drift"]
+    return flagged
+
+
 @pytest.mark.parametrize("rows", [100, 1000])
 def test_a_model_that_is_right_is_rarely_called_drifted(rows):
-    rng = np.random.default_rng(1)
-    flags = 0
-    for _ in range(100):
-        p = rng.uniform(0.02, 0.7, rows)
-        labels = batch_from(p, rng)
-        flags += drift.model_still_right(labels, p, (p > 0.3).astype(int), REFERENCE)["drift"]
-    assert flags <= 10  # 5 % expected
+    assert flags(100, rows, seed=1) <= 10  # 5 % expected
 
 
 @pytest.mark.parametrize("rows", [100, 1000])
 def test_a_model_whose_relation_broke_is_called_drifted(rows):
-    rng = np.random.default_rng(2)
-    flags = 0
-    for _ in range(50):
-        p = rng.uniform(0.02, 0.7, rows)
-        labels = batch_from(p, rng, relation_broken=True)
-        flags += drift.model_still_right(labels, p, (p > 0.3).astype(int), REFERENCE)["drift"]
-    assert flags >= (30 if rows == 100 else 48)
+    assert flags(50, rows, seed=2, relation_broken=True) >= (30 if rows == 100 else 48)
 
 
 def test_the_verdict_names_what_was_expected():

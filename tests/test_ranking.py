@@ -193,3 +193,14 @@ def test_a_roster_alone_remakes_the_call_list_and_the_report(diagnosed):
     assert report["ranking"]["clients"] == len(after)
     assert report["ranking"]["changes"]["joined_list"] == 30
     assert fullprocess.run(diagnosed.config)["outcome"] == "no new data"
+
+
+def test_no_current_client_at_all_is_an_empty_list(deployed):
+    model, _ = live_model(deployed)
+    nobody = pd.DataFrame({"corporation": pd.Series(dtype=str)}).assign(
+        **{name: pd.Series(dtype=float) for name in FEATURES}
+    )
+    ranked = ranking.rank_clients(model, nobody)
+    assert len(ranked) == 0
+    assert ranking.top_entries(ranked, ranking.typical_values(model)) == []
+    assert ranking.expected_leavers(ranked["probability"])["expected"] == 0
