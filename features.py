@@ -18,6 +18,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
 MONTH, YEAR = 0, 1
+BLOCK_ROWS = 16_384
 
 
 class ActivityImputer(TransformerMixin, BaseEstimator):
@@ -56,3 +57,68 @@ def _floats(X) -> np.ndarray:
     if hasattr(X, "to_numpy"):
         return X.to_numpy(dtype=float, na_value=np.nan, copy=True)
     return np.array(X, dtype=float)
+
+
+class SplineBasis(TransformerMixin, BaseEstimator):
+    """Cubic B-splines on uniform knots for the first `columns` columns; the rest passed through.
+
+    The same basis as scikit-learn's `SplineTransformer(n_knots=knots, degree=3,
+    knots="uniform", extrapolation="linear")`, computed directly: on uniform knots each value
+    touches four basis functions whose weights are fixed cubics of its position in its interval,
+    so a million rows take a few vector operations per column instead of a general spline
+    evaluation. Flags (dormancy, missing values) are left as they are: a spline of a 0/1 column
+    only repeats the flag.
+    """
+
+    def __init__(self, columns: int = 4, knots: int = 5):
+        self.columns = columns
+        self.knots = knots
+
+    def fit(self, X, y=None):
+        values = np.asarray(X, dtype=float)[:, : self.columns]
+        self.lower_ = np.nanmin(values, axis=0)
+        self.upper_ = np.nanmax(values, axis=0)
+        self.n_features_in_ = np.asarray(X).shape[1]
+        return self
+
+    def transform(self, X):
+        values = np.asarray(X)
+        splines = self.knots + 2
+        # np.empty, not np.zeros: numpy asks for huge pages for a large empty array, which fill
+        # several times faster than the fresh zero pages np.zeros maps.
+        out = np.empty(
+            (len(values), self.columns * splines + values.shape[1] - self.columns),
+            dtype=np.float32 if values.dtype == np.float32 else float,
+        )
+        # Blocks of rows keep every temporary small enough to be reused rather than mapped anew.
+        for start in range(0, len(values), BLOCK_ROWS):
+            block = slice(start, start + BLOCK_ROWS)
+            self._transform_block(values[block], out[block], splines)
+        return out
+
+    def _transform_block(self, values, out, splines):
+        out[:, : self.columns * splines] = 0.0
+        starts = np.arange(len(values)) * out.shape[1]
+        flat = out.reshape(-1)
+        for column in range(self.columns):
+            x = values[:, column].astype(float)
+            lower, upper = self.lower_[column], self.upper_[column]
+            width = (upper - lower) / (self.knots - 1) or 1.0
+            inside = np.clip(x, lower, upper)
+            position = (inside - lower) / width
+            interval = np.minimum(position.astype(int), self.knots - 2)
+            u = position - interval
+            v = 1 - u
+            u2, v2 = u * u, v * v
+            beyond = (x - inside) / width
+            # The four cubics at u, plus their slope times how far beyond the knots x lies.
+            weights = (
+                v2 * v / 6 - beyond * v2 / 2,
+                (3 * u2 * u - 6 * u2 + 4) / 6 + beyond * (1.5 * u2 - 2 * u),
+                (-3 * u2 * u + 3 * u2 + 3 * u + 1) / 6 + beyond * (-1.5 * u2 + u + 0.5),
+                u2 * u / 6 + beyond * u2 / 2,
+            )
+            first = starts + column * splines + interval
+            for offset, weight in enumerate(weights):
+                flat[first + offset] = weight
+        out[:, self.columns * splines :] = values[:, self.columns :]

@@ -234,12 +234,14 @@ def window_starts(history, live, newest_batches) -> list[int]:
     return sorted(start for start in starts if start <= seqs[-1])
 
 
-def choose_window(data, newest, starts: list[int], regularisation: float):
+def choose_window(data, newest, starts: list[int], regularisation: float, most_rows: int):
     """The window whose model predicts the newest rows best (log loss, cross-validated).
 
     A quick logistic regression of the model's pipeline (no calibration) is fitted per fold and
     window; the earliest start within one standard error of the best wins, since in a stable
-    market more rows are better.
+    market more rows are better. Each fit learns from at most `most_rows` rows of its window
+    and at most that many newest rows are predicted (random samples): the cost stays bounded
+    whatever the size of the store.
 
     Args:
         data: every row that may be trained on (held-out rows already left out), with `batch`.
@@ -248,6 +250,8 @@ def choose_window(data, newest, starts: list[int], regularisation: float):
     Returns:
         (first batch of the window, a summary for the record).
     """
+    if len(newest) > most_rows:
+        newest = newest.sample(n=most_rows, random_state=RANDOM_SEED)
     classes = newest[TARGET].value_counts()
     folds = min(WINDOW_FOLDS, int(classes.min()) if len(classes) == 2 else 0)
     if len(starts) == 1 or folds < 2:
@@ -265,11 +269,13 @@ def choose_window(data, newest, starts: list[int], regularisation: float):
             for start in starts:
                 rows = data[(data[datastore.BATCH_COLUMN] >= start).to_numpy()]
                 rows = rows.drop(index=held, errors="ignore")
+                if len(rows) > most_rows:
+                    rows = rows.sample(n=most_rows, random_state=RANDOM_SEED)
                 if rows[TARGET].nunique() < 2:
                     losses[start].extend([np.inf] * len(held))
                     continue
                 model = training.build_pipeline(
-                    LogisticRegression(C=regularisation, max_iter=1000)
+                    LogisticRegression(C=regularisation, solver=training.SOLVER, max_iter=1000)
                 ).fit(rows[list(FEATURES)], rows[TARGET])
                 p = np.clip(model.predict_proba(newest.loc[held, list(FEATURES)])[:, 1], 1e-6, 1)
                 p = np.minimum(p, 1 - 1e-6)
@@ -354,7 +360,9 @@ def retrain(log, config, history, model, live, cause: str, newest_batches, facts
     newest_training = data[data[datastore.BATCH_COLUMN].isin(seqs).to_numpy()]
     params = (live.manifest.get("cross_validation") or {}).get("params", {})
     starts = window_starts(history, live, newest_batches)
-    start, window = choose_window(data, newest_training, starts, params.get("C", 1.0))
+    start, window = choose_window(
+        data, newest_training, starts, params.get("C", 1.0), config.settings["tuning_rows"]
+    )
     facts["window"] = window
     logger.info(
         "%s: retraining on batches %d-%d, %d newest rows held out",

@@ -78,6 +78,10 @@ SETTINGS = {
         5.0, "input files changed more recently than this are left for the next run", minimum=0
     ),
     "keep_versions": Setting(10, "deployments kept (besides the live one and its predecessor)"),
+    "tuning_rows": Setting(
+        20_000,
+        "above this many rows, training tunes on a stratified sample of this size (fits on all)",
+    ),
     "retrain_growth": Setting(
         1.0,
         "retrain once this many times the live model's training rows have arrived since (0: never)",

@@ -25,20 +25,22 @@ import pandas as pd
 import sklearn
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import (
     FixedThresholdClassifier,
     GridSearchCV,
     StratifiedKFold,
     TunedThresholdClassifierCV,
+    train_test_split,
 )
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, SplineTransformer, StandardScaler
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from threadpoolctl import threadpool_limits
 
 import datastore
 from clientdata import FEATURES, ID_COLUMN, TARGET
-from features import ActivityImputer
+from features import ActivityImputer, SplineBasis
 from files import atomic_path, atomic_write_json, sha256_file, write_csv
 from project import (
     MODEL_FILE,
@@ -62,10 +64,20 @@ PARAM_GRID = {
 # Used when there are too few rows of a class to cross-validate (tiny practice files).
 FALLBACK_PARAMS = {"model__C": 1.0, "model__class_weight": "balanced"}
 MAX_FOLDS = 5
+# Newton steps with the exact Hessian: a few passes over the rows for a few dozen coefficients,
+# where L-BFGS took hundreds when the penalty is weak.
+SOLVER = "newton-cholesky"
 SPLINE_KNOTS = 5
+# Splines for the logarithms and the trend; the flags after them (dormancy, gaps) pass as they are.
+CURVED_COLUMNS = 4
+# Rows transformed at a time when the data is large: bounds the memory besides the design matrix.
+CHUNK_ROWS = 250_000
 SELECTION_SCORING = "average_precision"
 # Calibration and threshold tuning cross-validate inside each fold: they need this many per class.
 MIN_CLASS_ROWS_TO_CALIBRATE = 25
+# Above this many rows, settings, calibration and threshold are chosen on a stratified sample of
+# this size and only the final regression sees every row (config setting `tuning_rows`).
+TUNING_ROWS = 20_000
 # Rows of the training data kept with the model, as the reference for data-drift checks.
 REFERENCE_SAMPLE_ROWS = 10_000
 
@@ -100,12 +112,12 @@ def build_pipeline(classifier=None) -> Pipeline:
         classifier: the last step; a plain logistic regression when not given.
     """
     if classifier is None:
-        classifier = LogisticRegression(max_iter=1000, random_state=RANDOM_SEED)
+        classifier = LogisticRegression(solver=SOLVER, max_iter=1000, random_state=RANDOM_SEED)
     return Pipeline(
         [
             ("impute", ActivityImputer()),
             ("features", FunctionTransformer(client_features)),
-            ("spline", SplineTransformer(n_knots=SPLINE_KNOTS, extrapolation="linear")),
+            ("spline", SplineBasis(columns=CURVED_COLUMNS, knots=SPLINE_KNOTS)),
             ("scale", StandardScaler()),
             ("model", classifier),
         ]
@@ -125,7 +137,7 @@ def calibrated_classifier(params: dict, folds: int):
     turns them into the best 0/1 prediction for F1.
     """
     regression = LogisticRegression(
-        max_iter=1000, random_state=RANDOM_SEED, **regression_params(params)
+        solver=SOLVER, max_iter=1000, random_state=RANDOM_SEED, **regression_params(params)
     )
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=RANDOM_SEED)
     calibrated = CalibratedClassifierCV(regression, method="sigmoid", cv=cv, ensemble=False)
@@ -144,15 +156,20 @@ def check_training_data(data: pd.DataFrame, source: str) -> None:
         raise DataError(f"{source}: column(s) with no values at all: {', '.join(empty)}")
 
 
-def fit_model(data: pd.DataFrame) -> tuple[Pipeline, dict]:
+def fit_model(data: pd.DataFrame, tuning_rows: int = TUNING_ROWS) -> tuple[Pipeline, dict]:
     """Choose the settings by cross-validation and fit on all of `data`.
 
-    With fewer than MIN_CLASS_ROWS_TO_CALIBRATE rows of a class (tiny practice files) the model
-    is not calibrated and keeps the 0.5 threshold; with fewer than 2 it is not cross-validated.
+    With more than `tuning_rows` rows, the settings, the calibration and the threshold are chosen
+    on a stratified sample of that many rows and only the final regression sees every row
+    (`fit_large`). With fewer than MIN_CLASS_ROWS_TO_CALIBRATE rows of a class (tiny practice
+    files) the model is not calibrated and keeps the 0.5 threshold; with fewer than 2 it is not
+    cross-validated.
 
     Returns:
         (fitted pipeline, cross-validation summary).
     """
+    if len(data) > tuning_rows:
+        return fit_large(data, tuning_rows)
     features, target = data[list(FEATURES)], data[TARGET]
     smallest_class = int(target.value_counts().min())
     folds = min(MAX_FOLDS, smallest_class)
@@ -189,6 +206,103 @@ def fit_model(data: pd.DataFrame) -> tuple[Pipeline, dict]:
     return model, summary
 
 
+def fit_large(data: pd.DataFrame, tuning_rows: int) -> tuple[Pipeline, dict]:
+    """The same model for data too large to cross-validate whole: bounded cost at any size.
+
+    The gap fill, the splines' range and the scaling are learnt from every row, a block of rows
+    at a time, into one float32 design matrix (the only copy of the data this adds). Strength
+    and class weighting are chosen by cross-validation on a stratified sample of `tuning_rows`
+    rows; the regression is then fitted on every row. Its probabilities are calibrated and its
+    threshold tuned on the sample: a regression of a few dozen coefficients fitted on far more
+    rows barely knows the sample better than new rows, so no cross-validation is needed there.
+    """
+    features, target = data[list(FEATURES)], data[TARGET].to_numpy()
+    prep, design = _design_matrix(features)
+    sample, _ = train_test_split(
+        np.arange(len(target)), train_size=tuning_rows, stratify=target, random_state=RANDOM_SEED
+    )
+    sample.sort()
+    tuning_design, tuning_target = design[sample].astype(float), target[sample]
+    folds = min(MAX_FOLDS, int(np.bincount(tuning_target).min()))
+    grid = {key.removeprefix("model__"): values for key, values in PARAM_GRID.items()}
+    with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=RANDOM_SEED)
+        regression = LogisticRegression(solver=SOLVER, max_iter=1000, random_state=RANDOM_SEED)
+        search = GridSearchCV(regression, grid, scoring=SELECTION_SCORING, cv=cv)
+        search.fit(tuning_design, tuning_target)
+        params = {f"model__{key}": value for key, value in search.best_params_.items()}
+        final = LogisticRegression(
+            solver=SOLVER, max_iter=1000, random_state=RANDOM_SEED, **search.best_params_
+        )
+        final.fit(design, target)
+        del design
+        calibrated = CalibratedClassifierCV(FrozenEstimator(final), method="sigmoid")
+        calibrated.fit(tuning_design, tuning_target)
+        probabilities = calibrated.predict_proba(tuning_design)[:, 1]
+        threshold, f1 = best_f1_threshold(tuning_target, probabilities)
+        tuned = FixedThresholdClassifier(FrozenEstimator(calibrated), threshold=threshold)
+        tuned.fit(tuning_design, tuning_target)
+    score_std = float(search.cv_results_["std_test_score"][search.best_index_])
+    summary = _cv_summary(params, folds, search.best_score_, score_std)
+    summary.update(
+        calibrated=True,
+        threshold=round(threshold, 6),
+        f1_mean=round(f1, 6),
+        tuning_rows=len(sample),
+    )
+    logger.debug(
+        "chose %s on %d of %d rows, fitted on all", search.best_params_, len(sample), len(target)
+    )
+    return Pipeline([*prep.steps, ("model", tuned)]), summary
+
+
+def best_f1_threshold(truth: np.ndarray, probabilities: np.ndarray) -> tuple[float, float]:
+    """The probability from which flagging a client gives the best F1 on these rows, and that F1.
+
+    Every distinct probability is a candidate: rows sorted by probability, the counts of true and
+    false alarms above each cut are running sums.
+    """
+    order = np.argsort(-probabilities, kind="stable")
+    ranked, hits = probabilities[order], truth[order].astype(float)
+    true_alarms = np.cumsum(hits)
+    flagged = np.arange(1, len(ranked) + 1)
+    last_of_value = np.r_[ranked[1:] != ranked[:-1], True]
+    f1 = 2 * true_alarms / (flagged + hits.sum())
+    f1[~last_of_value] = -1
+    best = int(np.argmax(f1))
+    return float(ranked[best]), float(f1[best])
+
+
+def _design_matrix(features: pd.DataFrame) -> tuple[Pipeline, np.ndarray]:
+    """The fitted preprocessing steps of the pipeline and every row through them (float32)."""
+    prep = build_pipeline()[:-1]
+    impute, shape, spline, scale = (step for _, step in prep.steps)
+    impute.fit(features)
+    blocks = range(0, len(features), CHUNK_ROWS)
+
+    def shaped(start):
+        return shape.transform(impute.transform(features.iloc[start : start + CHUNK_ROWS]))
+
+    shape.fit(impute.transform(features.iloc[:1]))
+    ranges = [
+        np.vstack([np.nanmin(part, axis=0), np.nanmax(part, axis=0)])
+        for part in map(shaped, blocks)
+    ]
+    spline.fit(np.vstack(ranges))
+    design = None
+    for start in blocks:
+        part = spline.transform(shaped(start))
+        if design is None:
+            design = np.empty((len(features), part.shape[1]), dtype=np.float32)
+        design[start : start + len(part)] = part
+        scale.partial_fit(part)
+    for start in blocks:
+        block = slice(start, start + CHUNK_ROWS)
+        design[block] = scale.transform(design[block])
+    return prep, design
+
+
 def _untuned(model: Pipeline, params: dict, features, target, summary: dict):
     """A model too small to calibrate and tune: unless balanced weights already centre its
     probabilities, it flags a client whose probability is above the share who left (at 0.5,
@@ -197,7 +311,7 @@ def _untuned(model: Pipeline, params: dict, features, target, summary: dict):
         return model, summary
     rate = round(float(target.mean()), 6)
     regression = LogisticRegression(
-        max_iter=1000, random_state=RANDOM_SEED, **regression_params(params)
+        solver=SOLVER, max_iter=1000, random_state=RANDOM_SEED, **regression_params(params)
     )
     fixed = FixedThresholdClassifier(regression, threshold=rate)
     summary.update(threshold=rate)
@@ -283,7 +397,7 @@ def run(
         held_out, data = len(data) - len(kept), kept
     check_training_data(data, str(config.ingested_dir))
     logger.debug("fitting on %d rows (%d held out)", len(data), held_out)
-    model, cv_summary = fit_model(data)
+    model, cv_summary = fit_model(data, config.settings["tuning_rows"])
     metadata = {
         "trained_at": utc_now(),
         "trained_by": {"run": run_id} if run_id is not None else {"run": None, "by": "hand"},

@@ -183,8 +183,8 @@ def test_a_drift_too_small_to_compare_waits_for_the_next_batches_of_it(diagnosed
 def test_a_worse_challenger_is_kept_out(diagnosed, monkeypatch):
     real_fit = training.fit_model
 
-    def fit_on_inverted_labels(data):
-        return real_fit(data.assign(exited=1 - data["exited"]))
+    def fit_on_inverted_labels(data, *args):
+        return real_fit(data.assign(exited=1 - data["exited"]), *args)
 
     monkeypatch.setattr(training, "fit_model", fit_on_inverted_labels)
     diagnosed.write_input("drifted.csv", client_rows(1000, seed=23, drifted=True))
@@ -226,9 +226,11 @@ def test_a_drifted_batch_never_enters_the_history_checks_baseline(diagnosed, mon
     config = json.loads(diagnosed.config_path.read_text())
     diagnosed.config_path.write_text(json.dumps({**config, "drift_check": "parametric"}))
     real_fit = training.fit_model
-    monkeypatch.setattr(
-        training, "fit_model", lambda data: real_fit(data.assign(exited=1 - data["exited"]))
-    )
+
+    def fit_on_inverted_labels(data, *args):
+        return real_fit(data.assign(exited=1 - data["exited"]), *args)
+
+    monkeypatch.setattr(training, "fit_model", fit_on_inverted_labels)
     diagnosed.write_input("drifted.csv", client_rows(1000, seed=23, drifted=True))
     record = run(diagnosed)
     assert (record["model_drift"]["verdict"], record["outcome"]) == ("drift", "challenger kept out")

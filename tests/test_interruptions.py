@@ -210,10 +210,10 @@ def test_a_stopped_run_says_so_in_one_line_and_the_next_completes(project, signa
         f"sys.path.insert(0, {str(PROJECT_DIR)!r})\n"
         "import training, fullprocess\n"
         "real = training.fit_model\n"
-        "def fit(data):\n"
+        "def fit(data, *args):\n"
         f"    os.kill(os.getpid(), {int(signal_number)})\n"
         "    time.sleep(5)\n"
-        "    return real(data)\n"
+        "    return real(data, *args)\n"
         "training.fit_model = fit\n"
         f"sys.exit(fullprocess.main(['--config', {str(project.config_path)!r}]))\n"
     )
@@ -316,8 +316,8 @@ def test_a_challenger_cannot_be_deployed_by_hand_while_it_is_compared(diagnosed,
 def test_a_kept_out_challenger_needs_force(diagnosed, monkeypatch, capsys):
     real_fit = training.fit_model
 
-    def fit_on_inverted_labels(data):
-        return real_fit(data.assign(exited=1 - data["exited"]))
+    def fit_on_inverted_labels(data, *args):
+        return real_fit(data.assign(exited=1 - data["exited"]), *args)
 
     monkeypatch.setattr(training, "fit_model", fit_on_inverted_labels)
     run = drifted_run_with(diagnosed, monkeypatch, lambda: None)

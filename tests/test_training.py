@@ -197,3 +197,53 @@ def test_gaps_are_filled_without_inventing_a_trend():
             [20.0, 600.0, 9.0, 1, 1, 0],  # nothing known: the medians
         ],
     )
+
+
+def test_spline_basis_is_scikit_learns_basis_with_flags_passed_through():
+    from sklearn.preprocessing import SplineTransformer
+
+    from features import SplineBasis
+
+    rng = np.random.default_rng(4)
+    training_rows = np.column_stack([rng.normal(size=(500, 4)), rng.integers(0, 2, 500)])
+    # New rows reach far beyond the training range on both sides: linear extrapolation.
+    new_rows = np.column_stack([rng.normal(scale=4, size=(5000, 4)), rng.integers(0, 2, 5000)])
+    ours = SplineBasis(columns=4, knots=5).fit(training_rows).transform(new_rows)
+    reference = SplineTransformer(n_knots=5, extrapolation="linear").fit(training_rows[:, :4])
+    np.testing.assert_allclose(ours[:, :-1], reference.transform(new_rows[:, :4]), atol=1e-12)
+    np.testing.assert_array_equal(ours[:, -1], new_rows[:, -1])
+
+
+def test_best_f1_threshold_is_the_best_cut():
+    rng = np.random.default_rng(5)
+    truth = rng.integers(0, 2, 400)
+    probabilities = np.round(np.clip(truth * 0.3 + rng.random(400) * 0.7, 0, 1), 2)
+    threshold, f1 = training.best_f1_threshold(truth, probabilities)
+    by_hand = {cut: f1_score(truth, probabilities >= cut) for cut in np.unique(probabilities)}
+    assert f1 == pytest.approx(max(by_hand.values()))
+    assert by_hand[threshold] == pytest.approx(f1)
+
+
+def test_large_data_is_tuned_on_a_sample_and_fitted_on_every_row():
+    data, held_out = client_rows(6000, seed=31), client_rows(4000, seed=32)
+    sampled, summary = training.fit_model(data, tuning_rows=1500)
+    whole, _ = training.fit_model(data, tuning_rows=len(data))
+    assert summary["tuning_rows"] == 1500
+    assert summary["calibrated"]
+    # The final regression learnt from all 6,000 rows: refitting it on them changes nothing.
+    regression = sampled.named_steps["model"].estimator.estimator.estimator
+    design = sampled[:-1].transform(data[list(FEATURES)])
+    refit = LogisticRegression(solver=training.SOLVER, **summary["params"]).fit(
+        design, data["exited"]
+    )
+    np.testing.assert_allclose(regression.coef_, refit.coef_, atol=1e-4)
+    # As good as the model tuned on every row, on rows neither saw.
+    truth, features = held_out["exited"], held_out[list(FEATURES)]
+    auc = {
+        name: roc_auc_score(truth, model.predict_proba(features)[:, 1])
+        for name, model in (("sampled", sampled), ("whole", whole))
+    }
+    assert auc["sampled"] > auc["whole"] - 0.01
+    labels, probabilities = scoring.predict_arrays(sampled, features)
+    assert abs(probabilities.mean() - truth.mean()) < 0.03
+    assert f1_score(truth, labels) > f1_score(truth, whole.predict(features)) - 0.03
