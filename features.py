@@ -1,4 +1,4 @@
-"""The model's first step: gaps in the raw columns filled without inventing a trend.
+"""The model's own transformers: gaps filled without inventing a trend, and the spline basis.
 
 A median in place of a missing count breaks the ratio the model lives on: a client with 9 actions
 last year and no figure for last month would get the median month (about 50) and a trend of +3.3,
@@ -7,6 +7,8 @@ last month is taken as an average month of the client's own year, a missing year
 months (or the median for a silent client: no activity last month says nothing of the year), and
 only what is still missing gets the training data's median. Every column's gap stays visible to
 the model as an indicator.
+
+`SplineBasis` turns the continuous features into cubic B-splines (see its docstring).
 
 Lives in its own module because pickled models refer to it by module, and importing scikit-learn
 here keeps it out of what a quiet cron tick imports.

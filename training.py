@@ -161,17 +161,22 @@ def fit_model(data: pd.DataFrame, tuning_rows: int = TUNING_ROWS) -> tuple[Pipel
 
     With more than `tuning_rows` rows, the settings, the calibration and the threshold are chosen
     on a stratified sample of that many rows and only the final regression sees every row
-    (`fit_large`). With fewer than MIN_CLASS_ROWS_TO_CALIBRATE rows of a class (tiny practice
+    (`fit_large`), provided the sample holds MIN_CLASS_ROWS_TO_CALIBRATE rows of each outcome.
+    With fewer than MIN_CLASS_ROWS_TO_CALIBRATE rows of a class (tiny practice
     files) the model is not calibrated and keeps the 0.5 threshold; with fewer than 2 it is not
     cross-validated.
 
     Returns:
         (fitted pipeline, cross-validation summary).
     """
-    if len(data) > tuning_rows:
-        return fit_large(data, tuning_rows)
     features, target = data[list(FEATURES)], data[TARGET]
     smallest_class = int(target.value_counts().min())
+    # The sample must hold enough of the rarer outcome to calibrate on; when it would not (very
+    # rare leavers, or a tiny `tuning_rows`), the settings are chosen on every row.
+    if len(data) > tuning_rows and smallest_class * tuning_rows / len(data) >= (
+        MIN_CLASS_ROWS_TO_CALIBRATE
+    ):
+        return fit_large(data, tuning_rows)
     folds = min(MAX_FOLDS, smallest_class)
     # BLAS threads fight over small matrices: on 2 cores, fitting took up to 8 times longer with
     # them than with one, and one is faster up to hundreds of thousands of rows.

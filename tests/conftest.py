@@ -118,6 +118,19 @@ def diagnosed(diagnosed_template, tmp_path) -> Project:
     return copy_project(diagnosed_template, tmp_path / "project")
 
 
+@pytest.fixture
+def worse_challengers(monkeypatch):
+    """Every model trained from now on learns the outcomes inverted: a challenger that is worse."""
+    import training
+
+    real_fit = training.fit_model
+
+    def fit_on_inverted_labels(data, *args):
+        return real_fit(data.assign(exited=1 - data["exited"]), *args)
+
+    monkeypatch.setattr(training, "fit_model", fit_on_inverted_labels)
+
+
 def copy_project(project: Project, root: Path) -> Project:
     shutil.copytree(project.root, root, symlinks=True)
     return Project(root)

@@ -9,7 +9,6 @@ import pytest
 import fullprocess
 import generate_data
 import modelstore
-import training
 from conftest import client_rows, make_project, run_steps
 from files import exclusive_lock
 from history import open_history
@@ -180,13 +179,7 @@ def test_a_drift_too_small_to_compare_waits_for_the_next_batches_of_it(diagnosed
     assert second["outcome"] == "redeployed"
 
 
-def test_a_worse_challenger_is_kept_out(diagnosed, monkeypatch):
-    real_fit = training.fit_model
-
-    def fit_on_inverted_labels(data, *args):
-        return real_fit(data.assign(exited=1 - data["exited"]), *args)
-
-    monkeypatch.setattr(training, "fit_model", fit_on_inverted_labels)
+def test_a_worse_challenger_is_kept_out(diagnosed, worse_challengers):
     diagnosed.write_input("drifted.csv", client_rows(1000, seed=23, drifted=True))
     record = run(diagnosed)
     assert record["outcome"] == "challenger kept out"
@@ -220,17 +213,11 @@ def test_as_much_new_data_as_the_model_learnt_from_retrains_it(diagnosed):
     assert record["newest"] == {"batches": [3], "rows": 700}
 
 
-def test_a_drifted_batch_never_enters_the_history_checks_baseline(diagnosed, monkeypatch):
+def test_a_drifted_batch_never_enters_the_history_checks_baseline(diagnosed, worse_challengers):
     import judging
 
     config = json.loads(diagnosed.config_path.read_text())
     diagnosed.config_path.write_text(json.dumps({**config, "drift_check": "parametric"}))
-    real_fit = training.fit_model
-
-    def fit_on_inverted_labels(data, *args):
-        return real_fit(data.assign(exited=1 - data["exited"]), *args)
-
-    monkeypatch.setattr(training, "fit_model", fit_on_inverted_labels)
     diagnosed.write_input("drifted.csv", client_rows(1000, seed=23, drifted=True))
     record = run(diagnosed)
     assert (record["model_drift"]["verdict"], record["outcome"]) == ("drift", "challenger kept out")

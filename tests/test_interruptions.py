@@ -17,7 +17,6 @@ import deployment
 import fullprocess
 import modelstore
 import scoring
-import training
 from conftest import client_rows, run_steps
 from files import leftover_owner, process_alive
 from history import open_history
@@ -313,13 +312,7 @@ def test_a_challenger_cannot_be_deployed_by_hand_while_it_is_compared(diagnosed,
     assert [change["reason"].split(";")[0] for change in added] == ["model drift on drifted.csv"]
 
 
-def test_a_kept_out_challenger_needs_force(diagnosed, monkeypatch, capsys):
-    real_fit = training.fit_model
-
-    def fit_on_inverted_labels(data, *args):
-        return real_fit(data.assign(exited=1 - data["exited"]), *args)
-
-    monkeypatch.setattr(training, "fit_model", fit_on_inverted_labels)
+def test_a_kept_out_challenger_needs_force(diagnosed, monkeypatch, capsys, worse_challengers):
     run = drifted_run_with(diagnosed, monkeypatch, lambda: None)
     assert run.outcome == "challenger kept out"
     assert deployment.main(diagnosed.args()) == 1

@@ -247,3 +247,13 @@ def test_large_data_is_tuned_on_a_sample_and_fitted_on_every_row():
     labels, probabilities = scoring.predict_arrays(sampled, features)
     assert abs(probabilities.mean() - truth.mean()) < 0.03
     assert f1_score(truth, labels) > f1_score(truth, whole.predict(features)) - 0.03
+
+
+def test_a_sample_too_small_for_the_rarer_outcome_tunes_on_every_row():
+    data = client_rows(3000, seed=33)
+    leavers = data.index[data["exited"] == 1]
+    rare = data.drop(index=leavers[40:]).reset_index(drop=True)  # 40 leavers in 2,4xx rows
+    model, summary = training.fit_model(rare, tuning_rows=500)
+    assert "tuning_rows" not in summary
+    assert summary["calibrated"]
+    assert model.predict_proba(rare[list(FEATURES)]).shape == (len(rare), 2)
