@@ -16,15 +16,25 @@ One run at a time: a second run exits at once with code 75. Every run is recorde
 database and as a line of `fullprocess.jsonl` in `log_folder_path`. A run that was killed is
 recorded as interrupted by the next one, which completes the work from what is stored; a run
 stopped by SIGTERM or SIGINT says so in one line. Deciding that there is nothing new imports only
-the standard library.
+the standard library; when nothing has changed since the last quiet run, only its smallest parts
+(quiettick.py, before anything else is imported).
 """
 
 from __future__ import annotations
 
+import sys
+
+import quiettick
+
+if __name__ == "__main__":
+    _quiet = quiettick.run(sys.argv[1:])
+    if _quiet is not None:
+        sys.exit(_quiet)
+
+# The imports below come after the quiet tick, which needs none of them.
 import json
 import logging
 import os
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -394,7 +404,10 @@ def run_with_history(log: RunLog, config, history) -> dict:
         if detail:
             reason += "; waiting: " + "; ".join(detail)
         _note_interrupted(history, interrupted, None)
-        return _finished(history, log, log.finish("no new data", reason))
+        record = _finished(history, log, log.finish("no new data", reason))
+        if not detail:
+            leave_quiet_stamp(config, history, record)
+        return record
     log.run_id = history.start_run(os.getpid(), log.record["started_at"], str(config.path))
     _note_interrupted(history, interrupted, log.run_id)
     if not interrupted:
@@ -423,6 +436,30 @@ def run_with_history(log: RunLog, config, history) -> dict:
     if interrupted:
         record["completed_interrupted_runs"] = [run.id for run in interrupted]
     return _finished(history, log, record)
+
+
+def leave_quiet_stamp(config, history, record: dict) -> None:
+    """Let the next tick find that nothing changed without deciding in full (quiettick.py)."""
+    places = {
+        "config": os.path.abspath(config.path),
+        "input": str(config.input_dir),
+        "report": str(config.model_dir / "summary_report.pdf"),
+        "live": str(config.deploy_dir / modelstore.CURRENT_LINK),
+        "history": str(config.history_path),
+        "lock": str(config.run_lock_file),
+        "runlog": str(config.log_dir / RUN_LOG_FILE),
+        "maxlog": RUN_LOG_MAX_BYTES,
+    }
+    states = {
+        "generation": history.generation(),
+        "run": record["run_id"],
+        "outcome": record["outcome"],
+        "reason": record["reason"],
+        "reason_json": json.dumps(record["reason"]),
+        "config_json": json.dumps(str(config.path)),
+    }
+    if history.last_run_id() == record["run_id"]:
+        quiettick.write_stamp(places["config"], places, states)
 
 
 def _note_interrupted(history, interrupted, run_id) -> None:

@@ -111,7 +111,35 @@ def _migrate_to_2(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE scores ADD COLUMN verdict TEXT")
 
 
-MIGRATIONS = (_migrate_to_1, _migrate_to_2)
+# Tables whose every change counts as a change of what the system knows (see `generation`): all
+# but the record of runs, and the entries of rankings (which change only with their ranking).
+COUNTED_TABLES = (
+    "batches",
+    "input_files",
+    "scores",
+    "drift_checks",
+    "deployments",
+    "challengers",
+    "reports",
+    "rankings",
+    "facts",
+)
+
+
+def _migrate_to_3(db: sqlite3.Connection) -> None:
+    """A counter of changes, kept by triggers, so that a quiet cron tick can tell with one query
+    that nothing but runs has been recorded since it last looked (see quiettick.py)."""
+    db.execute("CREATE TABLE changes (generation INTEGER NOT NULL)")
+    db.execute("INSERT INTO changes (generation) VALUES (0)")
+    for table in COUNTED_TABLES:
+        for action in ("INSERT", "UPDATE", "DELETE"):
+            db.execute(
+                f"CREATE TRIGGER count_{action.lower()}_{table} AFTER {action} ON {table}"
+                " BEGIN UPDATE changes SET generation = generation + 1; END"
+            )
+
+
+MIGRATIONS = (_migrate_to_1, _migrate_to_2, _migrate_to_3)
 SCHEMA_VERSION = len(MIGRATIONS)
 # Full rankings kept (their summaries are kept for ever): enough to say what changed.
 KEEP_RANKINGS = 20
@@ -537,6 +565,13 @@ class History:
     def note_fact(self, key: str, value: str) -> None:
         with self._writing() as db:
             db.execute("INSERT OR REPLACE INTO facts (key, value) VALUES (?, ?)", (key, value))
+
+    def generation(self) -> int:
+        """A number that grows with every change to what the system knows (runs aside)."""
+        return self.db.execute("SELECT generation FROM changes").fetchone()[0]
+
+    def last_run_id(self) -> int | None:
+        return self.db.execute("SELECT max(id) FROM runs").fetchone()[0]
 
     def integrity_problems(self) -> list[str]:
         """What SQLite's own check finds wrong (nothing, for a healthy database)."""

@@ -101,6 +101,85 @@ def test_a_quiet_tick_imports_nothing_heavy(diagnosed):
     assert run_records(diagnosed)[-1]["outcome"] == "no new data"
 
 
+def cron_tick(project) -> tuple[int, str, bool]:
+    """Run fullprocess.py as cron does (no options, config from RISK_CONFIG): exit code, log
+    lines, and whether the tick was decided without the full decision (logging never loaded)."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", str(PROJECT_DIR / "fullprocess.py")],
+        env={**os.environ, "RISK_CONFIG": str(project.config_path)},
+        capture_output=True,
+        text=True,
+    )
+    imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()]
+    log = "\n".join(line for line in result.stderr.splitlines() if "import time:" not in line)
+    return result.returncode, log, "logging" not in imported
+
+
+def quiet_row(project):
+    with open_history(project.root / "ingesteddata" / "history.db") as history:
+        return history.latest_runs(1)[0]
+
+
+def test_an_unchanged_quiet_tick_is_recorded_as_a_repeat_at_the_cost_of_a_start(diagnosed):
+    assert run(diagnosed)["outcome"] == "no new data"  # decided in full: leaves the stamp
+    before = quiet_row(diagnosed)
+    code, log, quick = cron_tick(diagnosed)
+    assert (code, quick) == (0, True)
+    assert "INFO no new data: no file in the input folder is new" in log
+    after = quiet_row(diagnosed)
+    assert (after.id, after.repeats) == (before.id, before.repeats + 1)
+    assert after.record["reason"] == "no file in the input folder is new"
+    records = run_records(diagnosed)
+    assert records[-1].keys() == records[-2].keys()
+    assert records[-1]["run_id"] == before.id
+
+
+def _add_input(project):
+    project.write_input("batch3.csv", client_rows(300, seed=21))
+
+
+def _rewrite_config(project):
+    text = project.config_path.read_text()
+    os.utime(project.config_path, ns=(1, 1))
+    project.config_path.write_text(text)
+
+
+def _note_in_history(project):
+    with open_history(project.root / "ingesteddata" / "history.db") as history:
+        history.note_fact("note", "changed by hand")
+
+
+def _remove_report(project):
+    (project.root / "models" / "summary_report.pdf").unlink()
+
+
+@pytest.mark.parametrize(
+    ("change", "outcome"),
+    [
+        (_add_input, "no drift"),
+        (_rewrite_config, "no new data"),
+        (_note_in_history, "no new data"),
+        (_remove_report, "no new data"),
+    ],
+)
+def test_any_change_since_the_last_quiet_tick_is_decided_in_full(diagnosed, change, outcome):
+    run(diagnosed)  # quiet: leaves the stamp for the next tick
+    change(diagnosed)
+    code, _, quick = cron_tick(diagnosed)
+    assert (code, quick) == (0, False)
+    assert run_records(diagnosed)[-1]["outcome"] == outcome
+
+
+def test_a_quiet_tick_while_a_run_holds_the_lock_is_recorded_as_busy(diagnosed):
+    run(diagnosed)
+    with exclusive_lock(diagnosed.root / "logs" / "fullprocess.lock"):
+        code, _, quick = cron_tick(diagnosed)
+    assert (code, quick) == (fullprocess.EXIT_BUSY, False)
+    assert run_records(diagnosed)[-1]["outcome"] == "busy"
+    code, _, quick = cron_tick(diagnosed)  # the busy record came between: decided in full
+    assert (code, quick, run_records(diagnosed)[-1]["outcome"]) == (0, False, "no new data")
+
+
 def test_new_data_without_drift(diagnosed):
     diagnosed.write_input("batch3.csv", client_rows(300, seed=21))
     record = run(diagnosed)

@@ -29,6 +29,19 @@ def test_a_new_database_has_the_current_schema(tmp_path):
     assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
+def test_the_change_counter_counts_what_the_system_knows_and_not_its_runs(tmp_path):
+    with open_history(tmp_path / "h.db") as opened:
+        start = opened.generation()
+        run_id = opened.start_run(1, "2026-01-01T00:00:00Z", "config.json")
+        opened.finish_run(run_id, {"outcome": "no new data", "finished_at": "x", "steps": {}})
+        assert opened.generation() == start
+        opened.note_fact("kept", "yes")
+        opened.record_reports("abc", "v0001", 1)
+        assert opened.generation() == start + 2
+        opened.record_ranking("abc", "v0001", 1, [(1, "c1", 0.9)])
+        assert opened.generation() > start + 2
+
+
 def test_migrations_run_in_order_and_keep_the_data(tmp_path, monkeypatch):
     with open_history(tmp_path / "h.db") as opened:
         opened.note_fact("kept", "yes")

@@ -1,0 +1,209 @@
+"""The quiet cron tick, decided with the smallest parts of the standard library.
+
+Most cron ticks find nothing new. The full decision (`fullprocess.decide`) reads the config, the
+input folder, the history database and the live deployment; the modules that takes (json,
+logging, pathlib, sqlite3) cost three times the start of Python itself. So when a full run
+decides that nothing is new and no file is waiting, it leaves a stamp beside the config file
+(`.config.json.quiet`): where everything is, what the config file, the input folder, the live
+link and the report looked like, the history's change counter (`History.generation`) and the id
+of the run row it recorded.
+
+The next tick without options, holding the run lock, compares: if every file looks the same and
+the history has recorded nothing since but that run, the tick is that run again. It is recorded
+as one more repeat of it (in the history database and as a line of `fullprocess.jsonl`), as the
+full path would, and the process stops. Anything different, missing or unreadable: the full
+decision runs, and decides again.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+STAMP_FORMAT = "quiet tick stamp 1"
+PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
+CONFIG_ENV = "RISK_CONFIG"  # as in project.py
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # as project.utc_now
+LOG_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # as project.configure_logging
+# Stamp lines that say where things are, and those that say what they looked like.
+PLACES = ("config", "input", "report", "live", "history", "lock", "runlog", "maxlog")
+STATES = ("generation", "run", "outcome", "reason", "reason_json", "config_json")
+
+
+def config_path() -> str:
+    """The config file a run without options reads (as project.default_config_path)."""
+    return os.path.abspath(os.environ.get(CONFIG_ENV) or os.path.join(PROJECT_DIR, "config.json"))
+
+
+def stamp_path(config: str) -> str:
+    folder, name = os.path.split(config)
+    return os.path.join(folder, f".{name}.quiet")
+
+
+def _file_state(path: str) -> str:
+    try:
+        status = os.stat(path)
+    except OSError:
+        return "missing"
+    return f"{status.st_size} {status.st_mtime_ns}"
+
+
+def _link_state(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return "missing"
+
+
+def looks(places: dict) -> list[str]:
+    """What the files a quiet decision rests on look like, one line each."""
+    lines = [
+        f"~config\t{_file_state(places['config'])}",
+        f"~report\t{_file_state(places['report'])}",
+        f"~live\t{_link_state(places['live'])}",
+    ]
+    try:
+        entries = sorted(os.scandir(places["input"]), key=lambda entry: entry.name)
+    except OSError:
+        return [*lines, "~input\tunreadable"]
+    for entry in entries:
+        try:
+            status = entry.stat()
+        except OSError:
+            lines.append(f"~entry\t{entry.name}\tunreadable")
+            continue
+        lines.append(f"~entry\t{entry.name}\t{status.st_size} {status.st_mtime_ns}")
+    return lines
+
+
+def write_stamp(config: str, places: dict, states: dict) -> None:
+    """Leave the stamp of a quiet decision (atomically; a stamp that cannot be written only
+    means the next tick decides in full)."""
+    values = {**places, **states}
+    if any("\n" in str(value) or "\t" in str(value) for value in values.values()):
+        return
+    text = "\n".join(
+        [STAMP_FORMAT, *(f"{key}\t{values[key]}" for key in PLACES + STATES), *looks(places)]
+    )
+    path = stamp_path(config)
+    temporary = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+        os.replace(temporary, path)
+    except OSError:
+        import contextlib
+
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+
+
+def _read_stamp(config: str) -> tuple[dict, list[str]] | None:
+    try:
+        with open(stamp_path(config), encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not lines or lines[0] != STAMP_FORMAT:
+        return None
+    values, seen = {}, []
+    for line in lines[1:]:
+        if line.startswith("~"):
+            seen.append(line)
+        else:
+            key, _, value = line.partition("\t")
+            values[key] = value
+    if any(key not in values for key in PLACES + STATES) or values["config"] != config:
+        return None
+    return values, seen
+
+
+def run(argv: list[str]) -> int | None:
+    """Record this tick as a repeat of the last quiet run and return 0, when nothing has changed
+    since it; None when the full decision has to run (or cannot be skipped safely)."""
+    if argv:
+        return None
+    started = time.monotonic()
+    config = config_path()
+    stamp = _read_stamp(config)
+    if stamp is None:
+        return None
+    values, seen = stamp
+    import fcntl
+
+    try:
+        lock = os.open(values["lock"], os.O_RDWR)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return None  # a run is going on: the full path records this one as busy
+        if looks(values) != seen or not os.path.exists(values["history"]):
+            return None
+        try:
+            if os.path.getsize(values["runlog"]) > int(values["maxlog"]):
+                return None  # the full path rotates the run log
+        except OSError:
+            return None
+        return _record_repeat(values, started)
+    finally:
+        os.close(lock)
+
+
+def _record_repeat(values: dict, started: float) -> int | None:
+    import sqlite3
+
+    now = time.gmtime()
+    started_at = time.strftime(TIME_FORMAT, now)
+    seconds = round(time.monotonic() - started, 3)
+    record = (
+        f'{{"started_at": "{started_at}", "steps": {{}}, "outcome": "{values["outcome"]}",'
+        f' "reason": {values["reason_json"]}, "finished_at": "{started_at}",'
+        f' "seconds": {seconds}'
+    )
+    run_id = int(values["run"])
+    try:
+        db = sqlite3.connect(values["history"], timeout=30, isolation_level=None)
+    except sqlite3.Error:
+        return None
+    try:
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("BEGIN IMMEDIATE")
+        generation = db.execute("SELECT generation FROM changes").fetchone()[0]
+        last = db.execute(
+            "SELECT id, outcome, reason FROM runs ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        if (generation, last) != (
+            int(values["generation"]),
+            (run_id, values["outcome"], values["reason"]),
+        ):
+            db.rollback()
+            return None
+        db.execute(
+            "UPDATE runs SET repeats = repeats + 1, last_finished_at = ?, record = ? WHERE id = ?",
+            (started_at, record + "}", run_id),
+        )
+        db.commit()
+    except sqlite3.Error:
+        return None
+    finally:
+        db.close()
+    line = f'{{"config": {values["config_json"]}, {record[1:]}, "run_id": {run_id}}}\n'
+    try:
+        handle = os.open(values["runlog"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(handle, line.encode())
+        finally:
+            os.close(handle)
+    except OSError as error:
+        _log("ERROR", f"fullprocess: cannot add to {values['runlog']}: {error.strerror}")
+        return 1
+    _log("INFO", f"{values['outcome']}: {values['reason']}")
+    return 0
+
+
+def _log(level: str, message: str) -> None:
+    sys.stderr.write(f"{time.strftime(LOG_TIME_FORMAT)} {level} {message}\n")
