@@ -4,9 +4,10 @@ A median in place of a missing count breaks the ratio the model lives on: a clie
 last year and no figure for last month would get the median month (about 50) and a trend of +3.3,
 far outside anything seen, and the splines extrapolate it into a near-certain exit. So a missing
 last month is taken as an average month of the client's own year, a missing year as twelve such
-months (or the median for a silent client: no activity last month says nothing of the year), and
-only what is still missing gets the training data's median. Every column's gap stays visible to
-the model as an indicator.
+months, and what is still missing (a head count, or a year with no month to go by) is what the
+known columns make likely: the expected value on the log scale, learnt from the complete training
+rows (no activity last month says nothing of the year, so a silent client's year goes by its head
+count alone). Every column's gap stays visible to the model as an indicator.
 
 `SplineBasis` turns the continuous features into cubic B-splines (see its docstring).
 
@@ -19,15 +20,21 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-MONTH, YEAR = 0, 1
+MONTH, YEAR, EMPLOYEES = 0, 1, 2
+MIN_COMPLETE_ROWS = 10  # complete training rows needed to learn how the columns go together
 BLOCK_ROWS = 16_384
 
 
 class ActivityImputer(TransformerMixin, BaseEstimator):
-    """Fill last month from last year and back; the medians (`statistics_`) for the rest.
+    """Fill last month from last year and back, and what is left from the other columns.
 
-    Transforms the raw columns (last month, last year, employees) into the filled columns
-    followed by one missing-value indicator per column.
+    A missing last month is an average month of the client's own year, a missing year twelve of
+    its months; a head count, or a year with no month to go by (missing, or silent), is the
+    expected value on the log scale given the columns that are known (the conditional mean of a
+    normal fitted to the logarithms of the complete training rows, which is what a regression on
+    each set of known columns gives). The medians (`statistics_`) stand in when too few rows
+    are complete. Transforms the raw columns (last month, last year, employees) into the filled
+    columns followed by one missing-value indicator per column.
     """
 
     def fit(self, X, y=None):
@@ -39,6 +46,13 @@ class ActivityImputer(TransformerMixin, BaseEstimator):
                 medians[column] = np.median(values[known[:, column], column])
         self.statistics_ = medians
         self.n_features_in_ = values.shape[1]
+        complete = _logs(values[known.all(axis=1)])
+        if len(complete) >= MIN_COMPLETE_ROWS:
+            self.log_mean_ = complete.mean(axis=0)
+            self.log_covariance_ = np.cov(complete, rowvar=False)
+        else:  # nothing to learn how the columns go together from: the medians alone
+            self.log_mean_ = _logs(medians)
+            self.log_covariance_ = np.eye(values.shape[1])
         return self
 
     def transform(self, X):
@@ -49,9 +63,41 @@ class ActivityImputer(TransformerMixin, BaseEstimator):
         year_only = missing[:, MONTH] & ~missing[:, YEAR]
         year[month_only] = month[month_only] * 12
         month[year_only] = year[year_only] / 12
-        still = np.isnan(values)
-        values[still] = np.broadcast_to(self.statistics_, values.shape)[still]
+        logs = _logs(values)
+        # The head count from whichever activity columns are known.
+        for given in ((MONTH, YEAR), (MONTH,), (YEAR,), ()):
+            rows = missing[:, EMPLOYEES] & _known_exactly(missing, given, (MONTH, YEAR))
+            values[rows, EMPLOYEES] = self._expected(logs[rows], EMPLOYEES, given)
+        # A year with no month to go by, from the head count when known; its month follows.
+        for given in ((EMPLOYEES,), ()):
+            rows = np.isnan(year) & _known_exactly(missing, given, (EMPLOYEES,))
+            year[rows] = self._expected(logs[rows], YEAR, given)
+        month[np.isnan(month)] = year[np.isnan(month)] / 12
         return np.hstack([values, missing.astype(float)])
+
+    def _expected(self, logs: np.ndarray, target: int, given: tuple) -> np.ndarray:
+        """The conditional mean of the target column, back on the count scale."""
+        mean, covariance = self.log_mean_, self.log_covariance_
+        expected = np.full(len(logs), mean[target])
+        if given and len(logs):
+            given = list(given)
+            slopes = np.linalg.lstsq(
+                covariance[np.ix_(given, given)], covariance[given, target], rcond=None
+            )[0]
+            expected += (logs[:, given] - mean[given]) @ slopes
+        return np.expm1(np.maximum(expected, 0.0))
+
+
+def _logs(values: np.ndarray) -> np.ndarray:
+    return np.log1p(np.maximum(values, 0.0))
+
+
+def _known_exactly(missing: np.ndarray, given: tuple, among: tuple) -> np.ndarray:
+    """Rows where, of the columns `among`, exactly those in `given` are known."""
+    rows = np.ones(len(missing), dtype=bool)
+    for column in among:
+        rows &= missing[:, column] != (column in given)
+    return rows
 
 
 def _floats(X) -> np.ndarray:

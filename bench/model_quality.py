@@ -102,6 +102,9 @@ def with_gaps(frame: pd.DataFrame, share: float, seed: int) -> pd.DataFrame:
 
 
 def gaps(rows: int) -> None:
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.experimental import enable_iterative_imputer  # noqa: F401
     from sklearn.impute import IterativeImputer, SimpleImputer
     from sklearn.pipeline import make_pipeline
@@ -110,6 +113,7 @@ def gaps(rows: int) -> None:
     def on_logarithms(imputer):
         return make_pipeline(FunctionTransformer(np.log1p), imputer, FunctionTransformer(np.expm1))
 
+    warnings.filterwarnings("ignore", category=ConvergenceWarning)  # IterativeImputer's
     train_full, test_full = simulated(rows, seed=201), simulated(20_000, seed=202)
     print(f"\ngaps: {rows:,} training rows, 20,000 held-out rows; values removed at random")
     print(f"{'gap fill':<50} {SCORE_HEADINGS}")

@@ -194,9 +194,42 @@ def test_gaps_are_filled_without_inventing_a_trend():
             [3.0, 36.0, 3.0, 1, 0, 0],  # an average month of its own year
             [4.0, 48.0, 40.0, 0, 1, 1],  # twelve such months; the median head count
             [0.0, 600.0, 7.0, 0, 1, 0],  # silent last month: the median year
-            [20.0, 600.0, 9.0, 1, 1, 0],  # nothing known: the medians
+            [50.0, 600.0, 9.0, 1, 1, 0],  # the median year, and an average month of it
         ],
     )
+
+
+def test_gaps_are_filled_from_how_the_known_columns_go_together():
+    import numpy as np
+
+    from features import ActivityImputer
+
+    rng = np.random.default_rng(5)
+    year = np.exp(rng.uniform(np.log(50), np.log(5000), 400))
+    training_rows = pd.DataFrame(
+        {
+            "lastmonth_activity": year / 12 * np.exp(rng.normal(0, 0.1, 400)),
+            "lastyear_activity": year,
+            "number_of_employees": year / 10 * np.exp(rng.normal(0, 0.1, 400)),
+        }
+    )
+    imputer = ActivityImputer().fit(training_rows)
+    rows = pd.DataFrame(
+        {
+            "lastmonth_activity": [100.0, None, 0.0],
+            "lastyear_activity": [1200.0, None, None],
+            "number_of_employees": [None, 300.0, 30.0],
+        },
+        dtype="Float64",
+    )
+    filled = imputer.transform(rows)
+    # A head count as large as the activity says; a year as large as the head count says (a
+    # silent last month says nothing of it), and a month of that year.
+    np.testing.assert_allclose(
+        filled[:, :3], [[100, 1200, 120], [250, 3000, 300], [0, 300, 30]], rtol=0.15
+    )
+    median_fill = training_rows.median().to_numpy()
+    assert abs(filled[0, 2] - 120) < abs(median_fill[2] - 120) / 3
 
 
 def test_spline_basis_is_scikit_learns_basis_with_flags_passed_through():
