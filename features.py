@@ -63,6 +63,10 @@ class ActivityImputer(TransformerMixin, BaseEstimator):
         year_only = missing[:, MONTH] & ~missing[:, YEAR]
         year[month_only] = month[month_only] * 12
         month[year_only] = year[year_only] / 12
+        if not hasattr(self, "log_mean_"):  # a model saved before the columns were learnt
+            still = np.isnan(values)
+            values[still] = np.broadcast_to(self.statistics_, values.shape)[still]
+            return np.hstack([values, missing.astype(float)])
         logs = _logs(values)
         # The head count from whichever activity columns are known.
         for given in ((MONTH, YEAR), (MONTH,), (YEAR,), ()):
