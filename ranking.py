@@ -52,6 +52,8 @@ RISER_POOL = 100  # risers are looked for among the top of the list, where calls
 PRECISION_AT = (20, 50, 100)
 MAX_REASONS = 3
 MIN_EFFECT = 0.01  # a factor moving the probability less than a point is not a reason
+# Clients explained per call of the model (with their counterfactuals, four times as many rows).
+EXPLAIN_BLOCK_ROWS = 100_000
 FACTORS = ("recent activity", "activity over the year", "company size")
 MONTH, YEAR, EMPLOYEES = range(3)
 INTERVAL_Z = 1.959964  # 95 %
@@ -93,8 +95,8 @@ def counterfactuals(values: np.ndarray, typical: np.ndarray) -> list[np.ndarray]
 def explain(model, rows: pd.DataFrame):
     """Predictions of `model` for `rows`, and each factor's effect on every probability.
 
-    One call of the model for the rows and all their counterfactuals together, so explaining one
-    record costs about what predicting it does.
+    One call of the model for a block of rows and all their counterfactuals together, so
+    explaining one record costs about what predicting it does.
 
     Returns:
         (labels, probabilities, effects of shape (rows, factors), the raw feature values, the
@@ -105,13 +107,23 @@ def explain(model, rows: pd.DataFrame):
     if not len(values):  # no current client at all: nothing to ask the model
         nothing = np.empty(0)
         return nothing.astype(int), nothing, np.empty((0, len(FACTORS))), values, typical
-    stacked = np.vstack([values, *counterfactuals(values, typical)])
-    labels, probabilities = scoring.predict_arrays(
-        model, pd.DataFrame(stacked, columns=list(FEATURES), copy=False)
-    )
-    probabilities = probabilities.reshape(1 + len(FACTORS), len(rows))
-    effects = (probabilities[0] - probabilities[1:]).T
-    return labels[: len(rows)], probabilities[0], effects, values, typical
+    labels = np.empty(len(values), dtype=int)
+    probabilities = np.empty(len(values))
+    effects = np.empty((len(values), len(FACTORS)))
+    # A block of clients at a time: the model's design matrix of all of them and their
+    # counterfactuals at once would take gigabytes for millions of clients.
+    for start in range(0, len(values), EXPLAIN_BLOCK_ROWS):
+        block = slice(start, start + EXPLAIN_BLOCK_ROWS)
+        part = values[block]
+        stacked = np.vstack([part, *counterfactuals(part, typical)])
+        predicted, stacked_probabilities = scoring.predict_arrays(
+            model, pd.DataFrame(stacked, columns=list(FEATURES), copy=False)
+        )
+        stacked_probabilities = stacked_probabilities.reshape(1 + len(FACTORS), len(part))
+        labels[block] = predicted[: len(part)]
+        probabilities[block] = stacked_probabilities[0]
+        effects[block] = (stacked_probabilities[0] - stacked_probabilities[1:]).T
+    return labels, probabilities, effects, values, typical
 
 
 def _number(value: float) -> str:

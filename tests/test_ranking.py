@@ -122,6 +122,15 @@ def test_an_effect_is_how_much_the_probability_falls_with_that_factor_typical(de
     np.testing.assert_allclose(effects[0], expected, atol=1e-9)
 
 
+def test_many_clients_are_explained_a_block_at_a_time_with_the_same_result(deployed, monkeypatch):
+    model, _ = live_model(deployed)
+    clients = client_rows(50, seed=31).drop(columns=["exited"])
+    whole = ranking.explain(model, clients)
+    monkeypatch.setattr(ranking, "EXPLAIN_BLOCK_ROWS", 7)
+    for at_once, in_blocks in zip(whole, ranking.explain(model, clients), strict=True):
+        np.testing.assert_allclose(in_blocks, at_once)
+
+
 def test_missing_figures_are_reasons_of_their_own(deployed):
     model, _ = live_model(deployed)
     _, year, employees = ranking.typical_values(model)
