@@ -514,16 +514,18 @@ class History:
         ).fetchone()
 
     def record_ranking(
-        self, model_sha256: str, model_version: str, through_batch: int, entries
+        self, model_sha256: str, model_version: str, through_batch: int, entries, clients=None
     ) -> int:
-        """Keep a ranking: `entries` are (rank, corporation, probability). Only the newest
-        KEEP_RANKINGS keep their entries."""
+        """Keep a ranking of `clients` clients (by default, as many as entries): `entries` are
+        (rank, corporation, probability), the first ones or all. Only the newest KEEP_RANKINGS
+        keep their entries."""
         entries = list(entries)
+        clients = len(entries) if clients is None else clients
         with self._writing() as db:
             ranking = db.execute(
                 "INSERT INTO rankings (made_at, model_sha256, model_version, through_batch,"
                 " clients) VALUES (?, ?, ?, ?, ?)",
-                (utc_now(), model_sha256, model_version, through_batch, len(entries)),
+                (utc_now(), model_sha256, model_version, through_batch, clients),
             ).lastrowid
             db.executemany(
                 "INSERT INTO ranking_entries (ranking, rank, corporation, probability)"

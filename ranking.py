@@ -54,6 +54,8 @@ MAX_REASONS = 3
 MIN_EFFECT = 0.01  # a factor moving the probability less than a point is not a reason
 # Clients explained per call of the model (with their counterfactuals, four times as many rows).
 EXPLAIN_BLOCK_ROWS = 100_000
+# Entries of a ranking the history keeps (enough to say who is new to the top and who rose).
+KEEP_ENTRIES = 10_000
 FACTORS = ("recent activity", "activity over the year", "company size")
 MONTH, YEAR, EMPLOYEES = range(3)
 INTERVAL_Z = 1.959964  # 95 %
@@ -276,18 +278,26 @@ def _plain(value):
 # --- what changed, and the figures for the boss --------------------------------------------------
 
 
-def changes(previous: dict | None, ranked: pd.DataFrame) -> dict:
-    """What changed since the previous ranking: new in the top, biggest risers, who left."""
+def changes(previous: dict | None, ranked: pd.DataFrame, previous_clients=None) -> dict:
+    """What changed since the previous ranking: new in the top, biggest risers, who left.
+
+    Args:
+        previous: the previous ranking as the history keeps it (its first entries).
+        previous_clients: every client on the previous list (by default, those of its entries).
+    """
     if previous is None:
         return {"previous": None}
-    entries = [
-        {"rank": rank, "corporation": client, "probability": probability}
+    before = {
+        client: {"rank": rank, "probability": probability}
         for rank, client, probability in previous["entries"]
-    ]
-    before = {entry["corporation"]: entry for entry in entries}
-    places = zip(ranked["rank"], ranked["probability"], strict=True)
-    now = dict(zip(ranked[ID_COLUMN], places, strict=True))
-    previous_top = [entry for entry in entries if entry["rank"] <= TOP_CLIENTS]
+    }
+    clients = pd.Index(ranked[ID_COLUMN])
+    ranks, probabilities = ranked["rank"].to_numpy(), ranked["probability"].to_numpy()
+    # Only the head of the list is looked at client by client.
+    head = min(len(ranked), max(TOP_CLIENTS, RISER_POOL))
+    now = {
+        clients[index]: (int(ranks[index]), float(probabilities[index])) for index in range(head)
+    }
     new_in_top = [
         {
             "rank": rank,
@@ -314,7 +324,12 @@ def changes(previous: dict | None, ranked: pd.DataFrame) -> dict:
                     }
                 )
     risers = sorted(risers, key=lambda item: (-item["rise"], item["rank"]))[:RISERS]
-    gone = [client for client in before if client not in now]
+    previous_top = [(client, entry["rank"]) for client, entry in before.items()]
+    previous_top = [(client, rank) for client, rank in previous_top if rank <= TOP_CLIENTS]
+    positions = clients.get_indexer([client for client, _ in previous_top])
+    if previous_clients is None:
+        previous_clients = pd.Index(list(before))
+    previous_clients = pd.Index(previous_clients)
     return {
         "previous": {
             "made_at": previous["made_at"],
@@ -324,20 +339,31 @@ def changes(previous: dict | None, ranked: pd.DataFrame) -> dict:
         },
         "new_in_top": new_in_top,
         "risers": risers,
-        "left_list": len(gone),
+        "left_list": int((~previous_clients.isin(clients)).sum()),
         "left_top": [
             {
-                ID_COLUMN: entry["corporation"],
-                "previous_rank": entry["rank"],
+                ID_COLUMN: client,
+                "previous_rank": rank,
                 "now": "left (latest record: exited)"
-                if entry["corporation"] not in now
-                else f"rank {now[entry['corporation']][0]}",
+                if position < 0
+                else f"rank {int(ranks[position])}",
             }
-            for entry in previous_top
-            if entry["corporation"] not in now or now[entry["corporation"]][0] > TOP_CLIENTS
+            for (client, rank), position in zip(previous_top, positions, strict=True)
+            if position < 0 or ranks[position] > TOP_CLIENTS
         ],
-        "joined_list": int(sum(client not in before for client in now)),
+        "joined_list": int((~clients.isin(previous_clients)).sum()),
     }
+
+
+def _clients_of(config: Config, previous: dict | None, seqs, outcomes) -> pd.Index | None:
+    """Every client on the previous list: the history keeps only its first KEEP_ENTRIES, so a
+    longer list is made again from the batches it was made from (which never change)."""
+    if previous is None or previous["clients"] <= KEEP_ENTRIES:
+        return None
+    through = [seq for seq in seqs if seq <= previous["through_batch"]]
+    if outcomes is not None:
+        outcomes = outcomes[outcomes[datastore.BATCH_COLUMN] <= previous["through_batch"]]
+    return pd.Index(current_clients(config.ingested_dir, through, outcomes)[ID_COLUMN])
 
 
 def expected_leavers(probabilities) -> dict:
@@ -425,7 +451,7 @@ def run(
         "typical": dict(zip(FEATURES, typical.tolist(), strict=True)),
         "min_effect": MIN_EFFECT,
         "top": top_entries(ranked, typical),
-        "changes": changes(previous, ranked),
+        "changes": changes(previous, ranked, _clients_of(config, previous, seqs, outcomes)),
         "expected_leavers": expected_leavers(ranked["probability"]),
         "precision": _test_precision(config, model),
     }
@@ -436,11 +462,12 @@ def run(
             deployment.label,
             batches[-1].seq,
             zip(
-                ranked["rank"].tolist(),
-                ranked[ID_COLUMN].tolist(),
-                ranked["probability"].tolist(),
+                ranked["rank"].head(KEEP_ENTRIES).tolist(),
+                ranked[ID_COLUMN].head(KEEP_ENTRIES).tolist(),
+                ranked["probability"].head(KEEP_ENTRIES).tolist(),
                 strict=True,
             ),
+            clients=len(ranked),
         )
     path = config.model_dir / RANKING_SUMMARY_FILE
     atomic_write_json(path, summary)

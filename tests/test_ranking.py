@@ -12,6 +12,7 @@ import modelstore
 import ranking
 from clientdata import FEATURES
 from conftest import client_rows, run_steps
+from history import open_history
 
 
 def roster(rows: list[tuple]) -> pd.DataFrame:
@@ -157,7 +158,11 @@ def test_expected_leavers_is_the_sum_of_probabilities_with_its_spread():
     assert ranking.expected_leavers([0.0, 0.0])["high"] == 0
 
 
-def test_what_changed_since_the_previous_ranking(deployed):
+@pytest.mark.parametrize("kept", [ranking.KEEP_ENTRIES, 25])
+def test_what_changed_since_the_previous_ranking(deployed, monkeypatch, kept):
+    # The history keeps the first `kept` entries of a ranking; a longer list's clients are
+    # found again from the batches it was made from.
+    monkeypatch.setattr(ranking, "KEEP_ENTRIES", kept)
     first = ranking.run(deployed.config).report
     assert first["changes"] == {"previous": None}
     top = first["top"]
@@ -182,6 +187,8 @@ def test_what_changed_since_the_previous_ranking(deployed):
     assert left[dropped]["now"].startswith("rank ")
     assert changes["left_list"] == 1
     assert changes["joined_list"] == 1
+    with open_history(deployed.config.history_path) as history:
+        assert len(history.rankings(limit=1)[0]["entries"]) == min(kept, first["clients"])
 
 
 def test_a_roster_alone_remakes_the_call_list_and_the_report(diagnosed):
