@@ -89,7 +89,8 @@ def write_stamp(config: str, places: dict, states: dict) -> None:
     path = stamp_path(config)
     temporary = f"{path}.{os.getpid()}.tmp"
     try:
-        with open(temporary, "w", encoding="utf-8") as handle:
+        # File names that are not UTF-8 reach Python as surrogates: kept as their own bytes.
+        with open(temporary, "w", encoding="utf-8", errors="surrogateescape") as handle:
             handle.write(text + "\n")
         os.replace(temporary, path)
     except OSError:
@@ -101,9 +102,9 @@ def write_stamp(config: str, places: dict, states: dict) -> None:
 
 def _read_stamp(config: str) -> tuple[dict, list[str]] | None:
     try:
-        with open(stamp_path(config), encoding="utf-8") as handle:
+        with open(stamp_path(config), encoding="utf-8", errors="surrogateescape") as handle:
             lines = handle.read().splitlines()
-    except (OSError, UnicodeDecodeError):
+    except OSError:
         return None
     if not lines or lines[0] != STAMP_FORMAT:
         return None
