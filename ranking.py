@@ -328,8 +328,7 @@ def changes(previous: dict | None, ranked: pd.DataFrame, previous_clients=None) 
     previous_top = [(client, rank) for client, rank in previous_top if rank <= TOP_CLIENTS]
     positions = clients.get_indexer([client for client, _ in previous_top])
     if previous_clients is None:
-        previous_clients = pd.Index(list(before))
-    previous_clients = pd.Index(previous_clients)
+        previous_clients = list(before)
     return {
         "previous": {
             "made_at": previous["made_at"],
@@ -339,7 +338,7 @@ def changes(previous: dict | None, ranked: pd.DataFrame, previous_clients=None) 
         },
         "new_in_top": new_in_top,
         "risers": risers,
-        "left_list": int((~previous_clients.isin(clients)).sum()),
+        "left_list": _count_not_in(previous_clients, clients),
         "left_top": [
             {
                 ID_COLUMN: client,
@@ -351,11 +350,25 @@ def changes(previous: dict | None, ranked: pd.DataFrame, previous_clients=None) 
             for (client, rank), position in zip(previous_top, positions, strict=True)
             if position < 0 or ranks[position] > TOP_CLIENTS
         ],
-        "joined_list": int((~clients.isin(previous_clients)).sum()),
+        "joined_list": _count_not_in(clients, previous_clients),
     }
 
 
-def _clients_of(config: Config, previous: dict | None, seqs, outcomes) -> pd.Index | None:
+def _count_not_in(values, others) -> int:
+    """How many of `values` (client codes) are not among `others`, by arrow's hash set (pandas'
+    isin on arrow strings loops in Python)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def codes(items):
+        array = pa.array(getattr(items, "array", items), type=pa.string())
+        return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+
+    found = pc.is_in(codes(values), value_set=codes(others))
+    return len(found) - pc.sum(found).as_py() if len(found) else 0
+
+
+def _clients_of(config: Config, previous: dict | None, seqs, outcomes) -> pd.Series | None:
     """Every client on the previous list: the history keeps only its first KEEP_ENTRIES, so a
     longer list is made again from the batches it was made from (which never change)."""
     if previous is None or previous["clients"] <= KEEP_ENTRIES:
@@ -363,7 +376,7 @@ def _clients_of(config: Config, previous: dict | None, seqs, outcomes) -> pd.Ind
     through = [seq for seq in seqs if seq <= previous["through_batch"]]
     if outcomes is not None:
         outcomes = outcomes[outcomes[datastore.BATCH_COLUMN] <= previous["through_batch"]]
-    return pd.Index(current_clients(config.ingested_dir, through, outcomes)[ID_COLUMN])
+    return current_clients(config.ingested_dir, through, outcomes)[ID_COLUMN]
 
 
 def expected_leavers(probabilities) -> dict:
