@@ -233,10 +233,11 @@ def stored_batch_folders(ingested_dir: Path) -> dict[int, Path]:
     }
 
 
-def read_rows(ingested_dir: Path, seqs, which: str = OUTCOMES_FILE):
+def read_rows(ingested_dir: Path, seqs, which: str = OUTCOMES_FILE, where=None):
     """The stored rows of batches `seqs`, in arrival order, with a `batch` column.
 
-    Each file is checked against the checksum its batch recorded.
+    Each file is checked against the checksum its batch recorded. `where`, given a batch's
+    arrow table, says which of its rows to keep (all, by default).
 
     Raises:
         DataError: a batch is missing or one of its files changed after it was stored.
@@ -263,6 +264,8 @@ def read_rows(ingested_dir: Path, seqs, which: str = OUTCOMES_FILE):
                 f" {expected[:12]}…); restore the batch folder from a backup"
             )
         table = pq.read_table(path).cast(store_schema())
+        if where is not None:
+            table = table.filter(where(table))
         column = pa.array(np.full(table.num_rows, seq, dtype=np.int64))
         tables.append(table.append_column(BATCH_COLUMN, column))
     if not tables:
@@ -354,36 +357,143 @@ def exports_stamp(history) -> dict:
     return {"through_batch": history.last_batch_seq(), "input_files": len(history.known_files())}
 
 
-def exports_current(ingested_dir: Path, history) -> bool:
-    path = Path(ingested_dir) / EXPORTS_STAMP_FILE
+def _read_exports_stamp(ingested_dir: Path) -> dict | None:
     try:
-        stamp = json.loads(path.read_text(encoding="utf-8"))
+        stamp = json.loads((Path(ingested_dir) / EXPORTS_STAMP_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
+        return None
+    return stamp if isinstance(stamp, dict) else None
+
+
+def exports_current(ingested_dir: Path, history) -> bool:
+    stamp = _read_exports_stamp(ingested_dir)
+    if stamp is None:
         return False
     needed = ("finaldata.csv", CURRENT_CLIENTS_FILE, RECORD_FILE)
     present = all((Path(ingested_dir) / name).is_file() for name in needed)
-    return present and stamp == exports_stamp(history)
+    made_from = {key: stamp.get(key) for key in ("through_batch", "input_files")}
+    return present and made_from == exports_stamp(history)
+
+
+def _file_state(path: Path) -> list[int] | None:
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return [status.st_size, status.st_mtime_ns]
 
 
 def write_exports(ingested_dir: Path, history, final_data_path: Path) -> int:
     """Compile `finaldata.csv`, `currentclients.csv` and `ingestedfiles.txt` from the store.
 
+    When the CSV files are as the last compile left them (size and time) and only batches
+    newer than it have come in, their new distinct rows are appended (to a copy, renamed over
+    the file) instead of compiling everything again: a new batch costs what it holds plus a look
+    at the stored client codes, not a rewrite of the whole history.
+
     Returns:
         The rows in `finaldata.csv`.
     """
+    seqs = [batch.seq for batch in history.batches()]
+    current_path = Path(ingested_dir) / CURRENT_CLIENTS_FILE
+    stamp = _read_exports_stamp(ingested_dir) or {}
+    earlier = [seq for seq in seqs if seq <= stamp.get("through_batch", 0)]
+    appendable = (
+        bool(earlier)
+        and stamp.get("batches") == len(earlier)
+        and stamp.get("final_file") == [str(final_data_path), *(_file_state(final_data_path) or [])]
+        and stamp.get("current_file") == _file_state(current_path)
+    )
+    if appendable:
+        newer = [seq for seq in seqs if seq > stamp["through_batch"]]
+        try:
+            final_rows = stamp["final_rows"] + _append_new_rows(
+                ingested_dir, earlier, newer, OUTCOMES_FILE, final_data_path
+            )
+            current_rows = stamp["current_rows"] + _append_new_rows(
+                ingested_dir, earlier, newer, CURRENT_FILE, current_path
+            )
+        except ValueError as error:  # columns of an older version: compile it all again
+            logger.info("%s; compiling the exports again", error)
+            appendable = False
+    if not appendable:
+        final_rows, current_rows = _compile_exports(ingested_dir, seqs, final_data_path)
+    atomic_write_text(Path(ingested_dir) / RECORD_FILE, format_record(history.input_files()))
+    atomic_write_json(
+        Path(ingested_dir) / EXPORTS_STAMP_FILE,
+        {
+            **exports_stamp(history),
+            "batches": len(seqs),
+            "final_file": [str(final_data_path), *(_file_state(final_data_path) or [])],
+            "final_rows": final_rows,
+            "current_file": _file_state(current_path),
+            "current_rows": current_rows,
+        },
+    )
+    logger.debug(
+        "%s: %d rows with an outcome, %d current-client rows (%s)",
+        final_data_path,
+        final_rows,
+        current_rows,
+        "appended" if appendable else "compiled",
+    )
+    return final_rows
+
+
+def _compile_exports(ingested_dir: Path, seqs, final_data_path: Path) -> tuple[int, int]:
     from files import write_csv
 
-    seqs = [batch.seq for batch in history.batches()]
     labelled = labelled_history(ingested_dir, seqs)
     write_csv(labelled, final_data_path)
-    current = current_observations(ingested_dir, seqs).drop_duplicates(ignore_index=True)
+    current = _distinct_current(current_observations(ingested_dir, seqs))
     write_csv(current, Path(ingested_dir) / CURRENT_CLIENTS_FILE)
-    atomic_write_text(Path(ingested_dir) / RECORD_FILE, format_record(history.input_files()))
-    atomic_write_json(Path(ingested_dir) / EXPORTS_STAMP_FILE, exports_stamp(history))
-    logger.debug(
-        "%s: %d rows with an outcome, %d current-client rows",
-        final_data_path,
-        len(labelled),
-        len(current),
+    return len(labelled), len(current)
+
+
+def _distinct_current(rows):
+    return rows.drop_duplicates(ignore_index=True)
+
+
+def _append_new_rows(ingested_dir: Path, earlier, newer, which: str, path: Path) -> int:
+    """Append to `path` the rows of batches `newer` as the full compile would list them; the
+    number appended. Rows with an outcome: those that repeat neither one another nor a row of
+    batches `earlier`. Current clients: each batch's rows, its repeated rows once.
+
+    Raises:
+        ValueError: the file's columns are not those of the rows (nothing is written).
+    """
+    from clientdata import COLUMNS, ID_COLUMN, TARGET
+    from files import write_csv
+
+    new = read_rows(ingested_dir, newer, which)
+    if which == CURRENT_FILE:
+        new = _distinct_current(new.drop(columns=[TARGET]))
+    else:
+        columns = list(COLUMNS)
+        new = new.drop_duplicates(subset=columns, keep="first", ignore_index=True)
+        # Only earlier rows of the same clients can repeat a new row.
+        seen = _earlier_rows_of(ingested_dir, earlier, new[ID_COLUMN])[columns]
+        if len(seen):
+            marked = seen.drop_duplicates().assign(_seen=True)
+            new = new.merge(marked, on=columns, how="left", sort=False)
+            new = new[new["_seen"].isna()].drop(columns=["_seen"]).reset_index(drop=True)
+        new = new.assign(**{TARGET: new[TARGET].astype("int64")})
+    if len(new):
+        write_csv(new, path, append_to=path)
+    return len(new)
+
+
+def _earlier_rows_of(ingested_dir: Path, seqs, clients):
+    """The stored rows with an outcome of batches `seqs` whose client is one of `clients`."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from clientdata import ID_COLUMN
+
+    wanted = pa.array(clients.unique(), type=pa.string())
+    return read_rows(
+        ingested_dir,
+        seqs,
+        OUTCOMES_FILE,
+        where=lambda table: pc.is_in(table[ID_COLUMN], value_set=wanted),
     )
-    return len(labelled)

@@ -216,12 +216,19 @@ def spreadsheet_safe(text):
     return text
 
 
-def write_csv(frame, path: str | os.PathLike) -> None:
+def write_csv(frame, path: str | os.PathLike, *, append_to: str | os.PathLike | None = None):
     """Write a DataFrame as CSV atomically, for people to open: whole-number float columns
     without a trailing `.0`, and text that a spreadsheet would run as a formula neutralised.
 
-    Written by pyarrow (tens of times faster than pandas) unless a text cell needs quoting.
+    Written by pyarrow (tens of times faster than pandas) unless a text cell needs quoting. With
+    `append_to` (a CSV with the same columns, usually `path` itself), `path` becomes that file
+    with the rows added after its own, still in one rename.
+
+    Raises:
+        ValueError: the header of `append_to` is not that of the rows (nothing is written).
     """
+    import shutil
+
     import pandas as pd
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -251,6 +258,15 @@ def write_csv(frame, path: str | os.PathLike) -> None:
             integers = lambda kind: pd.Int64Dtype() if pa.types.is_integer(kind) else None  # noqa: E731
             out = table.to_pandas(types_mapper=integers)
             out.to_csv(tmp_path, index=False, lineterminator="\n")
+        if append_to is not None:
+            rows = tmp_path.read_bytes()
+            header, _, rows = rows.partition(b"\n")
+            with open(append_to, "rb") as existing:
+                if existing.readline().rstrip(b"\r\n") != header:
+                    raise ValueError(f"{append_to}: its columns are not those of the new rows")
+            shutil.copyfile(append_to, tmp_path)
+            with open(tmp_path, "ab") as handle:
+                handle.write(rows)
 
 
 def _whole_numbers_as_integers(column):

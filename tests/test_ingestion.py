@@ -231,6 +231,54 @@ def test_a_failed_export_is_made_by_the_next_run(project, monkeypatch):
     assert final_data(project)["corporation"].iloc[-1] == "mora"
 
 
+def compiled_in_full(project) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The exports as a compile of every batch makes them (the stamp removed first)."""
+    (project.root / "ingesteddata" / datastore.EXPORTS_STAMP_FILE).unlink()
+    assert ingestion.main(project.args()) == 0
+    return final_data(project), current_clients(project)
+
+
+def test_a_new_batch_is_appended_to_the_exports_as_a_full_compile_would_list_it(
+    project, monkeypatch
+):
+    assert ingestion.main(project.args()) == 0
+    earlier = final_data(project).iloc[0]
+    known = f"{earlier['corporation']},{earlier['lastmonth_activity']:g},"
+    known += f"{earlier['lastyear_activity']:g},{earlier['number_of_employees']:g},"
+    project.write_input(
+        "later.csv",
+        HEADER
+        + f"{known}{earlier['exited']}\n"  # a row stored before: counted once
+        + f"{known}{1 - earlier['exited']}\n"  # the same client, another outcome: new
+        + "newb,1,,3,0\nnewb,1,,3,0\n"  # repeated within the batch, with a gap
+        + "newc,5,60,7,\nnewc,5,60,7,\nnewd,2.5,30,1,\n",  # current clients
+    )
+    path = project.root / "ingesteddata" / "finaldata.csv"
+    rows_before = len(final_data(project))
+    first_line = path.read_bytes().splitlines()[1]
+    with monkeypatch.context() as patched:
+        patched.setattr(datastore, "_compile_exports", None)  # appending only
+        assert ingestion.main(project.args()) == 0
+    appended, current = final_data(project), current_clients(project)
+    assert len(appended) == rows_before + 2
+    assert path.read_bytes().splitlines()[1] == first_line
+    full, full_current = compiled_in_full(project)
+    pd.testing.assert_frame_equal(appended, full)
+    pd.testing.assert_frame_equal(current, full_current)
+    assert current["corporation"].tolist()[-2:] == ["newc", "newd"]
+
+
+def test_exports_changed_by_hand_are_compiled_again(project):
+    assert ingestion.main(project.args()) == 0
+    path = project.root / "ingesteddata" / "finaldata.csv"
+    path.write_text(path.read_text().splitlines()[0] + "\nedited,1,2,3,0\n")
+    project.write_input("later.csv", HEADER + "newb,1,20,3,0\n")
+    assert ingestion.main(project.args()) == 0
+    data = final_data(project)
+    assert "edited" not in set(data["corporation"])
+    pd.testing.assert_frame_equal(data, compiled_in_full(project)[0])
+
+
 def test_verbose_logs_what_was_read_and_written(project, capsys):
     assert ingestion.main(project.args("-v")) == 0
     err = capsys.readouterr().err
