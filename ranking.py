@@ -54,6 +54,9 @@ MAX_REASONS = 3
 MIN_EFFECT = 0.01  # a factor moving the probability less than a point is not a reason
 # Clients explained per call of the model (with their counterfactuals, four times as many rows).
 EXPLAIN_BLOCK_ROWS = 100_000
+# Clients whose reasons are put in words (the head of the list, where calls are made; below it
+# the reason columns are empty: words for millions of clients take minutes nobody reads).
+REASONED_CLIENTS = 100_000
 # Entries of a ranking the history keeps (enough to say who is new to the top and who rose).
 KEEP_ENTRIES = 10_000
 FACTORS = ("recent activity", "activity over the year", "company size")
@@ -232,19 +235,33 @@ def current_clients(ingested_dir: Path, seqs, outcomes: pd.DataFrame | None = No
 
 
 def rank_clients(model, clients: pd.DataFrame) -> pd.DataFrame:
-    """Current clients, highest probability of leaving first, with their reasons as text and each
-    factor's effect (columns EFFECT_COLUMNS, not written to the CSV)."""
+    """Current clients, highest probability of leaving first, with their reasons as text (for the
+    first REASONED_CLIENTS) and each factor's effect (columns EFFECT_COLUMNS, not written to the
+    CSV)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     labels, probabilities, effects, values, typical = explain(model, clients)
     # Six decimals, and never a certain 0 or 1: no client is sure to leave or to stay.
     shown = np.clip(probabilities.round(6), 1e-6, 1 - 1e-6)
-    ranked = clients.reset_index(drop=True).assign(probability=shown, predicted_exit=labels)
-    for column, texts in zip(REASON_COLUMNS, reason_columns(effects, values, typical), strict=True):
-        ranked[column] = texts
+    keys = pa.table(
+        {"probability": shown, ID_COLUMN: pa.array(clients[ID_COLUMN].array, type=pa.string())}
+    )
+    order = pc.sort_indices(
+        keys, sort_keys=[("probability", "descending"), (ID_COLUMN, "ascending")]
+    ).to_numpy()
+    ranked = clients.iloc[order].reset_index(drop=True)
+    ranked.insert(0, "rank", np.arange(1, len(ranked) + 1))
+    ranked = ranked.assign(probability=shown[order], predicted_exit=labels[order])
+    effects, values = effects[order], values[order]
+    head = slice(0, REASONED_CLIENTS)
+    for column, texts in zip(
+        REASON_COLUMNS, reason_columns(effects[head], values[head], typical), strict=True
+    ):
+        ranked[column] = pd.Series(texts, dtype="str").reindex(ranked.index, fill_value="")
     for position, column in enumerate(EFFECT_COLUMNS):
         ranked[column] = effects[:, position]
-    ranked = ranked.sort_values(["probability", ID_COLUMN], ascending=[False, True])
-    ranked.insert(0, "rank", range(1, len(ranked) + 1))
-    return ranked.reset_index(drop=True)
+    return ranked
 
 
 def csv_columns(ranked: pd.DataFrame) -> list[str]:
@@ -291,12 +308,13 @@ def changes(previous: dict | None, ranked: pd.DataFrame, previous_clients=None) 
         client: {"rank": rank, "probability": probability}
         for rank, client, probability in previous["entries"]
     }
-    clients = pd.Index(ranked[ID_COLUMN])
+    clients = ranked[ID_COLUMN]
     ranks, probabilities = ranked["rank"].to_numpy(), ranked["probability"].to_numpy()
     # Only the head of the list is looked at client by client.
     head = min(len(ranked), max(TOP_CLIENTS, RISER_POOL))
     now = {
-        clients[index]: (int(ranks[index]), float(probabilities[index])) for index in range(head)
+        clients.iat[index]: (int(ranks[index]), float(probabilities[index]))
+        for index in range(head)
     }
     new_in_top = [
         {
@@ -326,7 +344,7 @@ def changes(previous: dict | None, ranked: pd.DataFrame, previous_clients=None) 
     risers = sorted(risers, key=lambda item: (-item["rise"], item["rank"]))[:RISERS]
     previous_top = [(client, entry["rank"]) for client, entry in before.items()]
     previous_top = [(client, rank) for client, rank in previous_top if rank <= TOP_CLIENTS]
-    positions = clients.get_indexer([client for client, _ in previous_top])
+    positions = _positions(clients, [client for client, _ in previous_top])
     if previous_clients is None:
         previous_clients = list(before)
     return {
@@ -354,6 +372,21 @@ def changes(previous: dict | None, ranked: pd.DataFrame, previous_clients=None) 
     }
 
 
+def _positions(clients: pd.Series, wanted: list) -> list[int]:
+    """Where each of a few `wanted` clients is in `clients` (-1: not there), without a hash table
+    of all of them."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    found = pc.is_in(
+        pa.array(clients.array, type=pa.string()), value_set=pa.array(wanted, pa.string())
+    )
+    at = {
+        clients.iat[index]: index for index in np.flatnonzero(found.to_numpy(zero_copy_only=False))
+    }
+    return [at.get(client, -1) for client in wanted]
+
+
 def _count_not_in(values, others) -> int:
     """How many of `values` (client codes) are not among `others`, by arrow's hash set (pandas'
     isin on arrow strings loops in Python)."""
@@ -368,11 +401,15 @@ def _count_not_in(values, others) -> int:
     return len(found) - pc.sum(found).as_py() if len(found) else 0
 
 
-def _clients_of(config: Config, previous: dict | None, seqs, outcomes) -> pd.Series | None:
+def _clients_of(
+    config: Config, previous: dict | None, seqs, outcomes, clients: pd.Series
+) -> pd.Series | None:
     """Every client on the previous list: the history keeps only its first KEEP_ENTRIES, so a
     longer list is made again from the batches it was made from (which never change)."""
     if previous is None or previous["clients"] <= KEEP_ENTRIES:
         return None
+    if previous["through_batch"] == seqs[-1]:  # made from the same batches: the same clients
+        return clients
     through = [seq for seq in seqs if seq <= previous["through_batch"]]
     if outcomes is not None:
         outcomes = outcomes[outcomes[datastore.BATCH_COLUMN] <= previous["through_batch"]]
@@ -464,7 +501,9 @@ def run(
         "typical": dict(zip(FEATURES, typical.tolist(), strict=True)),
         "min_effect": MIN_EFFECT,
         "top": top_entries(ranked, typical),
-        "changes": changes(previous, ranked, _clients_of(config, previous, seqs, outcomes)),
+        "changes": changes(
+            previous, ranked, _clients_of(config, previous, seqs, outcomes, clients[ID_COLUMN])
+        ),
         "expected_leavers": expected_leavers(ranked["probability"]),
         "precision": _test_precision(config, model),
     }

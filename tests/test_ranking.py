@@ -132,6 +132,20 @@ def test_many_clients_are_explained_a_block_at_a_time_with_the_same_result(deplo
         np.testing.assert_allclose(in_blocks, at_once)
 
 
+def test_reasons_are_put_in_words_for_the_head_of_a_long_list(deployed, monkeypatch):
+    model, _ = live_model(deployed)
+    clients = client_rows(40, seed=32).drop(columns=["exited"])
+    whole = ranking.rank_clients(model, clients)
+    monkeypatch.setattr(ranking, "REASONED_CLIENTS", 5)
+    head = ranking.rank_clients(model, clients)
+    pd.testing.assert_frame_equal(head.head(5), whole.head(5))
+    assert (head.loc[5:, list(ranking.REASON_COLUMNS)] == "").all().all()
+    pd.testing.assert_frame_equal(
+        head.drop(columns=list(ranking.REASON_COLUMNS)),
+        whole.drop(columns=list(ranking.REASON_COLUMNS)),
+    )
+
+
 def test_missing_figures_are_reasons_of_their_own(deployed):
     model, _ = live_model(deployed)
     _, year, employees = ranking.typical_values(model)
