@@ -15,16 +15,19 @@ import math
 import os
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from flask import Blueprint, Flask, current_app, jsonify, request
+from flask import Blueprint, Flask, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 import modelstore
 from clientdata import FEATURES, ID_COLUMN, read_labelled_csv, read_unlabelled_csv
+from dashboard import DashboardCache, dashboard, secret_key
+from metrics import Metrics
 from project import (
     DIAGNOSTICS_FILE,
     PROJECT_DIR,
@@ -47,6 +50,7 @@ FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 # Longest path a client may name; longer ones cannot name a file on common file systems.
 MAX_PATH_LENGTH = 4096
 MAX_NAME_LENGTH = 255
+PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 api = Blueprint("api", __name__)
 
@@ -134,6 +138,8 @@ class ApiState:
     diagnostics: FileCache
     scores: FileCache
     openapi: dict
+    dashboard: DashboardCache
+    metrics: Metrics
 
 
 def state() -> ApiState:
@@ -426,6 +432,13 @@ def health():
     return jsonify(status="ok", model_version=live.deployment.label)
 
 
+@api.get("/metrics")
+def metrics():
+    """Prometheus text format: requests per endpoint, and what the system knows now."""
+    body = state().metrics.exposition(state().dashboard.facts())
+    return current_app.response_class(body, content_type=PROMETHEUS_TYPE)
+
+
 @api.get("/openapi.json")
 def openapi():
     """The OpenAPI description, naming the server it is served from."""
@@ -455,6 +468,20 @@ def internal_error(error: Exception):
     return jsonify(error="internal error"), 500
 
 
+def start_timer() -> None:
+    g.started = time.perf_counter()
+
+
+def count_request(response):
+    """Every answer counted by route (not by path, which a client chooses), with its latency."""
+    started = g.get("started")
+    if started is not None:
+        endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        seconds = time.perf_counter() - started
+        state().metrics.observe(endpoint, request.method, response.status_code, seconds)
+    return response
+
+
 def use_gunicorn_logging() -> None:
     """Under gunicorn, send the app's log lines to gunicorn's error log, at its level."""
     server_logger = logging.getLogger("gunicorn.error")
@@ -472,18 +499,26 @@ def create_app(config_path: str | os.PathLike | None = None, token: str | None =
             default: the RISK_API_TOKEN environment variable, none when it is unset or empty.
     """
     config = load_config(config_path or default_config_path())
+    token = (token if token is not None else os.environ.get(TOKEN_ENV)) or None
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.settings["api_max_request_bytes"]
+    app.config["SECRET_KEY"] = secret_key(token or "")
+    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     app.json.sort_keys = False
     app.extensions["risk_api"] = ApiState(
         config=config,
-        token=(token if token is not None else os.environ.get(TOKEN_ENV)) or None,
+        token=token,
         models=ModelWatcher(config.deploy_dir),
         diagnostics=FileCache(),
         scores=FileCache(),
         openapi=json.loads(OPENAPI_FILE.read_text(encoding="utf-8")),
+        dashboard=DashboardCache(config),
+        metrics=Metrics(),
     )
     app.register_blueprint(api)
+    app.register_blueprint(dashboard)
+    app.before_request(start_timer)
+    app.after_request(count_request)
     app.register_error_handler(HTTPException, json_error)
     app.register_error_handler(Exception, internal_error)
     return app

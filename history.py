@@ -464,6 +464,17 @@ class History:
             (model_sha256,),
         ).fetchone()
 
+    def challengers(self, limit: int = 10, verdict: str | None = None) -> list[dict]:
+        """The newest challenger verdicts first (of one verdict, when given)."""
+        names = ("model_sha256", "run", "verdict", "reason", "decided_at")
+        where, parameters = ("WHERE verdict = ?", (verdict,)) if verdict else ("", ())
+        rows = self._rows(
+            f"SELECT {', '.join(names)} FROM challengers {where}"
+            " ORDER BY decided_at DESC, run DESC LIMIT ?",
+            (*parameters, limit),
+        )
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
     def sync_deployments(self, changes: list[dict]) -> int:
         """Mirror the deployment folder's history (dicts as `modelstore.read_history` gives).
 

@@ -8,6 +8,9 @@ without (`"reasons": false`). wrk (Debian package `wrk`) sends traffic from 8 co
 --seconds to 127.0.0.1 only. Prints requests per second and p50/p99 latency, and the API's share
 of the ceiling.
 
+GET / (the dashboard) and GET /metrics are measured beside GET /health, as ratios of their p50
+and p99 latencies.
+
 Usage: python bench/api_load.py [--seconds 20] [--workers 2]
 """
 
@@ -29,6 +32,8 @@ import requests
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 BENCH_DIR = PROJECT_DIR / "bench"
+# GET / is the dashboard, /metrics the Prometheus endpoint; /health is their baseline.
+GET_PATHS = ("/scoring", "/summarystats", "/diagnostics", "/", "/metrics", "/health")
 RECORD = {"lastmonth_activity": 40, "lastyear_activity": 600, "number_of_employees": 12}
 LUA = """wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -142,7 +147,7 @@ def main() -> int:
                         request += "" if reasons else ", no reasons"
                     results.append((name, request, *measured))
                 if name == "api":
-                    for path in ("/scoring", "/summarystats", "/diagnostics", "/health"):
+                    for path in GET_PATHS:
                         results.append((name, f"GET {path}", *wrk(url + path, args.seconds, None)))
             finally:
                 server.terminate()
@@ -156,6 +161,13 @@ def main() -> int:
     for name, request, rate, p50, p99 in results:
         share = f"{rate / ceiling[request]:.2f}" if name == "api" and request in ceiling else ""
         print(f"{name:<8} {request:<44} {rate:>8.1f} {p50:>8.2f} {p99:>8.2f} {share:>11}")
+    gets = {request: (p50, p99) for name, request, _, p50, p99 in results if name == "api"}
+    health = gets["GET /health"]
+    for path in ("/", "/metrics"):
+        p50, p99 = gets[f"GET {path}"]
+        print(
+            f"GET {path} against GET /health: p50 {p50 / health[0]:.1f}x, p99 {p99 / health[1]:.1f}x"
+        )
     return 0
 
 

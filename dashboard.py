@@ -1,0 +1,397 @@
+"""The dashboard (`GET /`): what the system knows, on one page, from what the steps left behind.
+
+Everything comes from the live deployment's manifest, `ranking.json`, `diagnostics.json` and the
+history database; nothing is computed again (no model is loaded, let alone fitted). The page is
+made once per change of those files and served from memory until the next change, so it costs
+about what a bare route does. Charts are inline SVG drawn here, so the page needs no script.
+
+When the API has a token, the page asks for it once and keeps a signed session cookie; without a
+token it is open, as the API is. Nothing on the page changes anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+from flask import (
+    Blueprint,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    session,
+    url_for,
+)
+
+import modelstore
+from project import DIAGNOSTICS_FILE, Config, PipelineError, parse_utc
+from ranking import RANKING_FILE, RANKING_SUMMARY_FILE, TOP_CLIENTS
+
+logger = logging.getLogger(__name__)
+
+dashboard = Blueprint("dashboard", __name__)
+
+RUNS_SHOWN = 12
+SCORES_SHOWN = 300  # the newest scores drawn in the history chart
+CHART = {"width": 640, "height": 220, "left": 44, "right": 12, "top": 12, "bottom": 30}
+SERIES_COLOURS = ("#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf")
+FAILED_OUTCOMES = ("failed", "interrupted")
+SESSION_KEY = "dashboard"
+GRIDLINES = (0, 0.25, 0.5, 0.75, 1)
+
+
+# --- what the page shows -------------------------------------------------------------------------
+
+
+def gather(config: Config) -> dict:
+    """Everything the page shows; a part that cannot be read says so instead of failing."""
+    facts = {"generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "problems": []}
+    try:
+        deployment = modelstore.current_deployment(config.deploy_dir)
+    except PipelineError as error:
+        deployment = None
+        if modelstore.current_version(config.deploy_dir) is not None:
+            facts["problems"].append(f"the live deployment cannot be read: {error}")
+    facts["live"] = _live(deployment)
+    history = _history(config, deployment, facts["problems"])
+    facts.update(history)
+    facts["ranking"] = _ranking(config, deployment, facts["problems"])
+    facts["drift"] = _drift(config, facts["problems"])
+    facts["config"] = {"input_folder": str(config.input_dir), "config_file": str(config.path)}
+    return facts
+
+
+def _live(deployment) -> dict | None:
+    if deployment is None:
+        return None
+    manifest = deployment.manifest
+    metrics = manifest.get("metrics", {})
+    return {
+        "version": deployment.label,
+        "deployed_at": _when(manifest.get("deployed_at")),
+        "reason": manifest.get("reason", ""),
+        "trained_at": _when(manifest.get("trained_at")),
+        "training_rows": manifest.get("training_rows"),
+        "through_batch": manifest.get("through_batch"),
+        "metrics": {
+            name: metrics.get(name) for name in ("f1", "precision", "recall", "roc_auc", "rows")
+        },
+        "test_data": metrics.get("dataset", {}).get("file"),
+        "sha256": manifest.get("model_sha256", ""),
+    }
+
+
+def _history(config: Config, deployment, problems: list) -> dict:
+    """Runs, scores, deployments and the newest challenger kept out, from the history database
+    (never created here: before the first run there is none)."""
+    empty = {"runs": [], "chart": None, "kept_out": None, "deployments": []}
+    if not Path(config.history_path).is_file():
+        return empty
+    from history import open_history
+
+    try:
+        with open_history(config.history_path) as history:
+            runs = history.latest_runs(RUNS_SHOWN)
+            scores = history.scores()[-SCORES_SHOWN:]
+            deployments = history.deployments()
+            challengers = history.challengers(limit=1, verdict="kept out")
+    except PipelineError as error:
+        problems.append(f"the history database cannot be read: {error}")
+        return empty
+    kept_out = None
+    if challengers and deployment is not None:
+        newest = challengers[0]
+        deployed_at = parse_utc(deployment.manifest.get("deployed_at"))
+        decided = parse_utc(newest["decided_at"])
+        if deployed_at is None or (decided is not None and decided >= deployed_at):
+            kept_out = {**newest, "decided_at": _when(newest["decided_at"])}
+    return {
+        "runs": [_run(run) for run in runs],
+        "chart": score_chart(scores, deployments),
+        "kept_out": kept_out,
+        "deployments": [
+            {**change, "time": _when(change["time"])} for change in reversed(deployments[-5:])
+        ],
+    }
+
+
+def _run(run) -> dict:
+    seconds = run.seconds
+    return {
+        "id": run.id,
+        "started_at": _when(run.started_at),
+        "last_finished_at": _when(run.last_finished_at) if run.repeats > 1 else None,
+        "repeats": run.repeats,
+        "outcome": run.outcome,
+        "reason": run.reason or "",
+        "seconds": "" if seconds is None else f"{seconds:,.1f} s",
+        "seconds_value": seconds,
+        "finished_at_utc": run.last_finished_at or run.finished_at or run.started_at,
+        "failed": run.outcome in FAILED_OUTCOMES,
+    }
+
+
+def _ranking(config: Config, deployment, problems: list) -> dict | None:
+    path = config.model_dir / RANKING_SUMMARY_FILE
+    if not path.is_file():
+        return None
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        top = [
+            {
+                "rank": entry["rank"],
+                "corporation": entry["corporation"],
+                "probability": entry["probability"],
+                "reasons": [item["reason"] for item in entry.get("reasons", [])],
+                "effects": [item["effect"] for item in entry.get("reasons", [])],
+            }
+            for entry in summary["top"][:TOP_CLIENTS]
+        ]
+        leavers = summary["expected_leavers"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        problems.append(f"{path.name} cannot be read: {error}")
+        return None
+    live_sha = deployment.manifest.get("model_sha256") if deployment else None
+    return {
+        "made_at": _when(summary.get("made_at")),
+        "model_version": summary.get("model_version"),
+        "stale": live_sha is not None and summary.get("model_sha256") != live_sha,
+        "clients": summary.get("clients", 0),
+        "top": top,
+        "expected": leavers,
+        "changes": _changes(summary.get("changes")),
+        "download": (config.model_dir / RANKING_FILE).is_file(),
+    }
+
+
+def _changes(changes) -> dict:
+    if not isinstance(changes, dict) or not changes.get("previous"):
+        return {"previous": None}
+    previous = {**changes["previous"], "made_at": _when(changes["previous"].get("made_at"))}
+    return {**changes, "previous": previous}
+
+
+def _drift(config: Config, problems: list) -> dict | None:
+    path = config.model_dir / DIAGNOSTICS_FILE
+    if not path.is_file():
+        return None
+    try:
+        drift = json.loads(path.read_text(encoding="utf-8"))["drift"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        problems.append(f"{path.name} cannot be read: {error}")
+        return None
+    if not drift.get("available"):
+        return {"available": False, "reason": drift.get("reason", "")}
+    features = drift.get("features", [])
+    largest = max([item.get("psi") or 0 for item in features] + [drift.get("psi_major", 0.25)])
+    return {
+        "available": True,
+        "compared": drift.get("compared", ""),
+        "reference": drift.get("reference", ""),
+        "drifted": drift.get("drifted", []),
+        "psi_major": drift.get("psi_major", 0.25),
+        "features": [
+            {
+                "feature": item["feature"],
+                "psi": item.get("psi") or 0.0,
+                "bar": round(100 * (item.get("psi") or 0.0) / largest, 1) if largest else 0,
+                "ks": item.get("ks_statistic"),
+                "p": item.get("ks_adjusted_pvalue"),
+                "drifted": item["feature"] in drift.get("drifted", []),
+                "medians": (item.get("reference_median"), item.get("current_median")),
+            }
+            for item in features
+        ],
+        "major_at": round(100 * drift.get("psi_major", 0.25) / largest, 1) if largest else 0,
+    }
+
+
+def score_chart(scores: list[dict], deployments: list[dict]) -> dict | None:
+    """The F1 of every recorded score over time as SVG coordinates: one series per deployed
+    model, crosses for models kept out, a dotted line at each deployment."""
+    points = [
+        (parse_utc(row["scored_at"]), row["f1"], row["model_sha256"])
+        for row in scores
+        if row["f1"] is not None and parse_utc(row["scored_at"])
+    ]
+    changes = [(parse_utc(change["time"]), change) for change in deployments]
+    changes = [(time, change) for time, change in changes if time is not None]
+    if not points:
+        return None
+    times = [time for time, _, _ in points] + [time for time, _ in changes]
+    start, end = min(times), max(times)
+    span = max((end - start).total_seconds(), 60.0)
+    width = CHART["width"] - CHART["left"] - CHART["right"]
+    height = CHART["height"] - CHART["top"] - CHART["bottom"]
+
+    def x(time) -> float:
+        return round(CHART["left"] + width * (time - start).total_seconds() / span, 1)
+
+    def y(value: float) -> float:
+        return round(CHART["top"] + height * (1 - value), 1)
+
+    names = {}
+    for _, change in changes:
+        names.setdefault(change.get("model_sha256"), change.get("to_version"))
+    series, colours = [], iter(SERIES_COLOURS * 100)
+    for sha in dict.fromkeys(sha for _, _, sha in points if sha in names):
+        mine = [(x(time), y(f1), f1) for time, f1, other in points if other == sha]
+        series.append(
+            {
+                "label": names[sha],
+                "colour": next(colours),
+                "points": mine,
+                "path": " ".join(f"{px},{py}" for px, py, _ in mine),
+            }
+        )
+    kept_out = [(x(time), y(f1), f1) for time, f1, sha in points if sha not in names]
+    return {
+        **CHART,
+        "series": series,
+        "kept_out": kept_out,
+        "deployments": [
+            {"x": x(time), "label": change.get("to_version"), "action": change.get("action")}
+            for time, change in changes
+        ],
+        "gridlines": [{"y": y(value), "label": f"{value:.2g}"} for value in GRIDLINES],
+        "start": start.strftime("%Y-%m-%d %H:%M"),
+        "end": end.strftime("%Y-%m-%d %H:%M"),
+        "bottom_y": CHART["height"] - CHART["bottom"] + 16,
+        "right_x": CHART["width"] - CHART["right"],
+    }
+
+
+def _when(stamp) -> str:
+    """A recorded UTC time as people read it, to the minute."""
+    moment = parse_utc(stamp)
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else (stamp or "")
+
+
+# --- serving it ----------------------------------------------------------------------------------
+
+
+class DashboardCache:
+    """What the page shows (and /metrics reports), and the page itself, kept until one of the
+    files they are made from changes (a few stats per request, no database query)."""
+
+    def __init__(self, config: Config):
+        history = Path(config.history_path)
+        self.config = config
+        self.watched = [
+            history,
+            history.with_name(history.name + "-wal"),
+            config.model_dir / RANKING_SUMMARY_FILE,
+            config.model_dir / DIAGNOSTICS_FILE,
+            config.model_dir / RANKING_FILE,
+        ]
+        self.live_link = config.deploy_dir / modelstore.CURRENT_LINK
+        self._key = None
+        self._facts = None
+        self._page = None
+        self._lock = threading.Lock()
+
+    def _state_key(self) -> tuple:
+        states = []
+        for path in self.watched:
+            try:
+                status = path.stat()
+                states.append((status.st_size, status.st_mtime_ns))
+            except OSError:
+                states.append(None)
+        try:
+            states.append(str(self.live_link.readlink()))
+        except OSError:
+            states.append(None)
+        return tuple(states)
+
+    def facts(self) -> dict:
+        key = self._state_key()
+        if key != self._key:
+            with self._lock:
+                if key != self._key:
+                    self._facts, self._page = gather(self.config), None
+                    self._key = key
+        return self._facts
+
+    def page(self, render) -> str:
+        facts = self.facts()
+        page = self._page
+        if page is None:
+            page = render(facts)
+            with self._lock:
+                if self._facts is facts:
+                    self._page = page
+        return page
+
+
+def _state():
+    return current_app.extensions["risk_api"]
+
+
+def _signed_in() -> bool:
+    token = _state().token
+    return token is None or hmac.compare_digest(session.get(SESSION_KEY, ""), _digest(token))
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(f"dashboard:{token}".encode()).hexdigest()
+
+
+def secret_key(token: str) -> bytes:
+    """What signs the session cookie: made from the token, so that every worker agrees, and a
+    new token signs every session out."""
+    return hashlib.sha256(f"risk-dashboard-session:{token}".encode()).digest()
+
+
+@dashboard.get("/")
+def page():
+    if not _signed_in():
+        return render_template("signin.html", wrong=False), 401
+    state = _state()
+    html = state.dashboard.page(
+        lambda facts: render_template(
+            "dashboard.html", signed_in_with_token=state.token is not None, **facts
+        )
+    )
+    response = current_app.response_class(html, mimetype="text/html")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@dashboard.post("/signin")
+def sign_in():
+    token = _state().token
+    given = request.form.get("token", "")
+    if token is None:
+        return redirect(url_for("dashboard.page"))
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        logger.warning("dashboard: wrong token from %s", request.remote_addr)
+        return render_template("signin.html", wrong=True), 401
+    session.clear()
+    session[SESSION_KEY] = _digest(token)
+    session.permanent = True
+    return redirect(url_for("dashboard.page"), code=303)
+
+
+@dashboard.post("/signout")
+def sign_out():
+    session.clear()
+    return redirect(url_for("dashboard.page"), code=303)
+
+
+@dashboard.get("/riskranking.csv")
+def download_ranking():
+    if not _signed_in():
+        return render_template("signin.html", wrong=False), 401
+    path = _state().config.model_dir / RANKING_FILE
+    if not path.is_file():
+        message = "no call list yet: it is made by fullprocess.py (or ranking.py)\n"
+        return message, 404, {"Content-Type": "text/plain; charset=utf-8"}
+    return send_file(path, mimetype="text/csv", as_attachment=True, download_name=RANKING_FILE)

@@ -1,0 +1,148 @@
+"""Prometheus metrics of the API (`GET /metrics`, text format).
+
+Requests and their latency per endpoint (the route's pattern, so the number of series stays
+bounded), and what the system knows when scraped: the live model's version and F1, the time,
+outcome and duration of the newest fullprocess.py run, the number of drifted features, the
+current clients and the expected leavers. The latter come from the dashboard's facts, read again
+only when the files they come from change.
+
+Under gunicorn with several workers, each worker counts its own requests; with
+PROMETHEUS_MULTIPROC_DIR set (gunicorn.conf.py sets it), the workers share their counts through
+files there and any worker answers a scrape with the sum.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
+
+from project import parse_utc
+
+# The `_created` series of every counter double what a scrape carries and say nothing here.
+disable_created_metrics()
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+RUN_OUTCOMES = (
+    "bootstrapped",
+    "no new data",
+    "nothing to judge",
+    "insufficient data",
+    "no drift",
+    "redeployed",
+    "challenger kept out",
+    "too few rows to compare",
+    "live model changed",
+    "interrupted",
+    "failed",
+    "busy",
+)
+
+
+class Metrics:
+    """The request counters of one app, and the registry a scrape reads."""
+
+    def __init__(self):
+        shared = bool(os.environ.get(MULTIPROCESS_ENV))
+        own = None if shared else CollectorRegistry()
+        self.requests = Counter(
+            "risk_api_requests",
+            "HTTP requests answered, by endpoint (route), method and status code",
+            ["endpoint", "method", "status"],
+            registry=own,
+        )
+        self.latency = Histogram(
+            "risk_api_request_duration_seconds",
+            "Time to answer a request, by endpoint (route)",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=own,
+        )
+        if shared:
+            self.registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(self.registry)
+        else:
+            self.registry = own
+
+    def observe(self, endpoint: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(endpoint, method, str(status)).inc()
+        self.latency.labels(endpoint).observe(seconds)
+
+    def exposition(self, facts: dict) -> bytes:
+        """The text a scrape gets: the request metrics, then the state from `facts`."""
+        return generate_latest(self.registry) + generate_latest(_StateRegistry(facts))
+
+
+class _StateRegistry:
+    """What the system knows, as gauges, for one scrape."""
+
+    def __init__(self, facts: dict):
+        self.facts = facts
+
+    def collect(self):
+        yield from state_metrics(self.facts)
+
+
+def state_metrics(facts: dict):
+    """Gauges from the dashboard's facts (see dashboard.gather)."""
+    live = facts.get("live")
+    version = GaugeMetricFamily(
+        "risk_model_version", "Version number of the live model (0: nothing deployed)"
+    )
+    version.add_metric([], int(live["version"].lstrip("v")) if live else 0)
+    yield version
+    if live and live["metrics"].get("f1") is not None:
+        f1 = GaugeMetricFamily("risk_model_f1", "F1 of the live model on the test data")
+        f1.add_metric([], live["metrics"]["f1"])
+        yield f1
+    runs = facts.get("runs") or []
+    if runs:
+        newest = runs[0]
+        finished = parse_utc(newest["finished_at_utc"])
+        when = GaugeMetricFamily(
+            "risk_last_run_timestamp_seconds",
+            "When the newest fullprocess.py run ended (a repeated quiet run: its latest repeat)",
+        )
+        when.add_metric([], finished.timestamp() if finished else time.time())
+        yield when
+        outcome = GaugeMetricFamily(
+            "risk_last_run_outcome",
+            "Outcome of the newest fullprocess.py run: 1 for its outcome, 0 for the others",
+            labels=["outcome"],
+        )
+        for name in dict.fromkeys((*RUN_OUTCOMES, newest["outcome"])):
+            outcome.add_metric([name], 1 if name == newest["outcome"] else 0)
+        yield outcome
+        if newest["seconds_value"] is not None:
+            took = GaugeMetricFamily(
+                "risk_last_run_duration_seconds", "How long the newest fullprocess.py run took"
+            )
+            took.add_metric([], newest["seconds_value"])
+            yield took
+    drift = facts.get("drift")
+    if drift and drift.get("available"):
+        drifted = GaugeMetricFamily(
+            "risk_drifted_features", "Features that drifted in the latest batch"
+        )
+        drifted.add_metric([], len(drift["drifted"]))
+        yield drifted
+    ranking = facts.get("ranking")
+    if ranking:
+        clients = GaugeMetricFamily("risk_current_clients", "Current clients on the call list")
+        clients.add_metric([], ranking["clients"])
+        yield clients
+        leavers = GaugeMetricFamily(
+            "risk_expected_leavers", "Expected number of leavers among the current clients"
+        )
+        leavers.add_metric([], ranking["expected"]["expected"])
+        yield leavers

@@ -1,0 +1,267 @@
+"""The dashboard (`GET /`) and the metrics endpoint (`GET /metrics`), as a browser, a manager
+and Prometheus see them."""
+
+import json
+import re
+import shutil
+import subprocess
+import threading
+
+import pytest
+from werkzeug.serving import make_server
+
+import fullprocess
+import modelstore
+import training
+from app import create_app
+from conftest import client_rows
+from history import open_history
+
+
+@pytest.fixture(autouse=True)
+def no_api(monkeypatch):
+    monkeypatch.setenv("RISK_API_URL", "http://127.0.0.1:9")
+    monkeypatch.delenv("RISK_API_TOKEN", raising=False)
+
+
+def page(project, token="") -> str:
+    response = create_app(project.config_path, token=token).test_client().get("/")
+    assert response.status_code == 200
+    assert response.content_type.startswith("text/html")
+    return response.get_data(as_text=True)
+
+
+def text_of(html: str) -> str:
+    """The words on the page, without tags, white space folded."""
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+def ranking_summary(project) -> dict:
+    return json.loads((project.root / "models" / "ranking.json").read_text())
+
+
+def test_before_the_first_run_the_page_says_what_to_do(project):
+    words = text_of(page(project))
+    assert "Nothing is deployed yet" in words
+    assert str(project.input_dir) in words
+    assert "python fullprocess.py --config" in words
+    assert "No run recorded yet" in words
+    # Looking changes nothing: no history database is made by the page.
+    assert not (project.root / "ingesteddata" / "history.db").exists()
+
+
+def test_after_a_bootstrap_the_page_shows_the_model_the_call_list_and_the_run(project):
+    assert fullprocess.main(project.args()) == 0
+    html = page(project)
+    words = text_of(html)
+    manifest = modelstore.current_deployment(project.root / "production_deployment").manifest
+    assert "Live model v0001" in words
+    assert "bootstrap: nothing was deployed" in words
+    assert f"{manifest['metrics']['f1']:.3f}" in words
+    summary = ranking_summary(project)
+    top = summary["top"][0]
+    row = re.search(r'<table id="call-list">.*?</table>', html, re.S).group(0)
+    assert row.count("<tr>") == 1 + min(20, summary["clients"])
+    assert top["corporation"] in row
+    assert top["reasons"][0]["reason"] in text_of(row)
+    assert f"{summary['clients']:,} current clients" in words
+    assert "bootstrapped" in words
+    assert "The first ranking" in words
+    assert 'href="/riskranking.csv"' in html
+    assert "<svg" in html  # the score history
+
+
+def test_the_whole_call_list_downloads_as_csv(diagnosed):
+    response = create_app(diagnosed.config_path, token="").test_client().get("/riskranking.csv")
+    assert response.status_code == 200
+    assert response.mimetype == "text/csv"
+    assert "attachment" in response.headers["Content-Disposition"]
+    assert response.data == (diagnosed.root / "models" / "riskranking.csv").read_bytes()
+
+
+def test_after_a_drift_run_the_page_shows_the_new_model_its_history_and_the_drift(diagnosed):
+    app = create_app(diagnosed.config_path, token="")
+    client = app.test_client()
+    before = client.get("/").get_data(as_text=True)
+    assert "Live model v0001" in before
+    diagnosed.write_input("drifted.csv", client_rows(1000, seed=23, drifted=True))
+    assert fullprocess.main(diagnosed.args()) == 0
+    html = client.get("/").get_data(as_text=True)  # the same app: its cached page is renewed
+    words = text_of(html)
+    assert "Live model v0002" in words
+    assert "model drift on drifted.csv" in words
+    assert "redeployed" in words
+    drift = re.search(r'<section id="drift">.*?</section>', html, re.S).group(0)
+    assert "lastyear_activity drifted" in text_of(drift)
+    scores = re.search(r'<section id="scores">.*?</section>', html, re.S).group(0)
+    assert scores.count("<polyline") == 2  # one line per deployed model
+    assert scores.count("stroke-dasharray") == 2  # both deployments marked
+
+
+def test_a_failed_run_stands_out(diagnosed):
+    with open_history(diagnosed.root / "ingesteddata" / "history.db") as history:
+        history.finish_run(
+            None,
+            {
+                "started_at": "2026-11-21T03:00:00Z",
+                "finished_at": "2026-11-21T03:00:02Z",
+                "outcome": "failed",
+                "reason": "testdata.csv: cannot read",
+                "seconds": 2.0,
+            },
+        )
+    html = page(diagnosed)
+    failed = re.search(r'<tr class="failed">.*?</tr>', html, re.S).group(0)
+    assert "testdata.csv: cannot read" in failed
+    assert "badge bad" in failed
+
+
+def test_the_page_never_loads_or_fits_a_model(diagnosed, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the dashboard must not touch a model")
+
+    monkeypatch.setattr(training, "fit_model", refuse)
+    monkeypatch.setattr(modelstore, "load_model", refuse)
+    assert "Live model v0001" in text_of(page(diagnosed))
+
+
+def test_a_damaged_file_is_named_on_the_page_not_an_error_page(diagnosed):
+    (diagnosed.root / "models" / "ranking.json").write_text("{not json")
+    words = text_of(page(diagnosed))
+    assert "ranking.json cannot be read" in words
+    assert "Live model v0001" in words
+
+
+def test_with_a_token_the_page_asks_for_it_once(diagnosed):
+    client = create_app(diagnosed.config_path, token="s3cret").test_client()
+    first = client.get("/")
+    assert first.status_code == 401
+    assert 'name="token"' in first.get_data(as_text=True)
+    assert 'id="call-list"' not in first.get_data(as_text=True)
+    assert client.get("/riskranking.csv").status_code == 401
+    wrong = client.post("/signin", data={"token": "guess"})
+    assert wrong.status_code == 401
+    assert "That is not the token" in wrong.get_data(as_text=True)
+    right = client.post("/signin", data={"token": "s3cret"})
+    assert right.status_code == 303
+    assert "HttpOnly" in right.headers["Set-Cookie"]
+    html = client.get("/").get_data(as_text=True)
+    assert 'id="call-list"' in html
+    assert "Sign out" in html
+    assert client.get("/riskranking.csv").status_code == 200
+    # A cookie signed for another token is worth nothing.
+    other = create_app(diagnosed.config_path, token="other").test_client()
+    other.set_cookie("session", client.get_cookie("session").value)
+    assert other.get("/").status_code == 401
+    assert client.post("/signout").status_code == 303
+    assert client.get("/").status_code == 401
+
+
+def test_the_page_has_no_way_to_change_anything(diagnosed):
+    html = page(diagnosed)
+    forms = re.findall(r"<form[^>]*>", html)
+    assert forms == []  # no token: not even a sign-out button
+    assert "<script" not in html
+
+
+def metric(text: str, name: str, **labels) -> float:
+    wanted = ",".join(f'{key}="{value}"' for key, value in labels.items())
+    pattern = rf"^{re.escape(name)}{re.escape('{' + wanted + '}') if labels else ''} (\S+)$"
+    found = re.search(pattern, text, re.M)
+    assert found, f"{name} {labels} not in the metrics"
+    return float(found.group(1))
+
+
+def test_metrics_report_requests_and_what_the_system_knows(diagnosed):
+    client = create_app(diagnosed.config_path, token="").test_client()
+    for _ in range(3):
+        client.get("/health")
+    client.get("/no/such/path")
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.content_type.startswith("text/plain; version=0.0.4")
+    text = response.get_data(as_text=True)
+    health = {"endpoint": "/health", "method": "GET", "status": 200}
+    assert metric(text, "risk_api_requests_total", **health) == 3
+    # A path a client made up is counted under one label, not one series per path.
+    assert metric(text, "risk_api_requests_total", endpoint="unmatched", method="GET", status=404)
+    assert metric(text, "risk_api_request_duration_seconds_count", endpoint="/health") == 3
+    manifest = modelstore.current_deployment(diagnosed.root / "production_deployment").manifest
+    assert metric(text, "risk_model_version") == 1
+    assert metric(text, "risk_model_f1") == pytest.approx(manifest["metrics"]["f1"])
+    summary = ranking_summary(diagnosed)
+    assert metric(text, "risk_current_clients") == summary["clients"]
+    assert metric(text, "risk_expected_leavers") == pytest.approx(
+        summary["expected_leavers"]["expected"]
+    )
+    assert "risk_drifted_features" not in text  # no batch has been judged yet
+
+
+def test_metrics_after_a_run(diagnosed):
+    diagnosed.write_input("drifted.csv", client_rows(1000, seed=23, drifted=True))
+    assert fullprocess.main(diagnosed.args()) == 0
+    text = create_app(diagnosed.config_path, token="").test_client().get("/metrics").text
+    assert metric(text, "risk_model_version") == 2
+    assert metric(text, "risk_last_run_outcome", outcome="redeployed") == 1
+    assert metric(text, "risk_last_run_outcome", outcome="failed") == 0
+    assert metric(text, "risk_drifted_features") >= 1
+    assert metric(text, "risk_last_run_duration_seconds") > 0
+
+
+def test_metrics_need_the_token_when_there_is_one(diagnosed):
+    client = create_app(diagnosed.config_path, token="s3cret").test_client()
+    assert client.get("/metrics").status_code == 401
+    response = client.get("/metrics", headers={"Authorization": "Bearer s3cret"})
+    assert response.status_code == 200
+
+
+def test_metrics_before_anything_is_deployed(project):
+    text = create_app(project.config_path, token="").test_client().get("/metrics").text
+    assert metric(text, "risk_model_version") == 0
+    assert "risk_current_clients" not in text
+
+
+# --- in a real browser ---------------------------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture
+def served(diagnosed):
+    """The app on a free local port, served by werkzeug in a thread."""
+    server = make_server("127.0.0.1", 0, create_app(diagnosed.config_path, token=""))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", diagnosed
+    server.shutdown()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
+def test_the_page_renders_in_headless_chromium_with_the_call_list(served, tmp_path):
+    url, project = served
+    command = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--enable-logging=stderr",
+        "--v=0",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    dom = subprocess.run(
+        [*command, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True
+    )
+    top = ranking_summary(project)["top"][0]["corporation"]
+    assert 'id="call-list"' in dom.stdout
+    assert top in dom.stdout
+    # Nothing on the page failed: no script error, no resource that did not load.
+    console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line or "ERR_" in line]
+    assert console == []
+    shot = tmp_path / "dashboard.png"
+    subprocess.run(
+        [*command, "--window-size=390,2400", f"--screenshot={shot}", url],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    assert shot.stat().st_size > 10_000
