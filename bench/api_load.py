@@ -165,9 +165,8 @@ def main() -> int:
     health = gets["GET /health"]
     for path in ("/", "/metrics"):
         p50, p99 = gets[f"GET {path}"]
-        print(
-            f"GET {path} against GET /health: p50 {p50 / health[0]:.1f}x, p99 {p99 / health[1]:.1f}x"
-        )
+        ratios = f"p50 {p50 / health[0]:.1f}x, p99 {p99 / health[1]:.1f}x"
+        print(f"GET {path} against GET /health: {ratios}")
     return 0
 
 
