@@ -139,6 +139,13 @@ def test_gunicorn_serves_the_api_and_picks_up_a_new_deployment(diagnosed):
             for _ in range(12)
         }
         assert versions == {"v0002"}
+        # Both workers' counts reach a scrape, whichever worker answers it: apicalls.py's
+        # prediction and the twelve above.
+        for _ in range(3):
+            metrics = requests.get(f"{url}/metrics", timeout=10).text
+            line = 'risk_api_requests_total{endpoint="/prediction",method="POST",status="200"}'
+            assert f"{line} 13.0" in metrics, metrics
+        assert "Live model v0002" in requests.get(url, timeout=10).text
     finally:
         server.terminate()
         server.wait(timeout=20)
