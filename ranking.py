@@ -57,6 +57,8 @@ EXPLAIN_BLOCK_ROWS = 100_000
 # Clients whose reasons are put in words (the head of the list, where calls are made; below it
 # the reason columns are empty: words for millions of clients take minutes nobody reads).
 REASONED_CLIENTS = 100_000
+# Said of the previous list when it was made from the same batches as this one.
+SAME_CLIENTS = object()
 # Entries of a ranking the history keeps (enough to say who is new to the top and who rose).
 KEEP_ENTRIES = 10_000
 FACTORS = ("recent activity", "activity over the year", "company size")
@@ -347,6 +349,12 @@ def changes(previous: dict | None, ranked: pd.DataFrame, previous_clients=None) 
     positions = _positions(clients, [client for client, _ in previous_top])
     if previous_clients is None:
         previous_clients = list(before)
+    if previous_clients is SAME_CLIENTS:
+        staying = len(clients)
+        previous_count = len(clients)
+    else:
+        staying = len(clients) - _count_not_in(clients, previous_clients)
+        previous_count = len(previous_clients)
     return {
         "previous": {
             "made_at": previous["made_at"],
@@ -356,7 +364,7 @@ def changes(previous: dict | None, ranked: pd.DataFrame, previous_clients=None) 
         },
         "new_in_top": new_in_top,
         "risers": risers,
-        "left_list": _count_not_in(previous_clients, clients),
+        "left_list": previous_count - staying,
         "left_top": [
             {
                 ID_COLUMN: client,
@@ -368,7 +376,7 @@ def changes(previous: dict | None, ranked: pd.DataFrame, previous_clients=None) 
             for (client, rank), position in zip(previous_top, positions, strict=True)
             if position < 0 or ranks[position] > TOP_CLIENTS
         ],
-        "joined_list": _count_not_in(clients, previous_clients),
+        "joined_list": len(clients) - staying,
     }
 
 
@@ -401,15 +409,14 @@ def _count_not_in(values, others) -> int:
     return len(found) - pc.sum(found).as_py() if len(found) else 0
 
 
-def _clients_of(
-    config: Config, previous: dict | None, seqs, outcomes, clients: pd.Series
-) -> pd.Series | None:
+def _clients_of(config: Config, previous: dict | None, seqs, outcomes):
     """Every client on the previous list: the history keeps only its first KEEP_ENTRIES, so a
-    longer list is made again from the batches it was made from (which never change)."""
+    longer list is made again from the batches it was made from (which never change). None:
+    the entries are the whole list; SAME_CLIENTS: made from the same batches as this one."""
     if previous is None or previous["clients"] <= KEEP_ENTRIES:
         return None
     if previous["through_batch"] == seqs[-1]:  # made from the same batches: the same clients
-        return clients
+        return SAME_CLIENTS
     through = [seq for seq in seqs if seq <= previous["through_batch"]]
     if outcomes is not None:
         outcomes = outcomes[outcomes[datastore.BATCH_COLUMN] <= previous["through_batch"]]
@@ -501,9 +508,7 @@ def run(
         "typical": dict(zip(FEATURES, typical.tolist(), strict=True)),
         "min_effect": MIN_EFFECT,
         "top": top_entries(ranked, typical),
-        "changes": changes(
-            previous, ranked, _clients_of(config, previous, seqs, outcomes, clients[ID_COLUMN])
-        ),
+        "changes": changes(previous, ranked, _clients_of(config, previous, seqs, outcomes)),
         "expected_leavers": expected_leavers(ranked["probability"]),
         "precision": _test_precision(config, model),
     }
