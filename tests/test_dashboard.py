@@ -98,6 +98,19 @@ def test_after_a_drift_run_the_page_shows_the_new_model_its_history_and_the_drif
     assert scores.count("stroke-dasharray") == 2  # both deployments marked
 
 
+def test_a_challenger_kept_out_is_shown_beside_the_live_model(diagnosed, worse_challengers):
+    assert "No retrained model has been kept out" in text_of(page(diagnosed))
+    diagnosed.write_input("drifted.csv", client_rows(1000, seed=23, drifted=True))
+    assert fullprocess.main(diagnosed.args()) == 0
+    html = page(diagnosed)
+    model = text_of(re.search(r'<section id="model">.*?</section>', html, re.S).group(0))
+    assert "Live model v0001" in model
+    assert "A retrained model was kept out" in model
+    assert "challenger kept out" in text_of(html)  # the run's outcome
+    scores = re.search(r'<section id="scores">.*?</section>', html, re.S).group(0)
+    assert "kept out: F1" in scores  # its score drawn apart, as a cross
+
+
 def test_a_failed_run_stands_out(diagnosed):
     with open_history(diagnosed.root / "ingesteddata" / "history.db") as history:
         history.finish_run(
