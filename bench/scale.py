@@ -75,27 +75,47 @@ def step(script: str, config: Path) -> dict:
     return measured([sys.executable, str(PROJECT_DIR / script), "--config", str(config)])
 
 
-def bench_size(rows: int, root: Path) -> list[tuple[str, dict]]:
-    config = make_project(root, rows)
+def make_data(rows: int, root: Path) -> int:
+    """The scratch project's files: the input, the test data, and the changed market's batch
+    (kept aside). Returns the changed batch's rows."""
+    make_project(root, rows)
     (root / "extra.csv").unlink()
-    floor = measured([sys.executable, "-c", FLOOR, str(root / "sourcedata")])
-    floor["frame_mb"] = json.loads(floor.pop("out").splitlines()[-1])["frame_mb"]
     test = client_frame(2000, seed=rows + 1)
     generate_data.write_csv(test, root / "testdata" / "testdata.csv")
+    codes = client_frame(max(2000, rows // 10), seed=rows + 2)["corporation"].to_numpy()
+    drifted = generate_data.simulate_clients(np.random.default_rng(rows + 3), codes, drifted=True)
+    generate_data.write_csv(drifted, root / "zz_changed_market.csv")
+    return len(drifted)
+
+
+def bench_size(rows: int, root: Path) -> list[tuple[str, dict]]:
+    # Made in a child process: a child started from a large process would report that process's
+    # size as its own peak (the maximum resident size survives fork and exec).
+    made = subprocess.run(
+        [sys.executable, __file__, "--make-data", str(rows), str(root)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    changed = int(made.stdout.split()[-1])
+    config = root / "config.json"
+    floor = measured([sys.executable, "-c", FLOOR, str(root / "sourcedata")])
+    floor["frame_mb"] = json.loads(floor.pop("out").splitlines()[-1])["frame_mb"]
     results = [("floor: read_csv + LogisticRegression", floor)]
     for script in ("ingestion.py", "training.py", "scoring.py", "deployment.py"):
         results.append((script, step(script, config)))
-    codes = client_frame(max(2000, rows // 10), seed=rows + 2)["corporation"].to_numpy()
-    drifted = generate_data.simulate_clients(np.random.default_rng(rows + 3), codes, drifted=True)
-    generate_data.write_csv(drifted, root / "sourcedata" / "zz_changed_market.csv")
+    (root / "zz_changed_market.csv").rename(root / "sourcedata" / "zz_changed_market.csv")
     run = step("fullprocess.py", config)
     record = json.loads((root / "logs" / "fullprocess.jsonl").read_text().splitlines()[-1])
     run["outcome"] = record["outcome"]
-    results.append((f"fullprocess.py, {len(drifted):,} changed rows", run))
+    results.append((f"fullprocess.py, {changed:,} changed rows", run))
     return results
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["--make-data"]:
+        print(make_data(int(sys.argv[2]), Path(sys.argv[3])))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--keep", type=Path, help="leave the scratch projects in this folder")
