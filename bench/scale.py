@@ -108,6 +108,7 @@ def bench_size(rows: int, root: Path) -> list[tuple[str, dict]]:
     run = step("fullprocess.py", config)
     record = json.loads((root / "logs" / "fullprocess.jsonl").read_text().splitlines()[-1])
     run["outcome"] = record["outcome"]
+    run["steps"] = record.get("steps", {})
     results.append((f"fullprocess.py, {changed:,} changed rows", run))
     return results
 
@@ -124,6 +125,7 @@ def main() -> int:
         "| Rows | Step | Seconds | Ratio to floor | Peak MB | Peak / data frame |\n"
         "| --- | --- | --- | --- | --- | --- |"
     )
+    timings = []
     for rows in args.sizes:
         scratch = Path(tempfile.mkdtemp(prefix="risk-scale-", dir=args.keep))
         try:
@@ -141,11 +143,15 @@ def main() -> int:
                 f" {result['peak_mb'] / floor['frame_mb']:.1f}x |",
                 flush=True,
             )
+        steps = results[-1][1].get("steps", {})
+        timings.append(f"{rows:,} rows: " + ", ".join(f"{k} {v:.1f}" for k, v in steps.items()))
         print(
             f"| {rows:,} | **ingestion + training + scoring** | {core:.1f} |"
             f" **{core / floor['seconds']:.1f}x** | | (data frame {floor['frame_mb']:.0f} MB) |",
             flush=True,
         )
+    print("\nSeconds per step of the fullprocess.py run (its own record):")
+    print("\n".join(timings))
     return 0
 
 
