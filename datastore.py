@@ -236,8 +236,8 @@ def stored_batch_folders(ingested_dir: Path) -> dict[int, Path]:
 def read_rows(ingested_dir: Path, seqs, which: str = OUTCOMES_FILE, where=None):
     """The stored rows of batches `seqs`, in arrival order, with a `batch` column.
 
-    Each file is checked against the checksum its batch recorded. `where`, given a batch's
-    arrow table, says which of its rows to keep (all, by default).
+    Each file is checked against the checksum its batch recorded. `where`, given the arrow table
+    of all the rows, says which to keep (all, by default).
 
     Raises:
         DataError: a batch is missing or one of its files changed after it was stored.
@@ -264,8 +264,6 @@ def read_rows(ingested_dir: Path, seqs, which: str = OUTCOMES_FILE, where=None):
                 f" {expected[:12]}…); restore the batch folder from a backup"
             )
         table = pq.read_table(path).cast(store_schema())
-        if where is not None:
-            table = table.filter(where(table))
         column = pa.array(np.full(table.num_rows, seq, dtype=np.int64))
         tables.append(table.append_column(BATCH_COLUMN, column))
     if not tables:
@@ -273,18 +271,50 @@ def read_rows(ingested_dir: Path, seqs, which: str = OUTCOMES_FILE, where=None):
         frame[ID_COLUMN] = frame[ID_COLUMN].astype("str")
         frame[TARGET] = frame[TARGET].astype("Int8")
         return frame.assign(**{BATCH_COLUMN: pd.Series(dtype="int64")})
-    return pa.concat_tables(tables).to_pandas()
+    table = pa.concat_tables(tables)
+    if where is not None:  # once for all batches: a lookup set is built once, not per batch
+        table = table.filter(where(table))
+    return table.to_pandas()
 
 
 def labelled_history(ingested_dir: Path, seqs):
     """Every row with an outcome of batches `seqs`, exact duplicates once (the first arrival):
     what training learns from. `exited` is a plain integer; `batch` says where each row came in.
+
+    The newest answer is kept for the process (one fullprocess.py run asks for it up to five
+    times: ingestion, the drift check, the window choice, training, diagnostics), and given
+    again while the batch files are as they were (their size and time), as a copy the caller may
+    change.
     """
     from clientdata import COLUMNS, TARGET
 
-    rows = read_rows(ingested_dir, seqs, OUTCOMES_FILE)
-    rows = rows.drop_duplicates(subset=list(COLUMNS), keep="first", ignore_index=True)
-    return rows.assign(**{TARGET: rows[TARGET].astype("int64")})
+    key = _history_key(ingested_dir, seqs)
+    cached = _LABELLED.get("rows") if _LABELLED.get("key") == key else None
+    if cached is None:
+        rows = read_rows(ingested_dir, seqs, OUTCOMES_FILE)
+        rows = rows.drop_duplicates(subset=list(COLUMNS), keep="first", ignore_index=True)
+        cached = rows.assign(**{TARGET: rows[TARGET].astype("int64")})
+        _LABELLED.clear()
+        if key is not None:
+            _LABELLED.update(key=key, rows=cached)
+    # Copy-on-write: the copy costs nothing until the caller changes it.
+    return cached.copy(deep=False)
+
+
+_LABELLED: dict = {}
+
+
+def _history_key(ingested_dir: Path, seqs):
+    """The batches' outcome files as they are now (None when one cannot be looked at)."""
+    states = []
+    for seq in sorted(seqs):
+        path = batches_dir(ingested_dir) / batch_folder_name(seq) / OUTCOMES_FILE
+        try:
+            status = path.stat()
+        except OSError:
+            return None
+        states.append((seq, status.st_size, status.st_mtime_ns, status.st_ino))
+    return (str(Path(ingested_dir).resolve()), tuple(states))
 
 
 def stored_outcomes(config):

@@ -5,12 +5,14 @@ import time
 
 import pandas as pd
 import pyarrow.csv
+import pytest
 
 import datastore
 import ingestion
 from clientdata import COLUMNS
 from conftest import COURSE_FILE, HEADER
 from history import open_history
+from project import DataError
 
 
 def final_data(project) -> pd.DataFrame:
@@ -285,3 +287,22 @@ def test_verbose_logs_what_was_read_and_written(project, capsys):
     assert "DEBUG" in err
     assert "batch1.csv: batch 1, 300 rows" in err
     assert "finaldata.csv: 600 rows with an outcome" in err
+
+
+def test_the_history_of_outcomes_is_read_once_per_process_while_the_batches_stay(
+    project, monkeypatch
+):
+    assert ingestion.main(project.args()) == 0
+    ingested = project.root / "ingesteddata"
+    seqs = [batch.seq for batch in batches(project)]
+    first = datastore.labelled_history(ingested, seqs)
+    first.loc[0, "lastmonth_activity"] = -1.0  # the caller's copy: the kept one is untouched
+    real_read = datastore.read_rows
+    monkeypatch.setattr(datastore, "read_rows", None)  # asked again: not read again
+    again = datastore.labelled_history(ingested, seqs)
+    assert again.loc[0, "lastmonth_activity"] != -1.0
+    monkeypatch.setattr(datastore, "read_rows", real_read)
+    stored = ingested / "batches" / "000001" / datastore.OUTCOMES_FILE
+    stored.write_bytes(stored.read_bytes() + b"tampered")
+    with pytest.raises(DataError, match="changed after it was stored"):
+        datastore.labelled_history(ingested, seqs)
