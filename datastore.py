@@ -277,6 +277,20 @@ def read_rows(ingested_dir: Path, seqs, which: str = OUTCOMES_FILE, where=None):
     return table.to_pandas()
 
 
+def codes_in(values, others):
+    """Which of `values` (client codes: a pandas Series, or a list) are among `others`, as a
+    numpy mask, by one arrow hash set (pandas' isin on arrow strings loops in Python)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def codes(items):
+        array = pa.array(getattr(items, "array", items), type=pa.string())
+        return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+
+    found = pc.is_in(codes(values), options=pc.SetLookupOptions(codes(others), skip_nulls=False))
+    return found.to_numpy(zero_copy_only=False)
+
+
 def labelled_history(ingested_dir: Path, seqs):
     """Every row with an outcome of batches `seqs`, exact duplicates once (the first arrival):
     what training learns from. `exited` is a plain integer; `batch` says where each row came in.

@@ -396,17 +396,8 @@ def _positions(clients: pd.Series, wanted: list) -> list[int]:
 
 
 def _count_not_in(values, others) -> int:
-    """How many of `values` (client codes) are not among `others`, by arrow's hash set (pandas'
-    isin on arrow strings loops in Python)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    def codes(items):
-        array = pa.array(getattr(items, "array", items), type=pa.string())
-        return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
-
-    found = pc.is_in(codes(values), value_set=codes(others))
-    return len(found) - pc.sum(found).as_py() if len(found) else 0
+    """How many of `values` (client codes) are not among `others`."""
+    return int((~datastore.codes_in(values, others)).sum()) if len(values) else 0
 
 
 def _clients_of(config: Config, previous: dict | None, seqs, outcomes):

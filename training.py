@@ -374,10 +374,16 @@ def save_model(model: Pipeline, sample: pd.DataFrame, metadata: dict, model_dir:
 
 
 def leave_out(data: pd.DataFrame, holdout: pd.DataFrame) -> pd.DataFrame:
-    """`data` without the rows that appear in `holdout` (compared on every column)."""
+    """`data` without the rows that appear in `holdout` (compared on every column; only rows of
+    the held-out clients are compared)."""
     columns = [ID_COLUMN, *FEATURES, TARGET]
-    marked = data.merge(holdout[columns].drop_duplicates(), on=columns, how="left", indicator=True)
-    return data[(marked["_merge"] == "left_only").to_numpy()].reset_index(drop=True)
+    candidates = np.flatnonzero(datastore.codes_in(data[ID_COLUMN], holdout[ID_COLUMN]))
+    marked = data.iloc[candidates].merge(
+        holdout[columns].drop_duplicates(), on=columns, how="left", indicator=True
+    )
+    held_out = np.zeros(len(data), dtype=bool)
+    held_out[candidates[(marked["_merge"] == "both").to_numpy()]] = True
+    return data[~held_out].reset_index(drop=True)
 
 
 def run(
