@@ -442,6 +442,11 @@ def _who_to_call(ranked: dict, body, cell) -> list:
     table.setStyle(
         TableStyle([("ALIGN", (3, 0), (3, -1), "LEFT"), ("VALIGN", (0, 0), (-1, -1), "TOP")])
     )
+    reasoned = (
+        "every current client with its reasons"
+        if ranked["clients"] <= ranking.REASONED_CLIENTS
+        else f"every current client, the first {ranking.REASONED_CLIENTS:,} with their reasons"
+    )
     return [
         Paragraph(figures, body),
         *_what_changed(ranked, cell),
@@ -451,7 +456,7 @@ def _who_to_call(ranked: dict, body, cell) -> list:
             f"Each reason is what moves this client's probability most: the probability again"
             f" with that factor alone at what is typical (a month like the client's own monthly"
             f" average; the median year and head count) is lower by the number in brackets. The"
-            f" full list, every current client with its reasons, is {escape(ranked['file'])}.",
+            f" full list, {reasoned}, is {escape(ranked['file'])}.",
             cell,
         ),
     ]
