@@ -455,8 +455,7 @@ def leave_quiet_stamp(config, history, record: dict) -> None:
         "run": record["run_id"],
         "outcome": record["outcome"],
         "reason": record["reason"],
-        "reason_json": json.dumps(record["reason"]),
-        "config_json": json.dumps(str(config.path)),
+        "config_shown": str(config.path),
     }
     if history.last_run_id() == record["run_id"]:
         quiettick.write_stamp(places["config"], places, states)

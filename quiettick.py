@@ -28,7 +28,8 @@ TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # as project.utc_now
 LOG_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # as project.configure_logging
 # Stamp lines that say where things are, and those that say what they looked like.
 PLACES = ("config", "input", "report", "live", "history", "lock", "runlog", "maxlog")
-STATES = ("generation", "run", "outcome", "reason", "reason_json", "config_json")
+STATES = ("generation", "run", "outcome", "reason", "config_shown")
+NUMBERS = ("maxlog", "generation", "run")
 
 
 def config_path() -> str:
@@ -117,6 +118,10 @@ def _read_stamp(config: str) -> tuple[dict, list[str]] | None:
             values[key] = value
     if any(key not in values for key in PLACES + STATES) or values["config"] != config:
         return None
+    try:
+        values.update({key: int(values[key]) for key in NUMBERS})
+    except ValueError:
+        return None
     return values, seen
 
 
@@ -145,7 +150,7 @@ def run(argv: list[str]) -> int | None:
         if looks(values) != seen or not os.path.exists(values["history"]):
             return None
         try:
-            if os.path.getsize(values["runlog"]) > int(values["maxlog"]):
+            if os.path.getsize(values["runlog"]) > values["maxlog"]:
                 return None  # the full path rotates the run log
         except OSError:
             return None
@@ -161,11 +166,12 @@ def _record_repeat(values: dict, started: float) -> int | None:
     started_at = time.strftime(TIME_FORMAT, now)
     seconds = round(time.monotonic() - started, 3)
     record = (
-        f'{{"started_at": "{started_at}", "steps": {{}}, "outcome": "{values["outcome"]}",'
-        f' "reason": {values["reason_json"]}, "finished_at": "{started_at}",'
+        f'{{"started_at": "{started_at}", "steps": {{}},'
+        f' "outcome": {_json_string(values["outcome"])},'
+        f' "reason": {_json_string(values["reason"])}, "finished_at": "{started_at}",'
         f' "seconds": {seconds}'
     )
-    run_id = int(values["run"])
+    run_id = values["run"]
     try:
         db = sqlite3.connect(values["history"], timeout=30, isolation_level=None)
     except sqlite3.Error:
@@ -178,7 +184,7 @@ def _record_repeat(values: dict, started: float) -> int | None:
             "SELECT id, outcome, reason FROM runs ORDER BY id DESC LIMIT 1"
         ).fetchone()
         if (generation, last) != (
-            int(values["generation"]),
+            values["generation"],
             (run_id, values["outcome"], values["reason"]),
         ):
             db.rollback()
@@ -192,7 +198,8 @@ def _record_repeat(values: dict, started: float) -> int | None:
         return None
     finally:
         db.close()
-    line = f'{{"config": {values["config_json"]}, {record[1:]}, "run_id": {run_id}}}\n'
+    config = _json_string(values["config_shown"])
+    line = f'{{"config": {config}, {record[1:]}, "run_id": {run_id}}}\n'
     try:
         handle = os.open(values["runlog"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
@@ -204,6 +211,25 @@ def _record_repeat(values: dict, started: float) -> int | None:
         return 1
     _log("INFO", f"{values['outcome']}: {values['reason']}")
     return 0
+
+
+def _json_string(text: str) -> str:
+    """`text` as a JSON string, as json.dumps writes it (ASCII only), without importing json
+    (which imports re)."""
+    out = ['"']
+    for char in text:
+        code = ord(char)
+        if char in '"\\':
+            out.append("\\" + char)
+        elif 0x20 <= code < 0x7F:
+            out.append(char)
+        elif code > 0xFFFF:
+            code -= 0x10000
+            out.append(f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}")
+        else:
+            out.append(f"\\u{code:04x}")
+    out.append('"')
+    return "".join(out)
 
 
 def _log(level: str, message: str) -> None:

@@ -153,6 +153,11 @@ def _remove_report(project):
     (project.root / "models" / "summary_report.pdf").unlink()
 
 
+def _damage_stamp(project):
+    stamp = project.root / ".config.json.quiet"
+    stamp.write_text(stamp.read_text().replace("\ngeneration\t", "\ngeneration\tnot a number"))
+
+
 @pytest.mark.parametrize(
     ("change", "outcome"),
     [
@@ -160,6 +165,7 @@ def _remove_report(project):
         (_rewrite_config, "no new data"),
         (_note_in_history, "no new data"),
         (_remove_report, "no new data"),
+        (_damage_stamp, "no new data"),
     ],
 )
 def test_any_change_since_the_last_quiet_tick_is_decided_in_full(diagnosed, change, outcome):
