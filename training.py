@@ -39,6 +39,7 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from threadpoolctl import threadpool_limits
 
 import datastore
+from blockfit import fit_logistic
 from clientdata import FEATURES, ID_COLUMN, TARGET
 from features import ActivityImputer, SplineBasis
 from files import atomic_path, atomic_write_json, sha256_file, write_csv
@@ -72,6 +73,10 @@ SPLINE_KNOTS = 5
 CURVED_COLUMNS = 4
 # Rows transformed at a time when the data is large: bounds the memory besides the design matrix.
 CHUNK_ROWS = 250_000
+# From this many rows the final regression is fitted a block of rows at a time (blockfit.py):
+# scikit-learn's solver would weigh a second copy of the whole design matrix (1.3 GB more for
+# ten million rows); below it, that copy is small and scikit-learn's solver is faster.
+BLOCKWISE_FROM_ROWS = 2_000_000
 SELECTION_SCORING = "average_precision"
 # Calibration and threshold tuning cross-validate inside each fold: they need this many per class.
 MIN_CLASS_ROWS_TO_CALIBRATE = 25
@@ -237,10 +242,11 @@ def fit_large(data: pd.DataFrame, tuning_rows: int) -> tuple[Pipeline, dict]:
         search = GridSearchCV(regression, grid, scoring=SELECTION_SCORING, cv=cv)
         search.fit(tuning_design, tuning_target)
         params = {f"model__{key}": value for key, value in search.best_params_.items()}
-        final = LogisticRegression(
-            solver=SOLVER, max_iter=1000, random_state=RANDOM_SEED, **search.best_params_
-        )
-        final.fit(design, target)
+        final_params = {"solver": SOLVER, "max_iter": 1000, "random_state": RANDOM_SEED}
+        if len(target) >= BLOCKWISE_FROM_ROWS:
+            final = fit_logistic(design, target, **final_params, **search.best_params_)
+        else:
+            final = LogisticRegression(**final_params, **search.best_params_).fit(design, target)
         del design
         calibrated = CalibratedClassifierCV(FrozenEstimator(final), method="sigmoid")
         calibrated.fit(tuning_design, tuning_target)
