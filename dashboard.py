@@ -31,7 +31,7 @@ from flask import (
 )
 
 import modelstore
-from project import DIAGNOSTICS_FILE, Config, PipelineError, parse_utc
+from project import DIAGNOSTICS_FILE, Config, PipelineError, parse_utc, readable_utc
 from ranking import RANKING_FILE, RANKING_SUMMARY_FILE, TOP_CLIENTS
 
 logger = logging.getLogger(__name__)
@@ -75,9 +75,9 @@ def _live(deployment) -> dict | None:
     metrics = manifest.get("metrics", {})
     return {
         "version": deployment.label,
-        "deployed_at": _when(manifest.get("deployed_at")),
+        "deployed_at": readable_utc(manifest.get("deployed_at")),
         "reason": manifest.get("reason", ""),
-        "trained_at": _when(manifest.get("trained_at")),
+        "trained_at": readable_utc(manifest.get("trained_at")),
         "training_rows": manifest.get("training_rows"),
         "through_batch": manifest.get("through_batch"),
         "metrics": {
@@ -111,13 +111,14 @@ def _history(config: Config, deployment, problems: list) -> dict:
         deployed_at = parse_utc(deployment.manifest.get("deployed_at"))
         decided = parse_utc(newest["decided_at"])
         if deployed_at is None or (decided is not None and decided >= deployed_at):
-            kept_out = {**newest, "decided_at": _when(newest["decided_at"])}
+            kept_out = {**newest, "decided_at": readable_utc(newest["decided_at"])}
     return {
         "runs": [_run(run) for run in runs],
         "chart": score_chart(scores, deployments),
         "kept_out": kept_out,
         "deployments": [
-            {**change, "time": _when(change["time"])} for change in reversed(deployments[-5:])
+            {**change, "time": readable_utc(change["time"])}
+            for change in reversed(deployments[-5:])
         ],
     }
 
@@ -126,8 +127,8 @@ def _run(run) -> dict:
     seconds = run.seconds
     return {
         "id": run.id,
-        "started_at": _when(run.started_at),
-        "last_finished_at": _when(run.last_finished_at) if run.repeats > 1 else None,
+        "started_at": readable_utc(run.started_at),
+        "last_finished_at": readable_utc(run.last_finished_at) if run.repeats > 1 else None,
         "repeats": run.repeats,
         "outcome": run.outcome,
         "reason": run.reason or "",
@@ -160,7 +161,7 @@ def _ranking(config: Config, deployment, problems: list) -> dict | None:
         return None
     live_sha = deployment.manifest.get("model_sha256") if deployment else None
     return {
-        "made_at": _when(summary.get("made_at")),
+        "made_at": readable_utc(summary.get("made_at")),
         "model_version": summary.get("model_version"),
         "stale": live_sha is not None and summary.get("model_sha256") != live_sha,
         "clients": summary.get("clients", 0),
@@ -174,7 +175,7 @@ def _ranking(config: Config, deployment, problems: list) -> dict | None:
 def _changes(changes) -> dict:
     if not isinstance(changes, dict) or not changes.get("previous"):
         return {"previous": None}
-    previous = {**changes["previous"], "made_at": _when(changes["previous"].get("made_at"))}
+    previous = {**changes["previous"], "made_at": readable_utc(changes["previous"].get("made_at"))}
     return {**changes, "previous": previous}
 
 
@@ -266,12 +267,6 @@ def score_chart(scores: list[dict], deployments: list[dict]) -> dict | None:
         "bottom_y": CHART["height"] - CHART["bottom"] + 16,
         "right_x": CHART["width"] - CHART["right"],
     }
-
-
-def _when(stamp) -> str:
-    """A recorded UTC time as people read it, to the minute."""
-    moment = parse_utc(stamp)
-    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else (stamp or "")
 
 
 # --- serving it ----------------------------------------------------------------------------------

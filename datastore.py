@@ -40,7 +40,7 @@ from files import (
     staging_folder,
     temp_name,
 )
-from project import RECORD_FILE, DataError
+from project import FINAL_DATA_FILE, RECORD_FILE, DataError
 
 logger = logging.getLogger(__name__)
 
@@ -291,6 +291,23 @@ def codes_in(values, others):
     return found.to_numpy(zero_copy_only=False)
 
 
+def without_rows(rows, others):
+    """`rows` without those that appear in `others` (compared on every client column; only the
+    rows of clients that `others` holds are compared), renumbered from 0."""
+    import numpy as np
+
+    from clientdata import COLUMNS, ID_COLUMN
+
+    columns = list(COLUMNS)
+    candidates = np.flatnonzero(codes_in(rows[ID_COLUMN], others[ID_COLUMN]))
+    marked = rows.iloc[candidates].merge(
+        others[columns].drop_duplicates(), on=columns, how="left", indicator=True
+    )
+    seen = np.zeros(len(rows), dtype=bool)
+    seen[candidates[(marked["_merge"] == "both").to_numpy()]] = True
+    return rows[~seen].reset_index(drop=True)
+
+
 def labelled_history(ingested_dir: Path, seqs):
     """Every row with an outcome of batches `seqs`, exact duplicates once (the first arrival):
     what training learns from. `exited` is a plain integer; `batch` says where each row came in.
@@ -413,7 +430,7 @@ def exports_current(ingested_dir: Path, history) -> bool:
     stamp = _read_exports_stamp(ingested_dir)
     if stamp is None:
         return False
-    needed = ("finaldata.csv", CURRENT_CLIENTS_FILE, RECORD_FILE)
+    needed = (FINAL_DATA_FILE, CURRENT_CLIENTS_FILE, RECORD_FILE)
     present = all((Path(ingested_dir) / name).is_file() for name in needed)
     made_from = {key: stamp.get(key) for key in ("through_batch", "input_files")}
     return present and made_from == exports_stamp(history)
@@ -513,14 +530,9 @@ def _append_new_rows(ingested_dir: Path, earlier, newer, which: str, path: Path)
     if which == CURRENT_FILE:
         new = _distinct_current(new.drop(columns=[TARGET]))
     else:
-        columns = list(COLUMNS)
-        new = new.drop_duplicates(subset=columns, keep="first", ignore_index=True)
+        new = new.drop_duplicates(subset=list(COLUMNS), keep="first", ignore_index=True)
         # Only earlier rows of the same clients can repeat a new row.
-        seen = _earlier_rows_of(ingested_dir, earlier, new[ID_COLUMN])[columns]
-        if len(seen):
-            marked = seen.drop_duplicates().assign(_seen=True)
-            new = new.merge(marked, on=columns, how="left", sort=False)
-            new = new[new["_seen"].isna()].drop(columns=["_seen"]).reset_index(drop=True)
+        new = without_rows(new, _earlier_rows_of(ingested_dir, earlier, new[ID_COLUMN]))
         new = new.assign(**{TARGET: new[TARGET].astype("int64")})
     if len(new):
         write_csv(new, path, append_to=path)

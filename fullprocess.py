@@ -45,6 +45,7 @@ import modelstore
 from files import atomic_write_json, exclusive_lock, sha256_file
 from history import TAKEN_OVER, open_history
 from project import (
+    REPORT_FILE,
     PipelineError,
     Stopped,
     build_parser,
@@ -146,7 +147,7 @@ def find_new_files(config, history) -> tuple[list[str], list[str]]:
 def reports_are_current(config, history, deployment) -> bool:
     """Whether the last complete set of reports was made with the live model."""
     latest = history.latest_reports()
-    made = config.model_dir / "summary_report.pdf"
+    made = config.model_dir / REPORT_FILE
     return latest is not None and latest[0] == deployment.manifest["model_sha256"] and made.exists()
 
 
@@ -443,7 +444,7 @@ def leave_quiet_stamp(config, history, record: dict) -> None:
     places = {
         "config": os.path.abspath(config.path),
         "input": str(config.input_dir),
-        "report": str(config.model_dir / "summary_report.pdf"),
+        "report": str(config.model_dir / REPORT_FILE),
         "live": str(config.deploy_dir / modelstore.CURRENT_LINK),
         "history": str(config.history_path),
         "lock": str(config.run_lock_file),

@@ -356,7 +356,7 @@ def retrain(log, config, history, model, live, cause: str, newest_batches, facts
         )
         return "too few rows to compare", reason
     data, _ = datastore.stored_outcomes(config)
-    data = training.leave_out(data, holdout)
+    data = datastore.without_rows(data, holdout)
     newest_training = data[data[datastore.BATCH_COLUMN].isin(seqs).to_numpy()]
     params = (live.manifest.get("cross_validation") or {}).get("params", {})
     starts = window_starts(history, live, newest_batches)

@@ -33,6 +33,7 @@ SCORE_HISTORY_FILE = "scorehistory.csv"
 FINAL_DATA_FILE = "finaldata.csv"
 RECORD_FILE = "ingestedfiles.txt"
 DIAGNOSTICS_FILE = "diagnostics.json"
+REPORT_FILE = "summary_report.pdf"
 HISTORY_FILE = "history.db"
 RUN_LOCK_FILE = "fullprocess.lock"
 # Every time the pipeline writes: UTC, to the second.
@@ -261,6 +262,14 @@ def parse_utc(text):
         return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
     except (TypeError, ValueError):
         return None
+
+
+def readable_utc(stamp) -> str:
+    """A time the pipeline wrote, as people read it (to the minute); anything else as it is."""
+    moment = parse_utc(stamp)
+    if moment is None:
+        return "" if stamp is None else str(stamp)
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
 # --- the model's features ------------------------------------------------------------------------

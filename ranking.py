@@ -344,8 +344,9 @@ def changes(previous: dict | None, ranked: pd.DataFrame, previous_clients=None) 
                     }
                 )
     risers = sorted(risers, key=lambda item: (-item["rise"], item["rank"]))[:RISERS]
-    previous_top = [(client, entry["rank"]) for client, entry in before.items()]
-    previous_top = [(client, rank) for client, rank in previous_top if rank <= TOP_CLIENTS]
+    previous_top = [
+        (client, entry["rank"]) for client, entry in before.items() if entry["rank"] <= TOP_CLIENTS
+    ]
     positions = _positions(clients, [client for client, _ in previous_top])
     if previous_clients is None:
         previous_clients = list(before)
@@ -383,15 +384,8 @@ def changes(previous: dict | None, ranked: pd.DataFrame, previous_clients=None) 
 def _positions(clients: pd.Series, wanted: list) -> list[int]:
     """Where each of a few `wanted` clients is in `clients` (-1: not there), without a hash table
     of all of them."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    found = pc.is_in(
-        pa.array(clients.array, type=pa.string()), value_set=pa.array(wanted, pa.string())
-    )
-    at = {
-        clients.iat[index]: index for index in np.flatnonzero(found.to_numpy(zero_copy_only=False))
-    }
+    found = np.flatnonzero(datastore.codes_in(clients, wanted))
+    at = {clients.iat[index]: index for index in found}
     return [at.get(client, -1) for client in wanted]
 
 

@@ -40,7 +40,16 @@ import ranking
 from clientdata import TARGET, read_labelled_csv
 from files import atomic_path, read_json
 from history import open_history
-from project import DIAGNOSTICS_FILE, Config, PipelineError, build_parser, parse_utc, run_cli
+from project import (
+    DIAGNOSTICS_FILE,
+    REPORT_FILE,
+    Config,
+    PipelineError,
+    build_parser,
+    parse_utc,
+    readable_utc,
+    run_cli,
+)
 from scoring import evaluate_model, predict
 
 logger = logging.getLogger(__name__)
@@ -48,7 +57,6 @@ logger = logging.getLogger(__name__)
 CONFUSION_MATRIX_FILE = "confusionmatrix.png"
 # Longer client identifiers are cut in the report's tables (the CSV has them whole).
 SHOWN_ID_LENGTH = 24
-REPORT_FILE = "summary_report.pdf"
 PAGE_MARGIN = 18 * mm
 CONTENT_WIDTH = A4[0] - 2 * PAGE_MARGIN
 MAX_SERIES = 6
@@ -291,7 +299,8 @@ def build_story(facts: dict) -> list:
         Paragraph("Client attrition risk report", styles["Title"]),
         Paragraph(
             f"Generated {facts['generated']} UTC from model <b>{deployment.label}</b>; ranking of"
-            f" {_when(ranked['made_at'])} over the data through batch {ranked['through_batch']}.",
+            f" {readable_utc(ranked['made_at'])} over the data through batch"
+            f" {ranked['through_batch']}.",
             body,
         ),
     ]
@@ -343,7 +352,7 @@ def build_story(facts: dict) -> list:
         Paragraph(
             f"F1 of each model on the test data and on new batches, one line per model;"
             f" retrained models kept out are crosses; dotted lines mark deployments. The live model"
-            f" was deployed {_when(manifest.get('deployed_at'))} and trained on"
+            f" was deployed {readable_utc(manifest.get('deployed_at'))} and trained on"
             f" {_number(manifest.get('training_rows'))} rows.",
             small,
         ),
@@ -471,18 +480,13 @@ def _risk(probability: float) -> str:
     return f"{probability:.0%}"
 
 
-def _when(stamp) -> str:
-    moment = parse_utc(stamp)
-    return str(stamp) if moment is None else moment.strftime("%Y-%m-%d %H:%M UTC")
-
-
 def _what_changed(ranked: dict, body) -> list:
     changes = ranked["changes"]
     previous = changes.get("previous")
     if previous is None:
         return [Paragraph("<b>What changed:</b> this is the first ranking.", body)]
     lines = [
-        f"<b>What changed</b> since the ranking of {_when(previous['made_at'])} (model"
+        f"<b>What changed</b> since the ranking of {readable_utc(previous['made_at'])} (model"
         f" {previous['model_version']}, {_number(previous['clients'])} clients):"
         f" {changes['joined_list']:,} clients joined the list and {changes['left_list']:,} left"
         " it (their latest record says they left)."

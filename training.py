@@ -39,12 +39,13 @@ from threadpoolctl import threadpool_limits
 
 import datastore
 from blockfit import fit_logistic
-from clientdata import FEATURES, ID_COLUMN, TARGET
+from clientdata import FEATURES, TARGET
 from features import ActivityImputer, SplineBasis
 from files import atomic_path, atomic_write_json, sha256_file, write_csv
 from project import (
     MODEL_FILE,
     MODEL_METADATA_FILE,
+    SETTINGS,
     TRAINING_SAMPLE_FILE,
     Config,
     DataError,
@@ -81,7 +82,7 @@ SELECTION_SCORING = "average_precision"
 MIN_CLASS_ROWS_TO_CALIBRATE = 25
 # Above this many rows, settings, calibration and threshold are chosen on a stratified sample of
 # this size and only the final regression sees every row (config setting `tuning_rows`).
-TUNING_ROWS = 20_000
+TUNING_ROWS = SETTINGS["tuning_rows"].default
 # Rows of the training data kept with the model, as the reference for data-drift checks.
 REFERENCE_SAMPLE_ROWS = 10_000
 
@@ -394,19 +395,6 @@ def save_model(model: Pipeline, sample: pd.DataFrame, metadata: dict, model_dir:
     return model_path, metadata
 
 
-def leave_out(data: pd.DataFrame, holdout: pd.DataFrame) -> pd.DataFrame:
-    """`data` without the rows that appear in `holdout` (compared on every column; only rows of
-    the held-out clients are compared)."""
-    columns = [ID_COLUMN, *FEATURES, TARGET]
-    candidates = np.flatnonzero(datastore.codes_in(data[ID_COLUMN], holdout[ID_COLUMN]))
-    marked = data.iloc[candidates].merge(
-        holdout[columns].drop_duplicates(), on=columns, how="left", indicator=True
-    )
-    held_out = np.zeros(len(data), dtype=bool)
-    held_out[candidates[(marked["_merge"] == "both").to_numpy()]] = True
-    return data[~held_out].reset_index(drop=True)
-
-
 def run(
     config: Config,
     holdout: pd.DataFrame | None = None,
@@ -425,7 +413,7 @@ def run(
     data = data[(data[datastore.BATCH_COLUMN] >= from_batch).to_numpy()].reset_index(drop=True)
     held_out = 0
     if holdout is not None:
-        kept = leave_out(data, holdout)
+        kept = datastore.without_rows(data, holdout)
         held_out, data = len(data) - len(kept), kept
     check_training_data(data, str(config.ingested_dir))
     logger.debug("fitting on %d rows (%d held out)", len(data), held_out)
