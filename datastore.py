@@ -317,13 +317,13 @@ def labelled_history(ingested_dir: Path, seqs):
     again while the batch files are as they were (their size and time), as a copy the caller may
     change.
     """
+    import rowkeys
     from clientdata import COLUMNS, TARGET
 
     key = _history_key(ingested_dir, seqs)
     cached = _LABELLED.get("rows") if _LABELLED.get("key") == key else None
     if cached is None:
-        rows = read_rows(ingested_dir, seqs, OUTCOMES_FILE)
-        rows = rows.drop_duplicates(subset=list(COLUMNS), keep="first", ignore_index=True)
+        rows = rowkeys.drop_duplicates(read_rows(ingested_dir, seqs, OUTCOMES_FILE), COLUMNS)
         cached = rows.assign(**{TARGET: rows[TARGET].astype("int64")})
         _LABELLED.clear()
         if key is not None:
@@ -512,7 +512,9 @@ def _compile_exports(ingested_dir: Path, seqs, final_data_path: Path) -> tuple[i
 
 
 def _distinct_current(rows):
-    return rows.drop_duplicates(ignore_index=True)
+    import rowkeys
+
+    return rowkeys.drop_duplicates(rows, rows.columns)
 
 
 def _append_new_rows(ingested_dir: Path, earlier, newer, which: str, path: Path) -> int:
@@ -523,6 +525,7 @@ def _append_new_rows(ingested_dir: Path, earlier, newer, which: str, path: Path)
     Raises:
         ValueError: the file's columns are not those of the rows (nothing is written).
     """
+    import rowkeys
     from clientdata import COLUMNS, ID_COLUMN, TARGET
     from files import write_csv
 
@@ -530,7 +533,7 @@ def _append_new_rows(ingested_dir: Path, earlier, newer, which: str, path: Path)
     if which == CURRENT_FILE:
         new = _distinct_current(new.drop(columns=[TARGET]))
     else:
-        new = new.drop_duplicates(subset=list(COLUMNS), keep="first", ignore_index=True)
+        new = rowkeys.drop_duplicates(new, COLUMNS)
         # Only earlier rows of the same clients can repeat a new row.
         new = without_rows(new, _earlier_rows_of(ingested_dir, earlier, new[ID_COLUMN]))
         new = new.assign(**{TARGET: new[TARGET].astype("int64")})

@@ -36,6 +36,7 @@ import pandas as pd
 
 import datastore
 import modelstore
+import rowkeys
 import scoring
 from clientdata import FEATURES, ID_COLUMN, TARGET, read_labelled_csv
 from files import atomic_write_json, read_json, write_csv
@@ -231,7 +232,7 @@ def current_clients(ingested_dir: Path, seqs, outcomes: pd.DataFrame | None = No
     tier = np.where(target.isna(), 1, np.where(target == 1, 2, 0))
     rows = rows.assign(_tier=tier, _line=np.arange(len(rows)))
     rows = rows.sort_values([datastore.BATCH_COLUMN, "_tier", "_line"], kind="stable")
-    latest = rows.drop_duplicates(subset=ID_COLUMN, keep="last")
+    latest = rows[~rowkeys.duplicated(rows, [ID_COLUMN], keep="last")]
     latest = latest[latest["_tier"] != 2]
     return latest.drop(columns=["_tier", "_line", TARGET]).reset_index(drop=True)
 

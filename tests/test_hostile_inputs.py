@@ -335,3 +335,65 @@ def test_formulas_are_neutralised_in_every_csv_a_person_opens(diagnosed):
         assert "'+cmd" in text, path.name
         for unsafe in ("\n=HYPERLINK", ",=HYPERLINK", ',"=HYPERLINK', "\n+cmd", ",+cmd"):
             assert unsafe not in text, path.name
+
+
+# Cells that a quick parse of a clean file could read differently from the careful one.
+ODD_ROWS = {
+    "nan text in exited": "oddr,1,20,3,nan",
+    "NAN text in a feature": "oddr,NAN,20,3,0",
+    "infinity": "oddr,inf,20,3,0",
+    "too large to be finite": "oddr,1e400,20,3,0",
+    "negative": "oddr,-1,20,3,0",
+    "negative zero": "oddr,-0,20,3,0",
+    "plus sign, bare points, exponent": "oddr,+5,.5,1e3,1",
+    "trailing point": "oddr,5.,20,3,1",
+    "hexadecimal": "oddr,0x10,20,3,0",
+    "digit groups": "oddr,1_000,20,3,0",
+    "full-width digit": "oddr,\uff11,20,3,0",
+    "outcome 2": "oddr,1,20,3,2",
+    "outcome 1.0": "oddr,1,20,3,1.0",
+    "outcome NA": "oddr,1,20,3,NA",
+    "missing tokens": "oddr,N/A,null,None,0",
+    "no outcome": "oddr,1,20,3,",
+    "no code": ",1,20,3,0",
+    "code NA": "NA,1,20,3,0",
+    "code too long": "o" * 101 + ",1,20,3,0",
+    "short row": "oddr,1,20,3",
+    "long row": "oddr,1,20,3,0,9",
+    "blank line": "",
+}
+
+
+@pytest.mark.parametrize("row", list(ODD_ROWS.values()), ids=list(ODD_ROWS))
+def test_clean_files_are_read_as_the_careful_parse_reads_them(row, monkeypatch):
+    """A file without quotes or white space is parsed straight into numbers when every cell is
+    clean; any other cell sends it to the careful parse. Both give the same rows and reasons."""
+    import clientdata
+
+    data = rows_file(row)
+    for text in (data, data.replace(b"\n", b"\r\n")):
+        quick = clientdata.parse_client_csv(text, "odd.csv")
+        with monkeypatch.context() as patch:
+            patch.setattr(clientdata, "_clean_frame", lambda *args: None)
+            careful = clientdata.parse_client_csv(text, "odd.csv")
+        pd.testing.assert_frame_equal(quick.frame, careful.frame)
+        assert quick.rejections == careful.rejections
+
+
+def test_a_clean_file_takes_the_quick_parse(monkeypatch):
+    """Columns in any order, an extra one, an outcome missing: still clean, read in one go."""
+    import clientdata
+
+    monkeypatch.setattr(clientdata, "_parse_table", None)  # the careful parse would fail
+    columns = "exited,number_of_employees,corporation,note,lastyear_activity,lastmonth_activity"
+    data = f"{columns}\n1,3,clna,x,20,1\n,4,clnb,y,30,2\n".encode()
+    batch = clientdata.parse_client_csv(data, "clean.csv")
+    assert batch.rejections == []
+    frame = batch.frame.astype({"exited": "float64"})
+    assert frame.fillna(-1).to_dict("list") == {
+        "corporation": ["clna", "clnb"],
+        "lastmonth_activity": [1.0, 2.0],
+        "lastyear_activity": [20.0, 30.0],
+        "number_of_employees": [3.0, 4.0],
+        "exited": [1.0, -1.0],
+    }
