@@ -1,6 +1,7 @@
 """What fullprocess.py costs: the quiet cron tick, the bootstrap and a drifted batch.
 
-On a scratch copy of the shipped data: a bootstrap run, then --ticks runs with nothing new (median
+On a scratch copy of the shipped data: ingestion, training and scoring alone in one process
+(the bootstrap's floor), a bootstrap run, then --ticks runs with nothing new (median
 wall time beside `python -c pass`, alternating, in the same run), then a run on a drifted batch
 of 2,000 clients from the data generator. Step timings come from the runs' own records. Bytecode
 caching is left on, as under cron (a fresh process compiles only the script it runs).
@@ -45,6 +46,32 @@ def fullprocess(config: Path) -> dict:
     return json.loads(log.read_text().splitlines()[-1])
 
 
+# Ingestion, training and scoring alone, as one process would run them (its interpreter and
+# imports included, as the bootstrap's are).
+STEPS_ALONE = """
+import sys
+sys.path.insert(0, {project!r})
+import logging, ingestion, scoring, training
+from project import load_config
+logging.disable(logging.WARNING)
+config = load_config(sys.argv[1])
+ingestion.run(config)
+training.run(config)
+scoring.run(config)
+"""
+
+
+def steps_alone(root: Path) -> float:
+    """Wall time of ingestion + training + scoring in one process, on a fresh copy."""
+    copy = root / "alone"
+    for folder in ("sourcedata", "testdata"):
+        shutil.copytree(PROJECT_DIR / folder, copy / folder)
+    config = copy / "config.json"
+    config.write_text((PROJECT_DIR / "config.json").read_text())
+    script = STEPS_ALONE.format(project=str(PROJECT_DIR))
+    return timed([sys.executable, "-c", script, str(config)])
+
+
 def print_steps(title: str, record: dict) -> None:
     steps = ", ".join(f"{name} {seconds:.2f}" for name, seconds in record["steps"].items())
     print(f"{title}: {record['outcome']} in {record['seconds']:.1f} s ({steps})")
@@ -60,7 +87,10 @@ def main() -> int:
             shutil.copytree(PROJECT_DIR / folder, root / folder)
         config = root / "config.json"
         config.write_text((PROJECT_DIR / "config.json").read_text())
+        alone = steps_alone(root)
+        started = time.perf_counter()
         bootstrap = fullprocess(config)
+        bootstrap_wall = time.perf_counter() - started
         # As in the cron line: no option; the config comes from RISK_CONFIG.
         ENV["RISK_CONFIG"] = str(config)
         tick = [sys.executable, str(PROJECT_DIR / "fullprocess.py")]
@@ -96,6 +126,12 @@ def main() -> int:
     )
     print(f"  python -c pass {pass_ms:.1f} ms, ratio {tick_ms / pass_ms:.2f}")
     print_steps("bootstrap on the shipped data", bootstrap)
+    own = sum(bootstrap["steps"].get(name, 0) for name in ("ingestion", "training", "scoring"))
+    print(
+        f"  bootstrap process {bootstrap_wall:.2f} s; ingestion + training + scoring alone in one"
+        f" process {alone:.2f} s: ratio {bootstrap_wall / alone:.2f}"
+        f" (against the bootstrap's own three steps, {own:.2f} s: {bootstrap_wall / own:.2f})"
+    )
     print_steps("drifted batch of 2,000 clients", drift_run)
     comparison = drift_run.get("comparison", {})
     if comparison:
