@@ -337,84 +337,38 @@ def latest_versions(names: list[str], index_url: str, timeout: float, cache_path
     """Latest released version of each package, from a day-old cache or the package index.
 
     Every lookup runs in a daemon thread and all of them together get `timeout` seconds; a
-    package not answered by then is None ("unknown"). Nothing here can hang the caller. A
-    lookup of the same packages started earlier by `start_version_lookup` is used, not
-    repeated.
+    package not answered by then is None ("unknown"). Nothing here can hang the caller.
     """
-    key = (tuple(names), index_url, str(cache_path))
-    lookup = _STARTED.pop(key, None) or VersionLookup(names, index_url, timeout, cache_path)
-    return lookup.result()
+    cache = _read_cache(cache_path)
+    oldest = datetime.now(UTC) - DEPENDENCY_CACHE_AGE
+    found = {
+        name: cache[name]["latest"]
+        for name in names
+        if name in cache and (parse_utc(cache[name]["checked_at"]) or oldest) > oldest
+    }
+    wanted = [name for name in names if name not in found]
+    logger.debug("latest versions: %d from the day-old cache, %d asked", len(found), len(wanted))
+    answers: dict[str, str] = {}
 
+    def ask(name: str) -> None:
+        with contextlib.suppress(Exception):
+            response = requests.get(f"{index_url.rstrip('/')}/{name}/json", timeout=timeout)
+            response.raise_for_status()
+            answers[name] = str(response.json()["info"]["version"])
 
-class VersionLookup:
-    """Lookups of the latest versions under way (see `latest_versions`)."""
-
-    def __init__(self, names: list[str], index_url: str, timeout: float, cache_path: Path):
-        self.names, self.cache_path = names, cache_path
-        self.cache = _read_cache(cache_path)
-        oldest = datetime.now(UTC) - DEPENDENCY_CACHE_AGE
-        self.found = {
-            name: self.cache[name]["latest"]
-            for name in names
-            if name in self.cache and (parse_utc(self.cache[name]["checked_at"]) or oldest) > oldest
-        }
-        self.wanted = [name for name in names if name not in self.found]
-        cached, asked = len(self.found), len(self.wanted)
-        logger.debug("latest versions: %d from the day-old cache, %d asked", cached, asked)
-        self.answers: dict[str, str] = {}
-
-        def ask(name: str) -> None:
-            with contextlib.suppress(Exception):
-                response = requests.get(f"{index_url.rstrip('/')}/{name}/json", timeout=timeout)
-                response.raise_for_status()
-                self.answers[name] = str(response.json()["info"]["version"])
-
-        self.threads = [
-            threading.Thread(target=ask, args=(name,), daemon=True) for name in self.wanted
-        ]
-        for thread in self.threads:
-            thread.start()
-        self.deadline = time.monotonic() + timeout
-
-    def result(self) -> dict:
-        """The versions found by the deadline (None for a package not answered)."""
-        for thread in self.threads:
-            thread.join(max(0.0, self.deadline - time.monotonic()))
-        fresh = {name: self.answers[name] for name in self.wanted if name in self.answers}
-        if fresh:
-            stamp = utc_now()
-            checked = {name: {"latest": v, "checked_at": stamp} for name, v in fresh.items()}
-            self.cache.update(checked)
-            with contextlib.suppress(OSError):
-                atomic_write_json(self.cache_path, self.cache)
-        return {name: self.found.get(name, fresh.get(name)) for name in self.names}
-
-
-# Lookups started ahead of the diagnostics that need them, by (packages, index, cache file).
-_STARTED: dict[tuple, VersionLookup] = {}
-
-
-def start_version_lookup(config: Config, requirements_path: Path = REQUIREMENTS_FILE) -> None:
-    """Start asking the package index now, so that the answers are in when diagnostics runs
-    (a fullprocess.py run starts it before training: the lookup then costs the run nothing)."""
-    names, index_url, timeout, cache_path = _lookup_arguments(config, requirements_path)
-    try:
-        lookup = VersionLookup(names, index_url, timeout, cache_path)
-    except RuntimeError as error:  # no thread could be started: diagnostics asks later
-        logger.debug("version lookup not started early: %s", error)
-        return
-    _STARTED[(tuple(names), index_url, str(cache_path))] = lookup
-
-
-def _lookup_arguments(config: Config, requirements_path: Path):
-    names = [name for name, _ in read_requirements(requirements_path)]
-    settings = config.settings
-    return (
-        names,
-        settings["package_index_url"],
-        settings["dependency_timeout_seconds"],
-        config.model_dir / DEPENDENCY_CACHE_FILE,
-    )
+    threads = [threading.Thread(target=ask, args=(name,), daemon=True) for name in wanted]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    fresh = {name: answers[name] for name in wanted if name in answers}
+    if fresh:
+        stamp = utc_now()
+        cache.update({name: {"latest": v, "checked_at": stamp} for name, v in fresh.items()})
+        with contextlib.suppress(OSError):
+            atomic_write_json(cache_path, cache)
+    return {name: found.get(name, fresh.get(name)) for name in names}
 
 
 def _read_cache(path: Path) -> dict:
@@ -428,7 +382,12 @@ def _read_cache(path: Path) -> dict:
 def dependency_status(config: Config, requirements_path: Path = REQUIREMENTS_FILE) -> list[dict]:
     """Pinned, installed and latest version of each requirement, and whether it is outdated."""
     requirements = read_requirements(requirements_path)
-    latest = latest_versions(*_lookup_arguments(config, requirements_path))
+    latest = latest_versions(
+        [name for name, _ in requirements],
+        config.settings["package_index_url"],
+        config.settings["dependency_timeout_seconds"],
+        config.model_dir / DEPENDENCY_CACHE_FILE,
+    )
     table = []
     for name, pinned in requirements:
         installed = installed_version(name)

@@ -195,12 +195,10 @@ def report(log: RunLog, config) -> None:
 
 def bootstrap(log: RunLog, config, history) -> dict:
     import deployment
-    import diagnostics
     import ingestion
     import scoring
     import training
 
-    diagnostics.start_version_lookup(config)  # answers due by the diagnostics step
     with log.step("ingestion"):
         ingested = ingestion.run(config)
     with log.step("training"):
@@ -277,9 +275,6 @@ def update(log: RunLog, config, history, live) -> dict:
         newest = [batch for batch in history.batches() if batch.seq > live.through_batch]
     else:
         newest = judging.drifted_batches(history, live, batches)
-    import diagnostics
-
-    diagnostics.start_version_lookup(config)  # answers due by the diagnostics step, if any
     outcome, reason = judging.retrain(log, config, history, model, live, cause, newest, facts)
     history.judge_batches(facts["batches"], log.run_id, outcome)
     return finish_update(log, config, history, outcome, reason, facts)

@@ -5,7 +5,6 @@ import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -143,10 +142,7 @@ def test_timing_leaves_the_project_untouched(deployed):
 
 
 class FakeIndex(BaseHTTPRequestHandler):
-    asked: ClassVar[list[str]] = []
-
     def do_GET(self):
-        FakeIndex.asked.append(self.path)
         body = json.dumps({"info": {"version": "99.0"}}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -220,23 +216,6 @@ def test_outdated_when_the_index_knows_a_newer_version(deployed, tmp_path, fake_
     requirements.write_text("pandas\n")
     (row,) = diagnostics.dependency_status(config, requirements)
     assert (row["latest"], row["status"]) == ("99.0", "outdated")
-
-
-def test_a_lookup_started_early_is_the_one_diagnostics_uses(deployed, tmp_path, fake_index):
-    """fullprocess.py starts asking the index before training; diagnostics takes the answers."""
-    config = deployed.config
-    config.settings["package_index_url"] = fake_index
-    requirements = tmp_path / "requirements.txt"
-    requirements.write_text("pandas\n")
-    FakeIndex.asked.clear()
-    diagnostics.start_version_lookup(config, requirements)
-    (row,) = diagnostics.dependency_status(config, requirements)
-    assert (row["latest"], row["status"]) == ("99.0", "outdated")
-    assert FakeIndex.asked == ["/pypi/pandas/json"]
-    # Used once: the next diagnostics reads the day-old cache the lookup left.
-    (row,) = diagnostics.dependency_status(config, requirements)
-    assert row["latest"] == "99.0"
-    assert len(FakeIndex.asked) == 1
 
 
 def test_diagnostics_writes_every_result(diagnosed):
