@@ -173,30 +173,26 @@ def _clean_frame(data: bytes, header: list[str], wanted: dict):
     import pyarrow.compute as pc
     from pyarrow import csv as pacsv
 
-    names = [f"column{position}" for position in range(len(header))]
+    names = _positional_names(header)
     types = {names[wanted[name]]: pa.float64() for name in FEATURES}
     for name in (ID_COLUMN, TARGET):  # outcomes: only "" is missing there; checked below
         if name in wanted:
             types[names[wanted[name]]] = pa.string()
     try:
-        table = pacsv.read_csv(
-            io.BytesIO(data),
-            read_options=pacsv.ReadOptions(
-                column_names=names,
-                skip_rows=1,
-                block_size=min(max(1 << 20, len(data) // 2 + 1), MAX_BLOCK_BYTES),
-            ),
-            parse_options=pacsv.ParseOptions(ignore_empty_lines=False),
-            convert_options=pacsv.ConvertOptions(
+        table = _read_by_position(
+            data,
+            header,
+            pacsv.ParseOptions(ignore_empty_lines=False),
+            pacsv.ConvertOptions(
                 include_columns=list(types),
                 column_types=types,
                 null_values=list(MISSING_TOKENS),
                 strings_can_be_null=False,
             ),
+            threads=True,
         )
     except (pa.ArrowInvalid, pa.ArrowException):
         return None  # a cell that is not a number, a row of another length
-    table = table.rename_columns([header[int(name[6:])] for name in table.column_names])
     if not table.num_rows:
         return None
     lengths = pc.utf8_length(table.column(ID_COLUMN)).to_numpy(zero_copy_only=False)
@@ -292,33 +288,54 @@ def _parse_table(data: bytes, header: list[str], wanted: dict, label: str):
 
     # Blank lines are kept as rows of empty cells (dropped later), so that pyarrow's record
     # numbers, which start at 1 with the header, stay the line numbers.
-    names = [f"column{position}" for position in range(len(header))]
+    names = _positional_names(header)
     try:
-        table = pacsv.read_csv(
-            io.BytesIO(data),
-            read_options=pacsv.ReadOptions(
-                column_names=names,
-                skip_rows=1,
-                use_threads=False,
-                block_size=min(max(1 << 20, len(data) + 1), MAX_BLOCK_BYTES),
-            ),
-            parse_options=pacsv.ParseOptions(
+        table = _read_by_position(
+            data,
+            header,
+            pacsv.ParseOptions(
                 invalid_row_handler=on_bad_row,
                 ignore_empty_lines=False,
                 newlines_in_values=b'"' in data,
             ),
-            convert_options=pacsv.ConvertOptions(
+            pacsv.ConvertOptions(
                 include_columns=[names[position] for position in wanted.values()],
                 column_types=dict.fromkeys(names, pa.string()),
                 strings_can_be_null=False,
                 quoted_strings_can_be_null=False,
             ),
+            threads=False,
         )
     except (pa.ArrowInvalid, pa.ArrowException) as error:
         reason = str(error).strip().splitlines()[0]
         raise RejectedFile(label, f"not readable as CSV: {reason}") from None
-    renamed = table.rename_columns([header[int(name[6:])] for name in table.column_names])
-    return renamed, bad_records
+    return table, bad_records
+
+
+def _positional_names(header: list[str]) -> list[str]:
+    """Names for the columns by position (a header may repeat or lack names)."""
+    return [f"column{position}" for position in range(len(header))]
+
+
+def _read_by_position(data: bytes, header: list[str], parse_options, convert_options, *, threads):
+    """pyarrow's reading of the CSV after its header, columns named by `_positional_names` and
+    then renamed to the header's names. Single-threaded, the file is one block (bad-row numbers
+    are then record numbers); with threads, two blocks, one per core."""
+    from pyarrow import csv as pacsv
+
+    size = len(data) // 2 + 1 if threads else len(data) + 1
+    table = pacsv.read_csv(
+        io.BytesIO(data),
+        read_options=pacsv.ReadOptions(
+            column_names=_positional_names(header),
+            skip_rows=1,
+            use_threads=threads,
+            block_size=min(max(1 << 20, size), MAX_BLOCK_BYTES),
+        ),
+        parse_options=parse_options,
+        convert_options=convert_options,
+    )
+    return table.rename_columns([header[int(name[6:])] for name in table.column_names])
 
 
 class RecordLines(namedtuple("RecordLines", "good bad")):
