@@ -158,8 +158,9 @@ def _has_control_bytes(data: bytes) -> bool:
     (any below 0x20 but the line ends, or 0x7f)."""
     import numpy as np
 
-    below = np.count_nonzero(np.frombuffer(data, dtype=np.uint8) < 0x20)
-    return below != data.count(b"\n") + data.count(b"\r") or b"\x7f" in data
+    codes = np.frombuffer(data, dtype=np.uint8)
+    line_ends = np.count_nonzero(codes == 0x0A) + np.count_nonzero(codes == 0x0D)
+    return np.count_nonzero(codes < 0x20) != line_ends or b"\x7f" in data
 
 
 def _clean_frame(data: bytes, header: list[str], wanted: dict):

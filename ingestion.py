@@ -105,13 +105,13 @@ def _batch_of(meta: dict) -> Batch:
     )
 
 
-def ingest_file(config: Config, history, candidate, data: bytes, known_contents: dict):
-    """Read one new input file and store it as a batch, or record why not.
+def ingest_file(config: Config, history, candidate, data: bytes, sha256: str, known_contents: dict):
+    """Read one new input file (`data`, whose SHA-256 is `sha256`) and store it as a batch, or
+    record why not.
 
     Returns:
         (the input-file entry recorded, the new batch or None).
     """
-    sha256 = hashlib.sha256(data).hexdigest()
     now = utc_now()
     if sha256 in known_contents:
         note = f"same content as {known_contents[sha256]}"
@@ -197,10 +197,11 @@ def ingest_new_files(config: Config, history) -> IngestionResult:
             )
             result.waiting.append(candidate.name)
             continue
-        if (candidate.name, hashlib.sha256(data).hexdigest()) in known:
+        sha256 = hashlib.sha256(data).hexdigest()
+        if (candidate.name, sha256) in known:
             logger.debug("%s: already read", candidate.name)
             continue
-        entry, batch = ingest_file(config, history, candidate, data, known_contents)
+        entry, batch = ingest_file(config, history, candidate, data, sha256, known_contents)
         known.add((entry.name, entry.sha256))
         if batch is not None:
             known_contents[entry.sha256] = entry.name

@@ -267,7 +267,7 @@ def test_cli_summary(diagnosed, capsys):
     ("damage", "message"),
     [
         ("nothing ingested", "no ingested data; run ingestion.py first"),
-        ("stored batch changed", "outcomes.parquet: changed after it was stored"),
+        ("stored batch changed", "outcomes.arrow: changed after it was stored"),
         ("no model", "no model is deployed"),
     ],
 )
@@ -280,7 +280,7 @@ def test_bad_input_is_one_clear_error_and_keeps_earlier_results(diagnosed, damag
     if damage == "nothing ingested":
         shutil.rmtree(ingested)
     elif damage == "stored batch changed":
-        stored = ingested / "batches" / "000002" / "outcomes.parquet"
+        stored = ingested / "batches" / "000002" / "outcomes.arrow"
         stored.write_bytes(stored.read_bytes()[:-10] + b"0123456789")
     else:
         (diagnosed.root / "production_deployment" / "current").unlink()

@@ -306,3 +306,46 @@ def test_the_history_of_outcomes_is_read_once_per_process_while_the_batches_stay
     stored.write_bytes(stored.read_bytes() + b"tampered")
     with pytest.raises(DataError, match="changed after it was stored"):
         datastore.labelled_history(ingested, seqs)
+
+
+def as_stored_in_parquet(folder):
+    """Rewrite a batch folder as versions before Arrow IPC files stored it."""
+    import pyarrow.feather as feather
+    import pyarrow.parquet as pq
+
+    from files import sha256_file
+
+    meta = json.loads((folder / datastore.BATCH_META_FILE).read_text())
+    files = {}
+    for name, older in datastore.PARQUET_FILES.items():
+        pq.write_table(feather.read_table(folder / name), folder / older, compression="lz4")
+        (folder / name).unlink()
+        files[older] = sha256_file(folder / older)
+    meta["files"] = files
+    (folder / datastore.BATCH_META_FILE).write_text(json.dumps(meta))
+
+
+def test_batches_stored_in_parquet_by_earlier_versions_are_read_as_they_are(project):
+    assert ingestion.main(project.args()) == 0
+    folder = project.root / "ingesteddata" / "batches" / "000001"
+    assert {path.name for path in folder.iterdir()} == {
+        "outcomes.arrow",
+        "current.arrow",
+        "batch.json",
+    }
+    before, before_current = compiled_in_full(project)
+    as_stored_in_parquet(folder)
+    after, after_current = compiled_in_full(project)
+    pd.testing.assert_frame_equal(after, before)
+    pd.testing.assert_frame_equal(after_current, before_current)
+    # A new batch beside the old ones is stored as Arrow IPC; both kinds are read together.
+    project.write_input("later.csv", HEADER + "newb,1,20,3,0\n")
+    assert ingestion.main(project.args()) == 0
+    seqs = [batch.seq for batch in batches(project)]
+    rows = datastore.labelled_history(project.root / "ingesteddata", seqs)
+    assert rows["corporation"].tolist() == [*before["corporation"], "newb"]
+    # A Parquet file changed after it was stored is found out as before.
+    stored = folder / "outcomes.parquet"
+    stored.write_bytes(stored.read_bytes() + b"tampered")
+    with pytest.raises(DataError, match=r"outcomes\.parquet: changed after it was stored"):
+        datastore.labelled_history(project.root / "ingesteddata", seqs)
