@@ -134,6 +134,19 @@ def explain(model, rows: pd.DataFrame):
     return labels, probabilities, effects, values, typical
 
 
+def _predict_in_blocks(model, rows: pd.DataFrame):
+    """(labels, probabilities) of `model` for `rows`, a few blocks of rows per call."""
+    values = rows[list(FEATURES)].to_numpy(dtype=float, na_value=np.nan)
+    labels = np.empty(len(values), dtype=int)
+    probabilities = np.empty(len(values))
+    step = EXPLAIN_BLOCK_ROWS * (1 + len(FACTORS))  # as many rows as one explained block
+    for start in range(0, len(values), step):
+        block = slice(start, start + step)
+        frame = pd.DataFrame(values[block], columns=list(FEATURES), copy=False)
+        labels[block], probabilities[block] = scoring.predict_arrays(model, frame)
+    return labels, probabilities
+
+
 def _number(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 10 else f"{value:.2g}"
 
@@ -227,24 +240,28 @@ def current_clients(ingested_dir: Path, seqs, outcomes: pd.DataFrame | None = No
         outcomes = datastore.read_rows(ingested_dir, seqs, datastore.OUTCOMES_FILE)
     present = datastore.read_rows(ingested_dir, seqs, datastore.CURRENT_FILE)
     rows = pd.concat([outcomes, present], ignore_index=True)
-    target = rows[TARGET].astype("float64")
-    # Within a batch: a recorded stay, then a row without an outcome, then a recorded exit.
-    tier = np.where(target.isna(), 1, np.where(target == 1, 2, 0))
-    rows = rows.assign(_tier=tier, _line=np.arange(len(rows)))
-    rows = rows.sort_values([datastore.BATCH_COLUMN, "_tier", "_line"], kind="stable")
-    latest = rows[~rowkeys.duplicated(rows, [ID_COLUMN], keep="last")]
-    latest = latest[latest["_tier"] != 2]
-    return latest.drop(columns=["_tier", "_line", TARGET]).reset_index(drop=True)
+    target = rows[TARGET].to_numpy(dtype="float64", na_value=np.nan)
+    # Within a batch: a recorded stay, then a row without an outcome, then a recorded exit; in
+    # arrival order within each (a stable sort of two sorted runs: one pass).
+    tier = np.where(np.isnan(target), 1, np.where(target == 1, 2, 0))
+    order = np.argsort(rows[datastore.BATCH_COLUMN].to_numpy() * 3 + tier, kind="stable")
+    rows, tier = rows.iloc[order], tier[order]
+    last = ~rowkeys.duplicated(rows, [ID_COLUMN], keep="last")
+    return rows[last & (tier != 2)].drop(columns=[TARGET]).reset_index(drop=True)
 
 
 def rank_clients(model, clients: pd.DataFrame) -> pd.DataFrame:
-    """Current clients, highest probability of leaving first, with their reasons as text (for the
-    first REASONED_CLIENTS) and each factor's effect (columns EFFECT_COLUMNS, not written to the
-    CSV)."""
+    """Current clients, highest probability of leaving first, with their reasons as text and
+    each factor's effect (columns EFFECT_COLUMNS, not written to the CSV), both for the first
+    REASONED_CLIENTS (below them the effects are NaN: a longer list is predicted once per
+    client, and only its head is explained, which costs four predictions a client)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    labels, probabilities, effects, values, typical = explain(model, clients)
+    if len(clients) <= REASONED_CLIENTS:
+        labels, probabilities, effects, values, typical = explain(model, clients)
+    else:
+        labels, probabilities = _predict_in_blocks(model, clients)
     # Six decimals, and never a certain 0 or 1: no client is sure to leave or to stay.
     shown = np.clip(probabilities.round(6), 1e-6, 1 - 1e-6)
     keys = pa.table(
@@ -256,7 +273,13 @@ def rank_clients(model, clients: pd.DataFrame) -> pd.DataFrame:
     ranked = clients.iloc[order].reset_index(drop=True)
     ranked.insert(0, "rank", np.arange(1, len(ranked) + 1))
     ranked = ranked.assign(probability=shown[order], predicted_exit=labels[order])
-    effects, values = effects[order], values[order]
+    if len(clients) <= REASONED_CLIENTS:
+        effects, values = effects[order], values[order]
+    else:
+        values = ranked[list(FEATURES)].to_numpy(dtype=float, na_value=np.nan)
+        _, _, head_effects, _, typical = explain(model, ranked.iloc[:REASONED_CLIENTS])
+        effects = np.full((len(ranked), len(FACTORS)), np.nan)
+        effects[:REASONED_CLIENTS] = head_effects
     head = slice(0, REASONED_CLIENTS)
     for column, texts in zip(
         REASON_COLUMNS, reason_columns(effects[head], values[head], typical), strict=True
