@@ -126,6 +126,8 @@ def main() -> int:
         "| --- | --- | --- | --- | --- | --- |"
     )
     timings = []
+    if args.keep is not None:
+        Path(args.keep).mkdir(parents=True, exist_ok=True)
     for rows in args.sizes:
         scratch = Path(tempfile.mkdtemp(prefix="risk-scale-", dir=args.keep))
         try:
