@@ -237,16 +237,19 @@ def write_csv(frame, path: str | os.PathLike, *, append_to: str | os.PathLike | 
     from pyarrow import csv as pacsv
 
     table = pa.Table.from_pandas(frame, preserve_index=False)
+    # One pattern for every formula start (each is one character), as RE2 reads a class.
+    escapes = {"-": r"\-", "\t": r"\t", "\r": r"\r"}
+    formula = "^[" + "".join(escapes.get(start, start) for start in FORMULA_STARTS) + "]"
     columns, plain = [], True
     for column in table.columns:
         if pa.types.is_floating(column.type):
             column = _whole_numbers_as_integers(column)
         elif pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-            risky = pc.fill_null(pc.starts_with(column, FORMULA_STARTS[0]), False)
-            for start in FORMULA_STARTS[1:]:
-                risky = pc.or_(risky, pc.fill_null(pc.starts_with(column, start), False))
-            quote, nothing = pa.scalar("'", column.type), pa.scalar("", column.type)
-            column = pc.if_else(risky, pc.binary_join_element_wise(quote, column, nothing), column)
+            risky = pc.fill_null(pc.match_substring_regex(column, formula), False)
+            if pc.any(risky).as_py():
+                quote, nothing = pa.scalar("'", column.type), pa.scalar("", column.type)
+                joined = pc.binary_join_element_wise(quote, column, nothing)
+                column = pc.if_else(risky, joined, column)
             plain = plain and not pc.any(pc.match_substring_regex(column, '[,"\r\n]')).as_py()
         columns.append(column)
     table = pa.table(columns, names=table.column_names)
