@@ -242,7 +242,7 @@ def current_clients(ingested_dir: Path, seqs, outcomes: pd.DataFrame | None = No
     rows = pd.concat([outcomes, present], ignore_index=True)
     target = rows[TARGET].to_numpy(dtype="float64", na_value=np.nan)
     # Within a batch: a recorded stay, then a row without an outcome, then a recorded exit; in
-    # arrival order within each (a stable sort of two sorted runs: one pass).
+    # arrival order within each (one stable sort of an integer key, not a sort on three columns).
     tier = np.where(np.isnan(target), 1, np.where(target == 1, 2, 0))
     order = np.argsort(rows[datastore.BATCH_COLUMN].to_numpy() * 3 + tier, kind="stable")
     rows, tier = rows.iloc[order], tier[order]
@@ -258,7 +258,8 @@ def rank_clients(model, clients: pd.DataFrame) -> pd.DataFrame:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if len(clients) <= REASONED_CLIENTS:
+    explain_all = len(clients) <= REASONED_CLIENTS
+    if explain_all:
         labels, probabilities, effects, values, typical = explain(model, clients)
     else:
         labels, probabilities = _predict_in_blocks(model, clients)
@@ -273,7 +274,7 @@ def rank_clients(model, clients: pd.DataFrame) -> pd.DataFrame:
     ranked = clients.iloc[order].reset_index(drop=True)
     ranked.insert(0, "rank", np.arange(1, len(ranked) + 1))
     ranked = ranked.assign(probability=shown[order], predicted_exit=labels[order])
-    if len(clients) <= REASONED_CLIENTS:
+    if explain_all:
         effects, values = effects[order], values[order]
     else:
         values = ranked[list(FEATURES)].to_numpy(dtype=float, na_value=np.nan)
