@@ -170,6 +170,7 @@ def _clean_frame(data: bytes, header: list[str], wanted: dict):
     Only for files without quotes, white space or control bytes: every cell is then its text.
     """
     import numpy as np
+    import pandas as pd
     import pyarrow as pa
     import pyarrow.compute as pc
     from pyarrow import csv as pacsv
@@ -216,8 +217,6 @@ def _clean_frame(data: bytes, header: list[str], wanted: dict):
             return None
         target[pc.equal(text, "0").to_numpy(zero_copy_only=False)] = 0
         target[pc.equal(text, "1").to_numpy(zero_copy_only=False)] = 1
-    import pandas as pd
-
     frame = pd.DataFrame({**columns, TARGET: target})
     frame[TARGET] = frame[TARGET].astype("Int8")
     return frame[list(COLUMNS)]

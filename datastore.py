@@ -191,7 +191,7 @@ def store_batch(ingested_dir: Path, meta: dict, frame) -> Path:
             feather.write_feather(table.filter(rows), staging / file_name, compression="lz4")
             fsync_file(staging / file_name)
             files[file_name] = sha256_file(staging / file_name)
-        labelled = pc.sum(known.cast("int64")).as_py() or 0
+        labelled = pc.count(table.column(TARGET)).as_py()  # outcomes known
         counts = {"labelled_rows": labelled, "current_rows": len(frame) - labelled}
         atomic_write_json(staging / BATCH_META_FILE, {**meta, **counts, "files": files})
         os.rename(staging, final)
@@ -254,12 +254,9 @@ def read_rows(ingested_dir: Path, seqs, which: str = OUTCOMES_FILE, where=None):
     tables = []
     for seq in sorted(seqs):
         folder = batches_dir(ingested_dir) / batch_folder_name(seq)
-        path = folder / which
+        path = _rows_file(folder, which)
         try:
-            files = read_batch_meta(folder)["files"]
-            if which not in files and PARQUET_FILES.get(which) in files:
-                path = folder / PARQUET_FILES[which]
-            expected = files[path.name]
+            expected = read_batch_meta(folder)["files"][path.name]
             actual = sha256_file(path)
         except (OSError, KeyError, TypeError, DataError) as error:
             raise DataError(f"{path}: stored batch {seq} is unreadable: {error}") from None
@@ -280,6 +277,14 @@ def read_rows(ingested_dir: Path, seqs, which: str = OUTCOMES_FILE, where=None):
     if where is not None:  # once for all batches: a lookup set is built once, not per batch
         table = table.filter(where(table))
     return table.to_pandas()
+
+
+def _rows_file(folder: Path, which: str) -> Path:
+    """The file of a batch folder holding `which` rows: Arrow IPC, or Parquet in a batch stored
+    by an earlier version."""
+    path = folder / which
+    older = folder / PARQUET_FILES.get(which, which)
+    return older if not path.exists() and older.exists() else path
 
 
 def _read_table(path: Path):
@@ -351,20 +356,13 @@ def labelled_history(ingested_dir: Path, seqs):
 _LABELLED: dict = {}
 
 
-def _stat_either(path: Path, older: Path):
-    try:
-        return path.stat()
-    except FileNotFoundError:
-        return older.stat()
-
-
 def _history_key(ingested_dir: Path, seqs):
     """The batches' outcome files as they are now (None when one cannot be looked at)."""
     states = []
     for seq in sorted(seqs):
         folder = batches_dir(ingested_dir) / batch_folder_name(seq)
         try:
-            status = _stat_either(folder / OUTCOMES_FILE, folder / PARQUET_FILES[OUTCOMES_FILE])
+            status = _rows_file(folder, OUTCOMES_FILE).stat()
         except OSError:
             return None
         states.append((seq, status.st_size, status.st_mtime_ns, status.st_ino))

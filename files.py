@@ -263,10 +263,9 @@ def write_csv(frame, path: str | os.PathLike, *, append_to: str | os.PathLike | 
             options = pacsv.WriteOptions(include_header=False, quoting_style=quoting)
             pacsv.write_csv(table, handle, options)
         if append_to is not None:
-            rows = tmp_path.read_bytes()
-            header, _, rows = rows.partition(b"\n")
+            written_header, _, rows = tmp_path.read_bytes().partition(b"\n")
             with open(append_to, "rb") as existing:
-                if existing.readline().rstrip(b"\r\n") != header:
+                if existing.readline().rstrip(b"\r\n") != written_header:
                     raise ValueError(f"{append_to}: its columns are not those of the new rows")
             shutil.copyfile(append_to, tmp_path)
             with open(tmp_path, "ab") as handle:

@@ -276,9 +276,8 @@ def rank_clients(model, clients: pd.DataFrame) -> pd.DataFrame:
     ranked = ranked.assign(probability=shown[order], predicted_exit=labels[order])
     if explain_all:
         effects, values = effects[order], values[order]
-    else:
-        values = ranked[list(FEATURES)].to_numpy(dtype=float, na_value=np.nan)
-        _, _, head_effects, _, typical = explain(model, ranked.iloc[:REASONED_CLIENTS])
+    else:  # the head's figures and effects; only the head's are put in words below
+        _, _, head_effects, values, typical = explain(model, ranked.iloc[:REASONED_CLIENTS])
         effects = np.full((len(ranked), len(FACTORS)), np.nan)
         effects[:REASONED_CLIENTS] = head_effects
     head = slice(0, REASONED_CLIENTS)
