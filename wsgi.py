@@ -5,7 +5,7 @@ the scripts; a relative path is relative to the server's working folder. Under g
 app's log lines go to gunicorn's error log (`gunicorn.conf.py` also turns on its access log).
 """
 
-from app import create_app, use_gunicorn_logging
+from clientrisk.api.app import create_app, use_gunicorn_logging
 
 use_gunicorn_logging()
 app = create_app()

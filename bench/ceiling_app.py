@@ -10,8 +10,8 @@ import pickle
 import pandas as pd
 from flask import Flask, jsonify, request
 
-from project import load_config
-from scoring import predict
+from clientrisk.config import load_config
+from clientrisk.model.scoring import predict
 
 config = load_config(os.environ["RISK_CONFIG"])
 with open(config.deploy_dir / "trainedmodel.pkl", "rb") as handle:

@@ -24,8 +24,8 @@ from pathlib import Path
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR))
 
-import diagnostics  # noqa: E402
-from project import DIAGNOSTICS_FILE, load_config  # noqa: E402
+from clientrisk.config import DIAGNOSTICS_FILE, load_config
+from clientrisk.report import diagnostics
 
 UNREACHABLE_INDEX = "http://127.0.0.1:9/pypi"
 

@@ -52,7 +52,7 @@ STEPS_ALONE = """
 import sys
 sys.path.insert(0, {project!r})
 import logging, ingestion, scoring, training
-from project import load_config
+from clientrisk.config import load_config
 logging.disable(logging.WARNING)
 config = load_config(sys.argv[1])
 ingestion.run(config)

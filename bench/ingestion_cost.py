@@ -30,7 +30,7 @@ import numpy as np
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(PROJECT_DIR), str(PROJECT_DIR / "scripts")]
 
-import generate_data  # noqa: E402
+import generate_data
 
 FILE_ROWS = 100_000
 LETTERS = np.array(list("abcdefghijklmnopqrstuvwxyz"))

@@ -34,15 +34,14 @@ from sklearn.metrics import log_loss
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(PROJECT_DIR), str(PROJECT_DIR / "scripts")]
 
-import drift  # noqa: E402
-import fullprocess  # noqa: E402
-import generate_data  # noqa: E402
-import modelstore  # noqa: E402
-import scoring  # noqa: E402
-import training  # noqa: E402
-from clientdata import FEATURES, TARGET, read_labelled_csv  # noqa: E402
-from history import open_history  # noqa: E402
-from project import HISTORY_CHECKS, load_config  # noqa: E402
+import fullprocess
+import generate_data
+from clientrisk.config import HISTORY_CHECKS, load_config
+from clientrisk.data.clientcsv import FEATURES, TARGET, read_labelled_csv
+from clientrisk.deployment import modelstore
+from clientrisk.history.database import open_history
+from clientrisk.model import scoring, training
+from clientrisk.monitoring import drift
 
 LETTERS = np.array(list("abcdefghijklmnopqrstuvwxyz"))
 # Batches per phase, by batch size: (stable, harmless shift, lasting change, return).

@@ -35,11 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import generate_data
-import scoring
-import training
-from clientdata import FEATURES, TARGET, read_labelled_csv
-from project import DEFAULT_CONFIG_PATH, load_config
-from scoring import evaluate_model
+from clientrisk.config import DEFAULT_CONFIG_PATH, load_config
+from clientrisk.data.clientcsv import FEATURES, TARGET, read_labelled_csv
+from clientrisk.model import scoring, training
+from clientrisk.model.scoring import evaluate_model
 
 
 class FillMissing:

@@ -28,12 +28,12 @@ import pandas as pd
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(PROJECT_DIR), str(PROJECT_DIR / "scripts")]
 
-import generate_data  # noqa: E402
-import ranking  # noqa: E402
-import training  # noqa: E402
-from clientdata import FEATURES, ID_COLUMN, read_labelled_csv  # noqa: E402
-from files import write_csv  # noqa: E402
-from history import open_history  # noqa: E402
+import generate_data
+from clientrisk.atomicfiles import write_csv
+from clientrisk.calllist import ranking
+from clientrisk.data.clientcsv import FEATURES, ID_COLUMN, read_labelled_csv
+from clientrisk.history.database import open_history
+from clientrisk.model import training
 
 LETTERS = np.array(list("abcdefghijklmnopqrstuvwxyz"))
 

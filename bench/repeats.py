@@ -23,10 +23,10 @@ import pandas as pd
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(PROJECT_DIR), str(PROJECT_DIR / "bench")]
 
-from ingestion_cost import client_frame  # noqa: E402
+from ingestion_cost import client_frame
 
-import rowkeys  # noqa: E402
-from clientdata import COLUMNS  # noqa: E402
+from clientrisk.data import rowkeys
+from clientrisk.data.clientcsv import COLUMNS
 
 
 def measure(find, frame, repeats: int) -> tuple[float, float, np.ndarray]:

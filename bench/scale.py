@@ -36,9 +36,9 @@ import numpy as np
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(PROJECT_DIR), str(PROJECT_DIR / "bench"), str(PROJECT_DIR / "scripts")]
 
-from ingestion_cost import client_frame, make_project  # noqa: E402
+from ingestion_cost import client_frame, make_project
 
-import generate_data  # noqa: E402
+import generate_data
 
 ENV = {**os.environ, "RISK_API_URL": "http://127.0.0.1:9"}  # no API in the scratch project
 

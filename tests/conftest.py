@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import generate_data
-from project import Config, load_config
+from clientrisk.config import Config, load_config
 
 TESTS_DIR = Path(__file__).resolve().parent
 COURSE_FILE = TESTS_DIR / "data" / "course_format.csv"
@@ -121,7 +121,7 @@ def diagnosed(diagnosed_template, tmp_path) -> Project:
 @pytest.fixture
 def worse_challengers(monkeypatch):
     """Every model trained from now on learns the outcomes inverted: a challenger that is worse."""
-    import training
+    from clientrisk.model import training
 
     real_fit = training.fit_model
 

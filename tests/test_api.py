@@ -6,13 +6,13 @@ import sys
 import pandas as pd
 import pytest
 
-import app as api_module
 import deployment
-import modelstore
-from app import create_app
-from clientdata import FEATURES
+from clientrisk.api import app as api_module
+from clientrisk.api.app import create_app
+from clientrisk.config import load_config
+from clientrisk.data.clientcsv import FEATURES
+from clientrisk.deployment import modelstore
 from conftest import client_rows, run_steps
-from project import load_config
 
 RECORD = {"lastmonth_activity": 40, "lastyear_activity": 600, "number_of_employees": 12}
 

@@ -10,9 +10,9 @@ import requests
 from werkzeug.serving import make_server
 
 import apicalls
-from app import create_app
+from clientrisk.api.app import create_app
+from clientrisk.config import PROJECT_DIR
 from conftest import client_rows, run_steps
-from project import PROJECT_DIR
 
 ENDPOINTS = [
     "GET /health",

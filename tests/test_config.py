@@ -5,7 +5,8 @@ import pytest
 import ingestion
 import scoring
 import training
-from project import DEFAULT_CONFIG_PATH, ConfigError, load_config
+from clientrisk.config import DEFAULT_CONFIG_PATH, load_config
+from clientrisk.errors import ConfigError
 
 STEP_MAINS = [ingestion.main, training.main, scoring.main]
 

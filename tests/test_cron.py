@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from project import PROJECT_DIR
+from clientrisk.config import PROJECT_DIR
 
 INSTALL = [sys.executable, str(PROJECT_DIR / "scripts" / "install_cron.py")]
 

@@ -11,11 +11,11 @@ import pytest
 from werkzeug.serving import make_server
 
 import fullprocess
-import modelstore
-import training
-from app import create_app
+from clientrisk.api.app import create_app
+from clientrisk.deployment import modelstore
+from clientrisk.history.database import open_history
+from clientrisk.model import training
 from conftest import client_rows
-from history import open_history
 
 
 @pytest.fixture(autouse=True)

@@ -5,9 +5,9 @@ import shutil
 import pytest
 
 import deployment
-import modelstore
+from clientrisk.atomicfiles import sha256_file
+from clientrisk.deployment import modelstore
 from conftest import ALL_STEPS, client_rows, run_steps
-from files import sha256_file
 
 
 def deploy_dir(project):

@@ -11,21 +11,29 @@ import pandas as pd
 import pytest
 
 import diagnostics
-import drift
-import modelstore
-import scoring
-from clientdata import FEATURES
+from clientrisk.atomicfiles import sha256_file
+from clientrisk.data.clientcsv import FEATURES
+from clientrisk.deployment import modelstore
+from clientrisk.errors import DataError
+from clientrisk.history.database import open_history
+from clientrisk.model import scoring
+from clientrisk.monitoring import drift
+from clientrisk.report.diagnostics import (
+    dependency_status,
+    latest_versions,
+    missing_percentages,
+    model_predictions,
+    summary_statistics,
+    time_steps,
+)
 from conftest import CLOSED_INDEX_URL, client_rows, run_steps
-from files import sha256_file
-from history import open_history
-from project import DataError
 
 
 def test_summary_statistics_by_hand():
     frame = pd.DataFrame(
         {"a": [1.0, 2.0, 3.0, 10.0], "b": [5.0, np.nan, 5.0, 5.0], "c": list("wxyz")}
     )
-    stats = diagnostics.summary_statistics(frame)
+    stats = summary_statistics(frame)
     assert set(stats) == {"a", "b"}
     assert stats["a"]["mean"] == 4.0
     assert stats["a"]["median"] == 2.5
@@ -39,7 +47,7 @@ def test_missing_percentages_by_hand():
     frame = pd.DataFrame(
         {"a": [1.0, np.nan, 3.0, np.nan], "b": [1, 2, 3, 4], "c": [None, "x", "y", "z"]}
     )
-    assert diagnostics.missing_percentages(frame) == {"a": 50.0, "b": 0.0, "c": 25.0}
+    assert missing_percentages(frame) == {"a": 50.0, "b": 0.0, "c": 25.0}
 
 
 def test_population_stability_index_by_hand():
@@ -83,18 +91,18 @@ def test_model_predictions_in_input_order(deployed):
             "number_of_employees": [40.0, 40.0, 12.0],
         }
     )
-    predictions = diagnostics.model_predictions(rows, deployed.config)
+    predictions = model_predictions(rows, deployed.config)
     assert list(predictions.columns) == ["prediction", "probability"]
     assert len(predictions) == 3
     assert predictions["probability"][0] > predictions["probability"][1]
     assert set(predictions["prediction"]) <= {0, 1}
-    reversed_rows = diagnostics.model_predictions(rows.iloc[::-1], deployed.config)
+    reversed_rows = model_predictions(rows.iloc[::-1], deployed.config)
     np.testing.assert_allclose(reversed_rows["probability"], predictions["probability"][::-1])
 
 
 def test_model_predictions_from_a_csv_path(deployed):
     path = deployed.root / "testdata" / "testdata.csv"
-    predictions = diagnostics.model_predictions(path, deployed.config)
+    predictions = model_predictions(path, deployed.config)
     assert list(predictions["corporation"]) == list(pd.read_csv(path)["corporation"])
 
 
@@ -120,20 +128,20 @@ def test_model_predictions_from_a_csv_path(deployed):
 )
 def test_model_predictions_refuse_bad_input(deployed, rows, message):
     with pytest.raises(DataError, match=message):
-        diagnostics.model_predictions(rows, deployed.config)
+        model_predictions(rows, deployed.config)
 
 
 def test_model_predictions_need_a_deployed_model(project):
     rows = pd.DataFrame({name: [1.0] for name in FEATURES})
     with pytest.raises(modelstore.DeploymentError, match="no model is deployed"):
-        diagnostics.model_predictions(rows, project.config)
+        model_predictions(rows, project.config)
 
 
 def test_timing_leaves_the_project_untouched(deployed):
     with open_history(deployed.config.history_path) as history:
         batches = history.batches()
     before = {path: sha256_file(path) for path in deployed.root.rglob("*") if path.is_file()}
-    timings = diagnostics.time_steps(deployed.config, repeats=2, batches=batches)
+    timings = time_steps(deployed.config, repeats=2, batches=batches)
     for step in ("ingestion", "training"):
         assert len(timings[step]["runs"]) == 2
         assert timings[step]["median_seconds"] > 0
@@ -173,35 +181,33 @@ def silent_index():
 
 def test_dependencies_are_unknown_without_network(tmp_path):
     started = time.monotonic()
-    latest = diagnostics.latest_versions(
-        ["pandas", "flask"], CLOSED_INDEX_URL, 2, tmp_path / "c.json"
-    )
+    latest = latest_versions(["pandas", "flask"], CLOSED_INDEX_URL, 2, tmp_path / "c.json")
     assert latest == {"pandas": None, "flask": None}
     assert time.monotonic() - started < 2
 
 
 def test_a_silent_index_cannot_hang_the_check(tmp_path, silent_index):
     started = time.monotonic()
-    latest = diagnostics.latest_versions(["pandas", "flask"], silent_index, 1, tmp_path / "c.json")
+    latest = latest_versions(["pandas", "flask"], silent_index, 1, tmp_path / "c.json")
     assert latest == {"pandas": None, "flask": None}
     assert time.monotonic() - started < 1.5
 
 
 def test_latest_versions_are_cached_for_a_day(tmp_path, fake_index):
     cache = tmp_path / "cache.json"
-    assert diagnostics.latest_versions(["pandas"], fake_index, 2, cache) == {"pandas": "99.0"}
+    assert latest_versions(["pandas"], fake_index, 2, cache) == {"pandas": "99.0"}
     # Asked again with the index gone, the answer comes from the cache.
-    assert diagnostics.latest_versions(["pandas"], CLOSED_INDEX_URL, 2, cache) == {"pandas": "99.0"}
+    assert latest_versions(["pandas"], CLOSED_INDEX_URL, 2, cache) == {"pandas": "99.0"}
     stale = json.loads(cache.read_text())
     stale["pandas"]["checked_at"] = "2020-01-01T00:00:00Z"
     cache.write_text(json.dumps(stale))
-    assert diagnostics.latest_versions(["pandas"], CLOSED_INDEX_URL, 2, cache) == {"pandas": None}
+    assert latest_versions(["pandas"], CLOSED_INDEX_URL, 2, cache) == {"pandas": None}
 
 
 def test_dependency_table(deployed, tmp_path):
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("# pins\npandas==1.0.0\nnot-a-real-package-xyz==1.0\n")
-    table = diagnostics.dependency_status(deployed.config, requirements)
+    table = dependency_status(deployed.config, requirements)
     pandas_row, missing_row = table
     assert pandas_row["pinned"] == "1.0.0"
     assert pandas_row["installed"] == pd.__version__
@@ -214,7 +220,7 @@ def test_outdated_when_the_index_knows_a_newer_version(deployed, tmp_path, fake_
     config.settings["package_index_url"] = fake_index
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("pandas\n")
-    (row,) = diagnostics.dependency_status(config, requirements)
+    (row,) = dependency_status(config, requirements)
     assert (row["latest"], row["status"]) == ("99.0", "outdated")
 
 

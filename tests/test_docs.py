@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from project import PROJECT_DIR
+from clientrisk.config import PROJECT_DIR
 
 README = (PROJECT_DIR / "README.md").read_text()
 SCRIPTS = sorted(
@@ -37,7 +37,7 @@ def test_readme_commands_match_ci():
 
 
 def test_every_route_is_documented():
-    from app import create_app
+    from clientrisk.api.app import create_app
 
     app = create_app()
     for rule in app.url_map.iter_rules():

@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import drift
 import generate_data
-import scoring
-from clientdata import FEATURES, TARGET
+from clientrisk.data.clientcsv import FEATURES, TARGET
+from clientrisk.model import scoring
+from clientrisk.monitoring import drift
 
 
 def test_log_loss_excess_by_hand():
@@ -124,7 +124,7 @@ def test_the_trend_catches_a_fall_in_recent_activity_the_raw_columns_miss():
 @pytest.mark.parametrize(("market", "drifts"), [("bigger", False), ("relation-strong", True)])
 def test_the_deployed_model_on_a_harmless_shift_and_on_a_real_change(deployed, market, drifts):
     """A model trained on the test project's usual clients, judged on 1,000 new ones."""
-    import modelstore
+    from clientrisk.deployment import modelstore
 
     model, deployment = modelstore.load_deployed_model(deployed.config.deploy_dir)
     metrics = deployment.manifest["metrics"]

@@ -8,11 +8,12 @@ import pytest
 
 import fullprocess
 import generate_data
-import modelstore
+from clientrisk.atomicfiles import exclusive_lock
+from clientrisk.config import PROJECT_DIR
+from clientrisk.deployment import modelstore
+from clientrisk.history.database import open_history
+from clientrisk.pipeline.fullprocess import EXIT_BUSY
 from conftest import client_rows, make_project, run_steps
-from files import exclusive_lock
-from history import open_history
-from project import PROJECT_DIR
 
 
 @pytest.fixture(autouse=True)
@@ -91,7 +92,7 @@ def test_a_quiet_tick_imports_nothing_heavy(diagnosed):
         "import sys, fullprocess\n"
         f"code = fullprocess.main(['--config', {str(diagnosed.config_path)!r}])\n"
         "heavy = ['pandas', 'pyarrow', 'numpy', 'sklearn', 'scipy', 'matplotlib', 'reportlab',"
-        " 'flask', 'requests', 'legacy', 'judging']\n"
+        " 'flask', 'requests', 'clientrisk.data.takeover', 'clientrisk.monitoring.judging']\n"
         "print(code, sorted(name for name in heavy if name in sys.modules))\n"
     )
     result = subprocess.run(
@@ -180,7 +181,7 @@ def test_a_quiet_tick_while_a_run_holds_the_lock_is_recorded_as_busy(diagnosed):
     run(diagnosed)
     with exclusive_lock(diagnosed.root / "logs" / "fullprocess.lock"):
         code, _, quick = cron_tick(diagnosed)
-    assert (code, quick) == (fullprocess.EXIT_BUSY, False)
+    assert (code, quick) == (EXIT_BUSY, False)
     assert run_records(diagnosed)[-1]["outcome"] == "busy"
     code, _, quick = cron_tick(diagnosed)  # the busy record came between: decided in full
     assert (code, quick, run_records(diagnosed)[-1]["outcome"]) == (0, False, "no new data")
@@ -299,7 +300,7 @@ def test_as_much_new_data_as_the_model_learnt_from_retrains_it(diagnosed):
 
 
 def test_a_drifted_batch_never_enters_the_history_checks_baseline(diagnosed, worse_challengers):
-    import judging
+    from clientrisk.monitoring import judging
 
     config = json.loads(diagnosed.config_path.read_text())
     diagnosed.config_path.write_text(json.dumps({**config, "drift_check": "parametric"}))
@@ -381,7 +382,7 @@ def test_a_run_after_the_input_files_were_archived(diagnosed, tmp_path):
 
 def test_two_runs_at_once(deployed, capsys):
     with exclusive_lock(deployed.root / "logs" / "fullprocess.lock"):
-        assert fullprocess.main(deployed.args()) == fullprocess.EXIT_BUSY == 75
+        assert fullprocess.main(deployed.args()) == EXIT_BUSY == 75
     assert "another fullprocess.py run is in progress" in capsys.readouterr().err
     assert run_records(deployed)[-1]["outcome"] == "busy"
     assert fullprocess.main(deployed.args()) == 0

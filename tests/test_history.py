@@ -11,10 +11,10 @@ import time
 import pandas as pd
 import pytest
 
-import history
+from clientrisk.config import PROJECT_DIR
+from clientrisk.history import database
+from clientrisk.history.database import HistoryError, open_history
 from conftest import client_rows, run_steps
-from history import HistoryError, open_history
-from project import PROJECT_DIR
 
 
 def test_a_new_database_has_the_current_schema(tmp_path):
@@ -24,7 +24,7 @@ def test_a_new_database_has_the_current_schema(tmp_path):
         assert opened.integrity_problems() == []
     db = sqlite3.connect(tmp_path / "h.db")
     assert db.execute("SELECT version FROM schema_version").fetchall() == [
-        (history.SCHEMA_VERSION,)
+        (database.SCHEMA_VERSION,)
     ]
     assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
@@ -50,9 +50,9 @@ def test_migrations_run_in_order_and_keep_the_data(tmp_path, monkeypatch):
         db.execute("CREATE TABLE notes (text TEXT)")
         db.execute("INSERT INTO notes VALUES ('migrated')")
 
-    migrations = (*history.MIGRATIONS, add_notes)
-    monkeypatch.setattr(history, "MIGRATIONS", migrations)
-    monkeypatch.setattr(history, "SCHEMA_VERSION", len(migrations))
+    migrations = (*database.MIGRATIONS, add_notes)
+    monkeypatch.setattr(database, "MIGRATIONS", migrations)
+    monkeypatch.setattr(database, "SCHEMA_VERSION", len(migrations))
     with open_history(tmp_path / "h.db") as opened:
         assert opened.fact("kept") == "yes"
         assert opened.db.execute("SELECT text FROM notes").fetchall() == [("migrated",)]
@@ -68,9 +68,9 @@ def test_a_migration_that_fails_half_way_changes_nothing(tmp_path, monkeypatch):
         db.execute("CREATE TABLE notes (text TEXT)")
         raise sqlite3.OperationalError("disk I/O error")
 
-    migrations = (*history.MIGRATIONS, half)
-    monkeypatch.setattr(history, "MIGRATIONS", migrations)
-    monkeypatch.setattr(history, "SCHEMA_VERSION", len(migrations))
+    migrations = (*database.MIGRATIONS, half)
+    monkeypatch.setattr(database, "MIGRATIONS", migrations)
+    monkeypatch.setattr(database, "SCHEMA_VERSION", len(migrations))
     with pytest.raises(HistoryError, match="disk I/O error"), open_history(tmp_path / "h.db"):
         pass
     db = sqlite3.connect(tmp_path / "h.db")
@@ -112,20 +112,20 @@ def test_consecutive_quiet_ticks_share_one_row(tmp_path):
 
 def test_only_the_newest_rankings_keep_their_entries(tmp_path):
     with open_history(tmp_path / "h.db") as opened:
-        for number in range(history.KEEP_RANKINGS + 3):
+        for number in range(database.KEEP_RANKINGS + 3):
             opened.record_ranking("sha", "v0001", number, [(1, "abcd", 0.5), (2, "efgh", 0.1)])
         kept = opened.db.execute("SELECT count(DISTINCT ranking) FROM ranking_entries").fetchone()
         newest = opened.rankings(2)
-    assert kept == (history.KEEP_RANKINGS,)
+    assert kept == (database.KEEP_RANKINGS,)
     assert [entry[1] for entry in newest[0]["entries"]] == ["abcd", "efgh"]
-    assert newest[0]["through_batch"] == history.KEEP_RANKINGS + 2
+    assert newest[0]["through_batch"] == database.KEEP_RANKINGS + 2
 
 
 # Writes transactions of three rows with the same tag until it is killed.
 WRITER = """
 import sys
 sys.path.insert(0, {project!r})
-from history import open_history
+from clientrisk.history.database import open_history
 with open_history({path!r}) as opened:
     print("ready", flush=True)
     tag = 0

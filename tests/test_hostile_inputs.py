@@ -9,11 +9,12 @@ import time
 import pandas as pd
 import pytest
 
-import datastore
 import fullprocess
 import ingestion
+from clientrisk.data import batchstore
+from clientrisk.history.database import open_history
+from clientrisk.pipeline import fullprocess as fullprocess_lib
 from conftest import HEADER, client_rows
-from history import open_history
 
 GOOD = "good.csv"
 ROSTER_HEADER = "corporation,lastmonth_activity,lastyear_activity,number_of_employees\n"
@@ -270,7 +271,7 @@ def test_permission_denied_is_retried_on_a_later_run(diagnosed, monkeypatch, cap
     monkeypatch.setenv("RISK_API_URL", "http://127.0.0.1:9")
     locked = diagnosed.write_input("locked.csv", client_rows(120, seed=41))
     diagnosed.write_input(GOOD, client_rows(150, seed=31))
-    read_bytes, hash_file = datastore.read_input_bytes, fullprocess.sha256_file
+    read_bytes, hash_file = batchstore.read_input_bytes, fullprocess_lib.sha256_file
 
     def denied(reader):
         def read(path):
@@ -280,8 +281,8 @@ def test_permission_denied_is_retried_on_a_later_run(diagnosed, monkeypatch, cap
 
         return read
 
-    monkeypatch.setattr(datastore, "read_input_bytes", denied(read_bytes))
-    monkeypatch.setattr(fullprocess, "sha256_file", denied(hash_file))
+    monkeypatch.setattr(batchstore, "read_input_bytes", denied(read_bytes))
+    monkeypatch.setattr(fullprocess_lib, "sha256_file", denied(hash_file))
     assert fullprocess.main(diagnosed.args()) == 0
     err = capsys.readouterr().err
     assert "locked.csv: cannot read: Permission denied; will try again on the next run" in err
@@ -292,8 +293,8 @@ def test_permission_denied_is_retried_on_a_later_run(diagnosed, monkeypatch, cap
         quiet = history.latest_runs(1)[0]
     assert "waiting: locked.csv: cannot read: Permission denied" in quiet.reason
     # Once readable, it is ingested.
-    monkeypatch.setattr(datastore, "read_input_bytes", read_bytes)
-    monkeypatch.setattr(fullprocess, "sha256_file", hash_file)
+    monkeypatch.setattr(batchstore, "read_input_bytes", read_bytes)
+    monkeypatch.setattr(fullprocess_lib, "sha256_file", hash_file)
     assert fullprocess.main(diagnosed.args()) == 0
     assert set(pd.read_csv(locked)["corporation"]) <= ingested_clients(diagnosed)
 
@@ -368,26 +369,26 @@ ODD_ROWS = {
 def test_clean_files_are_read_as_the_careful_parse_reads_them(row, monkeypatch):
     """A file without quotes or white space is parsed straight into numbers when every cell is
     clean; any other cell sends it to the careful parse. Both give the same rows and reasons."""
-    import clientdata
+    from clientrisk.data import clientcsv
 
     data = rows_file(row)
     for text in (data, data.replace(b"\n", b"\r\n")):
-        quick = clientdata.parse_client_csv(text, "odd.csv")
+        quick = clientcsv.parse_client_csv(text, "odd.csv")
         with monkeypatch.context() as patch:
-            patch.setattr(clientdata, "_clean_frame", lambda *args: None)
-            careful = clientdata.parse_client_csv(text, "odd.csv")
+            patch.setattr(clientcsv, "_clean_frame", lambda *args: None)
+            careful = clientcsv.parse_client_csv(text, "odd.csv")
         pd.testing.assert_frame_equal(quick.frame, careful.frame)
         assert quick.rejections == careful.rejections
 
 
 def test_a_clean_file_takes_the_quick_parse(monkeypatch):
     """Columns in any order, an extra one, an outcome missing: still clean, read in one go."""
-    import clientdata
+    from clientrisk.data import clientcsv
 
-    monkeypatch.setattr(clientdata, "_parse_table", None)  # the careful parse would fail
+    monkeypatch.setattr(clientcsv, "_parse_table", None)  # the careful parse would fail
     columns = "exited,number_of_employees,corporation,note,lastyear_activity,lastmonth_activity"
     data = f"{columns}\n1,3,clna,x,20,1\n,4,clnb,y,30,2\n".encode()
-    batch = clientdata.parse_client_csv(data, "clean.csv")
+    batch = clientcsv.parse_client_csv(data, "clean.csv")
     assert batch.rejections == []
     frame = batch.frame.astype({"exited": "float64"})
     assert frame.fillna(-1).to_dict("list") == {

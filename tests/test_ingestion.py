@@ -7,12 +7,12 @@ import pandas as pd
 import pyarrow.csv
 import pytest
 
-import datastore
 import ingestion
-from clientdata import COLUMNS
+from clientrisk.data import batchstore
+from clientrisk.data.clientcsv import COLUMNS
+from clientrisk.errors import DataError
+from clientrisk.history.database import open_history
 from conftest import COURSE_FILE, HEADER
-from history import open_history
-from project import DataError
 
 
 def final_data(project) -> pd.DataFrame:
@@ -130,14 +130,14 @@ def test_an_unreadable_or_emptied_input_file_loses_nothing(project, monkeypatch)
     ingestion.main(project.args())
     before = final_data(project)
     project.write_input("batch1.csv", "")
-    real = datastore.read_input_bytes
+    real = batchstore.read_input_bytes
 
     def denied(path):
         if path.name == "batch2.csv":
             raise PermissionError(13, "Permission denied")
         return real(path)
 
-    monkeypatch.setattr(datastore, "read_input_bytes", denied)
+    monkeypatch.setattr(batchstore, "read_input_bytes", denied)
     assert ingestion.main(project.args()) == 0
     pd.testing.assert_frame_equal(final_data(project), before)
 
@@ -235,7 +235,7 @@ def test_a_failed_export_is_made_by_the_next_run(project, monkeypatch):
 
 def compiled_in_full(project) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The exports as a compile of every batch makes them (the stamp removed first)."""
-    (project.root / "ingesteddata" / datastore.EXPORTS_STAMP_FILE).unlink()
+    (project.root / "ingesteddata" / batchstore.EXPORTS_STAMP_FILE).unlink()
     assert ingestion.main(project.args()) == 0
     return final_data(project), current_clients(project)
 
@@ -259,7 +259,7 @@ def test_a_new_batch_is_appended_to_the_exports_as_a_full_compile_would_list_it(
     rows_before = len(final_data(project))
     first_line = path.read_bytes().splitlines()[1]
     with monkeypatch.context() as patched:
-        patched.setattr(datastore, "_compile_exports", None)  # appending only
+        patched.setattr(batchstore, "_compile_exports", None)  # appending only
         assert ingestion.main(project.args()) == 0
     appended, current = final_data(project), current_clients(project)
     assert len(appended) == rows_before + 2
@@ -295,17 +295,17 @@ def test_the_history_of_outcomes_is_read_once_per_process_while_the_batches_stay
     assert ingestion.main(project.args()) == 0
     ingested = project.root / "ingesteddata"
     seqs = [batch.seq for batch in batches(project)]
-    first = datastore.labelled_history(ingested, seqs)
+    first = batchstore.labelled_history(ingested, seqs)
     first.loc[0, "lastmonth_activity"] = -1.0  # the caller's copy: the kept one is untouched
-    real_read = datastore.read_rows
-    monkeypatch.setattr(datastore, "read_rows", None)  # asked again: not read again
-    again = datastore.labelled_history(ingested, seqs)
+    real_read = batchstore.read_rows
+    monkeypatch.setattr(batchstore, "read_rows", None)  # asked again: not read again
+    again = batchstore.labelled_history(ingested, seqs)
     assert again.loc[0, "lastmonth_activity"] != -1.0
-    monkeypatch.setattr(datastore, "read_rows", real_read)
-    stored = ingested / "batches" / "000001" / datastore.OUTCOMES_FILE
+    monkeypatch.setattr(batchstore, "read_rows", real_read)
+    stored = ingested / "batches" / "000001" / batchstore.OUTCOMES_FILE
     stored.write_bytes(stored.read_bytes() + b"tampered")
     with pytest.raises(DataError, match="changed after it was stored"):
-        datastore.labelled_history(ingested, seqs)
+        batchstore.labelled_history(ingested, seqs)
 
 
 def as_stored_in_parquet(folder):
@@ -313,16 +313,16 @@ def as_stored_in_parquet(folder):
     import pyarrow.feather as feather
     import pyarrow.parquet as pq
 
-    from files import sha256_file
+    from clientrisk.atomicfiles import sha256_file
 
-    meta = json.loads((folder / datastore.BATCH_META_FILE).read_text())
+    meta = json.loads((folder / batchstore.BATCH_META_FILE).read_text())
     files = {}
-    for name, older in datastore.PARQUET_FILES.items():
+    for name, older in batchstore.PARQUET_FILES.items():
         pq.write_table(feather.read_table(folder / name), folder / older, compression="lz4")
         (folder / name).unlink()
         files[older] = sha256_file(folder / older)
     meta["files"] = files
-    (folder / datastore.BATCH_META_FILE).write_text(json.dumps(meta))
+    (folder / batchstore.BATCH_META_FILE).write_text(json.dumps(meta))
 
 
 def test_batches_stored_in_parquet_by_earlier_versions_are_read_as_they_are(project):
@@ -342,10 +342,10 @@ def test_batches_stored_in_parquet_by_earlier_versions_are_read_as_they_are(proj
     project.write_input("later.csv", HEADER + "newb,1,20,3,0\n")
     assert ingestion.main(project.args()) == 0
     seqs = [batch.seq for batch in batches(project)]
-    rows = datastore.labelled_history(project.root / "ingesteddata", seqs)
+    rows = batchstore.labelled_history(project.root / "ingesteddata", seqs)
     assert rows["corporation"].tolist() == [*before["corporation"], "newb"]
     # A Parquet file changed after it was stored is found out as before.
     stored = folder / "outcomes.parquet"
     stored.write_bytes(stored.read_bytes() + b"tampered")
     with pytest.raises(DataError, match=r"outcomes\.parquet: changed after it was stored"):
-        datastore.labelled_history(project.root / "ingesteddata", seqs)
+        batchstore.labelled_history(project.root / "ingesteddata", seqs)

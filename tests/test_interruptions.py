@@ -15,12 +15,12 @@ import pytest
 
 import deployment
 import fullprocess
-import modelstore
-import scoring
+from clientrisk.atomicfiles import leftover_owner, process_alive
+from clientrisk.config import PROJECT_DIR
+from clientrisk.deployment import modelstore
+from clientrisk.history.database import open_history
+from clientrisk.model import scoring
 from conftest import client_rows, run_steps
-from files import leftover_owner, process_alive
-from history import open_history
-from project import PROJECT_DIR
 
 ENV = {**os.environ, "RISK_API_URL": "http://127.0.0.1:9"}
 ENV.pop("RISK_API_TOKEN", None)
@@ -51,14 +51,14 @@ def rename(source, destination, *args, **kwargs):
     return real_rename(source, destination, *args, **kwargs)
 
 os.replace, os.rename = replace, rename
-import history
+from clientrisk.history import database as history
 real_transaction = history._transaction
 
 def committer():
-    # What commits: the history method, and the function outside history.py that called it.
+    # What commits: the history method, and the function outside database.py that called it.
     frame, inner = sys._getframe(2), None
-    while frame and os.path.basename(frame.f_code.co_filename) in ("history.py", "contextlib.py"):
-        if os.path.basename(frame.f_code.co_filename) == "history.py":
+    while frame and os.path.basename(frame.f_code.co_filename) in ("database.py", "contextlib.py"):
+        if os.path.basename(frame.f_code.co_filename) == "database.py":
             if frame.f_code.co_name not in ("_transaction", "_writing", "transaction"):
                 inner = inner or frame.f_code.co_name
         frame = frame.f_back
@@ -207,7 +207,8 @@ def test_a_stopped_run_says_so_in_one_line_and_the_next_completes(project, signa
     script = (
         "import os, signal, sys, time\n"
         f"sys.path.insert(0, {str(PROJECT_DIR)!r})\n"
-        "import training, fullprocess\n"
+        "import fullprocess\n"
+        "from clientrisk.model import training\n"
         "real = training.fit_model\n"
         "def fit(data, *args):\n"
         f"    os.kill(os.getpid(), {int(signal_number)})\n"
@@ -340,7 +341,7 @@ def test_old_versions_are_removed_but_never_the_live_one_or_its_rollback_target(
 
 
 def test_the_run_log_is_rotated(diagnosed, monkeypatch):
-    monkeypatch.setattr(fullprocess, "RUN_LOG_MAX_BYTES", 2000)
+    monkeypatch.setattr("clientrisk.pipeline.fullprocess.RUN_LOG_MAX_BYTES", 2000)
     monkeypatch.setenv("RISK_API_URL", "http://127.0.0.1:9")
     for _ in range(30):
         assert fullprocess.main(diagnosed.args()) == 0

@@ -8,10 +8,10 @@ import pytest
 
 import fullprocess
 import ingestion
-from clientdata import COLUMNS
+from clientrisk.atomicfiles import sha256_file
+from clientrisk.data.clientcsv import COLUMNS
+from clientrisk.history.database import History, open_history
 from conftest import client_rows, run_steps
-from files import sha256_file
-from history import History, open_history
 
 OLD_HEADER = (
     "# Files read by ingestion.py, one per line, tab-separated. status: ingested | rejected |"

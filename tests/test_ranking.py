@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import fullprocess
-import modelstore
-import ranking
-from clientdata import FEATURES
+from clientrisk.calllist import ranking
+from clientrisk.data.clientcsv import FEATURES
+from clientrisk.deployment import modelstore
+from clientrisk.history.database import open_history
+from clientrisk.pipeline import fullprocess
 from conftest import client_rows, run_steps
-from history import open_history
 
 
 def roster(rows: list[tuple]) -> pd.DataFrame:

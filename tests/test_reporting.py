@@ -5,6 +5,7 @@ from PIL import Image
 from pypdf import PdfReader
 
 import reporting
+from clientrisk.report.reporting import SECTIONS, score_history_figure
 from conftest import client_rows, run_steps
 
 
@@ -25,7 +26,7 @@ def test_pdf_has_every_section(diagnosed, capsys):
     path = models / "summary_report.pdf"
     assert path.read_bytes().startswith(b"%PDF-")
     text = pdf_text(path)
-    for section in reporting.SECTIONS:
+    for section in SECTIONS:
         assert section in text
     report = json.loads((models / "diagnostics.json").read_text())
     assert "v0001" in text
@@ -100,7 +101,7 @@ def test_score_history_draws_each_model_apart_and_fits_its_time_axis():
         {"time": "2026-11-21T10:00:00Z", "model_sha256": "a", "to_version": "v0001"},
         {"time": "2026-11-21T10:40:00Z", "model_sha256": "c", "to_version": "v0002"},
     ]
-    figure = reporting.score_history_figure(history, deployments)
+    figure = score_history_figure(history, deployments)
     axes = figure.axes[0]
     series = {line.get_label(): line for line in axes.get_lines()}
     assert list(series["v0001"].get_ydata()) == [

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import rowkeys
+from clientrisk.data import rowkeys
 
 COLUMNS = ["corporation", "lastmonth_activity", "exited"]
 

@@ -4,8 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import legacy
 import scoring
+from clientrisk.data import takeover
+from clientrisk.model.scoring import evaluate_model
 from conftest import HEADER, run_steps
 
 
@@ -38,7 +39,7 @@ def labelled(exited):
 
 def test_metrics_match_hand_computed_values():
     model = FixedModel([1, 0, 0, 1, 1], [0.9, 0.4, 0.2, 0.6, 0.8])
-    metrics = scoring.evaluate_model(model, labelled([1, 1, 0, 0, 1]))
+    metrics = evaluate_model(model, labelled([1, 1, 0, 0, 1]))
     assert metrics["confusion"] == {"tn": 1, "fp": 1, "fn": 1, "tp": 2}
     assert metrics["precision"] == pytest.approx(2 / 3, abs=1e-6)
     assert metrics["recall"] == pytest.approx(2 / 3, abs=1e-6)
@@ -48,7 +49,7 @@ def test_metrics_match_hand_computed_values():
 
 
 def test_roc_auc_is_none_when_only_one_class():
-    metrics = scoring.evaluate_model(FixedModel([0, 1], [0.1, 0.7]), labelled([0, 0]))
+    metrics = evaluate_model(FixedModel([0, 1], [0.1, 0.7]), labelled([0, 0]))
     assert metrics["roc_auc"] is None
     assert metrics["f1"] == 0.0
 
@@ -64,7 +65,7 @@ def test_writes_bare_f1_metrics_and_history(project, capsys):
     assert sum(metrics["confusion"].values()) == metrics["rows"] == 300
     assert set(metrics) >= {"precision", "recall", "roc_auc", "model_sha256", "dataset"}
     run_steps(project, "scoring")
-    history = legacy.read_score_history(models / "scorehistory.csv")
+    history = takeover.read_score_history(models / "scorehistory.csv")
     assert len(history) == 2
     assert history[-1]["f1"] == pytest.approx(metrics["f1"])
     assert history[-1]["context"] == "test"
@@ -116,6 +117,6 @@ def test_a_damaged_history_line_is_skipped(deployed, caplog):
     history = deployed.root / "models" / "scorehistory.csv"
     with history.open("a") as handle:
         handle.write("yesterday,abc,test,testdata.csv,lots,0.5,,,\n")
-    rows = legacy.read_score_history(history)
+    rows = takeover.read_score_history(history)
     assert len(rows) == 1
     assert "scorehistory.csv:3: unreadable score line skipped" in caplog.text

@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 
 import generate_data
-from clientdata import COLUMNS, FEATURES, read_client_csv
-from project import PROJECT_DIR
+from clientrisk.config import PROJECT_DIR
+from clientrisk.data.clientcsv import COLUMNS, FEATURES, read_client_csv
 
 SHIPPED = {
     name: PROJECT_DIR / folder / name for name, (folder, _) in generate_data.SHIPPED_FILES.items()

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from project import PROJECT_DIR
+from clientrisk.config import PROJECT_DIR
 
 
 def ruff(*args):

@@ -7,14 +7,14 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, roc_auc_score
 
-import blockfit
-import datastore
-import scoring
 import training
-from clientdata import FEATURES
+from clientrisk.atomicfiles import sha256_file
+from clientrisk.data import batchstore
+from clientrisk.data.clientcsv import FEATURES
+from clientrisk.history.database import open_history
+from clientrisk.model import blockfit, scoring
+from clientrisk.model.training import SOLVER, best_f1_threshold, fit_model, stratified_sample
 from conftest import HEADER, client_rows, run_steps
-from files import sha256_file
-from history import open_history
 
 
 def load_trained(project):
@@ -32,7 +32,7 @@ def test_saves_model_and_metadata(project, capsys):
         batches = history.batches()
     assert metadata["training_data"] == {
         "batches": 2,
-        "sha256": datastore.fingerprint(batches),
+        "sha256": batchstore.fingerprint(batches),
     }
     assert metadata["through_batch"] == 2
     assert metadata["trained_by"]["run"] is None
@@ -145,14 +145,14 @@ def test_no_ingested_data(project, capsys):
 @pytest.mark.slow
 def test_pipeline_beats_the_course_model_on_shipped_data():
     """The shipped data's relation to exit needs the pipeline; raw logistic regression misses it."""
-    from clientdata import read_labelled_csv
-    from project import DEFAULT_CONFIG_PATH, load_config
+    from clientrisk.config import DEFAULT_CONFIG_PATH, load_config
+    from clientrisk.data.clientcsv import read_labelled_csv
 
     config = load_config(DEFAULT_CONFIG_PATH)
     frames = [read_labelled_csv(path) for path in sorted(config.input_dir.glob("dataset*.csv"))]
     train = pd.concat(frames).drop_duplicates()
     test = read_labelled_csv(config.test_data_file)
-    model, _ = training.fit_model(train)
+    model, _ = fit_model(train)
     course = LogisticRegression().fit(train[list(FEATURES)].fillna(0), train["exited"])
     ours_f1 = f1_score(test["exited"], model.predict(test[list(FEATURES)]))
     course_f1 = f1_score(test["exited"], course.predict(test[list(FEATURES)].fillna(0)))
@@ -170,7 +170,7 @@ def test_pipeline_beats_the_course_model_on_shipped_data():
 def test_gaps_are_filled_without_inventing_a_trend():
     import numpy as np
 
-    from features import ActivityImputer
+    from clientrisk.model.features import ActivityImputer
 
     training_rows = pd.DataFrame(
         {
@@ -203,7 +203,7 @@ def test_gaps_are_filled_without_inventing_a_trend():
 def test_gaps_are_filled_from_how_the_known_columns_go_together():
     import numpy as np
 
-    from features import ActivityImputer
+    from clientrisk.model.features import ActivityImputer
 
     rng = np.random.default_rng(5)
     year = np.exp(rng.uniform(np.log(50), np.log(5000), 400))
@@ -239,7 +239,7 @@ def test_gaps_are_filled_from_how_the_known_columns_go_together():
 def test_spline_basis_is_scikit_learns_basis_with_flags_passed_through():
     from sklearn.preprocessing import SplineTransformer
 
-    from features import SplineBasis
+    from clientrisk.model.features import SplineBasis
 
     rng = np.random.default_rng(4)
     training_rows = np.column_stack([rng.normal(size=(500, 4)), rng.integers(0, 2, 500)])
@@ -255,7 +255,7 @@ def test_best_f1_threshold_is_the_best_cut():
     rng = np.random.default_rng(5)
     truth = rng.integers(0, 2, 400)
     probabilities = np.round(np.clip(truth * 0.3 + rng.random(400) * 0.7, 0, 1), 2)
-    threshold, f1 = training.best_f1_threshold(truth, probabilities)
+    threshold, f1 = best_f1_threshold(truth, probabilities)
     by_hand = {cut: f1_score(truth, probabilities >= cut) for cut in np.unique(probabilities)}
     assert f1 == pytest.approx(max(by_hand.values()))
     assert by_hand[threshold] == pytest.approx(f1)
@@ -264,24 +264,26 @@ def test_best_f1_threshold_is_the_best_cut():
 @pytest.mark.parametrize("blockwise", [False, True])
 def test_large_data_is_tuned_on_a_sample_and_fitted_on_every_row(monkeypatch, blockwise):
     # From BLOCKWISE_FROM_ROWS rows the final regression is fitted a block of rows at a time.
-    monkeypatch.setattr(training, "BLOCKWISE_FROM_ROWS", 1000 if blockwise else 10**9)
+    monkeypatch.setattr(
+        "clientrisk.model.training.BLOCKWISE_FROM_ROWS", 1000 if blockwise else 10**9
+    )
     monkeypatch.setattr(blockfit, "BLOCK_ROWS", 700)
     data, held_out = client_rows(6000, seed=31), client_rows(4000, seed=32)
-    sampled, summary = training.fit_model(data, tuning_rows=1500)
-    whole, _ = training.fit_model(data, tuning_rows=len(data))
+    sampled, summary = fit_model(data, tuning_rows=1500)
+    whole, _ = fit_model(data, tuning_rows=len(data))
     assert summary["tuning_rows"] == 1500
     assert summary["calibrated"]
     # The final regression learnt from all 6,000 rows: refitting it on them changes nothing.
     regression = sampled.named_steps["model"].estimator.estimator.estimator
     design = sampled[:-1].transform(data[list(FEATURES)])
-    refit = LogisticRegression(solver=training.SOLVER, tol=1e-10, **summary["params"])
+    refit = LogisticRegression(solver=SOLVER, tol=1e-10, **summary["params"])
     refit.fit(design, data["exited"])
     # Compared on the probabilities: scikit-learn's own solver stops near the optimum, not on
     # it, and a few coefficients (of rare flags) barely move the loss.
     np.testing.assert_allclose(
         regression.predict_proba(design), refit.predict_proba(design), atol=2e-3
     )
-    sample_only = LogisticRegression(solver=training.SOLVER, **summary["params"])
+    sample_only = LogisticRegression(solver=SOLVER, **summary["params"])
     sample_only.fit(design[:1500], data["exited"][:1500])
     assert np.abs(sample_only.predict_proba(design) - refit.predict_proba(design)).max() > 0.02
     # As good as the model tuned on every row, on rows neither saw.
@@ -299,11 +301,11 @@ def test_large_data_is_tuned_on_a_sample_and_fitted_on_every_row(monkeypatch, bl
 def test_the_stratified_sample_keeps_each_outcome_in_its_share():
     target = np.r_[np.zeros(7001, dtype=int), np.ones(2999, dtype=int)]
     np.random.default_rng(3).shuffle(target)
-    sample = training.stratified_sample(target, 1000, seed=0)
+    sample = stratified_sample(target, 1000, seed=0)
     assert len(sample) == len(np.unique(sample)) == 1000
     assert (np.diff(sample) > 0).all()
     assert np.bincount(target[sample]).tolist() == [700, 300]
-    assert (sample == training.stratified_sample(target, 1000, seed=0)).all()  # seeded
+    assert (sample == stratified_sample(target, 1000, seed=0)).all()  # seeded
 
 
 @pytest.mark.parametrize("class_weight", [None, "balanced"])
@@ -326,7 +328,7 @@ def test_a_sample_too_small_for_the_rarer_outcome_tunes_on_every_row():
     data = client_rows(3000, seed=33)
     leavers = data.index[data["exited"] == 1]
     rare = data.drop(index=leavers[40:]).reset_index(drop=True)  # 40 leavers in 2,4xx rows
-    model, summary = training.fit_model(rare, tuning_rows=500)
+    model, summary = fit_model(rare, tuning_rows=500)
     assert "tuning_rows" not in summary
     assert summary["calibrated"]
     assert model.predict_proba(rare[list(FEATURES)]).shape == (len(rare), 2)

@@ -26,7 +26,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 
-from project import parse_utc
+from clientrisk.timestamps import parse_utc
 
 # The `_created` series of every counter double what a scrape carries and say nothing here.
 disable_created_metrics()

@@ -22,19 +22,19 @@ import sys
 import time
 
 STAMP_FORMAT = "quiet tick stamp 1"
-PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
-CONFIG_ENV = "RISK_CONFIG"  # as in project.py
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # as project.utc_now
-LOG_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # as project.configure_logging
+CONFIG_ENV = "RISK_CONFIG"  # as in config.py
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # as timestamps.utc_now
+LOG_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # as cli.configure_logging
 # Stamp lines that say where things are, and those that say what they looked like.
 PLACES = ("config", "input", "report", "live", "history", "lock", "runlog", "maxlog")
 STATES = ("generation", "run", "outcome", "reason", "config_shown")
 NUMBERS = ("maxlog", "generation", "run")
 
 
-def config_path() -> str:
-    """The config file a run without options reads (as project.default_config_path)."""
-    return os.path.abspath(os.environ.get(CONFIG_ENV) or os.path.join(PROJECT_DIR, "config.json"))
+def config_path(script: str) -> str:
+    """The config file a run of `script` without options reads (as config.default_config_path)."""
+    beside = os.path.join(os.path.dirname(os.path.abspath(script)), "config.json")
+    return os.path.abspath(os.environ.get(CONFIG_ENV) or beside)
 
 
 def stamp_path(config: str) -> str:
@@ -125,13 +125,17 @@ def _read_stamp(config: str) -> tuple[dict, list[str]] | None:
     return values, seen
 
 
-def run(argv: list[str]) -> int | None:
+def run(argv: list[str], config: str) -> int | None:
     """Record this tick as a repeat of the last quiet run and return 0, when nothing has changed
-    since it; None when the full decision has to run (or cannot be skipped safely)."""
+    since it; None when the full decision has to run (or cannot be skipped safely).
+
+    Args:
+        argv: the command line's options (any option means a full run).
+        config: the config file a run without options reads (`config_path`).
+    """
     if argv:
         return None
     started = time.monotonic()
-    config = config_path()
     stamp = _read_stamp(config)
     if stamp is None:
         return None

@@ -15,7 +15,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from project import PipelineError
+from clientrisk.errors import PipelineError
 
 logger = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ import logging
 import re
 from collections import namedtuple
 
-from files import display_name
-from project import DataError
+from clientrisk.atomicfiles import display_name
+from clientrisk.errors import DataError
 
 logger = logging.getLogger(__name__)
 

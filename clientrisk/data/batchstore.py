@@ -30,7 +30,7 @@ import time
 from collections import namedtuple
 from pathlib import Path
 
-from files import (
+from clientrisk.atomicfiles import (
     atomic_write_json,
     atomic_write_text,
     display_name,
@@ -42,7 +42,8 @@ from files import (
     staging_folder,
     temp_name,
 )
-from project import FINAL_DATA_FILE, RECORD_FILE, DataError
+from clientrisk.config import FINAL_DATA_FILE, RECORD_FILE
+from clientrisk.errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +177,7 @@ def store_batch(ingested_dir: Path, meta: dict, frame) -> Path:
     import pyarrow.compute as pc
     import pyarrow.feather as feather
 
-    from clientdata import TARGET
+    from clientrisk.data.clientcsv import TARGET
 
     root = batches_dir(ingested_dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -204,7 +205,7 @@ def store_schema():
     """The columns of every stored file, whatever types the rows came in."""
     import pyarrow as pa
 
-    from clientdata import FEATURES, ID_COLUMN, TARGET
+    from clientrisk.data.clientcsv import FEATURES, ID_COLUMN, TARGET
 
     fields = [(ID_COLUMN, pa.string()), *[(name, pa.float64()) for name in FEATURES]]
     return pa.schema([*fields, (TARGET, pa.int8())])
@@ -213,7 +214,7 @@ def store_schema():
 def _table(rows):
     import pyarrow as pa
 
-    from clientdata import COLUMNS
+    from clientrisk.data.clientcsv import COLUMNS
 
     # One thread: for a batch's few columns pyarrow's pool costs more than it saves.
     table = pa.Table.from_pandas(rows[list(COLUMNS)], preserve_index=False, nthreads=1)
@@ -249,7 +250,7 @@ def read_rows(ingested_dir: Path, seqs, which: str = OUTCOMES_FILE, where=None):
     import pandas as pd
     import pyarrow as pa
 
-    from clientdata import COLUMNS, ID_COLUMN, TARGET
+    from clientrisk.data.clientcsv import COLUMNS, ID_COLUMN, TARGET
 
     tables = []
     for seq in sorted(seqs):
@@ -317,7 +318,7 @@ def without_rows(rows, others):
     rows of clients that `others` holds are compared), renumbered from 0."""
     import numpy as np
 
-    from clientdata import COLUMNS, ID_COLUMN
+    from clientrisk.data.clientcsv import COLUMNS, ID_COLUMN
 
     columns = list(COLUMNS)
     candidates = np.flatnonzero(codes_in(rows[ID_COLUMN], others[ID_COLUMN]))
@@ -338,8 +339,8 @@ def labelled_history(ingested_dir: Path, seqs):
     again while the batch files are as they were (their size and time), as a copy the caller may
     change.
     """
-    import rowkeys
-    from clientdata import COLUMNS, TARGET
+    from clientrisk.data import rowkeys
+    from clientrisk.data.clientcsv import COLUMNS, TARGET
 
     key = _history_key(ingested_dir, seqs)
     cached = _LABELLED.get("rows") if _LABELLED.get("key") == key else None
@@ -378,7 +379,7 @@ def stored_outcomes(config):
     Raises:
         DataError: nothing has been ingested.
     """
-    from history import open_history
+    from clientrisk.history.database import open_history
 
     with open_history(config.history_path) as history:
         batches = history.batches()
@@ -399,7 +400,7 @@ def fingerprint(batches) -> str:
 
 def current_observations(ingested_dir: Path, seqs):
     """Every row without an outcome of batches `seqs`, in arrival order, with its batch."""
-    from clientdata import TARGET
+    from clientrisk.data.clientcsv import TARGET
 
     return read_rows(ingested_dir, seqs, CURRENT_FILE).drop(columns=[TARGET])
 
@@ -523,7 +524,7 @@ def write_exports(ingested_dir: Path, history, final_data_path: Path) -> int:
 
 
 def _compile_exports(ingested_dir: Path, seqs, final_data_path: Path) -> tuple[int, int]:
-    from files import write_csv
+    from clientrisk.atomicfiles import write_csv
 
     labelled = labelled_history(ingested_dir, seqs)
     write_csv(labelled, final_data_path)
@@ -533,7 +534,7 @@ def _compile_exports(ingested_dir: Path, seqs, final_data_path: Path) -> tuple[i
 
 
 def _distinct_current(rows):
-    import rowkeys
+    from clientrisk.data import rowkeys
 
     return rowkeys.drop_duplicates(rows, rows.columns)
 
@@ -546,9 +547,9 @@ def _append_new_rows(ingested_dir: Path, earlier, newer, which: str, path: Path)
     Raises:
         ValueError: the file's columns are not those of the rows (nothing is written).
     """
-    import rowkeys
-    from clientdata import COLUMNS, ID_COLUMN, TARGET
-    from files import write_csv
+    from clientrisk.atomicfiles import write_csv
+    from clientrisk.data import rowkeys
+    from clientrisk.data.clientcsv import COLUMNS, ID_COLUMN, TARGET
 
     new = read_rows(ingested_dir, newer, which)
     if which == CURRENT_FILE:
@@ -568,7 +569,7 @@ def _earlier_rows_of(ingested_dir: Path, seqs, clients):
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from clientdata import ID_COLUMN
+    from clientrisk.data.clientcsv import ID_COLUMN
 
     wanted = pa.array(clients.unique(), type=pa.string())
     return read_rows(

@@ -28,14 +28,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from threadpoolctl import threadpool_limits
 
-import datastore
-import deployment
-import drift
-import modelstore
-import scoring
-import training
-from clientdata import FEATURES, TARGET, read_labelled_csv
-from project import HISTORY_CHECKS, TRAINING_SAMPLE_FILE
+from clientrisk.config import HISTORY_CHECKS, TRAINING_SAMPLE_FILE
+from clientrisk.data import batchstore
+from clientrisk.data.clientcsv import FEATURES, TARGET, read_labelled_csv
+from clientrisk.deployment import deploy, modelstore
+from clientrisk.model import scoring, training
+from clientrisk.monitoring import drift
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +51,10 @@ def rows_of(config, history, batches):
     """The rows with an outcome that `batches` brought (rows seen in earlier batches count once,
     with the earlier one)."""
     if not batches:
-        return datastore.labelled_history(config.ingested_dir, [])
+        return batchstore.labelled_history(config.ingested_dir, [])
     seqs = [batch.seq for batch in history.batches() if batch.seq <= batches[-1].seq]
-    rows = datastore.labelled_history(config.ingested_dir, seqs)
-    wanted = rows[datastore.BATCH_COLUMN].isin([batch.seq for batch in batches])
+    rows = batchstore.labelled_history(config.ingested_dir, seqs)
+    wanted = rows[batchstore.BATCH_COLUMN].isin([batch.seq for batch in batches])
     return rows[wanted.to_numpy()].reset_index(drop=True)
 
 
@@ -267,7 +265,7 @@ def choose_window(data, newest, starts: list[int], regularisation: float, most_r
             held = newest.index[validation]
             target = newest.loc[held, TARGET].to_numpy()
             for start in starts:
-                rows = data[(data[datastore.BATCH_COLUMN] >= start).to_numpy()]
+                rows = data[(data[batchstore.BATCH_COLUMN] >= start).to_numpy()]
                 rows = rows.drop(index=held, errors="ignore")
                 if len(rows) > most_rows:
                     rows = rows.sample(n=most_rows, random_state=RANDOM_SEED)
@@ -305,7 +303,7 @@ def compare(config, champion, challenger, holdout) -> dict:
     old_probabilities = scoring.predict(champion, holdout)["probability"]
     paired = drift.paired_log_loss(holdout[TARGET], new_probabilities, old_probabilities)
     newest = scoring.evaluate_model(challenger, holdout)
-    seqs = sorted(set(holdout[datastore.BATCH_COLUMN]))
+    seqs = sorted(set(holdout[batchstore.BATCH_COLUMN]))
     test = read_labelled_csv(config.test_data_file)
     return {
         "newest_rows": len(holdout),
@@ -355,9 +353,9 @@ def retrain(log, config, history, model, live, cause: str, newest_batches, facts
             " the next that drift"
         )
         return "too few rows to compare", reason
-    data, _ = datastore.stored_outcomes(config)
-    data = datastore.without_rows(data, holdout)
-    newest_training = data[data[datastore.BATCH_COLUMN].isin(seqs).to_numpy()]
+    data, _ = batchstore.stored_outcomes(config)
+    data = batchstore.without_rows(data, holdout)
+    newest_training = data[data[batchstore.BATCH_COLUMN].isin(seqs).to_numpy()]
     params = (live.manifest.get("cross_validation") or {}).get("params", {})
     starts = window_starts(history, live, newest_batches)
     start, window = choose_window(
@@ -397,7 +395,7 @@ def decide_deployment(log, config, history, live, cause, batches, trained, compa
         return "challenger kept out", reason
     try:
         with log.step("deployment"):
-            result = deployment.deploy_trained_model(
+            result = deploy.deploy_trained_model(
                 config,
                 f"{cause} on {batch_names(batches)}; retrained model {paired['verdict']}",
                 expected_sha256=sha256,

@@ -174,3 +174,22 @@ class SplineBasis(TransformerMixin, BaseEstimator):
             for offset, weight in enumerate(weights):
                 flat[first + offset] = weight
         out[:, self.columns * splines :] = values[:, self.columns :]
+
+
+def client_features(values):
+    """What the model sees, from the imputed raw columns (and any missing-value indicators after).
+
+    Logarithms for the heavy-tailed counts; the trend, last month against a twelfth of last year
+    on that scale, which is what leaving follows; and dormancy (no activity last month) as a flag
+    of its own, with a neutral trend, because a silent client's risk does not grow with how
+    active it was before. Lives here, not in training.py, because pickled models refer to it by
+    module and training.py also runs as `__main__`.
+    """
+    import numpy as np
+
+    values = np.asarray(values, dtype=float)
+    month, year = values[:, 0], values[:, 1]
+    dormant = month == 0
+    trend = np.where(dormant, 0.0, np.log1p(month) - np.log1p(year / 12))
+    logs = np.log1p(values[:, :3])
+    return np.column_stack([logs, trend, dormant, values[:, 3:]])

@@ -30,9 +30,11 @@ from flask import (
     url_for,
 )
 
-import modelstore
-from project import DIAGNOSTICS_FILE, Config, PipelineError, parse_utc, readable_utc
-from ranking import RANKING_FILE, RANKING_SUMMARY_FILE, TOP_CLIENTS
+from clientrisk.calllist.ranking import RANKING_FILE, RANKING_SUMMARY_FILE, TOP_CLIENTS
+from clientrisk.config import DIAGNOSTICS_FILE, Config
+from clientrisk.deployment import modelstore
+from clientrisk.errors import PipelineError
+from clientrisk.timestamps import parse_utc, readable_utc
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +96,7 @@ def _history(config: Config, deployment, problems: list) -> dict:
     empty = {"runs": [], "chart": None, "kept_out": None, "deployments": []}
     if not Path(config.history_path).is_file():
         return empty
-    from history import open_history
+    from clientrisk.history.database import open_history
 
     try:
         with open_history(config.history_path) as history:

@@ -24,9 +24,10 @@ import logging
 from collections import namedtuple
 from pathlib import Path
 
-from files import sha256_file
-from history import TAKEN_OVER
-from project import PipelineError, parse_utc, utc_now
+from clientrisk.atomicfiles import sha256_file
+from clientrisk.errors import PipelineError
+from clientrisk.history.database import TAKEN_OVER
+from clientrisk.timestamps import parse_utc, utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -127,11 +128,11 @@ def _store_old_data(config):
 
     import pandas as pd
 
-    import datastore
-    from clientdata import COLUMNS, RejectedFile, parse_client_csv, read_client_csv
+    from clientrisk.data import batchstore
+    from clientrisk.data.clientcsv import COLUMNS, RejectedFile, parse_client_csv, read_client_csv
 
     # Batch folders without a database entry here can only come from an interrupted take-over.
-    for folder in datastore.stored_batch_folders(config.ingested_dir).values():
+    for folder in batchstore.stored_batch_folders(config.ingested_dir).values():
         shutil.rmtree(folder)
     old_rows = read_client_csv(config.final_data_file).labelled
     entries = read_old_record(config.ingestion_record_file)
@@ -140,7 +141,7 @@ def _store_old_data(config):
         if entry.status != "ingested":
             continue
         try:
-            data = datastore.read_input_bytes(config.input_dir / entry.file)
+            data = batchstore.read_input_bytes(config.input_dir / entry.file)
             frame = parse_client_csv(data, entry.file).frame
         except (OSError, RejectedFile):
             continue
@@ -180,14 +181,16 @@ def _store_old_data(config):
             "rejected_rows": 0,
             "taken_over": True,
         }
-        stored = datastore.read_batch_meta(datastore.store_batch(config.ingested_dir, meta, frame))
+        stored = batchstore.read_batch_meta(
+            batchstore.store_batch(config.ingested_dir, meta, frame)
+        )
         batches.append((stored, was_judged))
     return batches, entries
 
 
 def _record_old_data(history, batches, entries) -> str:
     """Record the stored old batches and the old record's files (inside a transaction)."""
-    from history import Batch, InputFile
+    from clientrisk.history.database import Batch, InputFile
 
     by_file = {(meta["source"], meta["sha256"]): meta["seq"] for meta, _ in batches}
     leftover_seq = next(
@@ -236,7 +239,7 @@ def _record_old_data(history, batches, entries) -> str:
 
 def _old_scores(config, created: str) -> list[dict]:
     """Scores of the old `scorehistory.csv` made before the database existed."""
-    from project import SCORE_HISTORY_FILE
+    from clientrisk.config import SCORE_HISTORY_FILE
 
     rows = read_score_history(config.model_dir / SCORE_HISTORY_FILE)
     return [row for row in rows if row["scored_at"] <= created]

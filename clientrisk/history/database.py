@@ -19,7 +19,8 @@ from collections import namedtuple
 from contextlib import contextmanager
 from pathlib import Path
 
-from project import PipelineError, utc_now
+from clientrisk.errors import PipelineError
+from clientrisk.timestamps import utc_now
 
 BUSY_TIMEOUT_SECONDS = 30
 # Outcome of a run that has started and not finished (yet, or ever: killed).
@@ -87,11 +88,11 @@ class Run(
 # --- schema --------------------------------------------------------------------------------------
 
 
-SCHEMA_FILE = Path(__file__).with_name("history.sql")
+SCHEMA_FILE = Path(__file__).with_name("schema.sql")
 
 
 def _migrate_to_1(db: sqlite3.Connection) -> None:
-    """The first schema, from `history.sql`."""
+    """The first schema, from `schema.sql`."""
     _execute_script(db, SCHEMA_FILE.read_text(encoding="utf-8"))
     db.execute("INSERT INTO facts (key, value) VALUES ('created_at', ?)", (utc_now(),))
 

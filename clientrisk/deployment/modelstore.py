@@ -28,7 +28,7 @@ import os
 from collections import namedtuple
 from pathlib import Path
 
-from files import (
+from clientrisk.atomicfiles import (
     atomic_write_json,
     atomic_write_text,
     exclusive_lock,
@@ -40,7 +40,9 @@ from files import (
     staging_folder,
     temp_name,
 )
-from project import MODEL_FILE, RECORD_FILE, SCORE_FILE, PipelineError, utc_now
+from clientrisk.config import MODEL_FILE, RECORD_FILE, SCORE_FILE
+from clientrisk.errors import PipelineError
+from clientrisk.timestamps import utc_now
 
 logger = logging.getLogger(__name__)
 

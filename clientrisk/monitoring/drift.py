@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import false_discovery_control, ks_2samp
 
-from project import HISTORY_CHECKS
+from clientrisk.config import HISTORY_CHECKS
 
 # Past scores needed before the non-parametric check uses them instead of resampled batches.
 MIN_HISTORY_FOR_QUARTILES = 8

@@ -1,25 +1,20 @@
-"""What every step shares: the config, its errors, the time format, the model's features and the
-command line. Writing files safely is in `files.py`.
+"""The config file, its settings and the names of the artifacts the steps pass through folders.
 
-A cron tick that finds nothing to do imports this module and `modelstore`, so both keep to the
-cheapest of the standard library at module level (named tuples, not dataclasses); functions that
-need pandas, or slower standard modules, import them when called.
+A cron tick that finds nothing to do imports this module, so it keeps to the cheapest of the
+standard library at module level (named tuples, not dataclasses).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
-import sys
-import time
 from collections import namedtuple
-from contextlib import contextmanager
 from pathlib import Path
 
-logger = logging.getLogger(__name__)
+from clientrisk.errors import ConfigError
 
-PROJECT_DIR = Path(__file__).resolve().parent
+# The folder that holds the package: in a checkout, the step scripts and `config.json` beside them.
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_PATH = PROJECT_DIR / "config.json"
 CONFIG_ENV = "RISK_CONFIG"
 
@@ -36,8 +31,6 @@ DIAGNOSTICS_FILE = "diagnostics.json"
 REPORT_FILE = "summary_report.pdf"
 HISTORY_FILE = "history.db"
 RUN_LOCK_FILE = "fullprocess.lock"
-# Every time the pipeline writes: UTC, to the second.
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 # How fullprocess.py judges the deployed model on new rows: against its own probabilities
 # (`calibrated`), or against its past scores (the course's three checks).
 HISTORY_CHECKS = ("raw", "parametric", "nonparametric")
@@ -89,34 +82,6 @@ SETTINGS = {
         minimum=0,
     ),
 }
-
-
-class PipelineError(Exception):
-    """A failure the user can act on: reported as one line, never as a traceback."""
-
-    exit_code = 1
-
-
-class ConfigError(PipelineError):
-    """The config file is missing, unreadable or wrong."""
-
-    exit_code = 2
-
-
-class DataError(PipelineError):
-    """Input data that cannot be used."""
-
-
-class Stopped(BaseException):
-    """The process was asked to stop (SIGTERM or SIGINT): unwinds every step, like Ctrl-C."""
-
-    def __init__(self, signal_name: str, exit_code: int):
-        super().__init__(signal_name)
-        self.signal_name = signal_name
-        self.exit_code = exit_code
-
-
-# --- configuration -------------------------------------------------------------------------------
 
 
 class Config(
@@ -241,142 +206,11 @@ def _check_setting(path: Path, key: str, value):
     return value
 
 
-def default_config_path() -> Path:
-    """The config file named by the RISK_CONFIG environment variable, else `config.json`."""
-    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
-
-
-# --- time ----------------------------------------------------------------------------------------
-
-
-def utc_now() -> str:
-    """The current UTC time, to the second, in ISO 8601."""
-    return time.strftime(TIME_FORMAT, time.gmtime())
-
-
-def parse_utc(text):
-    """A time the pipeline wrote, as an aware datetime; None for anything else."""
-    from datetime import UTC, datetime
-
-    try:
-        return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
-    except (TypeError, ValueError):
-        return None
-
-
-def readable_utc(stamp) -> str:
-    """A time the pipeline wrote, as people read it (to the minute); anything else as it is."""
-    moment = parse_utc(stamp)
-    if moment is None:
-        return "" if stamp is None else str(stamp)
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
-
-
-# --- the model's features ------------------------------------------------------------------------
-
-
-def client_features(values):
-    """What the model sees, from the imputed raw columns (and any missing-value indicators after).
-
-    Logarithms for the heavy-tailed counts; the trend, last month against a twelfth of last year
-    on that scale, which is what leaving follows; and dormancy (no activity last month) as a flag
-    of its own, with a neutral trend, because a silent client's risk does not grow with how
-    active it was before. Lives here, not in training.py, because pickled models refer to it by
-    module and training.py also runs as `__main__`.
-    """
-    import numpy as np
-
-    values = np.asarray(values, dtype=float)
-    month, year = values[:, 0], values[:, 1]
-    dormant = month == 0
-    trend = np.where(dormant, 0.0, np.log1p(month) - np.log1p(year / 12))
-    logs = np.log1p(values[:, :3])
-    return np.column_stack([logs, trend, dormant, values[:, 3:]])
-
-
-# --- command line --------------------------------------------------------------------------------
-
-# Loggers of libraries that chatter at debug level about their own workings.
-NOISY_LOGGERS = ("matplotlib", "PIL", "urllib3", "fontTools")
-
-
-def configure_logging(verbose: bool = False) -> None:
-    """Human-readable, timestamped log lines on stderr; `verbose` adds this project's debug
-    lines, never the libraries' own."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S",
-        stream=sys.stderr,
-        force=True,
-    )
-    for name in NOISY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
-@contextmanager
-def stop_on_signals():
-    """Turn SIGTERM and SIGINT into `Stopped`, so that a stopped step unwinds (temporary files
-    removed, one line said) instead of dying mid-write or printing a traceback."""
-    import signal
-
-    def stop(number, frame):
-        name = signal.Signals(number).name
-        raise Stopped(name, 128 + number)
-
-    previous = {number: signal.signal(number, stop) for number in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-
-
-def build_parser(script: str, description: str | None):
-    """An argument parser with the options every step script has.
-
-    Args:
-        script: the script's `__file__`, which names it in messages.
-        description: the script's docstring; its first line becomes the help text.
-    """
-    import argparse
-
-    summary = description.strip().splitlines()[0] if description else None
-    parser = argparse.ArgumentParser(prog=Path(script).name, description=summary)
-    parser.add_argument(
-        "--config",
-        type=Path,
-        default=default_config_path(),
-        help="config file; relative paths in it are resolved against its folder"
-        f" (default: ${CONFIG_ENV}, else config.json beside the scripts)",
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debugging detail")
-    parser.set_defaults(script=Path(parser.prog).stem)
-    return parser
-
-
-def run_cli(args, step) -> int:
-    """Load the config, run `step(config)` and print its one-line summary.
-
-    Returns:
-        The process exit code: 0, or the failure's own code after one line on stderr.
-    """
-    configure_logging(args.verbose)
-    try:
-        with stop_on_signals():
-            config = load_config(args.config)
-            logger.debug("%s: config %s", args.script, config.path)
-            result = step(config)
-    except PipelineError as error:
-        logger.error("%s: %s", args.script, error)
-        return error.exit_code
-    except OSError as error:
-        logger.error("%s: %s", args.script, error)
-        return 1
-    except Stopped as stopped:
-        logger.error(
-            "%s: stopped by %s; nothing half-written was kept", args.script, stopped.signal_name
-        )
-        return stopped.exit_code
-    print(result.summary)
-    return 0
+def default_config_path(beside: str | os.PathLike | None = None) -> Path:
+    """The config file named by the RISK_CONFIG environment variable, else `config.json` in the
+    folder of the file `beside` (a step script), else beside the package."""
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV])
+    if beside is None:
+        return DEFAULT_CONFIG_PATH
+    return Path(beside).resolve().parent / "config.json"

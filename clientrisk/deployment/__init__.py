@@ -1,0 +1,1 @@
+"""What is live: versioned deployments, the live pointer, rollback and safe loading."""

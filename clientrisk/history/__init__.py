@@ -1,0 +1,1 @@
+"""The history database: what the system ingested, ran, scored, judged, deployed and ranked."""

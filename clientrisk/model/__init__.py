@@ -1,0 +1,1 @@
+"""The model: its own transformers, training, scoring and the block-wise fit."""

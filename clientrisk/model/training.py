@@ -1,0 +1,441 @@
+"""Train the attrition model on the ingested data and save it as `trainedmodel.pkl`.
+
+The model is one scikit-learn Pipeline: gaps filled without inventing a trend (`features.py`: last
+month from last year and back, medians for the rest) with missing-value indicators; features
+on a logarithmic scale for the heavy-tailed counts, with the activity trend and dormancy
+(`project.client_features`); cubic splines on those; standard scaling and a logistic regression.
+Its strength and class weighting are chosen by stratified cross-validation on average precision,
+which rewards a ranking whose top holds the clients who really leave (the managers call from the
+top); its probabilities are then calibrated (sigmoid) and its decision threshold tuned for F1,
+both by cross-validation. Everything is chosen on the training data alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import platform
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import sklearn
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import (
+    FixedThresholdClassifier,
+    GridSearchCV,
+    StratifiedKFold,
+    TunedThresholdClassifierCV,
+)
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
+from threadpoolctl import threadpool_limits
+
+from clientrisk.atomicfiles import atomic_path, atomic_write_json, sha256_file, write_csv
+from clientrisk.config import (
+    MODEL_FILE,
+    MODEL_METADATA_FILE,
+    SETTINGS,
+    TRAINING_SAMPLE_FILE,
+    Config,
+)
+from clientrisk.data import batchstore
+from clientrisk.data.clientcsv import FEATURES, TARGET
+from clientrisk.errors import DataError
+from clientrisk.model.blockfit import fit_logistic
+from clientrisk.model.features import ActivityImputer, SplineBasis, client_features
+from clientrisk.timestamps import utc_now
+
+logger = logging.getLogger(__name__)
+
+RANDOM_SEED = 0
+PARAM_GRID = {
+    "model__C": [0.01, 0.1, 1.0, 10.0],
+    "model__class_weight": [None, "balanced"],
+}
+# Used when there are too few rows of a class to cross-validate (tiny practice files).
+FALLBACK_PARAMS = {"model__C": 1.0, "model__class_weight": "balanced"}
+MAX_FOLDS = 5
+# Newton steps with the exact Hessian: a few passes over the rows for a few dozen coefficients,
+# where L-BFGS took hundreds when the penalty is weak.
+SOLVER = "newton-cholesky"
+SPLINE_KNOTS = 5
+# Splines for the logarithms and the trend; the flags after them (dormancy, gaps) pass as they are.
+CURVED_COLUMNS = 4
+# Rows transformed at a time when the data is large: bounds the memory besides the design matrix.
+CHUNK_ROWS = 250_000
+# From this many rows the final regression is fitted a block of rows at a time (blockfit.py):
+# scikit-learn's solver would weigh a second copy of the whole design matrix (1.3 GB more for
+# ten million rows); below it, that copy is small and scikit-learn's solver is faster.
+BLOCKWISE_FROM_ROWS = 2_000_000
+SELECTION_SCORING = "average_precision"
+# Calibration and threshold tuning cross-validate inside each fold: they need this many per class.
+MIN_CLASS_ROWS_TO_CALIBRATE = 25
+# Above this many rows, settings, calibration and threshold are chosen on a stratified sample of
+# this size and only the final regression sees every row (config setting `tuning_rows`).
+TUNING_ROWS = SETTINGS["tuning_rows"].default
+# Rows of the training data kept with the model, as the reference for data-drift checks.
+REFERENCE_SAMPLE_ROWS = 10_000
+
+
+@dataclass
+class TrainingResult:
+    model: Pipeline
+    metadata: dict
+    model_path: Path
+
+    @property
+    def summary(self) -> str:
+        cv = self.metadata["cross_validation"]
+        params = ", ".join(f"{key}={value}" for key, value in cv["params"].items())
+        if cv["folds"] == 0:
+            score = "no cross-validation (too few rows)"
+        else:
+            score = f"CV average precision {cv['score_mean']:.3f} ± {cv['score_std']:.3f}"
+        if cv["calibrated"]:
+            params += f"; calibrated, threshold {cv['threshold']:.2f}"
+            score += f", CV F1 {cv['f1_mean']:.3f}"
+        rows = self.metadata["training_rows"]
+        return (
+            f"trained logistic regression ({params}) on {rows} rows, {score} -> {self.model_path}"
+        )
+
+
+def build_pipeline(classifier=None) -> Pipeline:
+    """The untrained model: one object from raw feature columns to a probability of leaving.
+
+    Args:
+        classifier: the last step; a plain logistic regression when not given.
+    """
+    if classifier is None:
+        classifier = LogisticRegression(solver=SOLVER, max_iter=1000, random_state=RANDOM_SEED)
+    return Pipeline(
+        [
+            ("impute", ActivityImputer()),
+            ("features", FunctionTransformer(client_features)),
+            ("spline", SplineBasis(columns=CURVED_COLUMNS, knots=SPLINE_KNOTS)),
+            ("scale", StandardScaler()),
+            ("model", classifier),
+        ]
+    )
+
+
+def regression_params(params: dict) -> dict:
+    """Grid-search parameters of the pipeline's last step, as the regression's own keywords."""
+    return {key.removeprefix("model__"): value for key, value in params.items()}
+
+
+def calibrated_classifier(params: dict, folds: int):
+    """Logistic regression with `params`, sigmoid-calibrated, its threshold tuned for F1.
+
+    Class weighting ranks the rare leavers better but inflates their probabilities; calibration
+    gives the client managers probabilities that mean what they say, and the tuned threshold
+    turns them into the best 0/1 prediction for F1.
+    """
+    regression = LogisticRegression(
+        solver=SOLVER, max_iter=1000, random_state=RANDOM_SEED, **regression_params(params)
+    )
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=RANDOM_SEED)
+    calibrated = CalibratedClassifierCV(regression, method="sigmoid", cv=cv, ensemble=False)
+    return TunedThresholdClassifierCV(calibrated, scoring="f1", cv=cv, random_state=RANDOM_SEED)
+
+
+def check_training_data(data: pd.DataFrame, source: str) -> None:
+    """Raise DataError when `data` cannot train a classifier."""
+    if data.empty:
+        raise DataError(f"{source}: no rows to train on")
+    classes = data[TARGET].nunique()
+    if classes < 2:
+        raise DataError(f"{source}: only one class of {TARGET} ({data[TARGET].iloc[0]}), need both")
+    empty = [name for name in FEATURES if data[name].isna().all()]
+    if empty:
+        raise DataError(f"{source}: column(s) with no values at all: {', '.join(empty)}")
+
+
+def fit_model(data: pd.DataFrame, tuning_rows: int = TUNING_ROWS) -> tuple[Pipeline, dict]:
+    """Choose the settings by cross-validation and fit on all of `data`.
+
+    With more than `tuning_rows` rows, the settings, the calibration and the threshold are chosen
+    on a stratified sample of that many rows and only the final regression sees every row
+    (`fit_large`), provided the sample holds MIN_CLASS_ROWS_TO_CALIBRATE rows of each outcome.
+    With fewer than MIN_CLASS_ROWS_TO_CALIBRATE rows of a class (tiny practice
+    files) the model is not calibrated and keeps the 0.5 threshold; with fewer than 2 it is not
+    cross-validated.
+
+    Returns:
+        (fitted pipeline, cross-validation summary).
+    """
+    features, target = data[list(FEATURES)], data[TARGET]
+    smallest_class = int(target.value_counts().min())
+    # The sample must hold enough of the rarer outcome to calibrate on; when it would not (very
+    # rare leavers, or a tiny `tuning_rows`), the settings are chosen on every row.
+    if len(data) > tuning_rows and smallest_class * tuning_rows / len(data) >= (
+        MIN_CLASS_ROWS_TO_CALIBRATE
+    ):
+        return fit_large(data, tuning_rows)
+    folds = min(MAX_FOLDS, smallest_class)
+    # BLAS threads fight over small matrices: on 2 cores, fitting took up to 8 times longer with
+    # them than with one, and one is faster up to hundreds of thousands of rows.
+    with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        if folds < 2:
+            logger.warning("too few rows of one class to cross-validate; using default settings")
+            model = build_pipeline().set_params(**FALLBACK_PARAMS).fit(features, target)
+            return model, _cv_summary(FALLBACK_PARAMS, folds=0)
+        cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=RANDOM_SEED)
+        search = GridSearchCV(build_pipeline(), PARAM_GRID, scoring=SELECTION_SCORING, cv=cv)
+        search.fit(features, target)
+        params = search.best_params_
+        score_std = float(search.cv_results_["std_test_score"][search.best_index_])
+        logger.debug(
+            "chose %s by %d-fold cross-validation (average precision %.3f ± %.3f)",
+            regression_params(params),
+            folds,
+            search.best_score_,
+            score_std,
+        )
+        summary = _cv_summary(params, folds, search.best_score_, score_std)
+        if smallest_class < MIN_CLASS_ROWS_TO_CALIBRATE:
+            return _untuned(search.best_estimator_, params, features, target, summary)
+        model = build_pipeline(calibrated_classifier(params, folds)).fit(features, target)
+    tuned = model.named_steps["model"]
+    summary.update(
+        calibrated=True,
+        threshold=round(float(tuned.best_threshold_), 6),
+        f1_mean=round(float(tuned.best_score_), 6),
+    )
+    return model, summary
+
+
+def fit_large(data: pd.DataFrame, tuning_rows: int) -> tuple[Pipeline, dict]:
+    """The same model for data too large to cross-validate whole: bounded cost at any size.
+
+    The gap fill, the splines' range and the scaling are learnt from every row, a block of rows
+    at a time, into one float32 design matrix (the only copy of the data this adds). Strength
+    and class weighting are chosen by cross-validation on a stratified sample of `tuning_rows`
+    rows; the regression is then fitted on every row. Its probabilities are calibrated and its
+    threshold tuned on the sample: a regression of a few dozen coefficients fitted on far more
+    rows barely knows the sample better than new rows, so no cross-validation is needed there.
+    """
+    features, target = data[list(FEATURES)], data[TARGET].to_numpy()
+    prep, design = _design_matrix(features)
+    sample = stratified_sample(target, tuning_rows, RANDOM_SEED)
+    tuning_design, tuning_target = design[sample].astype(float), target[sample]
+    folds = min(MAX_FOLDS, int(np.bincount(tuning_target).min()))
+    grid = {key.removeprefix("model__"): values for key, values in PARAM_GRID.items()}
+    with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=RANDOM_SEED)
+        regression = LogisticRegression(solver=SOLVER, max_iter=1000, random_state=RANDOM_SEED)
+        search = GridSearchCV(regression, grid, scoring=SELECTION_SCORING, cv=cv)
+        search.fit(tuning_design, tuning_target)
+        params = {f"model__{key}": value for key, value in search.best_params_.items()}
+        final_params = {"solver": SOLVER, "max_iter": 1000, "random_state": RANDOM_SEED}
+        if len(target) >= BLOCKWISE_FROM_ROWS:
+            final = fit_logistic(design, target, **final_params, **search.best_params_)
+        else:
+            final = LogisticRegression(**final_params, **search.best_params_).fit(design, target)
+        del design
+        calibrated = CalibratedClassifierCV(FrozenEstimator(final), method="sigmoid")
+        calibrated.fit(tuning_design, tuning_target)
+        probabilities = calibrated.predict_proba(tuning_design)[:, 1]
+        threshold, f1 = best_f1_threshold(tuning_target, probabilities)
+        tuned = FixedThresholdClassifier(FrozenEstimator(calibrated), threshold=threshold)
+        tuned.fit(tuning_design, tuning_target)
+    score_std = float(search.cv_results_["std_test_score"][search.best_index_])
+    summary = _cv_summary(params, folds, search.best_score_, score_std)
+    summary.update(
+        calibrated=True,
+        threshold=round(threshold, 6),
+        f1_mean=round(f1, 6),
+        tuning_rows=len(sample),
+    )
+    logger.debug(
+        "chose %s on %d of %d rows, fitted on all", search.best_params_, len(sample), len(target)
+    )
+    return Pipeline([*prep.steps, ("model", tuned)]), summary
+
+
+def stratified_sample(target: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """`size` row numbers, sorted, with each outcome in its share of `target` (the remainder of
+    the rounding to the outcomes with the largest fractions). Memory for one class's row numbers
+    at a time, where scikit-learn's splitter permutes and sorts every row several times (2 GB
+    more for ten million rows)."""
+    rng = np.random.default_rng(seed)
+    counts = np.bincount(target, minlength=2)
+    exact = counts * size / len(target)
+    quotas = np.floor(exact).astype(int)
+    for outcome in np.argsort(quotas - exact)[: size - quotas.sum()]:
+        quotas[outcome] += 1
+    chosen = [
+        np.flatnonzero(target == outcome)[rng.choice(counts[outcome], quota, replace=False)]
+        for outcome, quota in enumerate(quotas)
+        if quota
+    ]
+    return np.sort(np.concatenate(chosen))
+
+
+def best_f1_threshold(truth: np.ndarray, probabilities: np.ndarray) -> tuple[float, float]:
+    """The probability from which flagging a client gives the best F1 on these rows, and that F1.
+
+    Every distinct probability is a candidate: rows sorted by probability, the counts of true and
+    false alarms above each cut are running sums.
+    """
+    order = np.argsort(-probabilities, kind="stable")
+    ranked, hits = probabilities[order], truth[order].astype(float)
+    true_alarms = np.cumsum(hits)
+    flagged = np.arange(1, len(ranked) + 1)
+    last_of_value = np.r_[ranked[1:] != ranked[:-1], True]
+    f1 = 2 * true_alarms / (flagged + hits.sum())
+    f1[~last_of_value] = -1
+    best = int(np.argmax(f1))
+    return float(ranked[best]), float(f1[best])
+
+
+def _design_matrix(features: pd.DataFrame) -> tuple[Pipeline, np.ndarray]:
+    """The fitted preprocessing steps of the pipeline and every row through them (float32)."""
+    prep = build_pipeline()[:-1]
+    impute, shape, spline, scale = (step for _, step in prep.steps)
+    impute.fit(features)
+    blocks = range(0, len(features), CHUNK_ROWS)
+
+    def shaped(start):
+        return shape.transform(impute.transform(features.iloc[start : start + CHUNK_ROWS]))
+
+    shape.fit(impute.transform(features.iloc[:1]))
+    ranges = [
+        np.vstack([np.nanmin(part, axis=0), np.nanmax(part, axis=0)])
+        for part in map(shaped, blocks)
+    ]
+    spline.fit(np.vstack(ranges))
+    design = None
+    for start in blocks:
+        part = spline.transform(shaped(start))
+        if design is None:
+            design = np.empty((len(features), part.shape[1]), dtype=np.float32)
+        design[start : start + len(part)] = part
+        scale.partial_fit(part)
+    for start in blocks:
+        block = slice(start, start + CHUNK_ROWS)
+        design[block] = scale.transform(design[block])
+    return prep, design
+
+
+def _untuned(model: Pipeline, params: dict, features, target, summary: dict):
+    """A model too small to calibrate and tune: unless balanced weights already centre its
+    probabilities, it flags a client whose probability is above the share who left (at 0.5,
+    a model of rare leavers would hardly ever flag one)."""
+    if params.get("model__class_weight") == "balanced":
+        return model, summary
+    rate = round(float(target.mean()), 6)
+    regression = LogisticRegression(
+        solver=SOLVER, max_iter=1000, random_state=RANDOM_SEED, **regression_params(params)
+    )
+    fixed = FixedThresholdClassifier(regression, threshold=rate)
+    summary.update(threshold=rate)
+    return build_pipeline(fixed).fit(features, target), summary
+
+
+def _cv_summary(params: dict, folds: int, score=None, score_std=None) -> dict:
+    return {
+        "folds": folds,
+        "params": regression_params(params),
+        "scoring": SELECTION_SCORING,
+        "score_mean": None if score is None else round(float(score), 6),
+        "score_std": None if score_std is None else round(float(score_std), 6),
+        "calibrated": False,
+        "threshold": 0.5,
+        "f1_mean": None,
+    }
+
+
+def library_versions() -> dict:
+    return {
+        "python": platform.python_version(),
+        "scikit-learn": sklearn.__version__,
+        "pandas": pd.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def reference_sample(data: pd.DataFrame) -> pd.DataFrame:
+    """A seeded sample of the training features: what later data is compared with for drift."""
+    rows = min(len(data), REFERENCE_SAMPLE_ROWS)
+    return data[list(FEATURES)].sample(n=rows, random_state=RANDOM_SEED).sort_index()
+
+
+def save_model(model: Pipeline, sample: pd.DataFrame, metadata: dict, model_dir: Path):
+    """Write the model, its reference sample and last its metadata (naming both hashes).
+
+    Each file is written atomically; a reader that finds the metadata finds what it names.
+
+    Returns:
+        (the model's path, the metadata as written).
+    """
+    model_path = model_dir / MODEL_FILE
+    with atomic_path(model_path) as tmp_path, open(tmp_path, "wb") as handle:
+        pickle.dump(model, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    write_csv(sample, model_dir / TRAINING_SAMPLE_FILE)
+    metadata = {
+        **metadata,
+        "model_file": MODEL_FILE,
+        "model_sha256": sha256_file(model_path),
+        "training_sample": {"file": TRAINING_SAMPLE_FILE, "rows": len(sample)},
+    }
+    atomic_write_json(model_dir / MODEL_METADATA_FILE, metadata)
+    return model_path, metadata
+
+
+def run(
+    config: Config,
+    holdout: pd.DataFrame | None = None,
+    run_id: int | None = None,
+    from_batch: int | None = None,
+) -> TrainingResult:
+    """Train on the stored rows and save the model with its metadata in `output_model_path`.
+
+    Args:
+        holdout: rows to leave out of training, kept to compare this model with another.
+        run_id: the fullprocess.py run training a challenger (None: trained by hand).
+        from_batch: learn only from this batch on (a window of the newest market); default all.
+    """
+    data, batches = batchstore.stored_outcomes(config)
+    from_batch = from_batch or batches[0].seq
+    data = data[(data[batchstore.BATCH_COLUMN] >= from_batch).to_numpy()].reset_index(drop=True)
+    held_out = 0
+    if holdout is not None:
+        kept = batchstore.without_rows(data, holdout)
+        held_out, data = len(data) - len(kept), kept
+    check_training_data(data, str(config.ingested_dir))
+    logger.debug("fitting on %d rows (%d held out)", len(data), held_out)
+    model, cv_summary = fit_model(data, config.settings["tuning_rows"])
+    metadata = {
+        "trained_at": utc_now(),
+        "trained_by": {"run": run_id} if run_id is not None else {"run": None, "by": "hand"},
+        "training_rows": len(data),
+        "held_out_rows": held_out,
+        "exited_rate": round(float(data[TARGET].mean()), 6),
+        "from_batch": from_batch,
+        "through_batch": batches[-1].seq,
+        "training_data": {
+            "batches": len(batches),
+            "sha256": batchstore.fingerprint(batches),
+        },
+        "training_files": [
+            {"batch": batch.seq, "file": batch.source, "sha256": batch.sha256}
+            for batch in batches
+            if batch.seq >= from_batch
+        ],
+        "features": list(FEATURES),
+        "cross_validation": cv_summary,
+        "random_seed": RANDOM_SEED,
+        "versions": library_versions(),
+    }
+    model_path, metadata = save_model(model, reference_sample(data), metadata, config.model_dir)
+    logger.debug("wrote %s (SHA-256 %s)", model_path, metadata["model_sha256"])
+    return TrainingResult(model, metadata, model_path)

@@ -1,0 +1,1 @@
+"""Watching the live model: drift statistics, judging new batches, retraining a challenger."""

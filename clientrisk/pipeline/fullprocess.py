@@ -1,0 +1,512 @@
+"""What one run of fullprocess.py does: decide from what is stored, then do what the data calls for.
+
+See `fullprocess.py` for the steps. One run at a time: a second run exits at once with code 75.
+Every run is recorded in the history database and as a line of `fullprocess.jsonl` in
+`log_folder_path`. A run that was killed is recorded as interrupted by the next one, which
+completes the work from what is stored; a run stopped by SIGTERM or SIGINT says so in one line.
+Deciding that there is nothing new imports only the standard library; when nothing has changed
+since the last quiet run, only its smallest parts (quiettick.py, before anything else).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from clientrisk.atomicfiles import atomic_write_json, exclusive_lock, sha256_file
+from clientrisk.cli import configure_logging, stop_on_signals
+from clientrisk.config import REPORT_FILE, load_config
+from clientrisk.data import batchstore
+from clientrisk.deployment import modelstore
+from clientrisk.errors import PipelineError, Stopped
+from clientrisk.history.database import TAKEN_OVER, open_history
+from clientrisk.pipeline import quiettick
+from clientrisk.timestamps import utc_now
+
+logger = logging.getLogger(__name__)
+
+EXIT_BUSY = 75  # EX_TEMPFAIL: try again later
+RUN_LOG_FILE = "fullprocess.jsonl"
+# The run log is an export of the runs in the history database: rotated at this size, with
+# this many older files kept.
+RUN_LOG_MAX_BYTES = 1 << 20
+RUN_LOG_KEEP = 3
+HASH_CACHE_FILE = "inputhashes.json"
+
+
+class RunLog:
+    """What one run did, step by step; ends as its record in the history."""
+
+    def __init__(self):
+        self.started = time.monotonic()
+        self.run_id = None
+        self.record = {"started_at": utc_now(), "steps": {}}
+
+    @contextmanager
+    def step(self, name: str):
+        """Time a step; a step that does not end keeps its name as `current_step`."""
+        logger.info("%s ...", name)
+        self.record["current_step"] = name
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.record["steps"][name] = round(time.perf_counter() - started, 3)
+        self.record.pop("current_step", None)
+
+    def finish(self, outcome: str, reason: str, **facts) -> dict:
+        self.record.update(facts, outcome=outcome, reason=reason)
+        self.record["finished_at"] = utc_now()
+        self.record["seconds"] = round(time.monotonic() - self.started, 3)
+        return self.record
+
+
+# --- what is new (standard library only) ---------------------------------------------------------
+
+
+def input_hashes(config, candidates) -> tuple[list[tuple[str, str]], list[str]]:
+    """(name, SHA-256) of the readable input files, and why the others wait.
+
+    A file whose size and time are unchanged since the last run is not read again (its hash is
+    kept in `inputhashes.json` in the log folder).
+    """
+    cache_path = config.log_dir / HASH_CACHE_FILE
+    try:
+        cache = json.loads(cache_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        cache = {}
+    hashes, waiting, fresh = [], [], {}
+    for candidate in candidates:
+        try:
+            status = candidate.path.stat()
+            cached = cache.get(candidate.name) if isinstance(cache, dict) else None
+            if isinstance(cached, list) and cached[:2] == [status.st_size, status.st_mtime_ns]:
+                sha256 = cached[2]
+            else:
+                sha256 = sha256_file(candidate.path)
+        except OSError as error:
+            waiting.append(f"{candidate.name}: cannot read: {error.strerror or error}")
+            continue
+        fresh[candidate.name] = [status.st_size, status.st_mtime_ns, sha256]
+        hashes.append((candidate.name, sha256))
+    if fresh != cache:
+        atomic_write_json(cache_path, fresh)
+    return hashes, waiting
+
+
+def find_new_files(config, history) -> tuple[list[str], list[str]]:
+    """Input files that ingestion has not read yet, and why others wait for a later run."""
+    candidates = batchstore.scan_input_folder(config.input_dir, config.settings["settle_seconds"])
+    known = history.known_files()
+    readable = [candidate for candidate in candidates if candidate.problem is None]
+    hashes, waiting = input_hashes(config, readable)
+    new = [name for name, sha256 in hashes if (name, sha256) not in known]
+    for candidate in candidates:
+        if candidate.problem is None:
+            continue
+        if candidate.retry:
+            waiting.append(f"{candidate.name}: {candidate.problem}")
+        elif (candidate.name, batchstore.NO_CONTENT) not in known:
+            new.append(candidate.name)
+    return new, waiting
+
+
+def reports_are_current(config, history, deployment) -> bool:
+    """Whether the last complete set of reports was made with the live model."""
+    latest = history.latest_reports()
+    made = config.model_dir / REPORT_FILE
+    return latest is not None and latest[0] == deployment.manifest["model_sha256"] and made.exists()
+
+
+def ranking_is_current(history, deployment) -> bool:
+    """Whether the newest ranking was made by the live model from every stored batch."""
+    latest = history.latest_ranking()
+    return latest is not None and tuple(latest) == (
+        deployment.manifest["model_sha256"],
+        history.last_batch_seq(),
+    )
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
+def rerank(log: RunLog, config) -> None:
+    """Rank the current clients again (new observations arrived) and remake the report."""
+    from clientrisk.calllist import ranking
+    from clientrisk.report import reporting
+
+    with log.step("ranking"):
+        ranking.run(config)
+    with log.step("reporting"):
+        reporting.run(config)
+
+
+def report(log: RunLog, config) -> None:
+    """Diagnostics, reporting, and the API calls (which may find no API running)."""
+    from clientrisk.api import client
+    from clientrisk.report import diagnostics, reporting
+
+    with log.step("diagnostics"):
+        diagnostics.run(config, this_run=log.record["steps"])
+    with log.step("reporting"):
+        reporting.run(config)
+    with log.step("apicalls"):
+        try:
+            client.run(config)
+            log.record["api"] = "answered"
+        except PipelineError as error:
+            logger.warning("API calls: %s (carrying on)", error)
+            log.record["api"] = f"not reached: {error}"
+
+
+def bootstrap(log: RunLog, config, history) -> dict:
+    from clientrisk.data import ingest
+    from clientrisk.deployment import deploy
+    from clientrisk.model import scoring, training
+
+    with log.step("ingestion"):
+        ingested = ingest.run(config)
+    with log.step("training"):
+        trained = training.run(config, run_id=log.run_id)
+    with log.step("scoring"):
+        scored = scoring.run(config)
+    with log.step("deployment"):
+        deployed = deploy.deploy_trained_model(
+            config,
+            "bootstrap: nothing was deployed",
+            expected_sha256=trained.metadata["model_sha256"],
+            expected_live=None,
+        )
+    through = trained.metadata["through_batch"]
+    seqs = [batch.seq for batch in history.batches() if batch.seq <= through]
+    history.judge_batches(seqs, log.run_id, f"trained on by {deployed.deployment.label}")
+    report(log, config)
+    return log.finish(
+        "bootstrapped",
+        f"nothing was deployed; deployed {deployed.deployment.label}",
+        new_files=[batch.source for batch in ingested.new_batches],
+        batches=seqs,
+        scores={"test_f1": scored.metrics["f1"]},
+    )
+
+
+def update(log: RunLog, config, history, live) -> dict:
+    """Ingest new files, judge the new batches (pooled until there are enough rows) and retrain,
+    redeploy or keep the model; make the reports again if they are behind."""
+    from clientrisk.data import ingest
+    from clientrisk.monitoring import judging
+
+    with log.step("ingestion"):
+        ingested = ingest.run(config)
+    trained_on = [
+        batch.seq
+        for batch in history.batches()
+        if batch.judgement is None and batch.seq <= live.through_batch
+    ]
+    history.judge_batches(trained_on, log.run_id, f"trained on by {live.label}")
+    pending = history.pending_batches(live.through_batch)
+    rows = judging.rows_of(config, history, pending)
+    with_rows = set(rows["batch"]) if len(rows) else set()
+    empty = [batch for batch in pending if batch.seq not in with_rows]
+    history.judge_batches([batch.seq for batch in empty], log.run_id, "nothing to judge")
+    batches = [batch for batch in pending if batch.seq in with_rows]
+    facts = {
+        "new_files": [batch.source for batch in pending],
+        "batches": [batch.seq for batch in batches],
+        "deployed_version": live.label,
+        "new_rows": len(rows),
+    }
+    if ingested.waiting:
+        facts["waiting"] = ingested.waiting
+    if not batches:
+        outcome, reason = "nothing to judge", judging.nothing_to_judge_reason(ingested, pending)
+        return finish_update(log, config, history, outcome, reason, facts)
+    logger.info(
+        "new batches: %s (%d rows with an outcome)", judging.batch_names(batches), len(rows)
+    )
+    model, live = modelstore.load_deployed_model(config.deploy_dir)
+    with log.step("drift check"):
+        verdicts = judging.judge(config, history, log, model, live, rows, batches)
+    facts.update(verdicts)
+    cause = retrain_cause(config, history, live, verdicts)
+    insufficient = verdicts["model_drift"]["verdict"] == "insufficient data"
+    if cause is None:
+        outcome = "insufficient data" if insufficient else "no drift"
+        if not insufficient:
+            history.judge_batches(facts["batches"], log.run_id, outcome)
+        reason = judging.no_drift_reason(verdicts, len(rows))
+        return finish_update(log, config, history, outcome, reason, facts)
+    if cause.startswith("new data"):
+        newest = [batch for batch in history.batches() if batch.seq > live.through_batch]
+    else:
+        newest = judging.drifted_batches(history, live, batches)
+    outcome, reason = judging.retrain(log, config, history, model, live, cause, newest, facts)
+    history.judge_batches(facts["batches"], log.run_id, outcome)
+    return finish_update(log, config, history, outcome, reason, facts)
+
+
+def retrain_cause(config, history, live, verdicts: dict) -> str | None:
+    """Why to retrain, or None: the model drifted, the features drifted (when that is enough),
+    or as much new data as the model was trained on has arrived."""
+    from clientrisk.monitoring import judging
+
+    if verdicts["model_drift"]["verdict"] == "drift":
+        return "model drift"
+    drifted = verdicts["data_drift"]["drifted"]
+    if drifted and config.settings["retrain_on_data_drift"]:
+        return "data drift in " + ", ".join(drifted)
+    if verdicts["model_drift"]["verdict"] == "no drift":
+        growth = judging.growth_due(config, history, live)
+        if growth:
+            return f"new data: {growth}"
+    return None
+
+
+def finish_update(log: RunLog, config, history, outcome: str, reason: str, facts: dict) -> dict:
+    """Make the reports when the live model changed or they are behind, and end the record."""
+    live = modelstore.current_deployment(config.deploy_dir)
+    if outcome == "redeployed" or not reports_are_current(config, history, live):
+        report(log, config)
+    elif not ranking_is_current(history, live):
+        rerank(log, config)
+    return log.finish(outcome, reason, **facts)
+
+
+def tidy_up(config) -> None:
+    """Finish what killed processes left: temporary files, and a live switch not yet recorded."""
+    import tempfile
+
+    from clientrisk.atomicfiles import remove_leftovers
+
+    remove_leftovers(
+        [
+            config.ingested_dir,
+            batchstore.batches_dir(config.ingested_dir),
+            config.model_dir,
+            config.deploy_dir,
+            config.deploy_dir / modelstore.VERSIONS_DIR,
+            config.log_dir,
+            Path(tempfile.gettempdir()),
+        ]
+    )
+    modelstore.mend_history(config.deploy_dir)
+    from clientrisk.deployment.deploy import mirror_history
+
+    mirror_history(config)
+
+
+def decide(config, history):
+    """What this run has to do, from what is stored: (what, reason or new files, live)."""
+    live_version = modelstore.current_version(config.deploy_dir)
+    if live_version is None:
+        candidates = batchstore.scan_input_folder(
+            config.input_dir, config.settings["settle_seconds"]
+        )
+        if not history.batches() and all(item.problem for item in candidates):
+            problems = [f"{item.name}: {item.problem}" for item in candidates]
+            return "wait", problems or ["the input folder holds no CSV file"], None
+        return "bootstrap", "nothing is deployed", None
+    live = modelstore.get_deployment(config.deploy_dir, live_version)
+    new, waiting = find_new_files(config, history)
+    pending = history.pending_batches(live.through_batch)
+    pooled = sum(batch.labelled_rows for batch in pending)
+    logger.debug(
+        "live %s (trained through batch %d); new files: %s; batches not judged yet: %s (%d rows)",
+        live.label,
+        live.through_batch,
+        ", ".join(new) or "none",
+        ", ".join(str(batch.seq) for batch in pending) or "none",
+        pooled,
+    )
+    # Batches waiting for more rows are judged again only with new data, or once they add up.
+    if new or (pending and pooled >= config.settings["min_batch_rows"]):
+        return "update", new, live
+    if not reports_are_current(config, history, live) or not ranking_is_current(history, live):
+        return "reports", waiting, live
+    return "quiet", waiting, live
+
+
+def run(config) -> dict:
+    """Decide and do what the data calls for; never raises for a failed step."""
+    log = RunLog()
+    with open_history(config.history_path) as history:
+        try:
+            return run_with_history(log, config, history)
+        except Stopped as stopped:
+            where = log.record.get("current_step")
+            reason = (
+                f"stopped by {stopped.signal_name}"
+                + (f" during {where}" if where else "")
+                + "; the next run completes the work"
+            )
+            record = log.finish("interrupted", reason)
+            record["exit_code"] = stopped.exit_code
+            history.finish_run(log.run_id, record)
+            return record
+        except (PipelineError, OSError) as error:
+            logger.error("%s", error)
+            return _finished(history, log, log.finish("failed", str(error)))
+        except Exception as error:  # a bug: keep the traceback in the log, and the record
+            logger.exception("unexpected error")
+            record = log.finish("failed", f"unexpected {type(error).__name__}: {error}")
+            return _finished(history, log, record)
+
+
+def run_with_history(log: RunLog, config, history) -> dict:
+    if not history.fact(TAKEN_OVER):
+        from clientrisk.data import takeover
+
+        with exclusive_lock(config.ingested_dir / batchstore.LOCK_FILE):
+            takeover.take_over(config, history)
+    interrupted = history.unfinished_runs()
+    if interrupted:
+        tidy_up(config)
+    what, detail, live = decide(config, history)
+    if what == "wait":
+        reason = "nothing is deployed and no input file is ready yet: " + "; ".join(detail)
+        return _finished(history, log, log.finish("no new data", reason))
+    if what == "quiet":
+        reason = "no file in the input folder is new"
+        if detail:
+            reason += "; waiting: " + "; ".join(detail)
+        _note_interrupted(history, interrupted, None)
+        record = _finished(history, log, log.finish("no new data", reason))
+        if not detail:
+            leave_quiet_stamp(config, history, record)
+        return record
+    log.run_id = history.start_run(os.getpid(), log.record["started_at"], str(config.path))
+    _note_interrupted(history, interrupted, log.run_id)
+    if not interrupted:
+        tidy_up(config)
+    if what == "bootstrap":
+        logger.info("nothing is deployed: bootstrapping")
+        record = bootstrap(log, config, history)
+    elif what == "update":
+        if detail:
+            logger.info("new files: %s", ", ".join(detail))
+        record = update(log, config, history, live)
+    elif not reports_are_current(config, history, live):
+        report(log, config)
+        record = log.finish(
+            "no new data",
+            "no file in the input folder is new; the reports were behind the live model"
+            " (an interrupted run or a rollback) and were made again",
+        )
+    else:
+        rerank(log, config)
+        record = log.finish(
+            "no new data",
+            "no file in the input folder is new; the ranking was behind the stored batches"
+            " (an interrupted run) and was made again",
+        )
+    if interrupted:
+        record["completed_interrupted_runs"] = [run.id for run in interrupted]
+    return _finished(history, log, record)
+
+
+def leave_quiet_stamp(config, history, record: dict) -> None:
+    """Let the next tick find that nothing changed without deciding in full (quiettick.py)."""
+    places = {
+        "config": os.path.abspath(config.path),
+        "input": str(config.input_dir),
+        "report": str(config.model_dir / REPORT_FILE),
+        "live": str(config.deploy_dir / modelstore.CURRENT_LINK),
+        "history": str(config.history_path),
+        "lock": str(config.run_lock_file),
+        "runlog": str(config.log_dir / RUN_LOG_FILE),
+        "maxlog": RUN_LOG_MAX_BYTES,
+    }
+    states = {
+        "generation": history.generation(),
+        "run": record["run_id"],
+        "outcome": record["outcome"],
+        "reason": record["reason"],
+        "config_shown": str(config.path),
+    }
+    if history.last_run_id() == record["run_id"]:
+        quiettick.write_stamp(places["config"], places, states)
+
+
+def _note_interrupted(history, interrupted, run_id) -> None:
+    for run in interrupted:
+        step = run.record.get("current_step")
+        reason = (
+            "killed or stopped before it finished"
+            + (f" (during {step})" if step else "")
+            + (f"; run {run_id} completed its work" if run_id else "; nothing was left to do")
+        )
+        history.mark_interrupted(run, reason)
+        logger.warning("run %d (started %s) was interrupted: %s", run.id, run.started_at, reason)
+
+
+def _finished(history, log: RunLog, record: dict) -> dict:
+    record.pop("current_step", None)
+    record["run_id"] = history.finish_run(log.run_id, record)
+    return record
+
+
+def append_run_record(config, record: dict, rotate: bool = True) -> None:
+    """Add the run's line to `fullprocess.jsonl` (one append, so lines never interleave),
+    rotating the file past RUN_LOG_MAX_BYTES."""
+    config.log_dir.mkdir(parents=True, exist_ok=True)
+    path = config.log_dir / RUN_LOG_FILE
+    if rotate and path.exists() and path.stat().st_size > RUN_LOG_MAX_BYTES:
+        for number in range(RUN_LOG_KEEP - 1, 0, -1):
+            older = path.with_name(f"{RUN_LOG_FILE}.{number}")
+            if older.exists():
+                os.replace(older, path.with_name(f"{RUN_LOG_FILE}.{number + 1}"))
+        os.replace(path, path.with_name(f"{RUN_LOG_FILE}.1"))
+    line = (json.dumps(record, default=str) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+def record_busy(config) -> None:
+    record = RunLog().finish("busy", "another run holds the lock")
+    try:
+        with open_history(config.history_path) as history:
+            history.finish_run(None, record)
+    except PipelineError as error:
+        logger.warning("%s", error)
+    append_run_record(config, {"config": str(config.path), **record}, rotate=False)
+
+
+def tick(args) -> int:
+    """One unattended run with the options `args` (config, verbose), under the run lock.
+
+    Returns:
+        The exit code: 0, 1 for a failed run, EXIT_BUSY when another run holds the lock, the
+        config's or the signal's own code.
+    """
+    configure_logging(args.verbose)
+    try:
+        with stop_on_signals():
+            config = load_config(args.config)
+            try:
+                with exclusive_lock(config.run_lock_file, wait=False):
+                    record = run(config)
+                    append_run_record(config, {"config": str(config.path), **record})
+            except BlockingIOError:
+                logger.warning(
+                    "another fullprocess.py run is in progress; this one stops (try later)"
+                )
+                record_busy(config)
+                return EXIT_BUSY
+    except PipelineError as error:
+        logger.error("fullprocess: %s", error)
+        return error.exit_code
+    except Stopped as stopped:
+        logger.error("fullprocess: stopped by %s before it began", stopped.signal_name)
+        return stopped.exit_code
+    if record["outcome"] == "interrupted":
+        logger.error("fullprocess: %s", record["reason"])
+        return record["exit_code"]
+    logger.info("%s: %s", record["outcome"], record["reason"])
+    return 1 if record["outcome"] == "failed" else 0

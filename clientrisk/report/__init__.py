@@ -1,0 +1,1 @@
+"""What the pipeline reports: diagnostics of the live model and the data, and the PDF."""

@@ -1,0 +1,663 @@
+"""Report on the deployed model: a confusion-matrix plot and a PDF for the client managers.
+
+Writes, in `output_model_path`, `confusionmatrix.png` (the deployed model on the test data) and
+`summary_report.pdf`: page 1 for the client managers (who to call and why, what changed since the
+previous ranking, expected leavers), then model quality (metrics, precision of the top of the
+list, calibration, confusion matrix, score history), drift, and the engineering detail
+(statistics, missing data, timings, dependencies). Both are written
+atomically, and only after everything in them was computed.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+from matplotlib import dates as mdates
+from matplotlib.figure import Figure
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+from reportlab.lib.units import mm
+from reportlab.platypus import (
+    Image,
+    KeepTogether,
+    PageBreak,
+    Paragraph,
+    SimpleDocTemplate,
+    Spacer,
+    Table,
+    TableStyle,
+)
+
+from clientrisk.atomicfiles import atomic_path, read_json
+from clientrisk.calllist import ranking
+from clientrisk.config import DIAGNOSTICS_FILE, REPORT_FILE, Config
+from clientrisk.data.clientcsv import TARGET, read_labelled_csv
+from clientrisk.deployment import modelstore
+from clientrisk.errors import PipelineError
+from clientrisk.history.database import open_history
+from clientrisk.model.scoring import evaluate_model, predict
+from clientrisk.timestamps import parse_utc, readable_utc
+
+logger = logging.getLogger(__name__)
+
+CONFUSION_MATRIX_FILE = "confusionmatrix.png"
+# Longer client identifiers are cut in the report's tables (the CSV has them whole).
+SHOWN_ID_LENGTH = 24
+PAGE_MARGIN = 18 * mm
+CONTENT_WIDTH = A4[0] - 2 * PAGE_MARGIN
+MAX_SERIES = 6
+SERIES_COLOURS = ("#1f5f99", "#e67e22", "#27ae60", "#8e44ad", "#16a085", "#d35400")
+PRECISION_MARKS = (20, 50, 100)
+SECTIONS = (
+    "Who to call",
+    "Model quality on the test data",
+    "Score history",
+    "Data drift",
+    "The ingested data: statistics and missing values",
+    "Timings",
+    "Dependencies",
+)
+TOP_SHOWN = 20
+REASONS_SHOWN = 2  # on page 1; riskranking.csv has up to three
+
+
+# --- figures -------------------------------------------------------------------------------------
+
+
+def confusion_matrix_png(metrics: dict, title: str) -> bytes:
+    """A 2x2 confusion matrix with counts and shares in the cells."""
+    counts = metrics["confusion"]
+    cells = [[counts["tn"], counts["fp"]], [counts["fn"], counts["tp"]]]
+    total = sum(counts.values()) or 1
+    figure = Figure(figsize=(5.2, 4.4), dpi=150, layout="constrained")
+    axes = figure.add_subplot()
+    image = axes.imshow(cells, cmap="Blues", vmin=0)
+    brightest = max(max(row) for row in cells) or 1
+    for row in range(2):
+        for column in range(2):
+            value = cells[row][column]
+            axes.text(
+                column,
+                row,
+                f"{value:,}\n{value / total:.1%}",
+                ha="center",
+                va="center",
+                fontsize=14,
+                color="white" if value > brightest / 2 else "black",
+            )
+    labels = ["stayed (0)", "left (1)"]
+    axes.set_xticks([0, 1], labels)
+    axes.set_yticks([0, 1], labels)
+    axes.set_xlabel("Predicted by the model")
+    axes.set_ylabel("Actual")
+    axes.set_title(title, fontsize=10)
+    figure.colorbar(image, ax=axes, shrink=0.8, label="clients")
+    return _png(figure)
+
+
+def score_history_png(history: list[dict], deployments: list[dict]) -> bytes:
+    return _png(score_history_figure(history, deployments))
+
+
+def score_history_figure(history: list[dict], deployments: list[dict]) -> Figure:
+    """F1 of every recorded score over time, one series per model, deployments marked.
+
+    A model that was deployed is named by its version; a retrained model kept out is drawn apart
+    (crosses), never on the line of the model that stayed live. Past MAX_SERIES models the older
+    ones share one grey series, so the legend (beside the plot) stays readable.
+    """
+    figure = Figure(figsize=(7.5, 3.3), dpi=150, layout="constrained")
+    axes = figure.add_subplot()
+    # A deployment history line may have lost its time (edited by hand).
+    deployments = [change for change in deployments if parse_utc(change.get("time"))]
+    names = {}
+    for change in deployments:
+        if change.get("model_sha256") and change["model_sha256"] not in names:
+            names[change["model_sha256"]] = change["to_version"]
+    points = [row for row in history if row["f1"] is not None and parse_utc(row["scored_at"])]
+    models = list(dict.fromkeys(row["model_sha256"] for row in points))
+    deployed = [sha for sha in models if sha in names]
+    shown = set(deployed[-MAX_SERIES:])
+    palette = iter(SERIES_COLOURS)
+    for sha in deployed:
+        rows = [row for row in points if row["model_sha256"] == sha]
+        label, colour = (
+            (names[sha], next(palette)) if sha in shown else ("earlier models", "#b0b0b0")
+        )
+        axes.plot(
+            [parse_utc(row["scored_at"]) for row in rows],
+            [row["f1"] for row in rows],
+            marker="o",
+            markersize=4,
+            color=colour,
+            label=label if label not in axes.get_legend_handles_labels()[1] else None,
+        )
+    kept_out = [row for row in points if row["model_sha256"] not in names]
+    if kept_out:
+        axes.plot(
+            [parse_utc(row["scored_at"]) for row in kept_out],
+            [row["f1"] for row in kept_out],
+            marker="x",
+            linestyle="none",
+            color="#c0392b",
+            label="retrained, kept out",
+        )
+    for number, change in enumerate(deployments):
+        axes.axvline(
+            parse_utc(change["time"]),
+            color="grey",
+            linestyle=":",
+            linewidth=1,
+            label="deployment" if number == 0 else None,
+        )
+    times = [parse_utc(row["scored_at"]) for row in points]
+    times += [parse_utc(change["time"]) for change in deployments]
+    if times:
+        # A short history would otherwise be stretched over years by the automatic limits.
+        pad = max(timedelta(seconds=30), (max(times) - min(times)) * 0.06)
+        axes.set_xlim(min(times) - pad, max(times) + pad)
+    locator = mdates.AutoDateLocator()
+    axes.xaxis.set_major_locator(locator)
+    axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    axes.set_ylim(0, 1)
+    axes.set_ylabel("F1 (test data and new batches)")
+    axes.grid(alpha=0.3)
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7, frameon=False)
+    return figure
+
+
+def precision_at_k_png(truth, probabilities) -> bytes:
+    """Of the k test clients ranked highest, the share who left, against the share of all."""
+    import numpy as np
+
+    order = np.argsort(-np.asarray(probabilities), kind="stable")
+    hits = np.cumsum(np.asarray(truth)[order])
+    k = np.arange(1, len(order) + 1)
+    figure = Figure(figsize=(3.7, 3.0), dpi=150, layout="constrained")
+    axes = figure.add_subplot()
+    axes.plot(k, hits / k, color="#1f5f99", label="top k by the model")
+    axes.axhline(hits[-1] / len(k), color="grey", linestyle="--", label="all clients (base rate)")
+    marks = [mark for mark in PRECISION_MARKS if mark <= len(k)]
+    for mark in marks:
+        axes.plot(mark, hits[mark - 1] / mark, "o", color="#1f5f99", markersize=4)
+    if marks:
+        text = "\n".join(f"top {mark}: {hits[mark - 1] / mark:.0%}" for mark in marks)
+        axes.text(0.97, 0.97, text, transform=axes.transAxes, ha="right", va="top", fontsize=7)
+    axes.set_xscale("log")
+    axes.set_ylim(0, 1.05)
+    return _share_who_left(
+        figure, "clients called (k, test data)", "Precision of the top of the list", "lower left"
+    )
+
+
+def calibration_png(truth, probabilities) -> bytes:
+    """Predicted probability against the share who left, in ten groups of equal size."""
+    from sklearn.calibration import calibration_curve
+
+    left, predicted = calibration_curve(truth, probabilities, n_bins=10, strategy="quantile")
+    figure = Figure(figsize=(3.7, 3.0), dpi=150, layout="constrained")
+    axes = figure.add_subplot()
+    axes.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfectly calibrated")
+    axes.plot(predicted, left, marker="o", markersize=4, color="#1f5f99", label="the model")
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1)
+    return _share_who_left(
+        figure,
+        "predicted probability of leaving",
+        "Calibration (test data, ten groups)",
+        "upper left",
+    )
+
+
+def _share_who_left(figure: Figure, xlabel: str, title: str, legend: str) -> bytes:
+    """Label a plot of the share of clients who left against `xlabel`, and render it."""
+    axes = figure.axes[0]
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel("share who left")
+    axes.set_title(title, fontsize=9)
+    axes.legend(fontsize=7, loc=legend)
+    axes.grid(alpha=0.3)
+    return _png(figure)
+
+
+def _png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+# --- the PDF -------------------------------------------------------------------------------------
+
+
+def _table(rows: list[list], widths: list[float], align_right_from: int = 1) -> Table:
+    table = Table(rows, colWidths=[width * CONTENT_WIDTH for width in widths], repeatRows=1)
+    table.setStyle(
+        TableStyle(
+            [
+                ("FONT", (0, 0), (-1, 0), "Helvetica-Bold", 8.5),
+                ("FONT", (0, 1), (-1, -1), "Helvetica", 8.5),
+                ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#dde6f0")),
+                ("ROWBACKGROUNDS", (0, 1), (-1, -1), [colors.white, colors.HexColor("#f4f6f8")]),
+                ("ALIGN", (align_right_from, 0), (-1, -1), "RIGHT"),
+                ("LINEBELOW", (0, 0), (-1, 0), 0.6, colors.HexColor("#6b7c93")),
+                ("TOPPADDING", (0, 0), (-1, -1), 2),
+                ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
+            ]
+        )
+    )
+    return table
+
+
+def _number(value, digits: int = 2) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, int) or float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.{digits}f}"
+
+
+def _shorten(text, length: int = SHOWN_ID_LENGTH) -> str:
+    text = str(text)
+    return text if len(text) <= length else text[: length - 1] + "…"
+
+
+def _image(png: bytes, width: float) -> Image:
+    image = Image(io.BytesIO(png))
+    image.drawHeight = width * image.imageHeight / image.imageWidth
+    image.drawWidth = width
+    return image
+
+
+def build_story(facts: dict) -> list:
+    """The report's flowables, from everything `facts` holds (see `gather_facts`).
+
+    Page 1 is for the client managers: who to call and why, what changed, expected leavers. Then
+    model quality, drift, and the engineering detail.
+    """
+    styles = getSampleStyleSheet()
+    body, heading, small = styles["BodyText"], styles["Heading2"], styles["Italic"]
+    cell = ParagraphStyle("cell", parent=body, fontSize=7, leading=8.2)
+    report, metrics, deployment = facts["diagnostics"], facts["metrics"], facts["deployment"]
+    ranked = facts["ranking"]
+    manifest = deployment.manifest
+    story = [
+        Paragraph("Client attrition risk report", styles["Title"]),
+        Paragraph(
+            f"Generated {facts['generated']} UTC from model <b>{deployment.label}</b>; ranking of"
+            f" {readable_utc(ranked['made_at'])} over the data through batch"
+            f" {ranked['through_batch']}.",
+            body,
+        ),
+    ]
+    titles = iter(enumerate(SECTIONS, start=1))
+
+    def section(*flowables) -> None:
+        number, name = next(titles)
+        title = Paragraph(f"{number}. {name}", heading)
+        story.append(KeepTogether([title, *flowables[:1]]))
+        story.extend(flowables[1:])
+
+    section(*_who_to_call(ranked, body, cell))
+    story.append(PageBreak())
+    auc = metrics["roc_auc"]
+    section(
+        _table(
+            [
+                ["Metric", "Value"],
+                ["F1", f"{metrics['f1']:.3f}"],
+                ["Precision (of those flagged, share who left)", f"{metrics['precision']:.3f}"],
+                ["Recall (of those who left, share flagged)", f"{metrics['recall']:.3f}"],
+                ["ROC AUC (ranking quality)", "n/a" if auc is None else f"{auc:.3f}"],
+                ["Log loss (probabilities; lower is better)", f"{metrics['log_loss']:.3f}"],
+                ["Test clients", _number(metrics["rows"])],
+                ["Share who left", f"{metrics['exited_rate']:.1%}"],
+            ],
+            [0.6, 0.2],
+        ),
+        Spacer(0, 3 * mm),
+        Table(
+            [
+                [
+                    _image(facts["precision_png"], 0.49 * CONTENT_WIDTH),
+                    _image(facts["calibration_png"], 0.49 * CONTENT_WIDTH),
+                ]
+            ],
+            colWidths=[0.5 * CONTENT_WIDTH] * 2,
+        ),
+        Paragraph(
+            "Left: of the k test clients the model ranks highest, the share who really left."
+            " Right: in ten groups of test clients by predicted probability, the share who left;"
+            " on the diagonal the probabilities mean what they say.",
+            small,
+        ),
+        _image(facts["confusion_png"], 0.5 * CONTENT_WIDTH),
+    )
+    section(
+        _image(facts["history_png"], CONTENT_WIDTH),
+        Paragraph(
+            f"F1 of each model on the test data and on new batches, one line per model;"
+            f" retrained models kept out are crosses; dotted lines mark deployments. The live model"
+            f" was deployed {readable_utc(manifest.get('deployed_at'))} and trained on"
+            f" {_number(manifest.get('training_rows'))} rows.",
+            small,
+        ),
+    )
+    section(*_drift_flowables(report["drift"], body))
+    stats = report["summary_statistics"]
+    rows = [["Column", "Count", "Mean", "Median", "Std", "Min", "Q1", "Q3", "Max"]]
+    rows += [
+        [name]
+        + [
+            _number(s[key])
+            for key in ("count", "mean", "median", "std", "min", "q25", "q75", "max")
+        ]
+        for name, s in stats.items()
+    ]
+    section(
+        _table(rows, [0.22, 0.08, 0.1, 0.09, 0.1, 0.06, 0.09, 0.1, 0.12]),
+        Spacer(0, 2 * mm),
+        _table(
+            [["Column", "Missing values"]]
+            + [[name, f"{share:.2f} %"] for name, share in report["missing_percent"].items()],
+            [0.4, 0.2],
+        ),
+    )
+    timings = report["timings"]
+    rows = [["Step", "Median seconds", "Runs (seconds)", "Measured on"]]
+    rows += [
+        [
+            name,
+            f"{t['median_seconds']:.3f}",
+            ", ".join(f"{run:.3f}" for run in t["runs"]),
+            t.get("measured", "a copy"),
+        ]
+        for name, t in timings.items()
+    ]
+    if timings:
+        section(_table(rows, [0.14, 0.16, 0.34, 0.36]))
+    else:
+        section(
+            Paragraph(
+                "No timed run yet: the steps were run by hand. fullprocess.py records how long"
+                " each step takes; diagnostics.py --time-on-copy times them on a copy.",
+                body,
+            )
+        )
+    rows = [["Package", "Pinned", "Installed", "Latest", "Status"]]
+    rows += [
+        [d["package"], d["pinned"] or "-", d["installed"] or "-", d["latest"] or "?", d["status"]]
+        for d in report["dependencies"]
+    ]
+    section(
+        _table(rows, [0.26, 0.16, 0.16, 0.16, 0.2]),
+        Paragraph(
+            f"Model SHA-256 {manifest['model_sha256'][:12]}; diagnostics of"
+            f" {report['generated_at']}.",
+            small,
+        ),
+    )
+    return story
+
+
+def _who_to_call(ranked: dict, body, cell) -> list:
+    leavers, precision = ranked["expected_leavers"], ranked.get("precision")
+    figures = (
+        f"<b>{_number(ranked['clients'])}</b> current clients. Expected to leave:"
+        f" <b>{leavers['expected']:,.0f}</b> (95 % interval {leavers['low']:,}–{leavers['high']:,}"
+        f" if the probabilities are right), {leavers['share'] or 0:.1%} of them."
+    )
+    if precision:
+        shares = ", ".join(
+            f"top {key.removeprefix('top_')}: {value:.0%}"
+            for key, value in precision.items()
+            if key.startswith("top_")
+        )
+        figures += (
+            f" How often the top of the list is right, on the {_number(precision['rows'])} test"
+            f" clients: of those ranked highest, the share who left ({shares}), against"
+            f" {precision['base_rate']:.0%} of all clients."
+        )
+    rows = [["Rank", "Client", "Risk", "Why: the strongest reasons (effect on the probability)"]]
+    for client in ranked["top"]:
+        why = "<br/>".join(
+            escape(f"{item['reason']} (+{item['effect']:.2f})")
+            for item in client["reasons"][:REASONS_SHOWN]
+        )
+        rows.append(
+            [
+                client["rank"],
+                _shorten(client["corporation"]),
+                _risk(client["probability"]),
+                Paragraph(why or "no single factor stands out", cell),
+            ]
+        )
+    table = _table(rows, [0.07, 0.13, 0.08, 0.72], align_right_from=2)
+    table.setStyle(TableStyle([("FONT", (0, 1), (-1, -1), "Helvetica", 7.5)]))
+    table.setStyle(
+        TableStyle([("ALIGN", (3, 0), (3, -1), "LEFT"), ("VALIGN", (0, 0), (-1, -1), "TOP")])
+    )
+    reasoned = (
+        "every current client with its reasons"
+        if ranked["clients"] <= ranking.REASONED_CLIENTS
+        else f"every current client, the first {ranking.REASONED_CLIENTS:,} with their reasons"
+    )
+    return [
+        Paragraph(figures, body),
+        *_what_changed(ranked, cell),
+        Spacer(0, 2 * mm),
+        table,
+        Paragraph(
+            f"Each reason is what moves this client's probability most: the probability again"
+            f" with that factor alone at what is typical (a month like the client's own monthly"
+            f" average; the median year and head count) is lower by the number in brackets. The"
+            f" full list, {reasoned}, is {escape(ranked['file'])}.",
+            cell,
+        ),
+    ]
+
+
+def _risk(probability: float) -> str:
+    """A probability as people read it: whole percents, never a certain 0 % or 100 %."""
+    if probability >= 0.995:
+        return ">99%"
+    if probability < 0.005:
+        return "<1%"
+    return f"{probability:.0%}"
+
+
+def _what_changed(ranked: dict, body) -> list:
+    changes = ranked["changes"]
+    previous = changes.get("previous")
+    if previous is None:
+        return [Paragraph("<b>What changed:</b> this is the first ranking.", body)]
+    lines = [
+        f"<b>What changed</b> since the ranking of {readable_utc(previous['made_at'])} (model"
+        f" {previous['model_version']}, {_number(previous['clients'])} clients):"
+        f" {changes['joined_list']:,} clients joined the list and {changes['left_list']:,} left"
+        " it (their latest record says they left)."
+    ]
+    if changes["new_in_top"]:
+        items = ", ".join(
+            f"<b>{escape(_shorten(item['corporation']))}</b> (now {item['rank']},"
+            + (" new" if item["previous_rank"] is None else f" was {item['previous_rank']}")
+            + ")"
+            for item in changes["new_in_top"]
+        )
+        lines.append(f"New in the top {TOP_SHOWN}: {items}.")
+    else:
+        lines.append(f"Nobody new in the top {TOP_SHOWN}.")
+    if changes["risers"]:
+        items = ", ".join(
+            f"<b>{escape(_shorten(item['corporation']))}</b>"
+            f" {_risk(item['previous_probability'])} → {_risk(item['probability'])}"
+            f" (rank {item['previous_rank']} → {item['rank']})"
+            for item in changes["risers"]
+        )
+        lines.append(f"Biggest risers: {items}.")
+    if changes["left_top"]:
+        items = ", ".join(
+            f"{escape(_shorten(item['corporation']))} (was {item['previous_rank']}):"
+            f" {escape(item['now'])}"
+            for item in changes["left_top"]
+        )
+        lines.append(f"Out of the top {TOP_SHOWN}: {items}.")
+    return [Paragraph(line, body) for line in lines]
+
+
+def _drift_flowables(drift: dict, style) -> list:
+    if not drift.get("available"):
+        return [Paragraph(f"Not available: {drift.get('reason')}.", style)]
+    rows = [["Feature", "KS stat.", "adj. p", "KS drift", "PSI", "PSI level", "Median ref. / now"]]
+    for item in drift["features"]:
+        rows.append(
+            [
+                item["feature"],
+                _number(item["ks_statistic"], 3),
+                "n/a"
+                if item["ks_adjusted_pvalue"] is None
+                else f"{item['ks_adjusted_pvalue']:.3g}",
+                "yes" if item["ks_drift"] else "no",
+                _number(item["psi"], 3),
+                item["psi_level"],
+                f"{_number(item['reference_median'])} / {_number(item['current_median'])}",
+            ]
+        )
+    verdict = ", ".join(drift["drifted"]) or "none"
+    return [
+        Paragraph(
+            f"Compared {escape(drift['compared'])} with the {escape(drift['reference'])}."
+            " A feature drifts when"
+            " the Kolmogorov-Smirnov test, corrected for testing several features"
+            f" (Benjamini-Hochberg), gives p &lt; {drift['ks_alpha']}. PSI measures how large the"
+            f" change is (0.1 moderate, {drift['psi_major']} major). Drifted: <b>{verdict}</b>.",
+            style,
+        ),
+        _table(rows, [0.22, 0.1, 0.1, 0.1, 0.1, 0.12, 0.26]),
+    ]
+
+
+def write_pdf(story: list, path: Path) -> int:
+    """Write the report atomically.
+
+    Returns:
+        The number of pages.
+    """
+
+    def footer(canvas, document) -> None:
+        canvas.saveState()
+        canvas.setFont("Helvetica", 8)
+        canvas.setFillColor(colors.grey)
+        canvas.drawString(PAGE_MARGIN, 10 * mm, "Client attrition risk report")
+        canvas.drawRightString(A4[0] - PAGE_MARGIN, 10 * mm, f"page {document.page}")
+        canvas.restoreState()
+
+    with atomic_path(path) as tmp_path:
+        document = SimpleDocTemplate(
+            str(tmp_path),
+            pagesize=A4,
+            leftMargin=PAGE_MARGIN,
+            rightMargin=PAGE_MARGIN,
+            topMargin=PAGE_MARGIN,
+            bottomMargin=PAGE_MARGIN,
+            title="Client attrition risk report",
+        )
+        document.build(story, onFirstPage=footer, onLaterPages=footer)
+    return document.page
+
+
+# --- the step ------------------------------------------------------------------------------------
+
+
+def gather_facts(config: Config) -> dict:
+    """Everything the report shows, checked to be about the model that is live now."""
+    model, deployment = modelstore.load_deployed_model(config.deploy_dir)
+    report_path = config.model_dir / DIAGNOSTICS_FILE
+    if not report_path.is_file():
+        raise PipelineError(f"{report_path}: no diagnostics yet; run diagnostics.py first")
+    report = read_json(report_path, "diagnostics")
+    if report.get("model", {}).get("sha256") != deployment.manifest["model_sha256"]:
+        raise PipelineError(
+            f"{report_path}: made for model {report.get('model', {}).get('version')}, but"
+            f" {deployment.label} is live; run diagnostics.py again"
+        )
+    test = read_labelled_csv(config.test_data_file)
+    metrics = evaluate_model(model, test)
+    probabilities = predict(model, test)["probability"].to_numpy()
+    ranked = _ranking(config, report, deployment)
+    with open_history(config.history_path) as history:
+        scores, deployments = history.scores(), history.deployments()
+    logger.debug(
+        "report on %s: %d scores and %d deployments in the history, diagnostics of %s",
+        deployment.label,
+        len(scores),
+        len(deployments),
+        report.get("generated_at"),
+    )
+    title = (
+        f"Model {deployment.label} on {config.test_data_file.name}\n"
+        f"{metrics['rows']:,} clients, F1 {metrics['f1']:.3f}"
+    )
+    return {
+        "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
+        "deployment": deployment,
+        "metrics": metrics,
+        "diagnostics": report,
+        "ranking": ranked,
+        "confusion_png": confusion_matrix_png(metrics, title),
+        "precision_png": precision_at_k_png(test[TARGET].to_numpy(), probabilities),
+        "calibration_png": calibration_png(test[TARGET].to_numpy(), probabilities),
+        "history_png": score_history_png(scores, deployments),
+    }
+
+
+def _ranking(config: Config, report: dict, deployment) -> dict:
+    """The newest ranking of the live model: ranking.json, else the one in diagnostics.json."""
+    try:
+        summary = ranking.read_summary(config)
+    except PipelineError:
+        summary = None
+    if summary is None or summary.get("model_sha256") != deployment.manifest["model_sha256"]:
+        summary = report.get("ranking")
+    if not summary or "expected_leavers" not in summary:
+        raise PipelineError(
+            f"{config.model_dir / ranking.RANKING_SUMMARY_FILE}: no ranking of {deployment.label}"
+            " yet; run diagnostics.py (or ranking.py) first"
+        )
+    return summary
+
+
+@dataclass
+class ReportingResult:
+    pdf_path: Path
+    png_path: Path
+    pages: int
+
+    @property
+    def summary(self) -> str:
+        return f"wrote {self.png_path} and {self.pdf_path} ({self.pages} pages)"
+
+
+def run(config: Config) -> ReportingResult:
+    facts = gather_facts(config)
+    story = build_story(facts)
+    png_path = config.model_dir / CONFUSION_MATRIX_FILE
+    with atomic_path(png_path) as tmp_path:
+        tmp_path.write_bytes(facts["confusion_png"])
+    pdf_path = config.model_dir / REPORT_FILE
+    pages = write_pdf(story, pdf_path)
+    deployment, report = facts["deployment"], facts["diagnostics"]
+    with open_history(config.history_path) as history:
+        history.record_reports(
+            deployment.manifest["model_sha256"],
+            deployment.label,
+            report.get("data", {}).get("through_batch"),
+        )
+    logger.debug("wrote %s (%d pages) and %s", pdf_path, pages, png_path)
+    return ReportingResult(pdf_path, png_path, pages)
