@@ -1,6 +1,6 @@
 """Report on the deployed model: a confusion-matrix plot and a PDF for the client managers.
 
-The machinery is in `clientrisk.report.reporting`.
+The machinery is in `clientrisk.report.summary`.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 
 from clientrisk.cli import build_parser, run_cli
-from clientrisk.report.reporting import run
+from clientrisk.report.summary import run
 
 
 def main(argv: list[str] | None = None) -> int:

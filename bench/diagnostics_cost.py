@@ -25,7 +25,7 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR))
 
 from clientrisk.config import DIAGNOSTICS_FILE, load_config
-from clientrisk.report import diagnostics
+from clientrisk.report import dependencies
 
 UNREACHABLE_INDEX = "http://127.0.0.1:9/pypi"
 
@@ -71,13 +71,13 @@ def main() -> int:
         for step in ("ingestion.py", "training.py", "scoring.py", "deployment.py"):
             run_script(step, config_path)
         config = load_config(config_path)
-        cache = config.model_dir / diagnostics.DEPENDENCY_CACHE_FILE
+        cache = config.model_dir / dependencies.DEPENDENCY_CACHE_FILE
         offline_path = make_copy(Path(scratch) / "offline", UNREACHABLE_INDEX)
         offline_config = load_config(offline_path)
         shutil.copytree(config.ingested_dir, offline_config.ingested_dir)
         shutil.copytree(config.model_dir, offline_config.model_dir)
         shutil.copytree(config.deploy_dir, offline_config.deploy_dir, symlinks=True)
-        (offline_config.model_dir / diagnostics.DEPENDENCY_CACHE_FILE).unlink(missing_ok=True)
+        (offline_config.model_dir / dependencies.DEPENDENCY_CACHE_FILE).unlink(missing_ok=True)
 
         def clear_cache():
             cache.unlink(missing_ok=True)
@@ -89,18 +89,18 @@ def main() -> int:
                     lambda: run_script("diagnostics.py", config_path), args.repeats, clear_cache
                 ),
                 median_time(
-                    lambda: diagnostics.dependency_status(config), args.repeats, clear_cache
+                    lambda: dependencies.dependency_status(config), args.repeats, clear_cache
                 ),
             ),
             (
                 "python diagnostics.py, warm cache",
                 median_time(lambda: run_script("diagnostics.py", config_path), args.repeats),
-                median_time(lambda: diagnostics.dependency_status(config), args.repeats),
+                median_time(lambda: dependencies.dependency_status(config), args.repeats),
             ),
             (
                 "python diagnostics.py, index unreachable",
                 median_time(lambda: run_script("diagnostics.py", offline_path), args.repeats),
-                median_time(lambda: diagnostics.dependency_status(offline_config), args.repeats),
+                median_time(lambda: dependencies.dependency_status(offline_config), args.repeats),
             ),
             (
                 "python reporting.py",

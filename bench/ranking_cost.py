@@ -30,7 +30,7 @@ sys.path[:0] = [str(PROJECT_DIR), str(PROJECT_DIR / "scripts")]
 
 import generate_data
 from clientrisk.atomicfiles import write_csv
-from clientrisk.calllist import ranking
+from clientrisk.calllist import ranking, reasons
 from clientrisk.data.clientcsv import FEATURES, ID_COLUMN, read_labelled_csv
 from clientrisk.history.database import open_history
 from clientrisk.model import training
@@ -72,7 +72,7 @@ def measure(model, size: int, repeats: int) -> None:
                 history.record_ranking("0" * 64, "v0001", 1, entries)
 
         steps = {
-            "explain": lambda: ranking.explain(model, clients),
+            "explain": lambda: reasons.explain(model, clients),
             "rank with reasons": lambda: ranking.rank_clients(model, clients),
             "write riskranking.csv": lambda: write_csv(ranked[ranking.csv_columns(ranked)], path),
             "record in the history": record,

@@ -18,9 +18,8 @@ from clientrisk.errors import DataError
 from clientrisk.history.database import open_history
 from clientrisk.model import scoring
 from clientrisk.monitoring import drift
+from clientrisk.report.dependencies import dependency_status, latest_versions
 from clientrisk.report.diagnostics import (
-    dependency_status,
-    latest_versions,
     missing_percentages,
     model_predictions,
     summary_statistics,

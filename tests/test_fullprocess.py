@@ -92,7 +92,8 @@ def test_a_quiet_tick_imports_nothing_heavy(diagnosed):
         "import sys, fullprocess\n"
         f"code = fullprocess.main(['--config', {str(diagnosed.config_path)!r}])\n"
         "heavy = ['pandas', 'pyarrow', 'numpy', 'sklearn', 'scipy', 'matplotlib', 'reportlab',"
-        " 'flask', 'requests', 'clientrisk.data.takeover', 'clientrisk.monitoring.judging']\n"
+        " 'flask', 'requests', 'clientrisk.data.takeover', 'clientrisk.monitoring.judging',"
+        " 'clientrisk.monitoring.retraining', 'clientrisk.model.training']\n"
         "print(code, sorted(name for name in heavy if name in sys.modules))\n"
     )
     result = subprocess.run(
@@ -133,6 +134,25 @@ def test_an_unchanged_quiet_tick_is_recorded_as_a_repeat_at_the_cost_of_a_start(
     records = run_records(diagnosed)
     assert records[-1].keys() == records[-2].keys()
     assert records[-1]["run_id"] == before.id
+
+
+def test_an_unchanged_quiet_tick_imports_only_the_quiet_tick_of_the_package(diagnosed):
+    assert run(diagnosed)["outcome"] == "no new data"
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", str(PROJECT_DIR / "fullprocess.py")],
+        env={**os.environ, "RISK_CONFIG": str(diagnosed.config_path)},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    imported = {
+        line.rsplit("|", 1)[-1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    ours = sorted(name for name in imported if name.split(".")[0] == "clientrisk")
+    assert ours == ["clientrisk", "clientrisk.pipeline", "clientrisk.pipeline.quiettick"]
+    assert not imported & {"json", "logging", "pathlib", "argparse"}
 
 
 def _add_input(project):

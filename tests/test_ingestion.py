@@ -8,7 +8,7 @@ import pyarrow.csv
 import pytest
 
 import ingestion
-from clientrisk.data import batchstore
+from clientrisk.data import batchstore, exports
 from clientrisk.data.clientcsv import COLUMNS
 from clientrisk.errors import DataError
 from clientrisk.history.database import open_history
@@ -235,7 +235,7 @@ def test_a_failed_export_is_made_by_the_next_run(project, monkeypatch):
 
 def compiled_in_full(project) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The exports as a compile of every batch makes them (the stamp removed first)."""
-    (project.root / "ingesteddata" / batchstore.EXPORTS_STAMP_FILE).unlink()
+    (project.root / "ingesteddata" / exports.EXPORTS_STAMP_FILE).unlink()
     assert ingestion.main(project.args()) == 0
     return final_data(project), current_clients(project)
 
@@ -259,7 +259,7 @@ def test_a_new_batch_is_appended_to_the_exports_as_a_full_compile_would_list_it(
     rows_before = len(final_data(project))
     first_line = path.read_bytes().splitlines()[1]
     with monkeypatch.context() as patched:
-        patched.setattr(batchstore, "_compile_exports", None)  # appending only
+        patched.setattr(exports, "_compile_exports", None)  # appending only
         assert ingestion.main(project.args()) == 0
     appended, current = final_data(project), current_clients(project)
     assert len(appended) == rows_before + 2

@@ -341,7 +341,7 @@ def test_old_versions_are_removed_but_never_the_live_one_or_its_rollback_target(
 
 
 def test_the_run_log_is_rotated(diagnosed, monkeypatch):
-    monkeypatch.setattr("clientrisk.pipeline.fullprocess.RUN_LOG_MAX_BYTES", 2000)
+    monkeypatch.setattr("clientrisk.pipeline.runlog.RUN_LOG_MAX_BYTES", 2000)
     monkeypatch.setenv("RISK_API_URL", "http://127.0.0.1:9")
     for _ in range(30):
         assert fullprocess.main(diagnosed.args()) == 0

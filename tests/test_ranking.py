@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clientrisk.calllist import ranking
+from clientrisk.calllist import ranking, reasons
 from clientrisk.data.clientcsv import FEATURES
 from clientrisk.deployment import modelstore
 from clientrisk.history.database import open_history
@@ -26,11 +26,11 @@ def live_model(project):
 
 
 def typical_of(model):
-    return ranking.typical_values(model)
+    return reasons.typical_values(model)
 
 
 def typical_client(model) -> dict:
-    _month, year, employees = ranking.typical_values(model)
+    _month, year, employees = reasons.typical_values(model)
     return {
         "lastmonth_activity": year / 12,
         "lastyear_activity": year,
@@ -108,10 +108,10 @@ def test_reasons_name_what_makes_a_client_risky_in_words_and_numbers(deployed):
 
 def test_an_effect_is_how_much_the_probability_falls_with_that_factor_typical(deployed):
     model, _ = live_model(deployed)
-    _month, year, employees = ranking.typical_values(model)
+    _month, year, employees = reasons.typical_values(model)
     client = {"corporation": "xyzw", "lastmonth_activity": 2.0, "lastyear_activity": 90.0}
     client["number_of_employees"] = employees * 6
-    _, probabilities, effects, _, _ = ranking.explain(model, pd.DataFrame([client]))
+    _, probabilities, effects, _, _ = reasons.explain(model, pd.DataFrame([client]))
     probability = model.predict_proba(pd.DataFrame([client])[list(FEATURES)])[0, 1]
     assert probabilities[0] == pytest.approx(probability)
     by_hand = [
@@ -126,9 +126,9 @@ def test_an_effect_is_how_much_the_probability_falls_with_that_factor_typical(de
 def test_many_clients_are_explained_a_block_at_a_time_with_the_same_result(deployed, monkeypatch):
     model, _ = live_model(deployed)
     clients = client_rows(50, seed=31).drop(columns=["exited"])
-    whole = ranking.explain(model, clients)
-    monkeypatch.setattr(ranking, "EXPLAIN_BLOCK_ROWS", 7)
-    for at_once, in_blocks in zip(whole, ranking.explain(model, clients), strict=True):
+    whole = reasons.explain(model, clients)
+    monkeypatch.setattr(reasons, "EXPLAIN_BLOCK_ROWS", 7)
+    for at_once, in_blocks in zip(whole, reasons.explain(model, clients), strict=True):
         np.testing.assert_allclose(in_blocks, at_once)
 
 
@@ -137,31 +137,31 @@ def test_reasons_are_put_in_words_for_the_head_of_a_long_list(deployed, monkeypa
     clients = client_rows(40, seed=32).drop(columns=["exited"])
     whole = ranking.rank_clients(model, clients)
     monkeypatch.setattr(ranking, "REASONED_CLIENTS", 5)
-    monkeypatch.setattr(ranking, "EXPLAIN_BLOCK_ROWS", 3)  # predicted 12 rows at a time
+    monkeypatch.setattr(reasons, "EXPLAIN_BLOCK_ROWS", 3)  # predicted 12 rows at a time
     head = ranking.rank_clients(model, clients)
     pd.testing.assert_frame_equal(head.head(5), whole.head(5))
-    assert (head.loc[5:, list(ranking.REASON_COLUMNS)] == "").all().all()
+    assert (head.loc[5:, list(reasons.REASON_COLUMNS)] == "").all().all()
     # Below the head the clients are predicted once each, not explained.
-    assert head.loc[5:, list(ranking.EFFECT_COLUMNS)].isna().all().all()
-    explained = [*ranking.REASON_COLUMNS, *ranking.EFFECT_COLUMNS]
+    assert head.loc[5:, list(reasons.EFFECT_COLUMNS)].isna().all().all()
+    explained = [*reasons.REASON_COLUMNS, *reasons.EFFECT_COLUMNS]
     pd.testing.assert_frame_equal(head.drop(columns=explained), whole.drop(columns=explained))
 
 
 def test_missing_figures_are_reasons_of_their_own(deployed):
     model, _ = live_model(deployed)
-    _, year, employees = ranking.typical_values(model)
+    _, year, employees = reasons.typical_values(model)
     row = np.array([np.nan, np.nan, np.nan])
-    assert ranking.describe(ranking.MONTH, row, ranking.typical_values(model)) == (
+    assert reasons.describe(reasons.MONTH, row, reasons.typical_values(model)) == (
         "no figure for last month's activity"
     )
-    assert ranking.describe(ranking.EMPLOYEES, row, np.array([1, year, employees])) == (
+    assert reasons.describe(reasons.EMPLOYEES, row, np.array([1, year, employees])) == (
         "no head count on record"
     )
     row = np.array([10.0, 600.0, 3.0])
-    assert ranking.describe(ranking.EMPLOYEES, row, np.array([1, 600, 40])) == (
+    assert reasons.describe(reasons.EMPLOYEES, row, np.array([1, 600, 40])) == (
         "small company (3 employees; typical 40)"
     )
-    assert ranking.describe(ranking.YEAR, row, np.array([1, 1200, 40])) == (
+    assert reasons.describe(reasons.YEAR, row, np.array([1, 1200, 40])) == (
         "low activity over the year (600; typical 1,200)"
     )
 
@@ -233,5 +233,5 @@ def test_no_current_client_at_all_is_an_empty_list(deployed):
     )
     ranked = ranking.rank_clients(model, nobody)
     assert len(ranked) == 0
-    assert ranking.top_entries(ranked, ranking.typical_values(model)) == []
+    assert ranking.top_entries(ranked, reasons.typical_values(model)) == []
     assert ranking.expected_leavers(ranked["probability"])["expected"] == 0

@@ -5,7 +5,8 @@ from PIL import Image
 from pypdf import PdfReader
 
 import reporting
-from clientrisk.report.reporting import SECTIONS, score_history_figure
+from clientrisk.report.charts import score_history_figure
+from clientrisk.report.summary import SECTIONS
 from conftest import client_rows, run_steps
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from clientrisk.atomicfiles import exclusive_lock, remove_leftovers
 from clientrisk.config import Config
-from clientrisk.data import batchstore, takeover
+from clientrisk.data import batchstore, exports, takeover
 from clientrisk.data.clientcsv import RejectedFile, log_rejections, parse_client_csv
 from clientrisk.errors import DataError
 from clientrisk.history.database import Batch, InputFile, open_history
@@ -230,8 +230,8 @@ def run(config: Config) -> IngestionResult:
         result.final_data_path = config.final_data_file
         if not result.batches_stored:
             raise DataError(f"{config.input_dir}: {_nothing_ingested(result)}")
-        if not batchstore.exports_current(config.ingested_dir, history):
-            result.final_rows = batchstore.write_exports(
+        if not exports.exports_current(config.ingested_dir, history):
+            result.final_rows = exports.write_exports(
                 config.ingested_dir, history, config.final_data_file
             )
     return result

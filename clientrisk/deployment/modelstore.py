@@ -172,12 +172,12 @@ def load_model(path: Path, expected_sha256: str):
     Raises:
         DeploymentError: checksum mismatch, or a file that does not unpickle.
     """
-    import pickle
+    from clientrisk.model.pickled import load_model_file
 
     verify_file(path, expected_sha256)
     try:
         with open(path, "rb") as handle:
-            return pickle.load(handle)
+            return load_model_file(handle)
     except Exception as error:  # unpickling can raise nearly anything
         raise DeploymentError(f"{path}: cannot load model: {error}") from None
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from clientrisk.atomicfiles import atomic_write_json, exclusive_lock, sha256_file
@@ -25,44 +23,12 @@ from clientrisk.deployment import modelstore
 from clientrisk.errors import PipelineError, Stopped
 from clientrisk.history.database import TAKEN_OVER, open_history
 from clientrisk.pipeline import quiettick
-from clientrisk.timestamps import utc_now
+from clientrisk.pipeline.runlog import RUN_LOG_FILE, RUN_LOG_MAX_BYTES, RunLog, append_run_record
 
 logger = logging.getLogger(__name__)
 
 EXIT_BUSY = 75  # EX_TEMPFAIL: try again later
-RUN_LOG_FILE = "fullprocess.jsonl"
-# The run log is an export of the runs in the history database: rotated at this size, with
-# this many older files kept.
-RUN_LOG_MAX_BYTES = 1 << 20
-RUN_LOG_KEEP = 3
 HASH_CACHE_FILE = "inputhashes.json"
-
-
-class RunLog:
-    """What one run did, step by step; ends as its record in the history."""
-
-    def __init__(self):
-        self.started = time.monotonic()
-        self.run_id = None
-        self.record = {"started_at": utc_now(), "steps": {}}
-
-    @contextmanager
-    def step(self, name: str):
-        """Time a step; a step that does not end keeps its name as `current_step`."""
-        logger.info("%s ...", name)
-        self.record["current_step"] = name
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.record["steps"][name] = round(time.perf_counter() - started, 3)
-        self.record.pop("current_step", None)
-
-    def finish(self, outcome: str, reason: str, **facts) -> dict:
-        self.record.update(facts, outcome=outcome, reason=reason)
-        self.record["finished_at"] = utc_now()
-        self.record["seconds"] = round(time.monotonic() - self.started, 3)
-        return self.record
 
 
 # --- what is new (standard library only) ---------------------------------------------------------
@@ -137,23 +103,23 @@ def ranking_is_current(history, deployment) -> bool:
 def rerank(log: RunLog, config) -> None:
     """Rank the current clients again (new observations arrived) and remake the report."""
     from clientrisk.calllist import ranking
-    from clientrisk.report import reporting
+    from clientrisk.report import summary
 
     with log.step("ranking"):
         ranking.run(config)
     with log.step("reporting"):
-        reporting.run(config)
+        summary.run(config)
 
 
 def report(log: RunLog, config) -> None:
     """Diagnostics, reporting, and the API calls (which may find no API running)."""
     from clientrisk.api import client
-    from clientrisk.report import diagnostics, reporting
+    from clientrisk.report import diagnostics, summary
 
     with log.step("diagnostics"):
         diagnostics.run(config, this_run=log.record["steps"])
     with log.step("reporting"):
-        reporting.run(config)
+        summary.run(config)
     with log.step("apicalls"):
         try:
             client.run(config)
@@ -198,7 +164,7 @@ def update(log: RunLog, config, history, live) -> dict:
     """Ingest new files, judge the new batches (pooled until there are enough rows) and retrain,
     redeploy or keep the model; make the reports again if they are behind."""
     from clientrisk.data import ingest
-    from clientrisk.monitoring import judging
+    from clientrisk.monitoring import judging, retraining
 
     with log.step("ingestion"):
         ingested = ingest.run(config)
@@ -243,8 +209,8 @@ def update(log: RunLog, config, history, live) -> dict:
     if cause.startswith("new data"):
         newest = [batch for batch in history.batches() if batch.seq > live.through_batch]
     else:
-        newest = judging.drifted_batches(history, live, batches)
-    outcome, reason = judging.retrain(log, config, history, model, live, cause, newest, facts)
+        newest = retraining.drifted_batches(history, live, batches)
+    outcome, reason = retraining.retrain(log, config, history, model, live, cause, newest, facts)
     history.judge_batches(facts["batches"], log.run_id, outcome)
     return finish_update(log, config, history, outcome, reason, facts)
 
@@ -447,25 +413,6 @@ def _finished(history, log: RunLog, record: dict) -> dict:
     record.pop("current_step", None)
     record["run_id"] = history.finish_run(log.run_id, record)
     return record
-
-
-def append_run_record(config, record: dict, rotate: bool = True) -> None:
-    """Add the run's line to `fullprocess.jsonl` (one append, so lines never interleave),
-    rotating the file past RUN_LOG_MAX_BYTES."""
-    config.log_dir.mkdir(parents=True, exist_ok=True)
-    path = config.log_dir / RUN_LOG_FILE
-    if rotate and path.exists() and path.stat().st_size > RUN_LOG_MAX_BYTES:
-        for number in range(RUN_LOG_KEEP - 1, 0, -1):
-            older = path.with_name(f"{RUN_LOG_FILE}.{number}")
-            if older.exists():
-                os.replace(older, path.with_name(f"{RUN_LOG_FILE}.{number + 1}"))
-        os.replace(path, path.with_name(f"{RUN_LOG_FILE}.1"))
-    line = (json.dumps(record, default=str) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line)
-    finally:
-        os.close(fd)
 
 
 def record_busy(config) -> None:

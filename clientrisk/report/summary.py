@@ -13,12 +13,10 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from matplotlib import dates as mdates
-from matplotlib.figure import Figure
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
@@ -42,7 +40,13 @@ from clientrisk.deployment import modelstore
 from clientrisk.errors import PipelineError
 from clientrisk.history.database import open_history
 from clientrisk.model.scoring import evaluate_model, predict
-from clientrisk.timestamps import parse_utc, readable_utc
+from clientrisk.report.charts import (
+    calibration_png,
+    confusion_matrix_png,
+    precision_at_k_png,
+    score_history_png,
+)
+from clientrisk.timestamps import readable_utc
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +55,6 @@ CONFUSION_MATRIX_FILE = "confusionmatrix.png"
 SHOWN_ID_LENGTH = 24
 PAGE_MARGIN = 18 * mm
 CONTENT_WIDTH = A4[0] - 2 * PAGE_MARGIN
-MAX_SERIES = 6
-SERIES_COLOURS = ("#1f5f99", "#e67e22", "#27ae60", "#8e44ad", "#16a085", "#d35400")
-PRECISION_MARKS = (20, 50, 100)
 SECTIONS = (
     "Who to call",
     "Model quality on the test data",
@@ -68,169 +69,6 @@ REASONS_SHOWN = 2  # on page 1; riskranking.csv has up to three
 
 
 # --- figures -------------------------------------------------------------------------------------
-
-
-def confusion_matrix_png(metrics: dict, title: str) -> bytes:
-    """A 2x2 confusion matrix with counts and shares in the cells."""
-    counts = metrics["confusion"]
-    cells = [[counts["tn"], counts["fp"]], [counts["fn"], counts["tp"]]]
-    total = sum(counts.values()) or 1
-    figure = Figure(figsize=(5.2, 4.4), dpi=150, layout="constrained")
-    axes = figure.add_subplot()
-    image = axes.imshow(cells, cmap="Blues", vmin=0)
-    brightest = max(max(row) for row in cells) or 1
-    for row in range(2):
-        for column in range(2):
-            value = cells[row][column]
-            axes.text(
-                column,
-                row,
-                f"{value:,}\n{value / total:.1%}",
-                ha="center",
-                va="center",
-                fontsize=14,
-                color="white" if value > brightest / 2 else "black",
-            )
-    labels = ["stayed (0)", "left (1)"]
-    axes.set_xticks([0, 1], labels)
-    axes.set_yticks([0, 1], labels)
-    axes.set_xlabel("Predicted by the model")
-    axes.set_ylabel("Actual")
-    axes.set_title(title, fontsize=10)
-    figure.colorbar(image, ax=axes, shrink=0.8, label="clients")
-    return _png(figure)
-
-
-def score_history_png(history: list[dict], deployments: list[dict]) -> bytes:
-    return _png(score_history_figure(history, deployments))
-
-
-def score_history_figure(history: list[dict], deployments: list[dict]) -> Figure:
-    """F1 of every recorded score over time, one series per model, deployments marked.
-
-    A model that was deployed is named by its version; a retrained model kept out is drawn apart
-    (crosses), never on the line of the model that stayed live. Past MAX_SERIES models the older
-    ones share one grey series, so the legend (beside the plot) stays readable.
-    """
-    figure = Figure(figsize=(7.5, 3.3), dpi=150, layout="constrained")
-    axes = figure.add_subplot()
-    # A deployment history line may have lost its time (edited by hand).
-    deployments = [change for change in deployments if parse_utc(change.get("time"))]
-    names = {}
-    for change in deployments:
-        if change.get("model_sha256") and change["model_sha256"] not in names:
-            names[change["model_sha256"]] = change["to_version"]
-    points = [row for row in history if row["f1"] is not None and parse_utc(row["scored_at"])]
-    models = list(dict.fromkeys(row["model_sha256"] for row in points))
-    deployed = [sha for sha in models if sha in names]
-    shown = set(deployed[-MAX_SERIES:])
-    palette = iter(SERIES_COLOURS)
-    for sha in deployed:
-        rows = [row for row in points if row["model_sha256"] == sha]
-        label, colour = (
-            (names[sha], next(palette)) if sha in shown else ("earlier models", "#b0b0b0")
-        )
-        axes.plot(
-            [parse_utc(row["scored_at"]) for row in rows],
-            [row["f1"] for row in rows],
-            marker="o",
-            markersize=4,
-            color=colour,
-            label=label if label not in axes.get_legend_handles_labels()[1] else None,
-        )
-    kept_out = [row for row in points if row["model_sha256"] not in names]
-    if kept_out:
-        axes.plot(
-            [parse_utc(row["scored_at"]) for row in kept_out],
-            [row["f1"] for row in kept_out],
-            marker="x",
-            linestyle="none",
-            color="#c0392b",
-            label="retrained, kept out",
-        )
-    for number, change in enumerate(deployments):
-        axes.axvline(
-            parse_utc(change["time"]),
-            color="grey",
-            linestyle=":",
-            linewidth=1,
-            label="deployment" if number == 0 else None,
-        )
-    times = [parse_utc(row["scored_at"]) for row in points]
-    times += [parse_utc(change["time"]) for change in deployments]
-    if times:
-        # A short history would otherwise be stretched over years by the automatic limits.
-        pad = max(timedelta(seconds=30), (max(times) - min(times)) * 0.06)
-        axes.set_xlim(min(times) - pad, max(times) + pad)
-    locator = mdates.AutoDateLocator()
-    axes.xaxis.set_major_locator(locator)
-    axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-    axes.set_ylim(0, 1)
-    axes.set_ylabel("F1 (test data and new batches)")
-    axes.grid(alpha=0.3)
-    if axes.get_legend_handles_labels()[0]:
-        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7, frameon=False)
-    return figure
-
-
-def precision_at_k_png(truth, probabilities) -> bytes:
-    """Of the k test clients ranked highest, the share who left, against the share of all."""
-    import numpy as np
-
-    order = np.argsort(-np.asarray(probabilities), kind="stable")
-    hits = np.cumsum(np.asarray(truth)[order])
-    k = np.arange(1, len(order) + 1)
-    figure = Figure(figsize=(3.7, 3.0), dpi=150, layout="constrained")
-    axes = figure.add_subplot()
-    axes.plot(k, hits / k, color="#1f5f99", label="top k by the model")
-    axes.axhline(hits[-1] / len(k), color="grey", linestyle="--", label="all clients (base rate)")
-    marks = [mark for mark in PRECISION_MARKS if mark <= len(k)]
-    for mark in marks:
-        axes.plot(mark, hits[mark - 1] / mark, "o", color="#1f5f99", markersize=4)
-    if marks:
-        text = "\n".join(f"top {mark}: {hits[mark - 1] / mark:.0%}" for mark in marks)
-        axes.text(0.97, 0.97, text, transform=axes.transAxes, ha="right", va="top", fontsize=7)
-    axes.set_xscale("log")
-    axes.set_ylim(0, 1.05)
-    return _share_who_left(
-        figure, "clients called (k, test data)", "Precision of the top of the list", "lower left"
-    )
-
-
-def calibration_png(truth, probabilities) -> bytes:
-    """Predicted probability against the share who left, in ten groups of equal size."""
-    from sklearn.calibration import calibration_curve
-
-    left, predicted = calibration_curve(truth, probabilities, n_bins=10, strategy="quantile")
-    figure = Figure(figsize=(3.7, 3.0), dpi=150, layout="constrained")
-    axes = figure.add_subplot()
-    axes.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfectly calibrated")
-    axes.plot(predicted, left, marker="o", markersize=4, color="#1f5f99", label="the model")
-    axes.set_xlim(0, 1)
-    axes.set_ylim(0, 1)
-    return _share_who_left(
-        figure,
-        "predicted probability of leaving",
-        "Calibration (test data, ten groups)",
-        "upper left",
-    )
-
-
-def _share_who_left(figure: Figure, xlabel: str, title: str, legend: str) -> bytes:
-    """Label a plot of the share of clients who left against `xlabel`, and render it."""
-    axes = figure.axes[0]
-    axes.set_xlabel(xlabel)
-    axes.set_ylabel("share who left")
-    axes.set_title(title, fontsize=9)
-    axes.legend(fontsize=7, loc=legend)
-    axes.grid(alpha=0.3)
-    return _png(figure)
-
-
-def _png(figure: Figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
 
 
 # --- the PDF -------------------------------------------------------------------------------------

@@ -1,0 +1,130 @@
+"""Which dependencies are outdated: pinned, installed and latest version of each requirement.
+
+The latest versions come from the package index's JSON API, asked in daemon threads that all
+together get `dependency_timeout_seconds`, and are cached for a day beside the reports: a
+package index that is slow or unreachable makes a version "unknown", never a late or failed run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import logging
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import requests
+from packaging.version import InvalidVersion, Version
+
+from clientrisk.atomicfiles import atomic_write_json, read_json
+from clientrisk.config import PROJECT_DIR, Config
+from clientrisk.timestamps import parse_utc, utc_now
+
+logger = logging.getLogger(__name__)
+
+DEPENDENCY_CACHE_FILE = "dependencycache.json"
+DEPENDENCY_CACHE_AGE = timedelta(days=1)
+REQUIREMENTS_FILE = PROJECT_DIR / "requirements.txt"
+
+
+def read_requirements(path: Path) -> list[tuple[str, str | None]]:
+    """(name, pinned version or None) for each requirement line, as in a plain requirements
+    file or a lock with hashes (`name==1.0 \\` followed by `--hash=...` lines)."""
+    requirements = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip().removesuffix("\\").strip()
+        if not line or line.startswith("-"):
+            continue
+        name, _, pinned = line.partition("==")
+        requirements.append((name.strip(), pinned.strip() or None))
+    return requirements
+
+
+def installed_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def latest_versions(names: list[str], index_url: str, timeout: float, cache_path: Path) -> dict:
+    """Latest released version of each package, from a day-old cache or the package index.
+
+    Every lookup runs in a daemon thread and all of them together get `timeout` seconds; a
+    package not answered by then is None ("unknown"). Nothing here can hang the caller.
+    """
+    cache = _read_cache(cache_path)
+    oldest = datetime.now(UTC) - DEPENDENCY_CACHE_AGE
+    found = {
+        name: cache[name]["latest"]
+        for name in names
+        if name in cache and (parse_utc(cache[name]["checked_at"]) or oldest) > oldest
+    }
+    wanted = [name for name in names if name not in found]
+    logger.debug("latest versions: %d from the day-old cache, %d asked", len(found), len(wanted))
+    answers: dict[str, str] = {}
+
+    def ask(name: str) -> None:
+        with contextlib.suppress(Exception):
+            response = requests.get(f"{index_url.rstrip('/')}/{name}/json", timeout=timeout)
+            response.raise_for_status()
+            answers[name] = str(response.json()["info"]["version"])
+
+    threads = [threading.Thread(target=ask, args=(name,), daemon=True) for name in wanted]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    fresh = {name: answers[name] for name in wanted if name in answers}
+    if fresh:
+        stamp = utc_now()
+        cache.update({name: {"latest": v, "checked_at": stamp} for name, v in fresh.items()})
+        with contextlib.suppress(OSError):
+            atomic_write_json(cache_path, cache)
+    return {name: found.get(name, fresh.get(name)) for name in names}
+
+
+def _read_cache(path: Path) -> dict:
+    try:
+        cache = read_json(path, "dependency cache")
+        return {k: v for k, v in cache.items() if {"latest", "checked_at"} <= set(v)}
+    except Exception:  # a missing or damaged cache only costs a lookup
+        return {}
+
+
+def dependency_status(config: Config, requirements_path: Path = REQUIREMENTS_FILE) -> list[dict]:
+    """Pinned, installed and latest version of each requirement, and whether it is outdated."""
+    requirements = read_requirements(requirements_path)
+    latest = latest_versions(
+        [name for name, _ in requirements],
+        config.settings["package_index_url"],
+        config.settings["dependency_timeout_seconds"],
+        config.model_dir / DEPENDENCY_CACHE_FILE,
+    )
+    table = []
+    for name, pinned in requirements:
+        installed = installed_version(name)
+        table.append(
+            {
+                "package": name,
+                "pinned": pinned,
+                "installed": installed,
+                "latest": latest[name],
+                "status": _dependency_state(installed, latest[name]),
+            }
+        )
+    return table
+
+
+def _dependency_state(installed: str | None, latest: str | None) -> str:
+    if installed is None:
+        return "not installed"
+    if latest is None:
+        return "unknown"
+    try:
+        return "outdated" if Version(installed) < Version(latest) else "up to date"
+    except InvalidVersion:
+        return "unknown"
