@@ -79,8 +79,8 @@ class Market(
     namedtuple(
         "Market",
         "size_shift activity_shift trend_mean intercept trend_effect engagement_effect"
-        " hump_effect size_slope dormancy_effect",
-        defaults=(0.0, 0.0, 0.0, -2.3, -5.0, -0.8, 1.0, 0.0, 3.0),
+        " hump_effect size_slope dormancy_effect combined_effect quiet_big_effect",
+        defaults=(0.0, 0.0, 0.0, -2.3, -5.0, -0.8, 1.0, 0.0, 3.0, 0.0, 0.0),
     )
 ):
     """How clients look and why they leave.
@@ -88,7 +88,10 @@ class Market(
     Inputs: `size_shift` moves the log of head counts, `activity_shift` the log of last year's
     activity, `trend_mean` the month-on-year trend. Leaving: the log-odds are `intercept` +
     `trend_effect` x trend + `engagement_effect` x engagement + `hump_effect` x the mid-size hump
-    + `size_slope` x (log(employees) - 3.7) + `dormancy_effect` x dormant, plus noise.
+    + `size_slope` x (log(employees) - 3.7) + `dormancy_effect` x dormant, plus noise; and two
+    effects no sum of single features can hold: `combined_effect` for small clients (under
+    about 20 employees) whose activity fell sharply (trend below -0.2), `quiet_big_effect` for
+    large clients (over about 90) who use the service little for their size.
     """
 
     __slots__ = ()
@@ -123,6 +126,9 @@ MARKETS = {
         dormancy_effect=1.0,
     ),
 }
+# Markets whose exits follow a combination of features (the first starts like the usual one).
+MARKETS["combined"] = Market(combined_effect=3.0, trend_effect=-2.0)
+MARKETS["quiet-big"] = Market(quiet_big_effect=2.5, engagement_effect=-0.3)
 # The changed market of `--drifted`: the strong change of relation, with activity falling too.
 MARKETS["drifted"] = MARKETS["relation-strong"]._replace(activity_shift=-0.5, trend_mean=-0.25)
 
@@ -160,6 +166,8 @@ def simulate_clients(
     log_odds = log_odds + market.engagement_effect * engagement + market.hump_effect * size_effect
     log_odds = log_odds + market.size_slope * (log_employees - 3.7)
     log_odds = log_odds + market.dormancy_effect * dormant
+    log_odds = log_odds + market.combined_effect * ((log_employees < 3.0) & (trend < -0.2))
+    log_odds = log_odds + market.quiet_big_effect * ((log_employees > 4.5) & (engagement < -0.5))
     log_odds += rng.normal(0, 0.3, n)
     exited = (rng.random(n) < 1 / (1 + np.exp(-log_odds))).astype(int)
 

@@ -99,10 +99,16 @@ def collect_artifacts(config: Config):
         "from_batch": metadata.get("from_batch"),
         "through_batch": metadata.get("through_batch"),
         "cross_validation": metadata.get("cross_validation"),
+        "family": metadata.get("family", "logistic"),
+        "weighting": metadata.get("weighting"),
+        "why": metadata.get("why"),
         "training_data_sha256": metadata.get("training_data", {}).get("sha256"),
         "ingestion_record_sha256": sha256_file(sources[RECORD_FILE]),
         "source": str(model_dir),
     }
+    reference = (metadata.get("cross_validation") or {}).get("check_reference")
+    if reference:
+        manifest["check_reference"] = reference
     return sources, manifest
 
 

@@ -20,13 +20,20 @@ TOLERANCE = 1e-7
 
 
 def fit_logistic(
-    design: np.ndarray, target: np.ndarray, C: float = 1.0, class_weight=None, **params
+    design: np.ndarray,
+    target: np.ndarray,
+    C: float = 1.0,
+    class_weight=None,
+    sample_weight=None,
+    **params,
 ) -> LogisticRegression:
     """A fitted LogisticRegression(C=C, class_weight=class_weight, **params) for the rows of
     `design` (float32 or float64) and the 0/1 `target`, found by Newton steps over blocks."""
     classes = np.array([0, 1])
     weights = compute_class_weight(class_weight, classes=classes, y=target)
     row_weight = weights[target]
+    if sample_weight is not None:
+        row_weight = row_weight * np.asarray(sample_weight, dtype=float)
     columns = design.shape[1]
     coefficients = np.zeros(columns + 1)  # the last is the intercept
     penalty = np.r_[np.ones(columns), 0.0] / C

@@ -9,7 +9,9 @@ known columns make likely: the expected value on the log scale, learnt from the 
 rows (no activity last month says nothing of the year, so a silent client's year goes by its head
 count alone). Every column's gap stays visible to the model as an indicator.
 
-`SplineBasis` turns the continuous features into cubic B-splines (see its docstring).
+`SplineBasis` turns the continuous features into cubic B-splines (see its docstring), and
+`Interactions` adds the products of pairs of them, for markets where a combination of features
+drives leaving.
 
 Lives in its own module because pickled models refer to it by module, and importing scikit-learn
 here keeps it out of what a quiet cron tick imports.
@@ -174,6 +176,36 @@ class SplineBasis(TransformerMixin, BaseEstimator):
             for offset, weight in enumerate(weights):
                 flat[first + offset] = weight
         out[:, self.columns * splines :] = values[:, self.columns :]
+
+
+class Interactions(TransformerMixin, BaseEstimator):
+    """The products of each pair of the first `columns` columns, centred, after all columns.
+
+    An additive model cannot say that small clients whose activity fell leave far more than
+    "small" and "fell" add up to; a product of the two (each centred on its training mean, so
+    that the product does not also shift the main effects) lets the regression learn it, and
+    the regularisation chosen for the model keeps the products small where the data has no
+    such structure.
+    """
+
+    def __init__(self, columns: int = 4):
+        self.columns = columns
+
+    def fit(self, X, y=None):
+        values = np.asarray(X, dtype=float)
+        self.means_ = np.nanmean(values[:, : self.columns], axis=0)
+        self.n_features_in_ = values.shape[1]
+        return self
+
+    def transform(self, X):
+        values = np.asarray(X, dtype=float)
+        centred = values[:, : self.columns] - self.means_
+        pairs = [
+            centred[:, first] * centred[:, second]
+            for first in range(self.columns)
+            for second in range(first + 1, self.columns)
+        ]
+        return np.column_stack([values, *pairs])
 
 
 def client_features(values):

@@ -8,6 +8,18 @@ Its strength and class weighting are chosen by stratified cross-validation on av
 which rewards a ranking whose top holds the clients who really leave (the managers call from the
 top); its probabilities are then calibrated (sigmoid) and its decision threshold tuned for F1,
 both by cross-validation. Everything is chosen on the training data alone.
+
+Two other families serve markets an additive model cannot hold (`FAMILIES`): the same regression
+with the products of pairs of features (`interactions`), and gradient boosting of trees
+(`boosting`, scikit-learn's HistGradientBoostingClassifier), calibrated and tuned the same way.
+A retrain chooses among them by how well each predicts the newest rows (retraining.py); a
+training by hand fits the logistic regression unless told otherwise. Rows may carry weights
+that fall with their age (`age_weights`), so that a market that changes little by little is
+learnt mostly from its recent rows.
+
+Beside the model, the out-of-fold predictions on its own training rows say how far its log loss
+exceeds what its probabilities expect on its own market (`check_reference`): the calibrated
+drift check's reference, from every training row rather than a few hundred held-out ones.
 """
 
 from __future__ import annotations
@@ -23,6 +35,7 @@ import numpy as np
 import pandas as pd
 import sklearn
 from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
@@ -30,7 +43,7 @@ from sklearn.model_selection import (
     FixedThresholdClassifier,
     GridSearchCV,
     StratifiedKFold,
-    TunedThresholdClassifierCV,
+    cross_val_predict,
 )
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
@@ -48,7 +61,8 @@ from clientrisk.data import batchstore
 from clientrisk.data.clientcsv import FEATURES, TARGET
 from clientrisk.errors import DataError
 from clientrisk.model.blockfit import fit_logistic
-from clientrisk.model.features import ActivityImputer, SplineBasis, client_features
+from clientrisk.model.features import ActivityImputer, Interactions, SplineBasis, client_features
+from clientrisk.monitoring.drift import log_loss_excess
 from clientrisk.timestamps import utc_now
 
 logger = logging.getLogger(__name__)
@@ -81,6 +95,22 @@ MIN_CLASS_ROWS_TO_CALIBRATE = 25
 TUNING_ROWS = SETTINGS["tuning_rows"].default
 # Rows of the training data kept with the model, as the reference for data-drift checks.
 REFERENCE_SAMPLE_ROWS = 10_000
+# The model families, simplest first, and how the record names them.
+FAMILIES = {
+    "logistic": "logistic regression",
+    "interactions": "logistic regression with interactions",
+    "boosting": "gradient boosting",
+}
+# Gradient boosting of shallow trees, slowly, with its own regularisation: no grid search (its
+# calibration and threshold are still cross-validated).
+BOOSTING_PARAMS = {
+    "max_iter": 100,
+    "learning_rate": 0.1,
+    "max_leaf_nodes": 15,
+    "min_samples_leaf": 40,
+    "l2_regularization": 1.0,
+    "early_stopping": False,
+}
 
 
 @dataclass
@@ -101,23 +131,39 @@ class TrainingResult:
             params += f"; calibrated, threshold {cv['threshold']:.2f}"
             score += f", CV F1 {cv['f1_mean']:.3f}"
         rows = self.metadata["training_rows"]
-        return (
-            f"trained logistic regression ({params}) on {rows} rows, {score} -> {self.model_path}"
-        )
+        family = FAMILIES[self.metadata.get("family", "logistic")]
+        weighting = self.metadata.get("weighting") or {}
+        if weighting.get("half_life_rows"):
+            rows = f"{rows} rows (half-life {weighting['half_life_rows']:,} rows)"
+        else:
+            rows = f"{rows} rows"
+        return f"trained {family} ({params}) on {rows}, {score} -> {self.model_path}"
 
 
-def build_pipeline(classifier=None) -> Pipeline:
+def build_pipeline(classifier=None, family: str = "logistic") -> Pipeline:
     """The untrained model: one object from raw feature columns to a probability of leaving.
 
     Args:
-        classifier: the last step; a plain logistic regression when not given.
+        classifier: the last step; the family's own estimator when not given.
+        family: one of FAMILIES.
     """
+    if family not in FAMILIES:
+        raise ValueError(f"unknown model family {family!r}; use one of {', '.join(FAMILIES)}")
+    steps = [
+        ("impute", ActivityImputer()),
+        ("features", FunctionTransformer(client_features)),
+    ]
+    if family == "boosting":
+        if classifier is None:
+            classifier = boosting_classifier()
+        return Pipeline([*steps, ("model", classifier)])
     if classifier is None:
         classifier = LogisticRegression(solver=SOLVER, max_iter=1000, random_state=RANDOM_SEED)
+    if family == "interactions":
+        steps.append(("interact", Interactions(columns=CURVED_COLUMNS)))
     return Pipeline(
         [
-            ("impute", ActivityImputer()),
-            ("features", FunctionTransformer(client_features)),
+            *steps,
             ("spline", SplineBasis(columns=CURVED_COLUMNS, knots=SPLINE_KNOTS)),
             ("scale", StandardScaler()),
             ("model", classifier),
@@ -125,24 +171,69 @@ def build_pipeline(classifier=None) -> Pipeline:
     )
 
 
+def boosting_classifier() -> HistGradientBoostingClassifier:
+    return HistGradientBoostingClassifier(**BOOSTING_PARAMS, random_state=RANDOM_SEED)
+
+
+def age_weights(batch_of_rows, half_life_rows: float | None) -> np.ndarray | None:
+    """Weights that halve every `half_life_rows` rows of age: a row's age is the number of rows
+    in later batches (the newest batch's rows weigh 1). None without a half-life (no decay)."""
+    if not half_life_rows:
+        return None
+    batch_of_rows = np.asarray(batch_of_rows)
+    seqs, counts = np.unique(batch_of_rows, return_counts=True)
+    later = np.cumsum(counts[::-1])[::-1] - counts
+    ages = later[np.searchsorted(seqs, batch_of_rows)]
+    return 0.5 ** (ages / float(half_life_rows))
+
+
 def regression_params(params: dict) -> dict:
     """Grid-search parameters of the pipeline's last step, as the regression's own keywords."""
     return {key.removeprefix("model__"): value for key, value in params.items()}
 
 
-def calibrated_classifier(params: dict, folds: int):
-    """Logistic regression with `params`, sigmoid-calibrated, its threshold tuned for F1.
+def base_classifier(params: dict, family: str = "logistic"):
+    """The family's uncalibrated classifier with the chosen `params`."""
+    if family == "boosting":
+        return boosting_classifier()
+    return LogisticRegression(
+        solver=SOLVER, max_iter=1000, random_state=RANDOM_SEED, **regression_params(params)
+    )
+
+
+def calibrate(base, design, target, cv, weights=None):
+    """`base` fitted on every row, sigmoid-calibrated on its out-of-fold predictions, and the
+    threshold from which those calibrated predictions give the best F1.
 
     Class weighting ranks the rare leavers better but inflates their probabilities; calibration
     gives the client managers probabilities that mean what they say, and the tuned threshold
-    turns them into the best 0/1 prediction for F1.
+    turns them into the best 0/1 prediction for F1. The same out-of-fold predictions say how far
+    the model's log loss exceeds what its probabilities expect on its own market
+    (`check_reference`), from every training row.
+
+    Returns:
+        (the classifier with its threshold, the threshold, the F1 there, the check's reference).
     """
-    regression = LogisticRegression(
-        solver=SOLVER, max_iter=1000, random_state=RANDOM_SEED, **regression_params(params)
+    fit_weights = {} if weights is None else {"sample_weight": weights}
+    calibrated = CalibratedClassifierCV(base, method="sigmoid", cv=cv, ensemble=False)
+    calibrated.fit(design, target, **fit_weights)
+    # The predictions the calibration was fitted on: the same folds, the same fits.
+    decision = cross_val_predict(
+        base, design, target, cv=cv, method="decision_function", params=fit_weights or None
     )
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=RANDOM_SEED)
-    calibrated = CalibratedClassifierCV(regression, method="sigmoid", cv=cv, ensemble=False)
-    return TunedThresholdClassifierCV(calibrated, scoring="f1", cv=cv, random_state=RANDOM_SEED)
+    sigmoid = calibrated.calibrated_classifiers_[0].calibrators[0]
+    probabilities = sigmoid.predict(decision)
+    threshold, f1 = best_f1_threshold(np.asarray(target), probabilities)
+    tuned = FixedThresholdClassifier(FrozenEstimator(calibrated), threshold=threshold)
+    tuned.fit(design[:2], np.asarray(target)[:2])
+    excess, variance = log_loss_excess(target, probabilities)
+    reference = {
+        "excess": round(excess, 6),
+        "variance": variance,
+        "rows": len(probabilities),
+        "dataset": f"out-of-fold predictions on {len(probabilities)} training rows",
+    }
+    return tuned, threshold, f1, reference
 
 
 def check_training_data(data: pd.DataFrame, source: str) -> None:
@@ -157,7 +248,12 @@ def check_training_data(data: pd.DataFrame, source: str) -> None:
         raise DataError(f"{source}: column(s) with no values at all: {', '.join(empty)}")
 
 
-def fit_model(data: pd.DataFrame, tuning_rows: int = TUNING_ROWS) -> tuple[Pipeline, dict]:
+def fit_model(
+    data: pd.DataFrame,
+    tuning_rows: int = TUNING_ROWS,
+    family: str = "logistic",
+    weights: np.ndarray | None = None,
+) -> tuple[Pipeline, dict]:
     """Choose the settings by cross-validation and fit on all of `data`.
 
     With more than `tuning_rows` rows, the settings, the calibration and the threshold are chosen
@@ -167,6 +263,10 @@ def fit_model(data: pd.DataFrame, tuning_rows: int = TUNING_ROWS) -> tuple[Pipel
     files) the model is not calibrated and keeps the 0.5 threshold; with fewer than 2 it is not
     cross-validated.
 
+    Args:
+        family: one of FAMILIES.
+        weights: one weight per row (`age_weights`), or None for equal weights.
+
     Returns:
         (fitted pipeline, cross-validation summary).
     """
@@ -174,45 +274,59 @@ def fit_model(data: pd.DataFrame, tuning_rows: int = TUNING_ROWS) -> tuple[Pipel
     smallest_class = int(target.value_counts().min())
     # The sample must hold enough of the rarer outcome to calibrate on; when it would not (very
     # rare leavers, or a tiny `tuning_rows`), the settings are chosen on every row.
-    if len(data) > tuning_rows and smallest_class * tuning_rows / len(data) >= (
-        MIN_CLASS_ROWS_TO_CALIBRATE
-    ):
-        return fit_large(data, tuning_rows)
+    # (Gradient boosting learns from every row at any size: its trees cost little per row.)
+    large = family != "boosting" and len(data) > tuning_rows
+    if large and smallest_class * tuning_rows / len(data) >= MIN_CLASS_ROWS_TO_CALIBRATE:
+        return fit_large(data, tuning_rows, family, weights)
     folds = min(MAX_FOLDS, smallest_class)
-    # BLAS threads fight over small matrices: on 2 cores, fitting took up to 8 times longer with
-    # them than with one, and one is faster up to hundreds of thousands of rows.
-    with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
+    fit_params = {"model__sample_weight": weights} if weights is not None else {}
+    # BLAS and OpenMP threads fight over small matrices: on 2 cores, fitting took up to 8 times
+    # longer with them than with one, and one is faster up to hundreds of thousands of rows.
+    with threadpool_limits(limits=1), warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         if folds < 2:
             logger.warning("too few rows of one class to cross-validate; using default settings")
-            model = build_pipeline().set_params(**FALLBACK_PARAMS).fit(features, target)
-            return model, _cv_summary(FALLBACK_PARAMS, folds=0)
+            params = {} if family == "boosting" else FALLBACK_PARAMS
+            model = build_pipeline(family=family).set_params(**params)
+            return model.fit(features, target, **fit_params), _cv_summary(params, folds=0)
         cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=RANDOM_SEED)
-        search = GridSearchCV(build_pipeline(), PARAM_GRID, scoring=SELECTION_SCORING, cv=cv)
-        search.fit(features, target)
-        params = search.best_params_
-        score_std = float(search.cv_results_["std_test_score"][search.best_index_])
-        logger.debug(
-            "chose %s by %d-fold cross-validation (average precision %.3f ± %.3f)",
-            regression_params(params),
-            folds,
-            search.best_score_,
-            score_std,
-        )
-        summary = _cv_summary(params, folds, search.best_score_, score_std)
+        if family == "boosting":
+            params, score, score_std = {}, None, None
+        else:
+            search = GridSearchCV(
+                build_pipeline(family=family), PARAM_GRID, scoring=SELECTION_SCORING, cv=cv
+            )
+            search.fit(features, target, **fit_params)
+            params, score = search.best_params_, search.best_score_
+            score_std = float(search.cv_results_["std_test_score"][search.best_index_])
+            logger.debug(
+                "chose %s by %d-fold cross-validation (average precision %.3f ± %.3f)",
+                regression_params(params),
+                folds,
+                score,
+                score_std,
+            )
+        summary = _cv_summary(params, folds, score, score_std)
         if smallest_class < MIN_CLASS_ROWS_TO_CALIBRATE:
-            return _untuned(search.best_estimator_, params, features, target, summary)
-        model = build_pipeline(calibrated_classifier(params, folds)).fit(features, target)
-    tuned = model.named_steps["model"]
+            untuned = build_pipeline(base_classifier(params, family), family)
+            return _untuned(untuned, params, features, target, summary, family, fit_params)
+        prep = build_pipeline(family=family)[:-1]
+        design = prep.fit_transform(features)
+        tuned, threshold, f1, reference = calibrate(
+            base_classifier(params, family), design, target, cv, weights
+        )
     summary.update(
         calibrated=True,
-        threshold=round(float(tuned.best_threshold_), 6),
-        f1_mean=round(float(tuned.best_score_), 6),
+        threshold=round(threshold, 6),
+        f1_mean=round(f1, 6),
+        check_reference=reference,
     )
-    return model, summary
+    return Pipeline([*prep.steps, ("model", tuned)]), summary
 
 
-def fit_large(data: pd.DataFrame, tuning_rows: int) -> tuple[Pipeline, dict]:
+def fit_large(
+    data: pd.DataFrame, tuning_rows: int, family: str = "logistic", weights=None
+) -> tuple[Pipeline, dict]:
     """The same model for data too large to cross-validate whole: bounded cost at any size.
 
     The gap fill, the splines' range and the scaling are learnt from every row, a block of rows
@@ -223,41 +337,54 @@ def fit_large(data: pd.DataFrame, tuning_rows: int) -> tuple[Pipeline, dict]:
     rows barely knows the sample better than new rows, so no cross-validation is needed there.
     """
     features, target = data[list(FEATURES)], data[TARGET].to_numpy()
-    prep, design = _design_matrix(features)
+    prep, design = _design_matrix(features, family)
     sample = stratified_sample(target, tuning_rows, RANDOM_SEED)
     tuning_design, tuning_target = design[sample].astype(float), target[sample]
+    tuning_weights = None if weights is None else weights[sample]
+    fit_weights = {} if weights is None else {"sample_weight": tuning_weights}
     folds = min(MAX_FOLDS, int(np.bincount(tuning_target).min()))
     grid = {key.removeprefix("model__"): values for key, values in PARAM_GRID.items()}
-    with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
+    with threadpool_limits(limits=1), warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=RANDOM_SEED)
         regression = LogisticRegression(solver=SOLVER, max_iter=1000, random_state=RANDOM_SEED)
         search = GridSearchCV(regression, grid, scoring=SELECTION_SCORING, cv=cv)
-        search.fit(tuning_design, tuning_target)
-        params = {f"model__{key}": value for key, value in search.best_params_.items()}
+        search.fit(tuning_design, tuning_target, **fit_weights)
+        best, score = search.best_params_, search.best_score_
+        score_std = float(search.cv_results_["std_test_score"][search.best_index_])
         final_params = {"solver": SOLVER, "max_iter": 1000, "random_state": RANDOM_SEED}
         if len(target) >= BLOCKWISE_FROM_ROWS:
-            final = fit_logistic(design, target, **final_params, **search.best_params_)
+            final = fit_logistic(design, target, **final_params, **best, sample_weight=weights)
         else:
-            final = LogisticRegression(**final_params, **search.best_params_).fit(design, target)
+            final = LogisticRegression(**final_params, **best).fit(
+                design, target, sample_weight=weights
+            )
         del design
+        params = {f"model__{key}": value for key, value in best.items()}
         calibrated = CalibratedClassifierCV(FrozenEstimator(final), method="sigmoid")
         calibrated.fit(tuning_design, tuning_target)
         probabilities = calibrated.predict_proba(tuning_design)[:, 1]
         threshold, f1 = best_f1_threshold(tuning_target, probabilities)
         tuned = FixedThresholdClassifier(FrozenEstimator(calibrated), threshold=threshold)
         tuned.fit(tuning_design, tuning_target)
-    score_std = float(search.cv_results_["std_test_score"][search.best_index_])
-    summary = _cv_summary(params, folds, search.best_score_, score_std)
+        # A regression of a few dozen coefficients fitted on far more rows than the sample: its
+        # excess on the sample is what it shows on new rows of its market.
+        excess, variance = log_loss_excess(tuning_target, probabilities)
+    reference = {
+        "excess": round(excess, 6),
+        "variance": variance,
+        "rows": len(sample),
+        "dataset": f"{len(sample)} training rows (a stratified sample)",
+    }
+    summary = _cv_summary(params, folds, score, score_std)
     summary.update(
         calibrated=True,
         threshold=round(threshold, 6),
         f1_mean=round(f1, 6),
         tuning_rows=len(sample),
+        check_reference=reference,
     )
-    logger.debug(
-        "chose %s on %d of %d rows, fitted on all", search.best_params_, len(sample), len(target)
-    )
+    logger.debug("chose %s on %d of %d rows, fitted on all", best, len(sample), len(target))
     return Pipeline([*prep.steps, ("model", tuned)]), summary
 
 
@@ -297,17 +424,25 @@ def best_f1_threshold(truth: np.ndarray, probabilities: np.ndarray) -> tuple[flo
     return float(ranked[best]), float(f1[best])
 
 
-def _design_matrix(features: pd.DataFrame) -> tuple[Pipeline, np.ndarray]:
+def _design_matrix(features: pd.DataFrame, family: str = "logistic") -> tuple[Pipeline, np.ndarray]:
     """The fitted preprocessing steps of the pipeline and every row through them (float32)."""
-    prep = build_pipeline()[:-1]
-    impute, shape, spline, scale = (step for _, step in prep.steps)
+    prep = build_pipeline(family=family)[:-1]
+    steps = [step for _, step in prep.steps]
+    impute, shapes, (spline, scale) = steps[0], steps[1:-2], steps[-2:]
     impute.fit(features)
     blocks = range(0, len(features), CHUNK_ROWS)
+    for index, shape in enumerate(shapes):  # each learns what it needs from the first block
+        part = impute.transform(features.iloc[:CHUNK_ROWS])
+        for earlier in shapes[:index]:
+            part = earlier.transform(part)
+        shape.fit(part)
 
     def shaped(start):
-        return shape.transform(impute.transform(features.iloc[start : start + CHUNK_ROWS]))
+        part = impute.transform(features.iloc[start : start + CHUNK_ROWS])
+        for shape in shapes:
+            part = shape.transform(part)
+        return part
 
-    shape.fit(impute.transform(features.iloc[:1]))
     ranges = [
         np.vstack([np.nanmin(part, axis=0), np.nanmax(part, axis=0)])
         for part in map(shaped, blocks)
@@ -326,19 +461,16 @@ def _design_matrix(features: pd.DataFrame) -> tuple[Pipeline, np.ndarray]:
     return prep, design
 
 
-def _untuned(model: Pipeline, params: dict, features, target, summary: dict):
+def _untuned(model: Pipeline, params: dict, features, target, summary: dict, family, fit_params):
     """A model too small to calibrate and tune: unless balanced weights already centre its
     probabilities, it flags a client whose probability is above the share who left (at 0.5,
     a model of rare leavers would hardly ever flag one)."""
     if params.get("model__class_weight") == "balanced":
-        return model, summary
+        return model.fit(features, target, **fit_params), summary
     rate = round(float(target.mean()), 6)
-    regression = LogisticRegression(
-        solver=SOLVER, max_iter=1000, random_state=RANDOM_SEED, **regression_params(params)
-    )
-    fixed = FixedThresholdClassifier(regression, threshold=rate)
+    fixed = FixedThresholdClassifier(base_classifier(params, family), threshold=rate)
     summary.update(threshold=rate)
-    return build_pipeline(fixed).fit(features, target), summary
+    return build_pipeline(fixed, family).fit(features, target, **fit_params), summary
 
 
 def _cv_summary(params: dict, folds: int, score=None, score_std=None) -> dict:
@@ -396,6 +528,9 @@ def run(
     holdout: pd.DataFrame | None = None,
     run_id: int | None = None,
     from_batch: int | None = None,
+    half_life_rows: int | None = None,
+    family: str = "logistic",
+    why: str | None = None,
 ) -> TrainingResult:
     """Train on the stored rows and save the model with its metadata in `output_model_path`.
 
@@ -403,6 +538,9 @@ def run(
         holdout: rows to leave out of training, kept to compare this model with another.
         run_id: the fullprocess.py run training a challenger (None: trained by hand).
         from_batch: learn only from this batch on (a window of the newest market); default all.
+        half_life_rows: weigh rows down by age, halving every this many rows (None: no decay).
+        family: the model family (FAMILIES).
+        why: why this family and weighting, for the record.
     """
     data, batches = batchstore.stored_outcomes(config)
     from_batch = from_batch or batches[0].seq
@@ -413,7 +551,8 @@ def run(
         held_out, data = len(data) - len(kept), kept
     check_training_data(data, str(config.ingested_dir))
     logger.debug("fitting on %d rows (%d held out)", len(data), held_out)
-    model, cv_summary = fit_model(data, config.settings["tuning_rows"])
+    weights = age_weights(data[batchstore.BATCH_COLUMN].to_numpy(), half_life_rows)
+    model, cv_summary = fit_model(data, config.settings["tuning_rows"], family, weights)
     metadata = {
         "trained_at": utc_now(),
         "trained_by": {"run": run_id} if run_id is not None else {"run": None, "by": "hand"},
@@ -432,6 +571,13 @@ def run(
             if batch.seq >= from_batch
         ],
         "features": list(FEATURES),
+        "family": family,
+        "weighting": {
+            "half_life_rows": half_life_rows,
+            "effective_rows": round(float(weights.sum()), 1) if weights is not None else len(data),
+        },
+        "why": why
+        or f"{FAMILIES[family]}, every row weighing the same (trained by hand or at the start)",
         "cross_validation": cv_summary,
         "random_seed": RANDOM_SEED,
         "versions": library_versions(),

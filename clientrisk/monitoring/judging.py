@@ -1,9 +1,12 @@
 """Judging what new batches brought: model drift and data drift of the newest rows.
 
 Model drift, by default (`drift_check` = `calibrated`): is the deployed model still right on the
-new rows, as its own probabilities predict (see drift.py)? Batches too small to judge wait in a
-pool until there are `min_batch_rows` rows with an outcome. Data drift: each feature and the
-activity trend of the new rows against the deployed model's training sample, at any size.
+new rows, as its own probabilities predict (see drift.py)? Whatever the check, the rows are also
+asked whether a model fitted on them would predict them better (recentfit.py), which finds what
+a model cannot see about itself: a relation that creeps, a combination of features. Batches too
+small to judge wait in a pool until there are `min_batch_rows` rows with an outcome. Data drift:
+each feature and the activity trend of the new rows against the deployed model's training
+sample, at any size.
 
 Retraining a challenger when they did is in `retraining.py`. Every verdict is recorded in the
 history.
@@ -20,7 +23,7 @@ from clientrisk.data import batchstore
 from clientrisk.data.clientcsv import FEATURES, TARGET, read_labelled_csv
 from clientrisk.deployment import modelstore
 from clientrisk.model import scoring
-from clientrisk.monitoring import drift
+from clientrisk.monitoring import drift, recentfit
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +118,11 @@ def model_drift(config, history, model, deployment, rows, batch_name: str) -> di
             predictions["prediction"],
             check_reference(config, model, deployment),
         )
+    # Beside the model's view of itself, the rows' own: would a model fitted on them do better?
+    recent = recentfit.recent_model_check(model, rows)
+    verdict["recent_model"] = recent
+    if recent["drift"] and not verdict["drift"]:
+        verdict.update(drift=True, basis=f"{verdict['basis']}; but {recent['basis']}")
     verdict.update(
         verdict="drift" if verdict["drift"] else "no drift", rows=len(rows), metrics=metrics
     )
@@ -196,6 +204,8 @@ def no_drift_reason(verdicts: dict, rows: int) -> str:
         )
     elif model["method"] == "calibrated":
         text = f"the model is still right on {rows} new rows: {model['basis']}"
+        if model.get("recent_model", {}).get("available"):
+            text += f"; {model['recent_model']['basis']}"
     else:
         text = (
             f"F1 {model['score']:.3f} on {rows} new rows is not below"

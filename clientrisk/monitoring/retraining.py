@@ -160,8 +160,9 @@ def compare(config, champion, challenger, holdout) -> dict:
             "deployed": scoring.evaluate_model(champion, holdout)["f1"],
             "retrained": newest["f1"],
         },
-        # What the challenger's own check will compare new batches with, if it goes live.
-        "reference": {
+        # How the challenger's probabilities fare on the newest rows (its drift check's reference
+        # comes from its own training rows, out of fold: see training.calibrate).
+        "newest_excess": {
             "excess": newest["log_loss_excess"],
             "variance": newest["log_loss_excess_variance"],
             "rows": newest["rows"],
@@ -248,7 +249,6 @@ def decide_deployment(log, config, history, live, cause, batches, trained, compa
                 f"{cause} on {batch_names(batches)}; retrained model {paired['verdict']}",
                 expected_sha256=sha256,
                 expected_live=live.version,
-                extra_manifest={"check_reference": comparison["reference"]},
             )
     except modelstore.LiveChanged as error:
         reason = (
