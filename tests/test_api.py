@@ -232,6 +232,16 @@ HUGE = 10**401
             "text/csv",
             "body: 30,000 columns in the header; at most 256",
         ),
+        (
+            "lastmonth_activity,lastyear_activity,number_of_employees\n1.5e307,,3\n",
+            "text/csv",
+            "body:2: lastmonth_activity: 1.5e307 is too large (at most 1,000,000,000,000,000)",
+        ),
+        (
+            json.dumps({"records": [{**RECORD, "lastmonth_activity": 1.5e307}]}),
+            "application/json",
+            "records[0].lastmonth_activity: 1.5e+307 is too large (at most 1,000,000,000,000,000)",
+        ),
     ],
     ids=[
         "401-digit number",
@@ -242,6 +252,8 @@ HUGE = 10**401
         "long CSV row",
         "huge CSV numbers",
         "30,000 columns",
+        "CSV count whose year overflows",
+        "JSON count whose year overflows",
     ],
 )
 def test_hostile_bodies_are_400_with_the_field_and_reason(client, body, content_type, message):

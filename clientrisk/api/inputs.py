@@ -16,7 +16,13 @@ from flask import request
 from werkzeug.exceptions import HTTPException
 
 from clientrisk.api.state import state
-from clientrisk.data.clientcsv import FEATURES, ID_COLUMN, read_unlabelled_csv
+from clientrisk.data.clientcsv import (
+    FEATURES,
+    ID_COLUMN,
+    MAX_COUNT,
+    MAX_COUNT_TEXT,
+    read_unlabelled_csv,
+)
 from clientrisk.errors import DataError
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -81,6 +87,8 @@ def _feature_value(value, where: str) -> float:
         raise DataError(f"{where}: {value} is not finite")
     if number < 0:
         raise DataError(f"{where}: {_brief(value)} is negative")
+    if number > MAX_COUNT:
+        raise DataError(f"{where}: {_brief(value)} is too large (at most {MAX_COUNT_TEXT})")
     return number
 
 
