@@ -1,4 +1,5 @@
 import importlib
+import io
 import json
 import os
 import sys
@@ -323,6 +324,78 @@ def test_body_over_the_limit_is_413(diagnosed):
         "error": "request body too large: at most 2,000 bytes are accepted"
     }
     assert post_records(client, [RECORD]).status_code == 200
+
+
+def csv_body(rows: int) -> bytes:
+    lines = "".join(f"c{index:05d},40,600,12\n" for index in range(rows))
+    return (
+        "corporation,lastmonth_activity,lastyear_activity,number_of_employees\n" + lines
+    ).encode()
+
+
+@pytest.fixture
+def small_limit_app(diagnosed):
+    config = json.loads(diagnosed.config_path.read_text())
+    diagnosed.config_path.write_text(json.dumps({**config, "api_max_request_bytes": 2000}))
+    return create_app(diagnosed.config_path, token="")
+
+
+def post_chunked(url: str, body: bytes):
+    """POST `body` as a chunked CSV (no Content-Length) over a real connection."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    chunks = (body[start : start + 500] for start in range(0, len(body), 500))
+    connection.request(
+        "POST",
+        "/prediction?reasons=false",
+        body=chunks,
+        headers={"Content-Type": "text/csv"},
+        encode_chunked=True,
+    )
+    response = connection.getresponse()
+    answer = (response.status, json.loads(response.read()))
+    connection.close()
+    return answer
+
+
+@pytest.mark.parametrize("rows", [110, 140], ids=["under the limit", "over the limit"])
+def test_a_chunked_body_over_the_limit_is_413_not_cut(small_limit_app, rows):
+    import threading
+
+    from werkzeug.serving import make_server
+
+    body = csv_body(rows)
+    assert (len(body) <= 2000) == (rows == 110)
+    server = make_server("127.0.0.1", 0, small_limit_app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        status, answer = post_chunked(f"http://127.0.0.1:{server.port}", body)
+    finally:
+        server.shutdown()
+    if len(body) <= 2000:
+        assert status == 200
+        assert answer["rows"] == rows
+    else:
+        assert status == 413
+        assert answer == {"error": "request body too large: at most 2,000 bytes are accepted"}
+
+
+@pytest.mark.parametrize("extra", [-1, 0, 1])
+def test_an_unframed_body_at_the_limit(small_limit_app, extra):
+    body = csv_body(70)
+    body += b"\n" * (2000 + extra - len(body))  # blank lines: no rows
+    response = small_limit_app.test_client().post(
+        "/prediction?reasons=false",
+        input_stream=io.BytesIO(body),
+        content_type="text/csv",
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert response.status_code == (413 if extra > 0 else 200)
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from flask import Blueprint, Flask, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from clientrisk.api.dashboard import DashboardCache, dashboard, secret_key
-from clientrisk.api.inputs import prediction_rows
+from clientrisk.api.inputs import BoundedRequest, prediction_rows
 from clientrisk.api.metrics import Metrics
 from clientrisk.api.state import (
     ApiState,
@@ -239,6 +239,7 @@ def create_app(config_path: str | os.PathLike | None = None, token: str | None =
     config = load_config(config_path or default_config_path())
     token = (token if token is not None else os.environ.get(TOKEN_ENV)) or None
     app = Flask(__name__)
+    app.request_class = BoundedRequest
     app.config["MAX_CONTENT_LENGTH"] = config.settings["api_max_request_bytes"]
     app.config["SECRET_KEY"] = secret_key(token or "")
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"

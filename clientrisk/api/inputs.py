@@ -5,6 +5,7 @@ string, as clients written for the course send it).
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -12,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from flask import request
-from werkzeug.exceptions import HTTPException
+from flask import Request, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.utils import cached_property
 
 from clientrisk.api.state import state
 from clientrisk.data.clientcsv import (
@@ -29,6 +31,33 @@ FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 # Longest path a client may name; longer ones cannot name a file on common file systems.
 MAX_PATH_LENGTH = 4096
 MAX_NAME_LENGTH = 255
+READ_CHUNK_BYTES = 1 << 16
+
+
+class BoundedRequest(Request):
+    """A request whose body, however it is framed, is refused with 413 when it is over the limit.
+
+    werkzeug stops reading a body sent without a Content-Length (chunked) at the limit and hands
+    on what it read as if it were all; here such a body is read to one byte past the limit, so
+    that a body over it is refused rather than cut.
+    """
+
+    @cached_property
+    def stream(self):
+        limit = self.max_content_length
+        unframed = self.content_length is None and "wsgi.input_terminated" in self.environ
+        if not unframed or limit is None:
+            return super().stream
+        source = self.environ["wsgi.input"]
+        body = bytearray()
+        while len(body) <= limit:
+            part = source.read(min(READ_CHUNK_BYTES, limit + 1 - len(body)))
+            if not part:
+                break
+            body += part
+        if len(body) > limit:
+            raise RequestEntityTooLarge()
+        return io.BytesIO(bytes(body))
 
 
 class Forbidden(HTTPException):
