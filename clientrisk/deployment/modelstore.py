@@ -238,6 +238,7 @@ def deploy(
         final = versions_dir / version_name(version)
         with staging_folder(staging):
             checksums = _copy_checked(files, staging)
+            _check_against_manifest(checksums, manifest, files)
             manifest = {
                 **manifest,
                 "version": version,
@@ -277,6 +278,26 @@ def _copy_checked(files: dict[str, Path], staging: Path) -> dict[str, str]:
             )
         checksums[name] = copied
     return checksums
+
+
+# Manifest entries that name the checksum of a deployed file, hashed before the deployment lock
+# was taken: the copies must still be those files.
+MANIFEST_CHECKSUMS = {"model_sha256": MODEL_FILE, "ingestion_record_sha256": RECORD_FILE}
+
+
+def _check_against_manifest(checksums: dict, manifest: dict, files: dict) -> None:
+    """Refuse copies that are not the files the manifest describes (replaced meanwhile).
+
+    Raises:
+        DeploymentError: naming the file and both checksums; nothing is deployed.
+    """
+    for key, name in MANIFEST_CHECKSUMS.items():
+        recorded, copied = manifest.get(key), checksums.get(name)
+        if recorded is not None and copied is not None and recorded != copied:
+            raise DeploymentError(
+                f"{files[name]}: replaced while it was being deployed (the manifest was made for"
+                f" SHA-256 {recorded[:12]}…, the copy is {copied[:12]}…); nothing was deployed"
+            )
 
 
 def _name_or_nothing(version) -> str:
