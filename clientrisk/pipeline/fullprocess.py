@@ -82,10 +82,15 @@ def find_new_files(config, history) -> tuple[list[str], list[str]]:
 
 
 def reports_are_current(config, history, deployment) -> bool:
-    """Whether the last complete set of reports was made with the live model."""
+    """Whether the last complete set of reports describes the live model and every stored batch
+    (the data the call list is made from)."""
     latest = history.latest_reports()
     made = config.model_dir / REPORT_FILE
-    return latest is not None and latest[0] == deployment.manifest["model_sha256"] and made.exists()
+    return (
+        latest is not None
+        and tuple(latest[:2]) == (deployment.manifest["model_sha256"], history.last_batch_seq())
+        and made.exists()
+    )
 
 
 def ranking_is_current(history, deployment) -> bool:
@@ -233,7 +238,8 @@ def retrain_cause(config, history, live, verdicts: dict) -> str | None:
 
 
 def finish_update(log: RunLog, config, history, outcome: str, reason: str, facts: dict) -> dict:
-    """Make the reports when the live model changed or they are behind, and end the record."""
+    """Make the reports when the live model changed or they are behind the live model or the
+    stored data (new outcomes or current clients), and end the record."""
     live = modelstore.current_deployment(config.deploy_dir)
     if outcome == "redeployed" or not reports_are_current(config, history, live):
         report(log, config)
@@ -359,8 +365,8 @@ def run_with_history(log: RunLog, config, history) -> dict:
         report(log, config)
         record = log.finish(
             "no new data",
-            "no file in the input folder is new; the reports were behind the live model"
-            " (an interrupted run or a rollback) and were made again",
+            "no file in the input folder is new; the reports were behind the live model or the"
+            " stored data (an interrupted run or a rollback) and were made again",
         )
     else:
         rerank(log, config)
