@@ -228,6 +228,30 @@ def test_metrics_need_the_token_when_there_is_one(diagnosed):
     assert response.status_code == 200
 
 
+def request_series(client, token: str) -> list[str]:
+    text = client.get("/metrics", headers={"Authorization": f"Bearer {token}"}).text
+    return [line for line in text.splitlines() if line.startswith("risk_api_requests_total{")]
+
+
+def test_made_up_methods_and_paths_add_no_series(diagnosed):
+    client = create_app(diagnosed.config_path, token="s3cret").test_client()
+    client.open("/warm/up", method="WARMUP")
+    client.open("/health", method="WARMUP")
+    client.open("/prediction", method="WARMUP")
+    request_series(client, "s3cret")  # the scrape counts itself from then on
+    before = request_series(client, "s3cret")
+    for number in range(3000):
+        client.open(f"/made/up/{number}", method=f"M{number}")
+        client.open("/health", method=f"X{number}")
+        client.open("/prediction", method=f"P{number}")
+    after = request_series(client, "s3cret")
+    assert [line.rsplit(" ", 1)[0] for line in after] == [line.rsplit(" ", 1)[0] for line in before]
+    assert len(after) < 10
+    text = client.get("/metrics", headers={"Authorization": "Bearer s3cret"}).text
+    other = {"endpoint": "unmatched", "method": "other", "status": 404}
+    assert metric(text, "risk_api_requests_total", **other) == 3001
+
+
 def test_metrics_before_anything_is_deployed(project):
     text = create_app(project.config_path, token="").test_client().get("/metrics").text
     assert metric(text, "risk_model_version") == 0
