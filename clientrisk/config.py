@@ -61,6 +61,12 @@ SETTINGS = {
     "dependency_timeout_seconds": Setting(5.0, "longest wait for the package index, in all"),
     "package_index_url": Setting("https://pypi.org/pypi", "JSON API asked for latest versions"),
     "api_max_request_bytes": Setting(16 * 2**20, "largest request body the API accepts"),
+    "api_proxy_hops": Setting(
+        0,
+        "reverse proxies in front of the API whose X-Forwarded-For and X-Forwarded-Proto are"
+        " trusted (0: none; the dashboard's cookie is Secure when the request came over HTTPS)",
+        minimum=0,
+    ),
     "drift_check": Setting(
         "calibrated",
         "how fullprocess.py judges the deployed model on new data",

@@ -17,9 +17,10 @@ from pathlib import Path
 from flask import Blueprint, Flask, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
-from clientrisk.api.dashboard import DashboardCache, dashboard, secret_key
+from clientrisk.api.dashboard import DashboardCache, dashboard
 from clientrisk.api.inputs import BoundedRequest, prediction_rows
 from clientrisk.api.metrics import Metrics
+from clientrisk.api.sessions import SESSIONS_FILE, SessionStore
 from clientrisk.api.state import (
     ApiState,
     FileCache,
@@ -241,8 +242,14 @@ def create_app(config_path: str | os.PathLike | None = None, token: str | None =
     app = Flask(__name__)
     app.request_class = BoundedRequest
     app.config["MAX_CONTENT_LENGTH"] = config.settings["api_max_request_bytes"]
-    app.config["SECRET_KEY"] = secret_key(token or "")
-    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    hops = config.settings["api_proxy_hops"]
+    if hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
+    sessions = SessionStore(config.log_dir / SESSIONS_FILE)
+    if token is not None:
+        sessions.bind_token(token)
     app.json.sort_keys = False
     app.extensions["risk_api"] = ApiState(
         config=config,
@@ -253,6 +260,7 @@ def create_app(config_path: str | os.PathLike | None = None, token: str | None =
         openapi=json.loads(OPENAPI_FILE.read_text(encoding="utf-8")),
         dashboard=DashboardCache(config),
         metrics=Metrics(),
+        sessions=sessions,
     )
     app.register_blueprint(api)
     app.register_blueprint(dashboard)
