@@ -239,6 +239,12 @@ HUGE = 10**401
             "body:2: lastmonth_activity: 1.5e307 is too large (at most 1,000,000,000,000,000)",
         ),
         (
+            '{"records": [{"corporation": "ab\\ud800", "lastmonth_activity": 1,'
+            ' "lastyear_activity": 1, "number_of_employees": 1}]}',
+            "application/json",
+            "records[0].corporation: not valid text",
+        ),
+        (
             json.dumps({"records": [{**RECORD, "lastmonth_activity": 1.5e307}]}),
             "application/json",
             "records[0].lastmonth_activity: 1.5e+307 is too large (at most 1,000,000,000,000,000)",
@@ -254,6 +260,7 @@ HUGE = 10**401
         "huge CSV numbers",
         "30,000 columns",
         "CSV count whose year overflows",
+        "lone surrogate in corporation",
         "JSON count whose year overflows",
     ],
 )
@@ -301,9 +308,10 @@ def test_unclear_requests_say_what_to_send(client, request_kwargs, message):
     assert message in response.get_json()["error"]
 
 
-def test_openapi_names_the_server_it_is_served_from(client):
-    spec = client.get("/openapi.json", base_url="http://risk.example:8123").get_json()
-    assert spec["servers"] == [{"url": "http://risk.example:8123"}]
+def test_openapi_names_the_server_it_is_served_from_without_the_host_header(client):
+    response = client.get("/openapi.json", headers={"Host": "evil.example:666"})
+    assert response.get_json()["servers"] == [{"url": "/"}]
+    assert "evil.example" not in response.get_data(as_text=True)
 
 
 def test_invalid_json_and_other_media_types(client):

@@ -186,3 +186,25 @@ def test_gunicorn_refuses_a_chunked_body_over_the_limit(diagnosed):
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+@pytest.mark.slow
+def test_a_gunicorn_start_that_fails_leaves_no_metrics_folder(diagnosed, tmp_path):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "RISK_CONFIG": str(diagnosed.config_path), "TMPDIR": str(scratch)}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started = subprocess.run(
+            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "wsgi:app"],
+            cwd=PROJECT_DIR,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert started.returncode != 0
+    assert list(scratch.glob("risk-metrics-*")) == []

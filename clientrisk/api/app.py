@@ -180,8 +180,9 @@ def metrics():
 
 @api.get("/openapi.json")
 def openapi():
-    """The OpenAPI description, naming the server it is served from."""
-    return jsonify({**state().openapi, "servers": [{"url": request.url_root.rstrip("/")}]})
+    """The OpenAPI description; its server is named relative to where it is served from (never
+    from the Host header a client sends)."""
+    return jsonify({**state().openapi, "servers": [{"url": request.script_root or "/"}]})
 
 
 # --- the application -----------------------------------------------------------------------------

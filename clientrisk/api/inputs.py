@@ -96,11 +96,24 @@ def records_frame(records) -> pd.DataFrame:
         identifier = record.get(ID_COLUMN)
         if identifier is not None and not isinstance(identifier, str):
             raise DataError(f"{where}.{ID_COLUMN}: expected text, got {_brief(identifier)}")
+        if identifier is not None and not _is_unicode_text(identifier):
+            raise DataError(
+                f"{where}.{ID_COLUMN}: not valid text (a lone UTF-16 surrogate such as \\ud800)"
+            )
         ids.append(identifier)
     frame = pd.DataFrame(values, columns=list(FEATURES))
     if any(identifier is not None for identifier in ids):
         frame.insert(0, ID_COLUMN, ids)
     return frame
+
+
+def _is_unicode_text(text: str) -> bool:
+    """Whether `text` can be written as UTF-8 (JSON lets a lone surrogate through)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _feature_value(value, where: str) -> float:
