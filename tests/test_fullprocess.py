@@ -527,3 +527,41 @@ sys.exit(fullprocess.main(["--config", {str(diagnosed.config_path)!r}]))
         assert history.latest_reports()[1] == 3
         assert history.latest_ranking()[1] == 3
     assert run(diagnosed)["reason"] == "no file in the input folder is new"
+
+
+def test_a_held_write_lock_on_the_history_gives_up_cleanly_and_is_retried(
+    diagnosed, monkeypatch, capsys
+):
+    import sqlite3
+
+    from clientrisk.history import database
+
+    monkeypatch.setattr(database, "BUSY_TIMEOUT_SECONDS", 1)
+    diagnosed.write_input("batch3.csv", client_rows(300, seed=21))
+    holder = sqlite3.connect(diagnosed.config.history_path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process writing, and never finishing
+    try:
+        assert fullprocess.main(diagnosed.args()) == EXIT_BUSY
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "another process has held a write lock on the history database for 1 s" in err
+    assert run_records(diagnosed)[-1]["outcome"] == "busy"
+    record = run(diagnosed)
+    assert record["new_files"] == ["batch3.csv"]
+    assert record["outcome"] == "no drift"
+
+
+def test_a_run_that_cannot_open_the_history_leaves_its_line(diagnosed, capsys):
+    history_path = diagnosed.config.history_path
+    for leftover in history_path.parent.glob(history_path.name + "-*"):
+        leftover.unlink()
+    history_path.write_bytes(b"not a database" * 100)
+    diagnosed.write_input("batch3.csv", client_rows(300, seed=21))
+    assert fullprocess.main(diagnosed.args()) == 1
+    assert "Traceback" not in capsys.readouterr().err
+    record = run_records(diagnosed)[-1]
+    assert record["outcome"] == "failed"
+    assert str(history_path) in record["reason"]

@@ -21,7 +21,7 @@ from clientrisk.config import REPORT_FILE, load_config
 from clientrisk.data import batchstore
 from clientrisk.deployment import modelstore
 from clientrisk.errors import PipelineError, Stopped
-from clientrisk.history.database import TAKEN_OVER, open_history
+from clientrisk.history.database import TAKEN_OVER, HistoryBusy, open_history
 from clientrisk.pipeline import quiettick
 from clientrisk.pipeline.runlog import RUN_LOG_FILE, RUN_LOG_MAX_BYTES, RunLog, append_run_record
 
@@ -319,6 +319,8 @@ def run(config) -> dict:
             record["exit_code"] = stopped.exit_code
             history.finish_run(log.run_id, record)
             return record
+        except HistoryBusy:
+            raise  # the history cannot take the record either; tick() says so and exits 75
         except (PipelineError, OSError) as error:
             logger.error("%s", error)
             return _finished(history, log, log.finish("failed", str(error)))
@@ -439,6 +441,7 @@ def tick(args) -> int:
         config's or the signal's own code.
     """
     configure_logging(args.verbose)
+    config = None
     try:
         with stop_on_signals():
             config = load_config(args.config)
@@ -454,6 +457,13 @@ def tick(args) -> int:
                 return EXIT_BUSY
     except PipelineError as error:
         logger.error("fullprocess: %s", error)
+        if config is not None:
+            outcome = "busy" if isinstance(error, HistoryBusy) else "failed"
+            record = RunLog().finish(outcome, str(error))
+            try:
+                append_run_record(config, {"config": str(config.path), **record}, rotate=False)
+            except OSError as write_error:
+                logger.warning("%s: %s", config.log_dir, write_error.strerror or write_error)
         return error.exit_code
     except Stopped as stopped:
         logger.error("fullprocess: stopped by %s before it began", stopped.signal_name)
