@@ -473,6 +473,51 @@ def test_tampered_live_model_is_not_served(client, diagnosed):
     assert post_records(fresh, [RECORD]).status_code == 503
 
 
+@pytest.mark.parametrize(
+    "place",
+    ["versions/v0001/trainedmodel.pkl", "versions/v0001", "versions", "."],
+    ids=["the model", "its version folder", "the versions folder", "the deployment folder"],
+)
+def test_a_model_others_may_write_to_is_not_loaded(diagnosed, place, caplog):
+    path = diagnosed.root / "production_deployment" / place
+    path.chmod(path.stat().st_mode | 0o002)
+    try:
+        fresh = create_app(diagnosed.config_path, token="").test_client()
+        assert fresh.get("/health").status_code == 503
+        assert post_records(fresh, [RECORD]).status_code == 503
+        assert "writable by others than its owner" in caplog.text
+        # The pipeline's next run refuses it too.
+        with pytest.raises(modelstore.DeploymentError, match="writable by others"):
+            modelstore.load_deployed_model(diagnosed.root / "production_deployment")
+    finally:
+        path.chmod(path.stat().st_mode & ~0o002)
+    assert (
+        create_app(diagnosed.config_path, token="").test_client().get("/health").status_code == 200
+    )
+
+
+@pytest.mark.parametrize(
+    "impostor", ["unfitted", "not a model"], ids=["an unfitted pipeline", "a plain object"]
+)
+def test_health_is_not_ok_for_something_that_is_not_a_fitted_model(diagnosed, impostor):
+    import pickle
+
+    from clientrisk.atomicfiles import sha256_file
+    from clientrisk.model.training import build_pipeline
+
+    version = diagnosed.root / "production_deployment" / "versions" / "v0001"
+    thing = build_pipeline() if impostor == "unfitted" else {"predict": "nothing"}
+    (version / "trainedmodel.pkl").write_bytes(pickle.dumps(thing))
+    manifest = json.loads((version / "manifest.json").read_text())
+    checksum = sha256_file(version / "trainedmodel.pkl")
+    manifest["model_sha256"] = checksum
+    manifest["files"]["trainedmodel.pkl"] = checksum
+    (version / "manifest.json").write_text(json.dumps(manifest))
+    response = create_app(diagnosed.config_path, token="").test_client().get("/health")
+    assert response.status_code == 503
+    assert response.get_json()["status"] == "unavailable"
+
+
 def test_new_deployment_and_rollback_are_served_without_restart(client, diagnosed):
     assert post_records(client, [RECORD]).get_json()["model_version"] == "v0001"
     diagnosed.write_input("more.csv", client_rows(200, seed=11))

@@ -174,12 +174,52 @@ def load_model(path: Path, expected_sha256: str):
     """
     from clientrisk.model.pickled import load_model_file
 
+    refuse_writable_by_others([path.parent, path])
     verify_file(path, expected_sha256)
     try:
         with open(path, "rb") as handle:
-            return load_model_file(handle)
+            model = load_model_file(handle)
     except Exception as error:  # unpickling can raise nearly anything
         raise DeploymentError(f"{path}: cannot load model: {error}") from None
+    problem = _not_a_fitted_model(model)
+    if problem:
+        raise DeploymentError(f"{path}: {problem}; not served")
+    return model
+
+
+def refuse_writable_by_others(paths) -> None:
+    """Refuse to unpickle from a place that others than its owner may write to: whoever can
+    write a pickle (and the checksum beside it) can run code in whatever loads it.
+
+    Raises:
+        DeploymentError: naming the file or folder, its mode and what to do.
+    """
+    import stat
+
+    for path in paths:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError as error:
+            raise DeploymentError(f"{path}: cannot be examined: {error.strerror}") from None
+        if mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise DeploymentError(
+                f"{path}: writable by others than its owner (mode {stat.filemode(mode)}); a"
+                f" model there is not loaded, as a changed one could run any code (chmod go-w)"
+            )
+
+
+def _not_a_fitted_model(model) -> str | None:
+    """Why `model` is not a fitted classifier that gives probabilities, or None."""
+    if not callable(getattr(model, "predict_proba", None)):
+        return f"a {type(model).__name__}, not a classifier that gives probabilities"
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    try:
+        check_is_fitted(model)
+    except (NotFittedError, TypeError) as error:
+        return f"not a fitted model ({str(error).splitlines()[0][:120]})"
+    return None
 
 
 def load_deployed_model(deploy_dir: Path):
@@ -189,6 +229,7 @@ def load_deployed_model(deploy_dir: Path):
         (model, deployment).
     """
     deployment = current_deployment(deploy_dir)
+    refuse_writable_by_others([Path(deploy_dir), Path(deploy_dir) / VERSIONS_DIR])
     model = load_model(deployment.model_path, deployment.manifest["model_sha256"])
     return model, deployment
 
