@@ -624,3 +624,18 @@ def test_diagnostics_give_the_call_list_summary(client, diagnosed):
     assert leavers["low"] <= leavers["expected"] <= leavers["high"]
     assert leavers["expected"] == pytest.approx(listed["probability"].sum(), abs=0.1)
     assert set(ranking["precision"]) == {"rows", "base_rate", "top_20", "top_50", "top_100"}
+
+
+def test_more_rows_to_explain_than_the_bound_is_413_saying_how_to_ask_for_less(diagnosed):
+    config = json.loads(diagnosed.config_path.read_text())
+    diagnosed.config_path.write_text(json.dumps({**config, "api_max_reason_rows": 5}))
+    client = create_app(diagnosed.config_path, token="").test_client()
+    response = post_records(client, [RECORD] * 6)
+    assert response.status_code == 413
+    message = response.get_json()["error"]
+    assert message.startswith("6 rows to explain: at most 5 are explained in one request")
+    assert "reasons=false" in message
+    assert post_records(client, [RECORD] * 5).status_code == 200
+    alone = client.post("/prediction?reasons=false", json={"records": [RECORD] * 6})
+    assert alone.status_code == 200
+    assert alone.get_json()["rows"] == 6

@@ -76,6 +76,14 @@ def prediction():
         rows, with_reasons = prediction_rows()
     except DataError as error:
         return jsonify(error=str(error)), 400
+    most = state().config.settings["api_max_reason_rows"]
+    if with_reasons and len(rows) > most:
+        message = (
+            f"{len(rows):,} rows to explain: at most {most:,} are explained in one request;"
+            " ask with reasons=false (in the query string or the JSON body) for predictions"
+            " alone, or send the rows in parts"
+        )
+        return jsonify(error=message), 413
     live = live_model()
     if with_reasons:
         labels, probabilities, effects, values, typical = explain(live.model, rows)
