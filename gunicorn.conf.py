@@ -5,6 +5,7 @@ The workers share their request counts for `GET /metrics` through files in a fol
 own (PROMETHEUS_MULTIPROC_DIR, made fresh at each start unless set, removed at exit).
 """
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -18,6 +19,17 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     _made_here = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 else:
     _made_here = None
+_master_pid = os.getpid()
+
+
+def _remove_metrics_folder():
+    """Remove the folder made here when the process that made it ends, however it ends (a start
+    that fails never calls on_exit); never from a worker, which shares it while the server runs."""
+    if _made_here and os.getpid() == _master_pid:
+        shutil.rmtree(_made_here, ignore_errors=True)
+
+
+atexit.register(_remove_metrics_folder)
 
 
 def child_exit(server, worker):
@@ -28,5 +40,4 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
-    if _made_here:
-        shutil.rmtree(_made_here, ignore_errors=True)
+    _remove_metrics_folder()

@@ -61,6 +61,17 @@ SETTINGS = {
     "dependency_timeout_seconds": Setting(5.0, "longest wait for the package index, in all"),
     "package_index_url": Setting("https://pypi.org/pypi", "JSON API asked for latest versions"),
     "api_max_request_bytes": Setting(16 * 2**20, "largest request body the API accepts"),
+    "api_max_reason_rows": Setting(
+        100_000,
+        "most rows one /prediction explains with reasons (413 above: ask with reasons=false,"
+        " or split the rows)",
+    ),
+    "api_proxy_hops": Setting(
+        0,
+        "reverse proxies in front of the API whose X-Forwarded-For and X-Forwarded-Proto are"
+        " trusted (0: none; the dashboard's cookie is Secure when the request came over HTTPS)",
+        minimum=0,
+    ),
     "drift_check": Setting(
         "calibrated",
         "how fullprocess.py judges the deployed model on new data",
@@ -73,7 +84,7 @@ SETTINGS = {
     ),
     "keep_versions": Setting(10, "deployments kept (besides the live one and its predecessor)"),
     "tuning_rows": Setting(
-        20_000,
+        100_000,
         "above this many rows, training tunes on a stratified sample of this size (fits on all)",
     ),
     "retrain_growth": Setting(

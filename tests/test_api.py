@@ -1,4 +1,5 @@
 import importlib
+import io
 import json
 import os
 import sys
@@ -232,6 +233,22 @@ HUGE = 10**401
             "text/csv",
             "body: 30,000 columns in the header; at most 256",
         ),
+        (
+            "lastmonth_activity,lastyear_activity,number_of_employees\n1.5e307,,3\n",
+            "text/csv",
+            "body:2: lastmonth_activity: 1.5e307 is too large (at most 1,000,000,000,000,000)",
+        ),
+        (
+            '{"records": [{"corporation": "ab\\ud800", "lastmonth_activity": 1,'
+            ' "lastyear_activity": 1, "number_of_employees": 1}]}',
+            "application/json",
+            "records[0].corporation: not valid text",
+        ),
+        (
+            json.dumps({"records": [{**RECORD, "lastmonth_activity": 1.5e307}]}),
+            "application/json",
+            "records[0].lastmonth_activity: 1.5e+307 is too large (at most 1,000,000,000,000,000)",
+        ),
     ],
     ids=[
         "401-digit number",
@@ -242,6 +259,9 @@ HUGE = 10**401
         "long CSV row",
         "huge CSV numbers",
         "30,000 columns",
+        "CSV count whose year overflows",
+        "lone surrogate in corporation",
+        "JSON count whose year overflows",
     ],
 )
 def test_hostile_bodies_are_400_with_the_field_and_reason(client, body, content_type, message):
@@ -288,9 +308,10 @@ def test_unclear_requests_say_what_to_send(client, request_kwargs, message):
     assert message in response.get_json()["error"]
 
 
-def test_openapi_names_the_server_it_is_served_from(client):
-    spec = client.get("/openapi.json", base_url="http://risk.example:8123").get_json()
-    assert spec["servers"] == [{"url": "http://risk.example:8123"}]
+def test_openapi_names_the_server_it_is_served_from_without_the_host_header(client):
+    response = client.get("/openapi.json", headers={"Host": "evil.example:666"})
+    assert response.get_json()["servers"] == [{"url": "/"}]
+    assert "evil.example" not in response.get_data(as_text=True)
 
 
 def test_invalid_json_and_other_media_types(client):
@@ -311,6 +332,78 @@ def test_body_over_the_limit_is_413(diagnosed):
         "error": "request body too large: at most 2,000 bytes are accepted"
     }
     assert post_records(client, [RECORD]).status_code == 200
+
+
+def csv_body(rows: int) -> bytes:
+    lines = "".join(f"c{index:05d},40,600,12\n" for index in range(rows))
+    return (
+        "corporation,lastmonth_activity,lastyear_activity,number_of_employees\n" + lines
+    ).encode()
+
+
+@pytest.fixture
+def small_limit_app(diagnosed):
+    config = json.loads(diagnosed.config_path.read_text())
+    diagnosed.config_path.write_text(json.dumps({**config, "api_max_request_bytes": 2000}))
+    return create_app(diagnosed.config_path, token="")
+
+
+def post_chunked(url: str, body: bytes):
+    """POST `body` as a chunked CSV (no Content-Length) over a real connection."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    chunks = (body[start : start + 500] for start in range(0, len(body), 500))
+    connection.request(
+        "POST",
+        "/prediction?reasons=false",
+        body=chunks,
+        headers={"Content-Type": "text/csv"},
+        encode_chunked=True,
+    )
+    response = connection.getresponse()
+    answer = (response.status, json.loads(response.read()))
+    connection.close()
+    return answer
+
+
+@pytest.mark.parametrize("rows", [110, 140], ids=["under the limit", "over the limit"])
+def test_a_chunked_body_over_the_limit_is_413_not_cut(small_limit_app, rows):
+    import threading
+
+    from werkzeug.serving import make_server
+
+    body = csv_body(rows)
+    assert (len(body) <= 2000) == (rows == 110)
+    server = make_server("127.0.0.1", 0, small_limit_app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        status, answer = post_chunked(f"http://127.0.0.1:{server.port}", body)
+    finally:
+        server.shutdown()
+    if len(body) <= 2000:
+        assert status == 200
+        assert answer["rows"] == rows
+    else:
+        assert status == 413
+        assert answer == {"error": "request body too large: at most 2,000 bytes are accepted"}
+
+
+@pytest.mark.parametrize("extra", [-1, 0, 1])
+def test_an_unframed_body_at_the_limit(small_limit_app, extra):
+    body = csv_body(70)
+    body += b"\n" * (2000 + extra - len(body))  # blank lines: no rows
+    response = small_limit_app.test_client().post(
+        "/prediction?reasons=false",
+        input_stream=io.BytesIO(body),
+        content_type="text/csv",
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert response.status_code == (413 if extra > 0 else 200)
 
 
 @pytest.mark.parametrize(
@@ -378,6 +471,51 @@ def test_tampered_live_model_is_not_served(client, diagnosed):
     fresh = create_app(diagnosed.config_path, token="").test_client()
     assert fresh.get("/health").status_code == 503
     assert post_records(fresh, [RECORD]).status_code == 503
+
+
+@pytest.mark.parametrize(
+    "place",
+    ["versions/v0001/trainedmodel.pkl", "versions/v0001", "versions", "."],
+    ids=["the model", "its version folder", "the versions folder", "the deployment folder"],
+)
+def test_a_model_others_may_write_to_is_not_loaded(diagnosed, place, caplog):
+    path = diagnosed.root / "production_deployment" / place
+    path.chmod(path.stat().st_mode | 0o002)
+    try:
+        fresh = create_app(diagnosed.config_path, token="").test_client()
+        assert fresh.get("/health").status_code == 503
+        assert post_records(fresh, [RECORD]).status_code == 503
+        assert "writable by others than its owner" in caplog.text
+        # The pipeline's next run refuses it too.
+        with pytest.raises(modelstore.DeploymentError, match="writable by others"):
+            modelstore.load_deployed_model(diagnosed.root / "production_deployment")
+    finally:
+        path.chmod(path.stat().st_mode & ~0o002)
+    assert (
+        create_app(diagnosed.config_path, token="").test_client().get("/health").status_code == 200
+    )
+
+
+@pytest.mark.parametrize(
+    "impostor", ["unfitted", "not a model"], ids=["an unfitted pipeline", "a plain object"]
+)
+def test_health_is_not_ok_for_something_that_is_not_a_fitted_model(diagnosed, impostor):
+    import pickle
+
+    from clientrisk.atomicfiles import sha256_file
+    from clientrisk.model.training import build_pipeline
+
+    version = diagnosed.root / "production_deployment" / "versions" / "v0001"
+    thing = build_pipeline() if impostor == "unfitted" else {"predict": "nothing"}
+    (version / "trainedmodel.pkl").write_bytes(pickle.dumps(thing))
+    manifest = json.loads((version / "manifest.json").read_text())
+    checksum = sha256_file(version / "trainedmodel.pkl")
+    manifest["model_sha256"] = checksum
+    manifest["files"]["trainedmodel.pkl"] = checksum
+    (version / "manifest.json").write_text(json.dumps(manifest))
+    response = create_app(diagnosed.config_path, token="").test_client().get("/health")
+    assert response.status_code == 503
+    assert response.get_json()["status"] == "unavailable"
 
 
 def test_new_deployment_and_rollback_are_served_without_restart(client, diagnosed):
@@ -486,3 +624,18 @@ def test_diagnostics_give_the_call_list_summary(client, diagnosed):
     assert leavers["low"] <= leavers["expected"] <= leavers["high"]
     assert leavers["expected"] == pytest.approx(listed["probability"].sum(), abs=0.1)
     assert set(ranking["precision"]) == {"rows", "base_rate", "top_20", "top_50", "top_100"}
+
+
+def test_more_rows_to_explain_than_the_bound_is_413_saying_how_to_ask_for_less(diagnosed):
+    config = json.loads(diagnosed.config_path.read_text())
+    diagnosed.config_path.write_text(json.dumps({**config, "api_max_reason_rows": 5}))
+    client = create_app(diagnosed.config_path, token="").test_client()
+    response = post_records(client, [RECORD] * 6)
+    assert response.status_code == 413
+    message = response.get_json()["error"]
+    assert message.startswith("6 rows to explain: at most 5 are explained in one request")
+    assert "reasons=false" in message
+    assert post_records(client, [RECORD] * 5).status_code == 200
+    alone = client.post("/prediction?reasons=false", json={"records": [RECORD] * 6})
+    assert alone.status_code == 200
+    assert alone.get_json()["rows"] == 6

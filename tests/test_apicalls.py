@@ -154,3 +154,57 @@ def test_gunicorn_serves_the_api_and_picks_up_a_new_deployment(diagnosed):
     assert '"POST /prediction HTTP/1.1" 200' in log
     assert '"GET /health HTTP/1.1" 200' in log
     assert "serving model v0002" in log
+
+
+@pytest.mark.slow
+def test_gunicorn_refuses_a_chunked_body_over_the_limit(diagnosed):
+    import json
+
+    from test_api import csv_body, post_chunked
+
+    config = json.loads(diagnosed.config_path.read_text())
+    diagnosed.config_path.write_text(json.dumps({**config, "api_max_request_bytes": 2000}))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "RISK_CONFIG": str(diagnosed.config_path)}
+    env.pop("RISK_API_TOKEN", None)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "wsgi:app"],
+        cwd=PROJECT_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for_health(url, server)
+        status, answer = post_chunked(url, csv_body(110))
+        assert (status, answer["rows"]) == (200, 110)
+        status, answer = post_chunked(url, csv_body(140))
+        assert status == 413, answer
+        assert answer == {"error": "request body too large: at most 2,000 bytes are accepted"}
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+@pytest.mark.slow
+def test_a_gunicorn_start_that_fails_leaves_no_metrics_folder(diagnosed, tmp_path):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "RISK_CONFIG": str(diagnosed.config_path), "TMPDIR": str(scratch)}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started = subprocess.run(
+            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "wsgi:app"],
+            cwd=PROJECT_DIR,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert started.returncode != 0
+    assert list(scratch.glob("risk-metrics-*")) == []

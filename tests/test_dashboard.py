@@ -145,29 +145,149 @@ def test_a_damaged_file_is_named_on_the_page_not_an_error_page(diagnosed):
     assert "Live model v0001" in words
 
 
-def test_with_a_token_the_page_asks_for_it_once(diagnosed):
-    client = create_app(diagnosed.config_path, token="s3cret").test_client()
+def csrf_field(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "no CSRF field in the form"
+    return found.group(1)
+
+
+def sign_in(client, token: str, **kwargs):
+    form = client.get("/", **kwargs).get_data(as_text=True)
+    return client.post("/signin", data={"token": token, "csrf_token": csrf_field(form)}, **kwargs)
+
+
+def sign_out(client):
+    html = client.get("/").get_data(as_text=True)
+    return client.post("/signout", data={"csrf_token": csrf_field(html)})
+
+
+@pytest.fixture
+def token_app(diagnosed):
+    return create_app(diagnosed.config_path, token="s3cret")
+
+
+def test_with_a_token_the_page_asks_for_it_once(token_app, diagnosed):
+    client = token_app.test_client()
     first = client.get("/")
     assert first.status_code == 401
     assert 'name="token"' in first.get_data(as_text=True)
     assert 'id="call-list"' not in first.get_data(as_text=True)
     assert client.get("/riskranking.csv").status_code == 401
-    wrong = client.post("/signin", data={"token": "guess"})
+    wrong = sign_in(client, "guess")
     assert wrong.status_code == 401
     assert "That is not the token" in wrong.get_data(as_text=True)
-    right = client.post("/signin", data={"token": "s3cret"})
+    right = sign_in(client, "s3cret")
     assert right.status_code == 303
-    assert "HttpOnly" in right.headers["Set-Cookie"]
+    cookie = right.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=Lax" in cookie
+    assert "Max-Age=28800" in cookie  # a working day, not a month
     html = client.get("/").get_data(as_text=True)
     assert 'id="call-list"' in html
     assert "Sign out" in html
     assert client.get("/riskranking.csv").status_code == 200
-    # A cookie signed for another token is worth nothing.
+    # A session opened with another token is worth nothing once the token changes.
     other = create_app(diagnosed.config_path, token="other").test_client()
-    other.set_cookie("session", client.get_cookie("session").value)
+    other.set_cookie("risk_session", client.get_cookie("risk_session").value)
     assert other.get("/").status_code == 401
-    assert client.post("/signout").status_code == 303
     assert client.get("/").status_code == 401
+
+
+def test_the_cookie_holds_nothing_derived_from_the_token(token_app, diagnosed):
+    import hashlib
+
+    values = []
+    for _ in range(2):
+        client = token_app.test_client()
+        assert sign_in(client, "s3cret").status_code == 303
+        values.append(client.get_cookie("risk_session").value)
+        assert client.get_cookie("session") is None  # no signed cookie of Flask's
+    assert values[0] != values[1]  # random, not a function of the token
+    derived = [
+        "s3cret",
+        hashlib.sha256(b"s3cret").hexdigest(),
+        hashlib.sha256(b"dashboard:s3cret").hexdigest(),
+    ]
+    stored = (diagnosed.root / "logs" / "dashboard-sessions.db").read_bytes()
+    for text in derived:
+        assert all(text not in value for value in values)
+        assert text.encode() not in stored
+    # The server keeps only hashes of the ids: a copy of its file opens no session.
+    assert all(value.encode() not in stored for value in values)
+
+
+def test_a_cookie_replayed_after_sign_out_is_refused(token_app):
+    client = token_app.test_client()
+    assert sign_in(client, "s3cret").status_code == 303
+    captured = client.get_cookie("risk_session").value
+    assert sign_out(client).status_code == 303
+    assert client.get("/").status_code == 401
+    replay = token_app.test_client()
+    replay.set_cookie("risk_session", captured)
+    assert replay.get("/").status_code == 401
+    assert replay.get("/riskranking.csv").status_code == 401
+
+
+@pytest.mark.parametrize("form_token", [None, "forged"], ids=["no token", "a forged one"])
+def test_a_sign_in_without_its_csrf_token_is_refused(token_app, form_token):
+    client = token_app.test_client()
+    client.get("/")  # the form's cookie is set; a cross-site form has not read its field
+    data = (
+        {"token": "s3cret"} if form_token is None else {"token": "s3cret", "csrf_token": form_token}
+    )
+    response = client.post("/signin", data=data)
+    assert response.status_code == 403
+    assert client.get_cookie("risk_session") is None
+    assert client.get("/").status_code == 401
+
+
+def test_a_sign_in_from_another_site_without_the_forms_cookie_is_refused(token_app):
+    field = csrf_field(token_app.test_client().get("/").get_data(as_text=True))
+    stranger = token_app.test_client()
+    response = stranger.post("/signin", data={"token": "s3cret", "csrf_token": field})
+    assert response.status_code == 403
+
+
+def test_a_sign_out_without_its_csrf_token_is_refused(token_app):
+    client = token_app.test_client()
+    assert sign_in(client, "s3cret").status_code == 303
+    assert client.post("/signout").status_code == 403
+    assert client.post("/signout", data={"csrf_token": "forged"}).status_code == 403
+    assert client.get("/").status_code == 200  # still signed in
+
+
+def test_each_session_gets_its_own_csrf_token_on_the_shared_page(token_app):
+    first, second = token_app.test_client(), token_app.test_client()
+    for client in (first, second):
+        assert sign_in(client, "s3cret").status_code == 303
+    fields = [csrf_field(client.get("/").get_data(as_text=True)) for client in (first, second)]
+    assert fields[0] != fields[1]
+    # One session's token does not sign another out.
+    assert second.post("/signout", data={"csrf_token": fields[0]}).status_code == 403
+
+
+def set_proxy_hops(project, hops: int) -> None:
+    config = json.loads(project.config_path.read_text())
+    project.config_path.write_text(json.dumps({**config, "api_proxy_hops": hops}))
+
+
+@pytest.mark.parametrize(
+    ("hops", "base_url", "headers", "secure"),
+    [
+        (0, "http://risk.example", {}, False),
+        (0, "https://risk.example", {}, True),
+        (0, "http://risk.example", {"X-Forwarded-Proto": "https"}, False),
+        (1, "http://risk.example", {"X-Forwarded-Proto": "https"}, True),
+        (1, "http://risk.example", {"X-Forwarded-Proto": "http"}, False),
+    ],
+    ids=["plain HTTP", "HTTPS", "untrusted header", "behind a proxy over HTTPS", "proxy, HTTP"],
+)
+def test_the_cookie_is_secure_when_served_over_https(diagnosed, hops, base_url, headers, secure):
+    set_proxy_hops(diagnosed, hops)
+    client = create_app(diagnosed.config_path, token="s3cret").test_client()
+    response = sign_in(client, "s3cret", base_url=base_url, headers=headers)
+    assert response.status_code == 303
+    assert ("Secure" in response.headers["Set-Cookie"]) == secure
 
 
 def test_the_page_has_no_way_to_change_anything(diagnosed):
@@ -226,6 +346,30 @@ def test_metrics_need_the_token_when_there_is_one(diagnosed):
     assert client.get("/metrics").status_code == 401
     response = client.get("/metrics", headers={"Authorization": "Bearer s3cret"})
     assert response.status_code == 200
+
+
+def request_series(client, token: str) -> list[str]:
+    text = client.get("/metrics", headers={"Authorization": f"Bearer {token}"}).text
+    return [line for line in text.splitlines() if line.startswith("risk_api_requests_total{")]
+
+
+def test_made_up_methods_and_paths_add_no_series(diagnosed):
+    client = create_app(diagnosed.config_path, token="s3cret").test_client()
+    client.open("/warm/up", method="WARMUP")
+    client.open("/health", method="WARMUP")
+    client.open("/prediction", method="WARMUP")
+    request_series(client, "s3cret")  # the scrape counts itself from then on
+    before = request_series(client, "s3cret")
+    for number in range(3000):
+        client.open(f"/made/up/{number}", method=f"M{number}")
+        client.open("/health", method=f"X{number}")
+        client.open("/prediction", method=f"P{number}")
+    after = request_series(client, "s3cret")
+    assert [line.rsplit(" ", 1)[0] for line in after] == [line.rsplit(" ", 1)[0] for line in before]
+    assert len(after) < 10
+    text = client.get("/metrics", headers={"Authorization": "Bearer s3cret"}).text
+    other = {"endpoint": "unmatched", "method": "other", "status": 404}
+    assert metric(text, "risk_api_requests_total", **other) == 3001
 
 
 def test_metrics_before_anything_is_deployed(project):

@@ -204,3 +204,38 @@ def test_crash_after_the_switch_leaves_the_new_one_live_and_history_is_mended(
         ("recovered", "v0002"),
         ("deploy", "v0003"),
     ]
+
+
+def test_a_model_replaced_between_hashing_and_copying_is_not_deployed(
+    deployed, monkeypatch, capsys
+):
+    from clientrisk.api.app import create_app
+
+    folder = deploy_dir(deployed)
+    model_path = deployed.root / "models" / "trainedmodel.pkl"
+    other_model = (folder / "trainedmodel.pkl").read_bytes()  # v0001's, not the one scored
+    retrain_on_more_data(deployed)
+    real_copy = modelstore._copy_checked
+
+    def replace_then_copy(files, staging):
+        # Another process swaps the model in after its checksum went into the manifest.
+        swapped = model_path.with_name(".swap.pkl")
+        swapped.write_bytes(other_model)
+        os.replace(swapped, model_path)
+        return real_copy(files, staging)
+
+    monkeypatch.setattr(modelstore, "_copy_checked", replace_then_copy)
+    capsys.readouterr()
+    assert deployment.main(deployed.args()) == 1
+    err = capsys.readouterr().err
+    assert f"{model_path}: replaced while it was being deployed" in err
+    assert "nothing was deployed" in err
+    assert "Traceback" not in err
+    assert live(deployed) == 1
+    assert sorted(path.name for path in (folder / "versions").iterdir()) == ["v0001"]
+    health = create_app(deployed.config_path, token="").test_client().get("/health")
+    assert health.get_json() == {"status": "ok", "model_version": "v0001"}
+    monkeypatch.undo()
+    run_steps(deployed, "training", "scoring", "deployment")
+    assert live(deployed) == 2
+    modelstore.verify_files(modelstore.current_deployment(folder))

@@ -473,3 +473,95 @@ sys.exit(fullprocess.main(["--config", {str(diagnosed.config_path)!r}]))
     report = json.loads((diagnosed.root / "models" / "diagnostics.json").read_text())
     assert report["model"]["version"] == live_deployment.label
     assert not [path for path in (deploy_dir / "versions").iterdir() if ".tmp-" in path.name]
+
+
+def pdf_text(project) -> str:
+    from pypdf import PdfReader
+
+    pages = PdfReader(project.root / "models" / "summary_report.pdf").pages
+    return " ".join(" ".join(page.extract_text() for page in pages).split())
+
+
+def test_after_a_batch_without_drift_the_reports_describe_every_stored_row(diagnosed):
+    diagnosed.write_input("batch3.csv", client_rows(300, seed=21))
+    assert run(diagnosed)["outcome"] == "no drift"
+    report = json.loads((diagnosed.root / "models" / "diagnostics.json").read_text())
+    assert report["data"]["through_batch"] == 3
+    assert report["data"]["rows"] == 900
+    assert report["summary_statistics"]["exited"]["count"] == 900
+    with open_history(diagnosed.config.history_path) as history:
+        assert history.latest_reports()[1] == 3
+    assert "over the data through batch 3" in pdf_text(diagnosed)
+    assert run(diagnosed)["reason"] == "no file in the input folder is new"
+
+
+@pytest.mark.slow
+def test_a_roster_run_killed_while_writing_the_pdf_is_reported_by_the_next_run(diagnosed):
+    diagnosed.write_input("roster.csv", client_rows(400, seed=51).drop(columns=["exited"]))
+    script = f"""
+import os, signal, sys
+real = os.replace
+def dying(source, destination, *args, **kwargs):
+    if str(destination).endswith("summary_report.pdf"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(source, destination, *args, **kwargs)
+os.replace = dying
+import fullprocess
+sys.exit(fullprocess.main(["--config", {str(diagnosed.config_path)!r}]))
+"""
+    env = {**os.environ, "RISK_API_URL": "http://127.0.0.1:9"}
+    killed = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_DIR, env=env)
+    assert killed.returncode == -9
+    assert "through batch 2" in pdf_text(diagnosed)  # the PDF left behind
+    after = subprocess.run(
+        [sys.executable, "fullprocess.py", *diagnosed.args()], cwd=PROJECT_DIR, env=env
+    )
+    assert after.returncode == 0
+    record = run_records(diagnosed)[-1]
+    assert record["outcome"] == "no new data"
+    assert "reports were behind the live model or the stored data" in record["reason"]
+    assert "over the data through batch 3" in pdf_text(diagnosed)
+    report = json.loads((diagnosed.root / "models" / "diagnostics.json").read_text())
+    assert report["data"]["through_batch"] == 3
+    with open_history(diagnosed.config.history_path) as history:
+        assert history.latest_reports()[1] == 3
+        assert history.latest_ranking()[1] == 3
+    assert run(diagnosed)["reason"] == "no file in the input folder is new"
+
+
+def test_a_held_write_lock_on_the_history_gives_up_cleanly_and_is_retried(
+    diagnosed, monkeypatch, capsys
+):
+    import sqlite3
+
+    from clientrisk.history import database
+
+    monkeypatch.setattr(database, "BUSY_TIMEOUT_SECONDS", 1)
+    diagnosed.write_input("batch3.csv", client_rows(300, seed=21))
+    holder = sqlite3.connect(diagnosed.config.history_path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process writing, and never finishing
+    try:
+        assert fullprocess.main(diagnosed.args()) == EXIT_BUSY
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "another process has held a write lock on the history database for 1 s" in err
+    assert run_records(diagnosed)[-1]["outcome"] == "busy"
+    record = run(diagnosed)
+    assert record["new_files"] == ["batch3.csv"]
+    assert record["outcome"] == "no drift"
+
+
+def test_a_run_that_cannot_open_the_history_leaves_its_line(diagnosed, capsys):
+    history_path = diagnosed.config.history_path
+    for leftover in history_path.parent.glob(history_path.name + "-*"):
+        leftover.unlink()
+    history_path.write_bytes(b"not a database" * 100)
+    diagnosed.write_input("batch3.csv", client_rows(300, seed=21))
+    assert fullprocess.main(diagnosed.args()) == 1
+    assert "Traceback" not in capsys.readouterr().err
+    record = run_records(diagnosed)[-1]
+    assert record["outcome"] == "failed"
+    assert str(history_path) in record["reason"]

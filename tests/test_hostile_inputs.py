@@ -77,6 +77,16 @@ CORPUS = {
         "overflow.csv:3: lastmonth_activity: 1e400 is too large",
         {"hstf", "hstl"},
     ),
+    "count whose twelve months overflow": (
+        write("vast.csv", rows_file("vst1,1.5e307,,3,0")),
+        "vast.csv:3: lastmonth_activity: 1.5e307 is too large (at most 1,000,000,000,000,000)",
+        {"hstf", "hstl"},
+    ),
+    "roster count past the bound": (
+        write("vast_roster.csv", (ROSTER_HEADER + "vst2,1,20,3\nvst3,1.5e307,,3\n").encode()),
+        "vast_roster.csv:3: lastmonth_activity: 1.5e307 is too large",
+        set(),
+    ),
     "inf in exited": (
         write("inf_exited.csv", rows_file("infx,1,20,3,inf")),
         "inf_exited.csv:3: exited must be 0, 1 or empty, got 'inf'",

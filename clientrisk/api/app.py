@@ -17,9 +17,10 @@ from pathlib import Path
 from flask import Blueprint, Flask, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
-from clientrisk.api.dashboard import DashboardCache, dashboard, secret_key
-from clientrisk.api.inputs import prediction_rows
+from clientrisk.api.dashboard import DashboardCache, dashboard
+from clientrisk.api.inputs import BoundedRequest, prediction_rows
 from clientrisk.api.metrics import Metrics
+from clientrisk.api.sessions import SESSIONS_FILE, SessionStore
 from clientrisk.api.state import (
     ApiState,
     FileCache,
@@ -75,6 +76,14 @@ def prediction():
         rows, with_reasons = prediction_rows()
     except DataError as error:
         return jsonify(error=str(error)), 400
+    most = state().config.settings["api_max_reason_rows"]
+    if with_reasons and len(rows) > most:
+        message = (
+            f"{len(rows):,} rows to explain: at most {most:,} are explained in one request;"
+            " ask with reasons=false (in the query string or the JSON body) for predictions"
+            " alone, or send the rows in parts"
+        )
+        return jsonify(error=message), 413
     live = live_model()
     if with_reasons:
         labels, probabilities, effects, values, typical = explain(live.model, rows)
@@ -179,8 +188,9 @@ def metrics():
 
 @api.get("/openapi.json")
 def openapi():
-    """The OpenAPI description, naming the server it is served from."""
-    return jsonify({**state().openapi, "servers": [{"url": request.url_root.rstrip("/")}]})
+    """The OpenAPI description; its server is named relative to where it is served from (never
+    from the Host header a client sends)."""
+    return jsonify({**state().openapi, "servers": [{"url": request.script_root or "/"}]})
 
 
 # --- the application -----------------------------------------------------------------------------
@@ -239,9 +249,16 @@ def create_app(config_path: str | os.PathLike | None = None, token: str | None =
     config = load_config(config_path or default_config_path())
     token = (token if token is not None else os.environ.get(TOKEN_ENV)) or None
     app = Flask(__name__)
+    app.request_class = BoundedRequest
     app.config["MAX_CONTENT_LENGTH"] = config.settings["api_max_request_bytes"]
-    app.config["SECRET_KEY"] = secret_key(token or "")
-    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    hops = config.settings["api_proxy_hops"]
+    if hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
+    sessions = SessionStore(config.log_dir / SESSIONS_FILE)
+    if token is not None:
+        sessions.bind_token(token)
     app.json.sort_keys = False
     app.extensions["risk_api"] = ApiState(
         config=config,
@@ -252,6 +269,7 @@ def create_app(config_path: str | os.PathLike | None = None, token: str | None =
         openapi=json.loads(OPENAPI_FILE.read_text(encoding="utf-8")),
         dashboard=DashboardCache(config),
         metrics=Metrics(),
+        sessions=sessions,
     )
     app.register_blueprint(api)
     app.register_blueprint(dashboard)

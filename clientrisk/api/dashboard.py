@@ -5,16 +5,17 @@ history database; nothing is computed again (no model is loaded, let alone fitte
 made once per change of those files and served from memory until the next change, so it costs
 about what a bare route does. Charts are inline SVG drawn here, so the page needs no script.
 
-When the API has a token, the page asks for it once and keeps a signed session cookie; without a
-token it is open, as the API is. Nothing on the page changes anything.
+When the API has a token, the page asks for it once and opens a session kept on the server side
+(`sessions.py`: the cookie holds a random id, nothing derived from the token); both forms carry
+a CSRF token. Without a token it is open, as the API is. Nothing on the page changes anything.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import logging
+import secrets
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,10 +27,10 @@ from flask import (
     render_template,
     request,
     send_file,
-    session,
     url_for,
 )
 
+from clientrisk.api.sessions import SESSION_SECONDS
 from clientrisk.calllist.ranking import RANKING_FILE, RANKING_SUMMARY_FILE, TOP_CLIENTS
 from clientrisk.config import DIAGNOSTICS_FILE, Config
 from clientrisk.deployment import modelstore
@@ -45,7 +46,13 @@ SCORES_SHOWN = 300  # the newest scores drawn in the history chart
 CHART = {"width": 640, "height": 220, "left": 44, "right": 12, "top": 12, "bottom": 30}
 SERIES_COLOURS = ("#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf")
 FAILED_OUTCOMES = ("failed", "interrupted")
-SESSION_KEY = "dashboard"
+SESSION_COOKIE = "risk_session"
+SIGN_IN_CSRF_COOKIE = "risk_signin_csrf"
+SIGN_IN_FORM_SECONDS = 3600
+# Where the dashboard template has the sign-out form's CSRF field: markup that no value shown on
+# the page can contain (Jinja escapes "<" in every value).
+CSRF_SLOT = "<!--csrf-->"
+TEXT = {"Content-Type": "text/plain; charset=utf-8"}
 GRIDLINES = (0, 0.25, 0.5, 0.75, 1)
 
 
@@ -332,31 +339,61 @@ def _state():
     return current_app.extensions["risk_api"]
 
 
+def _session_id() -> str | None:
+    return request.cookies.get(SESSION_COOKIE)
+
+
 def _signed_in() -> bool:
-    token = _state().token
-    return token is None or hmac.compare_digest(session.get(SESSION_KEY, ""), _digest(token))
+    state = _state()
+    return state.token is None or state.sessions.csrf_of(_session_id()) is not None
 
 
-def _digest(token: str) -> str:
-    return hashlib.sha256(f"dashboard:{token}".encode()).hexdigest()
+def _sign_in_page(wrong: bool, status: int = 401):
+    """The sign-in form, with a fresh CSRF token in a hidden field and in a cookie (the form
+    is accepted only with both, so another site cannot sign a browser in)."""
+    csrf = secrets.token_urlsafe(32)
+    response = current_app.make_response(
+        (render_template("signin.html", wrong=wrong, csrf=csrf), status)
+    )
+    _set_cookie(response, SIGN_IN_CSRF_COOKIE, csrf, max_age=SIGN_IN_FORM_SECONDS)
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
-def secret_key(token: str) -> bytes:
-    """What signs the session cookie: made from the token, so that every worker agrees, and a
-    new token signs every session out."""
-    return hashlib.sha256(f"risk-dashboard-session:{token}".encode()).digest()
+def _set_cookie(response, name: str, value: str, max_age: int) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        httponly=True,
+        samesite="Lax",
+        secure=request.is_secure,
+    )
+
+
+def _form_matches(expected: str | None) -> bool:
+    given = request.form.get("csrf_token", "")
+    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
 
 
 @dashboard.get("/")
 def page():
     if not _signed_in():
-        return render_template("signin.html", wrong=False), 401
+        return _sign_in_page(wrong=False)
     state = _state()
     html = state.dashboard.page(
         lambda facts: render_template(
-            "dashboard.html", signed_in_with_token=state.token is not None, **facts
+            "dashboard.html",
+            signed_in_with_token=state.token is not None,
+            csrf_slot=CSRF_SLOT,
+            **facts,
         )
     )
+    if state.token is not None:
+        # The page is made once for everybody; each session's own token goes into its form.
+        csrf = state.sessions.csrf_of(_session_id()) or ""
+        field = f'<input type="hidden" name="csrf_token" value="{csrf}">'
+        html = html.replace(CSRF_SLOT, field, 1)
     response = current_app.response_class(html, mimetype="text/html")
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -364,31 +401,49 @@ def page():
 
 @dashboard.post("/signin")
 def sign_in():
-    token = _state().token
-    given = request.form.get("token", "")
-    if token is None:
+    state = _state()
+    if state.token is None:
         return redirect(url_for("dashboard.page"))
-    if not hmac.compare_digest(given.encode(), token.encode()):
+    if not _form_matches(request.cookies.get(SIGN_IN_CSRF_COOKIE)):
+        logger.warning(
+            "dashboard: sign-in without its form's CSRF token from %s", request.remote_addr
+        )
+        return _sign_in_page(wrong=False, status=403)
+    given = request.form.get("token", "")
+    if not hmac.compare_digest(given.encode(), state.token.encode()):
         logger.warning("dashboard: wrong token from %s", request.remote_addr)
-        return render_template("signin.html", wrong=True), 401
-    session.clear()
-    session[SESSION_KEY] = _digest(token)
-    session.permanent = True
-    return redirect(url_for("dashboard.page"), code=303)
+        return _sign_in_page(wrong=True)
+    state.sessions.close(_session_id())
+    session_id, _ = state.sessions.open()
+    response = redirect(url_for("dashboard.page"), code=303)
+    _set_cookie(response, SESSION_COOKIE, session_id, max_age=SESSION_SECONDS)
+    response.delete_cookie(SIGN_IN_CSRF_COOKIE)
+    return response
 
 
 @dashboard.post("/signout")
 def sign_out():
-    session.clear()
-    return redirect(url_for("dashboard.page"), code=303)
+    state = _state()
+    session_id = _session_id()
+    csrf = state.sessions.csrf_of(session_id) if state.token is not None else None
+    if csrf is not None:
+        if not _form_matches(csrf):
+            logger.warning(
+                "dashboard: sign-out without its CSRF token from %s", request.remote_addr
+            )
+            return "the sign-out form was not sent from the dashboard\n", 403, TEXT
+        state.sessions.close(session_id)
+    response = redirect(url_for("dashboard.page"), code=303)
+    response.delete_cookie(SESSION_COOKIE)
+    return response
 
 
 @dashboard.get("/riskranking.csv")
 def download_ranking():
     if not _signed_in():
-        return render_template("signin.html", wrong=False), 401
+        return _sign_in_page(wrong=False)
     path = _state().config.model_dir / RANKING_FILE
     if not path.is_file():
         message = "no call list yet: it is made by fullprocess.py (or ranking.py)\n"
-        return message, 404, {"Content-Type": "text/plain; charset=utf-8"}
+        return message, 404, TEXT
     return send_file(path, mimetype="text/csv", as_attachment=True, download_name=RANKING_FILE)

@@ -5,6 +5,7 @@ string, as clients written for the course send it).
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -12,17 +13,51 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from flask import request
-from werkzeug.exceptions import HTTPException
+from flask import Request, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.utils import cached_property
 
 from clientrisk.api.state import state
-from clientrisk.data.clientcsv import FEATURES, ID_COLUMN, read_unlabelled_csv
+from clientrisk.data.clientcsv import (
+    FEATURES,
+    ID_COLUMN,
+    MAX_COUNT,
+    MAX_COUNT_TEXT,
+    read_unlabelled_csv,
+)
 from clientrisk.errors import DataError
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 # Longest path a client may name; longer ones cannot name a file on common file systems.
 MAX_PATH_LENGTH = 4096
 MAX_NAME_LENGTH = 255
+READ_CHUNK_BYTES = 1 << 16
+
+
+class BoundedRequest(Request):
+    """A request whose body, however it is framed, is refused with 413 when it is over the limit.
+
+    werkzeug stops reading a body sent without a Content-Length (chunked) at the limit and hands
+    on what it read as if it were all; here such a body is read to one byte past the limit, so
+    that a body over it is refused rather than cut.
+    """
+
+    @cached_property
+    def stream(self):
+        limit = self.max_content_length
+        unframed = self.content_length is None and "wsgi.input_terminated" in self.environ
+        if not unframed or limit is None:
+            return super().stream
+        source = self.environ["wsgi.input"]
+        body = bytearray()
+        while len(body) <= limit:
+            part = source.read(min(READ_CHUNK_BYTES, limit + 1 - len(body)))
+            if not part:
+                break
+            body += part
+        if len(body) > limit:
+            raise RequestEntityTooLarge()
+        return io.BytesIO(bytes(body))
 
 
 class Forbidden(HTTPException):
@@ -61,11 +96,24 @@ def records_frame(records) -> pd.DataFrame:
         identifier = record.get(ID_COLUMN)
         if identifier is not None and not isinstance(identifier, str):
             raise DataError(f"{where}.{ID_COLUMN}: expected text, got {_brief(identifier)}")
+        if identifier is not None and not _is_unicode_text(identifier):
+            raise DataError(
+                f"{where}.{ID_COLUMN}: not valid text (a lone UTF-16 surrogate such as \\ud800)"
+            )
         ids.append(identifier)
     frame = pd.DataFrame(values, columns=list(FEATURES))
     if any(identifier is not None for identifier in ids):
         frame.insert(0, ID_COLUMN, ids)
     return frame
+
+
+def _is_unicode_text(text: str) -> bool:
+    """Whether `text` can be written as UTF-8 (JSON lets a lone surrogate through)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _feature_value(value, where: str) -> float:
@@ -81,6 +129,8 @@ def _feature_value(value, where: str) -> float:
         raise DataError(f"{where}: {value} is not finite")
     if number < 0:
         raise DataError(f"{where}: {_brief(value)} is negative")
+    if number > MAX_COUNT:
+        raise DataError(f"{where}: {_brief(value)} is too large (at most {MAX_COUNT_TEXT})")
     return number
 
 

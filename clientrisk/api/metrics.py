@@ -1,10 +1,11 @@
 """Prometheus metrics of the API (`GET /metrics`, text format).
 
-Requests and their latency per endpoint (the route's pattern, so the number of series stays
-bounded), and what the system knows when scraped: the live model's version and F1, the time,
-outcome and duration of the newest fullprocess.py run, the number of drifted features, the
-current clients and the expected leavers. The latter come from the dashboard's facts, read again
-only when the files they come from change.
+Requests and their latency per endpoint (the route's pattern, and the method from a fixed set,
+so the number of series stays bounded whatever clients send), and what the system knows when
+scraped: the live model's version and F1, the time, outcome and duration of the newest
+fullprocess.py run, the number of drifted features, the current clients and the expected
+leavers. The latter come from the dashboard's facts, read again only when the files they come
+from change.
 
 Under gunicorn with several workers, each worker counts its own requests; with
 PROMETHEUS_MULTIPROC_DIR set (gunicorn.conf.py sets it), the workers share their counts through
@@ -32,6 +33,8 @@ from clientrisk.timestamps import parse_utc
 disable_created_metrics()
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# The methods counted by name; any other a client sends is counted as "other".
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 RUN_OUTCOMES = (
     "bootstrapped",
@@ -75,7 +78,12 @@ class Metrics:
             self.registry = own
 
     def observe(self, endpoint: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(endpoint, method, str(status)).inc()
+        """Count one answer. Every label comes from a fixed set (the endpoint is a route or
+        "unmatched"): a method a client makes up is counted as "other", a status outside the
+        HTTP range as "other", so nothing a client sends adds a series."""
+        method = method if method in METHODS else "other"
+        status = str(status) if 100 <= status <= 599 else "other"
+        self.requests.labels(endpoint, method, status).inc()
         self.latency.labels(endpoint).observe(seconds)
 
     def exposition(self, facts: dict) -> bytes:

@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 
 from clientrisk.api.dashboard import DashboardCache
 from clientrisk.api.metrics import Metrics
+from clientrisk.api.sessions import SessionStore
 from clientrisk.config import Config
 from clientrisk.deployment import modelstore
 from clientrisk.errors import PipelineError
@@ -88,6 +89,7 @@ class ApiState:
     openapi: dict
     dashboard: DashboardCache
     metrics: Metrics
+    sessions: SessionStore
 
 
 def state() -> ApiState:

@@ -20,12 +20,14 @@ import math
 import numpy as np
 import pandas as pd
 
-from clientrisk.data.clientcsv import FEATURES
+from clientrisk.data.clientcsv import FEATURES, MAX_COUNT
 from clientrisk.errors import DataError
 from clientrisk.model import scoring
 
 MAX_REASONS = 3
 MIN_EFFECT = 0.01  # a factor moving the probability less than a point is not a reason
+# A larger change of activity (against a year of a fraction of an action) is shown as "over".
+MAX_SHOWN_CHANGE = 1e4
 
 
 # Clients explained per call of the model (with their counterfactuals, four times as many rows).
@@ -60,8 +62,11 @@ def counterfactuals(values: np.ndarray, typical: np.ndarray) -> list[np.ndarray]
 
     yearly = values.copy()
     yearly[:, YEAR] = typical[YEAR]
-    scale = np.divide(typical[YEAR], year, out=np.ones_like(year), where=(year > 0))
-    yearly[:, MONTH] = np.where(np.isnan(year), month, month * scale)
+    # A year of a tiny fraction of an action would scale the month beyond any count.
+    with np.errstate(over="ignore", divide="ignore"):
+        scale = np.divide(typical[YEAR], year, out=np.ones_like(year), where=(year > 0))
+        scaled = np.minimum(month * scale, MAX_COUNT)
+    yearly[:, MONTH] = np.where(np.isnan(year), month, scaled)
 
     size = values.copy()
     size[:, EMPLOYEES] = typical[EMPLOYEES]
@@ -132,10 +137,14 @@ def describe(factor: int, row: np.ndarray, typical: np.ndarray) -> str:
             return f"activity last month {_number(month)}, no figure for the year"
         if year <= 0:
             return f"activity last month {_number(month)}, none over the year before"
-        change = month / (year / 12) - 1
+        with np.errstate(over="ignore", divide="ignore"):
+            change = float(np.float64(month) * 12 / year - 1)
         side = "below" if change < 0 else "above"
+        amount = (
+            f"{abs(change):.0%}" if change <= MAX_SHOWN_CHANGE else f"over {MAX_SHOWN_CHANGE:,.0%}"
+        )
         return (
-            f"activity last month {abs(change):.0%} {side} its monthly average over the year"
+            f"activity last month {amount} {side} its monthly average over the year"
             f" ({_number(month)} vs {_number(year / 12)})"
         )
     if factor == YEAR:

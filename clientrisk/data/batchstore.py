@@ -215,11 +215,13 @@ def stored_batch_folders(ingested_dir: Path) -> dict[int, Path]:
     }
 
 
-def read_rows(ingested_dir: Path, seqs, which: str = OUTCOMES_FILE, where=None):
+def read_rows(ingested_dir: Path, seqs, which: str = OUTCOMES_FILE, where=None, usable=True):
     """The stored rows of batches `seqs`, in arrival order, with a `batch` column.
 
     Each file is checked against the checksum its batch recorded. `where`, given the arrow table
-    of all the rows, says which to keep (all, by default).
+    of all the rows, says which to keep (all, by default). Rows that an earlier version stored
+    with a count the model cannot use are left out unless `usable` is False (`set_aside_rows`
+    lists them, with their reasons).
 
     Raises:
         DataError: a batch is missing or one of its files changed after it was stored.
@@ -227,8 +229,9 @@ def read_rows(ingested_dir: Path, seqs, which: str = OUTCOMES_FILE, where=None):
     import numpy as np
     import pandas as pd
     import pyarrow as pa
+    import pyarrow.compute as pc
 
-    from clientrisk.data.clientcsv import COLUMNS, ID_COLUMN, TARGET
+    from clientrisk.data.clientcsv import COLUMNS, ID_COLUMN, TARGET, unusable_mask
 
     tables = []
     for seq in sorted(seqs):
@@ -255,7 +258,28 @@ def read_rows(ingested_dir: Path, seqs, which: str = OUTCOMES_FILE, where=None):
     table = pa.concat_tables(tables)
     if where is not None:  # once for all batches: a lookup set is built once, not per batch
         table = table.filter(where(table))
+    if usable:
+        unusable = unusable_mask(table)
+        if pc.any(unusable).as_py():
+            logger.debug("%d stored rows set aside", pc.sum(unusable).as_py())
+            table = table.filter(pc.invert(unusable))
     return table.to_pandas()
+
+
+def set_aside_rows(ingested_dir: Path, seqs):
+    """The stored rows (with an outcome or not) that the model cannot use, with a `reason`
+    column: rows an earlier version stored before the reader refused them."""
+    import pandas as pd
+
+    from clientrisk.data.clientcsv import unusable_mask, unusable_reason
+
+    found = [
+        read_rows(ingested_dir, seqs, which, where=unusable_mask, usable=False)
+        for which in (OUTCOMES_FILE, CURRENT_FILE)
+    ]
+    rows = pd.concat(found, ignore_index=True).sort_values(BATCH_COLUMN, kind="stable")
+    reasons = [unusable_reason(row) for row in rows.to_dict("records")]
+    return rows.assign(reason=pd.Series(reasons, index=rows.index, dtype="str"))
 
 
 def _rows_file(folder: Path, which: str) -> Path:

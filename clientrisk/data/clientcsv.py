@@ -41,6 +41,11 @@ MAX_COLUMNS = 256
 MAX_LOGGED_REJECTIONS = 20
 # A row longer than this is not client data; pyarrow needs a bound for one parsing block.
 MAX_BLOCK_BYTES = 1 << 26
+# The largest count a feature may hold. A float holds every whole number up to it exactly, and
+# what the model derives from a count (twelve months of it, its logarithm, a fill from the other
+# columns, the trend, the splines' extrapolation) stays finite and far from overflowing.
+MAX_COUNT = 1e15
+MAX_COUNT_TEXT = f"{MAX_COUNT:,.0f}"
 
 
 class RejectedFile(DataError):
@@ -207,7 +212,7 @@ def _clean_frame(data: bytes, header: list[str], wanted: dict):
             return None
         values = column.to_numpy(zero_copy_only=False)
         with np.errstate(invalid="ignore"):
-            if np.isinf(values).any() or (values < 0).any():
+            if np.isinf(values).any() or (values < 0).any() or (values > MAX_COUNT).any():
                 return None
         columns[name] = values
     target = np.full(table.num_rows, np.nan)
@@ -487,6 +492,7 @@ def _numbers(text, missing_tokens):
         kinds[infinite & ~named_infinity] = 3
         kinds[given_mask & ~numeric & named_infinity] = 2
     with np.errstate(invalid="ignore"):
+        kinds[(kinds == 0) & (floats > MAX_COUNT)] = 3
         kinds[(kinds == 0) & (floats < 0)] = 4
     floats = np.where(kinds == 0, floats, np.nan)
     return floats, kinds
@@ -510,7 +516,7 @@ def _reason(column: str, kind: str, table, index: int, lengths) -> str:
     words = {
         "text": "is not a number",
         "not finite": "is not finite",
-        "too large": "is too large",
+        "too large": f"is too large (at most {MAX_COUNT_TEXT})",
         "negative": "is negative",
     }
     return f"{column}: {shown} {words[kind]}"
@@ -526,6 +532,44 @@ def _show(value) -> str:
     if len(text) > 40:
         return f"{text[:20]!r}… ({len(text):,} characters)"
     return text if re.fullmatch(NUMBER_PATTERN, text) else repr(text)
+
+
+# --- rows stored before a check existed ----------------------------------------------------------
+
+
+def unusable_mask(table):
+    """Which rows of an arrow table of typed client rows hold a count the model cannot use (not
+    finite, negative or above MAX_COUNT), as an arrow boolean array: rows stored by a version
+    that did not check as much as the reader does now."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    mask = pa.array([False] * table.num_rows, pa.bool_())
+    for name in FEATURES:
+        column = table.column(name)
+        wrong = pc.or_(pc.invert(pc.is_finite(column)), pc.greater(column, MAX_COUNT))
+        wrong = pc.or_(wrong, pc.less(column, 0)).fill_null(False)
+        wrong = pc.and_(wrong, pc.invert(pc.is_nan(column).fill_null(True)))
+        mask = pc.or_(mask, wrong)
+    return mask
+
+
+def unusable_reason(row) -> str:
+    """Why one stored row (a mapping of its columns) cannot be used, worded as the reader words
+    the same cell in a file."""
+    import math
+
+    for name in FEATURES:
+        value = row[name]
+        if value is None or value != value:
+            continue
+        if math.isinf(value):
+            return f"{name}: {value} is not finite"
+        if value > MAX_COUNT:
+            return f"{name}: {value:g} is too large (at most {MAX_COUNT_TEXT})"
+        if value < 0:
+            return f"{name}: {value:g} is negative"
+    return "usable"
 
 
 # --- what the steps read -------------------------------------------------------------------------

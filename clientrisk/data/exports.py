@@ -20,11 +20,15 @@ from clientrisk.atomicfiles import (
 )
 from clientrisk.config import FINAL_DATA_FILE, RECORD_FILE
 from clientrisk.data import batchstore
+from clientrisk.data.clientcsv import MAX_COUNT
 
 logger = logging.getLogger(__name__)
 
 CURRENT_CLIENTS_FILE = "currentclients.csv"
 EXPORTS_STAMP_FILE = "exports.json"
+# Stored rows that the model cannot use, each with the reason.
+SET_ASIDE_FILE = "setasiderows.csv"
+MAX_LOGGED_SET_ASIDE = 20
 
 
 # The record of input files: one tab-separated line each (control characters in a cell, as in
@@ -73,8 +77,13 @@ def format_record(entries) -> str:
 
 
 def exports_stamp(history) -> dict:
-    """What the exports are made from: the newest batch and the number of input files read."""
-    return {"through_batch": history.last_batch_seq(), "input_files": len(history.known_files())}
+    """What the exports are made from: the newest batch, the number of input files read and the
+    bound on counts the rows were checked against (stored rows above it are set aside)."""
+    return {
+        "through_batch": history.last_batch_seq(),
+        "input_files": len(history.known_files()),
+        "max_count": MAX_COUNT,
+    }
 
 
 def _read_exports_stamp(ingested_dir: Path) -> dict | None:
@@ -91,8 +100,8 @@ def exports_current(ingested_dir: Path, history) -> bool:
         return False
     needed = (FINAL_DATA_FILE, CURRENT_CLIENTS_FILE, RECORD_FILE)
     present = all((Path(ingested_dir) / name).is_file() for name in needed)
-    made_from = {key: stamp.get(key) for key in ("through_batch", "input_files")}
-    return present and made_from == exports_stamp(history)
+    expected = exports_stamp(history)
+    return present and {key: stamp.get(key) for key in expected} == expected
 
 
 def _file_state(path: Path) -> list[int] | None:
@@ -120,6 +129,7 @@ def write_exports(ingested_dir: Path, history, final_data_path: Path) -> int:
     earlier = [seq for seq in seqs if seq <= stamp.get("through_batch", 0)]
     appendable = (
         bool(earlier)
+        and stamp.get("max_count") == MAX_COUNT
         and stamp.get("batches") == len(earlier)
         and stamp.get("final_file") == [str(final_data_path), *(_file_state(final_data_path) or [])]
         and stamp.get("current_file") == _file_state(current_path)
@@ -163,11 +173,36 @@ def write_exports(ingested_dir: Path, history, final_data_path: Path) -> int:
 def _compile_exports(ingested_dir: Path, seqs, final_data_path: Path) -> tuple[int, int]:
     from clientrisk.atomicfiles import write_csv
 
+    _write_set_aside(ingested_dir, seqs)
     labelled = batchstore.labelled_history(ingested_dir, seqs)
     write_csv(labelled, final_data_path)
     current = _distinct_current(batchstore.current_observations(ingested_dir, seqs))
     write_csv(current, Path(ingested_dir) / CURRENT_CLIENTS_FILE)
     return len(labelled), len(current)
+
+
+def _write_set_aside(ingested_dir: Path, seqs) -> None:
+    """Name the stored rows that the model cannot use (stored before the reader refused them) in
+    the log and in `setasiderows.csv`; every step leaves them out."""
+    from clientrisk.atomicfiles import write_csv
+    from clientrisk.data.clientcsv import ID_COLUMN
+
+    path = Path(ingested_dir) / SET_ASIDE_FILE
+    rows = batchstore.set_aside_rows(ingested_dir, seqs)
+    if rows.empty:
+        path.unlink(missing_ok=True)
+        return
+    for row in rows.head(MAX_LOGGED_SET_ASIDE).to_dict("records"):
+        logger.warning(
+            "batch %d: client %s: %s; row set aside (listed in %s)",
+            row[batchstore.BATCH_COLUMN],
+            escape_cell(row[ID_COLUMN]),
+            row["reason"],
+            path,
+        )
+    if len(rows) > MAX_LOGGED_SET_ASIDE:
+        logger.warning("%d more stored rows set aside (%s)", len(rows) - MAX_LOGGED_SET_ASIDE, path)
+    write_csv(rows, path)
 
 
 def _distinct_current(rows):

@@ -174,12 +174,52 @@ def load_model(path: Path, expected_sha256: str):
     """
     from clientrisk.model.pickled import load_model_file
 
+    refuse_writable_by_others([path.parent, path])
     verify_file(path, expected_sha256)
     try:
         with open(path, "rb") as handle:
-            return load_model_file(handle)
+            model = load_model_file(handle)
     except Exception as error:  # unpickling can raise nearly anything
         raise DeploymentError(f"{path}: cannot load model: {error}") from None
+    problem = _not_a_fitted_model(model)
+    if problem:
+        raise DeploymentError(f"{path}: {problem}; not served")
+    return model
+
+
+def refuse_writable_by_others(paths) -> None:
+    """Refuse to unpickle from a place that others than its owner may write to: whoever can
+    write a pickle (and the checksum beside it) can run code in whatever loads it.
+
+    Raises:
+        DeploymentError: naming the file or folder, its mode and what to do.
+    """
+    import stat
+
+    for path in paths:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError as error:
+            raise DeploymentError(f"{path}: cannot be examined: {error.strerror}") from None
+        if mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise DeploymentError(
+                f"{path}: writable by others than its owner (mode {stat.filemode(mode)}); a"
+                f" model there is not loaded, as a changed one could run any code (chmod go-w)"
+            )
+
+
+def _not_a_fitted_model(model) -> str | None:
+    """Why `model` is not a fitted classifier that gives probabilities, or None."""
+    if not callable(getattr(model, "predict_proba", None)):
+        return f"a {type(model).__name__}, not a classifier that gives probabilities"
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    try:
+        check_is_fitted(model)
+    except (NotFittedError, TypeError) as error:
+        return f"not a fitted model ({str(error).splitlines()[0][:120]})"
+    return None
 
 
 def load_deployed_model(deploy_dir: Path):
@@ -189,6 +229,7 @@ def load_deployed_model(deploy_dir: Path):
         (model, deployment).
     """
     deployment = current_deployment(deploy_dir)
+    refuse_writable_by_others([Path(deploy_dir), Path(deploy_dir) / VERSIONS_DIR])
     model = load_model(deployment.model_path, deployment.manifest["model_sha256"])
     return model, deployment
 
@@ -238,6 +279,7 @@ def deploy(
         final = versions_dir / version_name(version)
         with staging_folder(staging):
             checksums = _copy_checked(files, staging)
+            _check_against_manifest(checksums, manifest, files)
             manifest = {
                 **manifest,
                 "version": version,
@@ -277,6 +319,26 @@ def _copy_checked(files: dict[str, Path], staging: Path) -> dict[str, str]:
             )
         checksums[name] = copied
     return checksums
+
+
+# Manifest entries that name the checksum of a deployed file, hashed before the deployment lock
+# was taken: the copies must still be those files.
+MANIFEST_CHECKSUMS = {"model_sha256": MODEL_FILE, "ingestion_record_sha256": RECORD_FILE}
+
+
+def _check_against_manifest(checksums: dict, manifest: dict, files: dict) -> None:
+    """Refuse copies that are not the files the manifest describes (replaced meanwhile).
+
+    Raises:
+        DeploymentError: naming the file and both checksums; nothing is deployed.
+    """
+    for key, name in MANIFEST_CHECKSUMS.items():
+        recorded, copied = manifest.get(key), checksums.get(name)
+        if recorded is not None and copied is not None and recorded != copied:
+            raise DeploymentError(
+                f"{files[name]}: replaced while it was being deployed (the manifest was made for"
+                f" SHA-256 {recorded[:12]}…, the copy is {copied[:12]}…); nothing was deployed"
+            )
 
 
 def _name_or_nothing(version) -> str:

@@ -51,6 +51,23 @@ class HistoryError(PipelineError):
     """The history database cannot be opened or is not one of ours."""
 
 
+class HistoryBusy(HistoryError):
+    """Another process holds a write transaction on the history database for longer than a run
+    waits: the run gives up, to be retried (EX_TEMPFAIL)."""
+
+    exit_code = 75
+
+
+def _history_error(path: Path, error: sqlite3.Error, what: str = "") -> HistoryError:
+    text = str(error)
+    if "locked" in text or "busy" in text:
+        return HistoryBusy(
+            f"{path}: another process has held a write lock on the history database for"
+            f" {BUSY_TIMEOUT_SECONDS} s; giving up, to be retried by the next run"
+        )
+    return HistoryError(f"{path}: {what}{text}")
+
+
 class Batch(
     namedtuple(
         "Batch",
@@ -179,8 +196,16 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
 
 @contextmanager
 def _transaction(db: sqlite3.Connection):
-    """One write transaction, taken at once so that it never has to wait half-way."""
-    db.execute("BEGIN IMMEDIATE")
+    """One write transaction, taken at once so that it never has to wait half-way.
+
+    Raises:
+        HistoryBusy: another process held its write lock for longer than BUSY_TIMEOUT_SECONDS.
+    """
+    try:
+        db.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as error:
+        path = Path(db.execute("PRAGMA database_list").fetchone()[2])
+        raise _history_error(path, error) from None
     try:
         yield db
     except BaseException:
@@ -633,10 +658,10 @@ def open_history(path: str | Path):
             db.execute("PRAGMA foreign_keys = ON")
             _migrate(db, path)
         except sqlite3.DatabaseError as error:
-            raise HistoryError(f"{path}: not a usable history database: {error}") from None
+            raise _history_error(path, error, "not a usable history database: ") from None
         try:
             yield History(db, path)
         except sqlite3.Error as error:
-            raise HistoryError(f"{path}: {error}") from None
+            raise _history_error(path, error) from None
     finally:
         db.close()

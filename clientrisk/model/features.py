@@ -22,7 +22,14 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from clientrisk.data.clientcsv import MAX_COUNT
+
 MONTH, YEAR, EMPLOYEES = 0, 1, 2
+# An expected count is at most the largest count ingestion accepts (on the log scale).
+MAX_LOG = float(np.log1p(MAX_COUNT))
+# Narrower knot intervals are taken as a constant column: a value beyond the knots would
+# otherwise be extrapolated by a slope of thousands of millions per unit.
+MIN_KNOT_WIDTH = 1e-9
 MIN_COMPLETE_ROWS = 10  # complete training rows needed to learn how the columns go together
 BLOCK_ROWS = 16_384
 
@@ -58,7 +65,9 @@ class ActivityImputer(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X):
-        values = _floats(X)
+        # Counts beyond what ingestion accepts are taken at its bound, so that no fill (twelve
+        # months of a month, an expected value) and nothing derived from one overflows.
+        values = np.clip(_floats(X), 0.0, MAX_COUNT)
         missing = np.isnan(values)
         month, year = values[:, MONTH], values[:, YEAR]
         month_only = ~missing[:, MONTH] & missing[:, YEAR] & (month > 0)
@@ -91,11 +100,11 @@ class ActivityImputer(TransformerMixin, BaseEstimator):
                 covariance[np.ix_(given, given)], covariance[given, target], rcond=None
             )[0]
             expected += (logs[:, given] - mean[given]) @ slopes
-        return np.expm1(np.maximum(expected, 0.0))
+        return np.expm1(np.clip(expected, 0.0, MAX_LOG))
 
 
 def _logs(values: np.ndarray) -> np.ndarray:
-    return np.log1p(np.maximum(values, 0.0))
+    return np.log1p(np.clip(values, 0.0, MAX_COUNT * 12))
 
 
 def _known_exactly(missing: np.ndarray, given: tuple, among: tuple) -> np.ndarray:
@@ -157,7 +166,8 @@ class SplineBasis(TransformerMixin, BaseEstimator):
         for column in range(self.columns):
             x = values[:, column].astype(float)
             lower, upper = self.lower_[column], self.upper_[column]
-            width = (upper - lower) / (self.knots - 1) or 1.0
+            width = (upper - lower) / (self.knots - 1)
+            width = width if width >= MIN_KNOT_WIDTH else 1.0
             inside = np.clip(x, lower, upper)
             position = (inside - lower) / width
             interval = np.minimum(position.astype(int), self.knots - 2)

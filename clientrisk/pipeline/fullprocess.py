@@ -21,7 +21,7 @@ from clientrisk.config import REPORT_FILE, load_config
 from clientrisk.data import batchstore
 from clientrisk.deployment import modelstore
 from clientrisk.errors import PipelineError, Stopped
-from clientrisk.history.database import TAKEN_OVER, open_history
+from clientrisk.history.database import TAKEN_OVER, HistoryBusy, open_history
 from clientrisk.pipeline import quiettick
 from clientrisk.pipeline.runlog import RUN_LOG_FILE, RUN_LOG_MAX_BYTES, RunLog, append_run_record
 
@@ -82,10 +82,15 @@ def find_new_files(config, history) -> tuple[list[str], list[str]]:
 
 
 def reports_are_current(config, history, deployment) -> bool:
-    """Whether the last complete set of reports was made with the live model."""
+    """Whether the last complete set of reports describes the live model and every stored batch
+    (the data the call list is made from)."""
     latest = history.latest_reports()
     made = config.model_dir / REPORT_FILE
-    return latest is not None and latest[0] == deployment.manifest["model_sha256"] and made.exists()
+    return (
+        latest is not None
+        and tuple(latest[:2]) == (deployment.manifest["model_sha256"], history.last_batch_seq())
+        and made.exists()
+    )
 
 
 def ranking_is_current(history, deployment) -> bool:
@@ -233,7 +238,8 @@ def retrain_cause(config, history, live, verdicts: dict) -> str | None:
 
 
 def finish_update(log: RunLog, config, history, outcome: str, reason: str, facts: dict) -> dict:
-    """Make the reports when the live model changed or they are behind, and end the record."""
+    """Make the reports when the live model changed or they are behind the live model or the
+    stored data (new outcomes or current clients), and end the record."""
     live = modelstore.current_deployment(config.deploy_dir)
     if outcome == "redeployed" or not reports_are_current(config, history, live):
         report(log, config)
@@ -313,6 +319,8 @@ def run(config) -> dict:
             record["exit_code"] = stopped.exit_code
             history.finish_run(log.run_id, record)
             return record
+        except HistoryBusy:
+            raise  # the history cannot take the record either; tick() says so and exits 75
         except (PipelineError, OSError) as error:
             logger.error("%s", error)
             return _finished(history, log, log.finish("failed", str(error)))
@@ -359,8 +367,8 @@ def run_with_history(log: RunLog, config, history) -> dict:
         report(log, config)
         record = log.finish(
             "no new data",
-            "no file in the input folder is new; the reports were behind the live model"
-            " (an interrupted run or a rollback) and were made again",
+            "no file in the input folder is new; the reports were behind the live model or the"
+            " stored data (an interrupted run or a rollback) and were made again",
         )
     else:
         rerank(log, config)
@@ -433,6 +441,7 @@ def tick(args) -> int:
         config's or the signal's own code.
     """
     configure_logging(args.verbose)
+    config = None
     try:
         with stop_on_signals():
             config = load_config(args.config)
@@ -448,6 +457,13 @@ def tick(args) -> int:
                 return EXIT_BUSY
     except PipelineError as error:
         logger.error("fullprocess: %s", error)
+        if config is not None:
+            outcome = "busy" if isinstance(error, HistoryBusy) else "failed"
+            record = RunLog().finish(outcome, str(error))
+            try:
+                append_run_record(config, {"config": str(config.path), **record}, rotate=False)
+            except OSError as write_error:
+                logger.warning("%s: %s", config.log_dir, write_error.strerror or write_error)
         return error.exit_code
     except Stopped as stopped:
         logger.error("fullprocess: stopped by %s before it began", stopped.signal_name)
