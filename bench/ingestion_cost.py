@@ -42,16 +42,17 @@ sys.path.insert(0, {project!r})
 what, config_path = sys.argv[1], sys.argv[2]
 import pandas as pd
 if what == "floor":
-    from project import load_config
+    from clientrisk.config import load_config
     config = load_config(config_path)
     started = time.perf_counter()
     rows = sum(len(pd.read_csv(path)) for path in sorted(config.input_dir.glob("*.csv")))
 else:
-    import logging, datastore, ingestion
-    from project import load_config
+    import logging
+    from clientrisk.config import load_config
+    from clientrisk.data import exports as exports_module, ingest
     logging.disable(logging.WARNING)
     config = load_config(config_path)
-    compile_exports = datastore.write_exports
+    compile_exports = exports_module.write_exports
     def timed_exports(*args, **kwargs):
         begun = time.perf_counter()
         try:
@@ -59,9 +60,9 @@ else:
         finally:
             exports.append(time.perf_counter() - begun)
     exports = []
-    datastore.write_exports = timed_exports
+    exports_module.write_exports = timed_exports
     started = time.perf_counter()
-    ingestion.run(config)
+    ingest.run(config)
 seconds = time.perf_counter() - started
 exports_seconds = sum(exports) if what != "floor" else 0.0
 # VmHWM: this process's own peak (ru_maxrss would carry the parent's over exec).

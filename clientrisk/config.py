@@ -78,6 +78,12 @@ SETTINGS = {
         choices=DRIFT_CHECKS,
     ),
     "min_batch_rows": Setting(100, "fewest new rows for a drift verdict"),
+    "min_comparison_rows": Setting(
+        100,
+        "fewest held-out newest rows to compare a retrained model on; with fewer, it is compared"
+        " out of fold on every newest row, and a store with fewer rows than this retrains on all",
+        minimum=1,
+    ),
     "retrain_on_data_drift": Setting(False, "retrain when features drift, even if the score holds"),
     "settle_seconds": Setting(
         5.0, "input files changed more recently than this are left for the next run", minimum=0

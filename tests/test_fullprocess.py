@@ -252,14 +252,16 @@ def test_a_drifted_batch_is_retrained_and_redeployed(diagnosed):
     assert paired["verdict"] == "better"
     assert paired["challenger_log_loss"] < paired["champion_log_loss"]
     # A lasting change: the challenger learnt from the newest batch only.
-    assert record["window"]["chosen"] == 3
+    assert record["window"]["chosen"]["from_batch"] == 3
     assert live(diagnosed) == 2
     history = modelstore.read_history(diagnosed.root / "production_deployment")
     assert history[-1]["reason"].startswith("model drift on drifted.csv")
     metadata = json.loads((diagnosed.root / "models" / "trainedmodel.json").read_text())
     assert (metadata["held_out_rows"], metadata["training_rows"]) == (300, 700)
     manifest = modelstore.current_deployment(diagnosed.root / "production_deployment").manifest
-    assert manifest["check_reference"]["rows"] == 300
+    # The drift check's reference: out of fold on every training row, not the 300 held out.
+    assert manifest["check_reference"]["rows"] == 700
+    assert manifest["check_reference"]["dataset"] == "out-of-fold predictions on 700 training rows"
     report = json.loads((diagnosed.root / "models" / "diagnostics.json").read_text())
     assert report["model"]["version"] == "v0002"
     # The report shows the batch that triggered the retrain against the previous model.
@@ -269,20 +271,34 @@ def test_a_drifted_batch_is_retrained_and_redeployed(diagnosed):
     assert run(diagnosed)["outcome"] == "no new data"
 
 
-def test_a_drift_too_small_to_compare_waits_for_the_next_batches_of_it(diagnosed):
+def test_a_drift_too_small_to_hold_out_is_compared_out_of_fold(diagnosed):
+    """200 drifted rows: 60 to hold out, fewer than min_comparison_rows, so the retrained
+    recipe is judged out of fold on all 200, and the model learns from every one of them."""
     diagnosed.write_input("drifted1.csv", client_rows(200, seed=26, drifted=True))
     first = run(diagnosed)
     assert first["model_drift"]["verdict"] == "drift"
+    assert first["outcome"] == "redeployed"
+    assert first["comparison"]["method"].startswith("out of fold on all 200 newest rows")
+    assert first["comparison"]["paired_log_loss"]["verdict"] == "better"
+    assert live(diagnosed) == 2
+    metadata = json.loads((diagnosed.root / "models" / "trainedmodel.json").read_text())
+    assert metadata["held_out_rows"] == 0
+    assert metadata["why"].endswith(
+        "on 200 newest rows out of fold (log loss"
+        f" {first['window']['family_log_loss'][metadata['family']]:.4f})"
+    )
+
+
+def test_a_drift_with_too_few_of_an_outcome_waits_for_the_next_batches_of_it(diagnosed):
+    rows = client_rows(200, seed=26, drifted=True)
+    rows["exited"] = 0
+    rows.loc[rows.index[0], "exited"] = 1
+    diagnosed.write_input("drifted1.csv", rows)
+    first = run(diagnosed)
+    assert first["model_drift"]["verdict"] == "drift"
     assert first["outcome"] == "too few rows to compare"
-    assert "only 60 newest rows to hold out (at least 100" in first["reason"]
+    assert "too few of an outcome to compare out of fold" in first["reason"]
     assert live(diagnosed) == 1
-    diagnosed.write_input("drifted2.csv", client_rows(200, seed=27, drifted=True))
-    second = run(diagnosed)
-    assert second["model_drift"]["verdict"] == "drift"
-    # The two batches of the drift together: 400 rows, 120 held out.
-    assert second["newest"] == {"batches": [3, 4], "rows": 400}
-    assert second["comparison"]["newest_rows"] == 120
-    assert second["outcome"] == "redeployed"
 
 
 def test_a_worse_challenger_is_kept_out(diagnosed, worse_challengers):
@@ -354,6 +370,37 @@ def test_the_courses_sequence_waits_for_more_rows_with_reports_for_the_live_mode
     report = json.loads((root / "models" / "diagnostics.json").read_text())
     assert report["model"]["version"] == "v0001"
     assert (root / "models" / "summary_report.pdf").is_file()
+    assert run(project)["outcome"] == "no new data"
+
+
+@pytest.mark.parametrize("check", ["calibrated", "raw"])
+def test_the_courses_own_small_data_ends_with_a_retrained_redeployed_model(tmp_path, check):
+    """26 practice rows deployed by hand, then 26 more: too few for any test, so every row is
+    learnt from and the retrained model deployed, with the reason said."""
+    root = tmp_path / "course"
+    practice = {
+        "dataset1.csv": client_rows(11, seed=51),
+        "dataset2.csv": client_rows(15, seed=52),
+    }
+    for frame in practice.values():
+        frame.loc[frame.index[:3], "exited"] = [1, 0, 1]
+    project = make_project(root, practice, client_rows(200, seed=53))
+    if check != "calibrated":
+        config = json.loads(project.config_path.read_text())
+        project.config_path.write_text(json.dumps({**config, "drift_check": check}))
+    run_steps(project, "ingestion", "training", "scoring", "deployment")
+    (root / "practicedata").mkdir()
+    for path in project.input_dir.iterdir():
+        path.rename(root / "practicedata" / path.name)
+    project.write_input("dataset3.csv", client_rows(11, seed=54))
+    project.write_input("dataset4.csv", client_rows(15, seed=55))
+    record = run(project)
+    assert record["outcome"] == "redeployed"
+    expected = "52 rows with an outcome in all, fewer than min_comparison_rows (100)"
+    assert expected in record["reason"]
+    assert live(project) == 2
+    metadata = json.loads((root / "models" / "trainedmodel.json").read_text())
+    assert metadata["training_rows"] == 52
     assert run(project)["outcome"] == "no new data"
 
 

@@ -164,8 +164,16 @@ def growth_due(config, history, live) -> str | None:
     as many rows as it was trained on (times `retrain_growth`) have arrived since."""
     factor = config.settings["retrain_growth"]
     trained = live.manifest.get("training_rows") or 0
+    # A model made live again (a returning market) counts what arrived since it went live.
+    went_live = [
+        change["time"]
+        for change in modelstore.read_history(config.deploy_dir)
+        if change.get("to_version") == live.label and change.get("time")
+    ]
     since = sum(
-        batch.labelled_rows for batch in history.batches() if batch.seq > live.through_batch
+        batch.labelled_rows
+        for batch in history.batches()
+        if batch.seq > live.through_batch and (not went_live or batch.arrived_at >= went_live[-1])
     )
     if factor <= 0 or since < max(factor * trained, config.settings["min_batch_rows"]):
         return None

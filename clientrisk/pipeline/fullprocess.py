@@ -199,6 +199,13 @@ def update(log: RunLog, config, history, live) -> dict:
     logger.info(
         "new batches: %s (%d rows with an outcome)", judging.batch_names(batches), len(rows)
     )
+    stored = sum(batch.labelled_rows for batch in history.batches())
+    if stored < config.settings["min_comparison_rows"]:
+        outcome, reason = retraining.retrain_on_everything(
+            log, config, history, live, batches, stored
+        )
+        history.judge_batches(facts["batches"], log.run_id, outcome)
+        return finish_update(log, config, history, outcome, reason, facts)
     model, live = modelstore.load_deployed_model(config.deploy_dir)
     with log.step("drift check"):
         verdicts = judging.judge(config, history, log, model, live, rows, batches)

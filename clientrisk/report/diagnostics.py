@@ -365,6 +365,8 @@ def run(
             "version": deployment.label,
             "sha256": deployment.manifest["model_sha256"],
             "deployed_at": deployment.manifest.get("deployed_at"),
+            "family": deployment.manifest.get("family", "logistic"),
+            "why": deployment.manifest.get("why"),
         },
         "data": {
             "file": str(config.final_data_file),

@@ -106,6 +106,17 @@ def _shorten(text, length: int = SHOWN_ID_LENGTH) -> str:
     return text if len(text) <= length else text[: length - 1] + "…"
 
 
+def _family_words(manifest: dict) -> str:
+    """Which model family is live, and why it was chosen."""
+    from xml.sax.saxutils import escape
+
+    from clientrisk.model.training import FAMILIES
+
+    family = manifest.get("family", "logistic")
+    why = manifest.get("why")
+    return escape(FAMILIES.get(family, family) + (f" ({why})" if why else ""))
+
+
 def _image(png: bytes, width: float) -> Image:
     image = Image(io.BytesIO(png))
     image.drawHeight = width * image.imageHeight / image.imageWidth
@@ -183,7 +194,7 @@ def build_story(facts: dict) -> list:
             f"F1 of each model on the test data and on new batches, one line per model;"
             f" retrained models kept out are crosses; dotted lines mark deployments. The live model"
             f" was deployed {readable_utc(manifest.get('deployed_at'))} and trained on"
-            f" {_number(manifest.get('training_rows'))} rows.",
+            f" {_number(manifest.get('training_rows'))} rows: {_family_words(manifest)}.",
             small,
         ),
     )
