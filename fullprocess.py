@@ -3,12 +3,15 @@
 1. Nothing deployed yet: bootstrap (ingest, train, score, deploy, then report).
 2. New data? Input files not read before (by name and content), or stored batches that no run
    has judged yet. None: stop, after making the reports again if they are behind the live model.
-3. Ingest, then judge the new rows: the deployed model's F1 on them against its past scores
-   (`drift_check`) and each feature against its training data. Fewer than `min_batch_rows` rows:
-   "insufficient data". No drift: stop, with the batches recorded as judged.
-4. Drift: retrain with a held-out part of the new rows left out, rescore, and deploy the new model
-   only if it is not worse than the deployed one on the test data plus those held-out rows, and
-   only if the model it was judged against is still live (a rollback meanwhile wins).
+3. Ingest, then judge the new rows: is the deployed model still right on them (`drift_check`),
+   would a model fitted on them do better, and each feature against its training data. Fewer
+   than `min_batch_rows` rows: "insufficient data". No drift: stop, with the batches recorded as
+   judged. A store too small for any test (`min_comparison_rows`) learns every new row instead.
+4. Drift: retrain with the recipe (window, age weights, model family) that predicts the newest
+   rows best, compare it with the deployed model row by row on held-out newest rows (or out of
+   fold when too few can be held out), give a stored model that does better back its place, and
+   deploy unless the retrained model is significantly worse, and only if the model it was judged
+   against is still live (a rollback meanwhile wins).
 5. Then diagnostics, reporting and the API calls (an API that does not answer is recorded, not a
    failure).
 

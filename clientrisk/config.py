@@ -90,7 +90,7 @@ SETTINGS = {
     ),
     "keep_versions": Setting(10, "deployments kept (besides the live one and its predecessor)"),
     "tuning_rows": Setting(
-        100_000,
+        20_000,
         "above this many rows, training tunes on a stratified sample of this size (fits on all)",
     ),
     "retrain_growth": Setting(

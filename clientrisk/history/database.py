@@ -25,7 +25,7 @@ from clientrisk.timestamps import utc_now
 BUSY_TIMEOUT_SECONDS = 30
 # Outcome of a run that has started and not finished (yet, or ever: killed).
 RUNNING = "running"
-# The fact noted once an older project's files were taken over (see legacy.py).
+# The fact noted once an older project's files were taken over (see clientrisk/data/takeover.py).
 TAKEN_OVER = "taken_over"
 # Outcomes of runs that did nothing: consecutive ones with the same reason share one row.
 QUIET_OUTCOMES = ("no new data", "busy")

@@ -1,4 +1,4 @@
--- The history database's first schema (migration 1 in history.py; later versions migrate it).
+-- The history database's first schema (migration 1 in database.py; later versions migrate it).
 -- One statement per change of the schema, each ended by a semicolon; no semicolon inside one.
 
 CREATE TABLE batches (
