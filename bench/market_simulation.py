@@ -47,7 +47,7 @@ from clientrisk.data.clientcsv import FEATURES, TARGET, read_labelled_csv
 from clientrisk.deployment import modelstore
 from clientrisk.history.database import open_history
 from clientrisk.model import scoring, training
-from clientrisk.monitoring import drift
+from clientrisk.monitoring import drift, recentfit
 
 LETTERS = np.array(list("abcdefghijklmnopqrstuvwxyz"))
 # Batches per phase, by batch size: (stable, harmless shift, lasting change, return).
@@ -217,18 +217,21 @@ def check_rates(repeats: int, seed: int) -> None:
 
     train = pd.concat(shipped, ignore_index=True).drop_duplicates()
     test = read_labelled_csv(config.test_data_file)
-    model, _ = training.fit_model(train)
+    model, summary = training.fit_model(train)
     reference_rows = drift.with_trend(training.reference_sample(train))
     metrics = scoring.evaluate_model(model, test)
-    reference = {
-        "excess": metrics["log_loss_excess"],
-        "variance": metrics["log_loss_excess_variance"],
-        "rows": metrics["rows"],
-        "dataset": "testdata.csv",
-    }
+    # The calibrated check's reference, as the pipeline keeps it: out of fold on the training rows.
+    reference = summary["check_reference"]
     test_predictions = scoring.predict(model, test)["prediction"]
     rng = np.random.default_rng(seed)
-    names = ["calibrated", *HISTORY_CHECKS, "KS on the 3 columns", "KS with the trend"]
+    names = [
+        "calibrated",
+        "recent model",
+        "either (the default)",
+        *HISTORY_CHECKS,
+        "KS on the 3 columns",
+        "KS with the trend",
+    ]
     print(
         f"\n{repeats} batches per cell; model trained on the shipped data, F1 {metrics['f1']:.3f}"
     )
@@ -245,7 +248,12 @@ def check_rates(repeats: int, seed: int) -> None:
                 verdict = drift.model_still_right(
                     batch[TARGET], predictions["probability"], predictions["prediction"], reference
                 )
+                recent = recentfit.recent_model_check(
+                    model, batch, predictions["probability"].to_numpy()
+                )
                 flags["calibrated"] += verdict["drift"]
+                flags["recent model"] += recent["drift"]
+                flags["either (the default)"] += verdict["drift"] or recent["drift"]
                 for method in HISTORY_CHECKS:
                     flags[method] += drift.score_drift(method, f1, [metrics["f1"]], chance)["drift"]
                 plain = drift.feature_drift(reference_rows, batch, FEATURES)

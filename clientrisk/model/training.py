@@ -576,8 +576,7 @@ def run(
             "half_life_rows": half_life_rows,
             "effective_rows": round(float(weights.sum()), 1) if weights is not None else len(data),
         },
-        "why": why
-        or f"{FAMILIES[family]}, every row weighing the same (trained by hand or at the start)",
+        "why": why or "every row weighing the same, as at the start or by hand",
         "cross_validation": cv_summary,
         "random_seed": RANDOM_SEED,
         "versions": library_versions(),

@@ -114,7 +114,10 @@ def _family_words(manifest: dict) -> str:
 
     family = manifest.get("family", "logistic")
     why = manifest.get("why")
-    return escape(FAMILIES.get(family, family) + (f" ({why})" if why else ""))
+    name = FAMILIES.get(family, family)
+    if why and why.startswith(name):  # a retrain's reason names the family itself
+        return escape(why)
+    return escape(name + (f", {why}" if why else ""))
 
 
 def _image(png: bytes, width: float) -> Image:
