@@ -173,6 +173,18 @@ def test_expected_leavers_is_the_sum_of_probabilities_with_its_spread():
     assert ranking.expected_leavers([0.0, 0.0])["high"] == 0
 
 
+def test_the_expected_leavers_interval_includes_the_models_own_error():
+    """A model learnt from 10,000 rows is right on average only to within its standard error:
+    on 100,000 clients that outweighs chance."""
+    chance_only = ranking.expected_leavers([0.2] * 100_000)
+    both = ranking.expected_leavers([0.2] * 100_000, training_rows=10_000)
+    assert (chance_only["low"], chance_only["high"]) == (19752, 20248)  # 20,000 -/+ 1.96 x 126
+    # sqrt(16,000 + 100,000^2 x 0.16 / 10,000) = 420: 20,000 -/+ 822.
+    assert (both["low"], both["high"]) == (19177, 20823)
+    assert both["includes_model_error"]
+    assert not chance_only["includes_model_error"]
+
+
 @pytest.mark.parametrize("kept", [ranking.KEEP_ENTRIES, 25])
 def test_what_changed_since_the_previous_ranking(deployed, monkeypatch, kept):
     # The history keeps the first `kept` entries of a ranking; a longer list's clients are

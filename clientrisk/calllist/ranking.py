@@ -279,21 +279,27 @@ def _clients_of(config: Config, previous: dict | None, seqs, outcomes):
     return current_clients(config.ingested_dir, through, outcomes)[ID_COLUMN]
 
 
-def expected_leavers(probabilities) -> dict:
+def expected_leavers(probabilities, training_rows: int | None = None) -> dict:
     """The expected number of leavers (the sum of the probabilities) with a 95 % interval.
 
-    The interval is the spread of the count if every probability is right (a sum of independent
-    Bernoulli draws, normal approximation); the model's own error comes on top of it.
+    Two errors make the interval: chance (each client leaves or not as its probability says: a
+    sum of independent Bernoulli draws) and the model's own (its probabilities, learnt from
+    `training_rows` rows, are right on average only up to the standard error of their mean,
+    which for a roster of N clients moves the count by N times it). Without `training_rows`
+    only chance is counted. Normal approximation for both.
     """
     p = np.asarray(probabilities, dtype=float)
     expected = float(p.sum())
-    spread = INTERVAL_Z * math.sqrt(float((p * (1 - p)).sum()))
+    chance = float((p * (1 - p)).sum())
+    model = len(p) ** 2 * float((p * (1 - p)).mean()) / training_rows if training_rows else 0.0
+    spread = INTERVAL_Z * math.sqrt(chance + model) if len(p) else 0.0
     return {
         "clients": len(p),
         "expected": round(expected, 1),
         "low": max(0, math.floor(expected - spread)),
         "high": math.ceil(expected + spread),
         "share": round(expected / len(p), 4) if len(p) else None,
+        "includes_model_error": bool(training_rows),
     }
 
 
@@ -365,7 +371,9 @@ def run(
         "min_effect": MIN_EFFECT,
         "top": top_entries(ranked, typical),
         "changes": changes(previous, ranked, _clients_of(config, previous, seqs, outcomes)),
-        "expected_leavers": expected_leavers(ranked["probability"]),
+        "expected_leavers": expected_leavers(
+            ranked["probability"], deployment.manifest.get("training_rows")
+        ),
         "precision": _test_precision(config, model),
     }
     write_csv(ranked[csv_columns(ranked)], config.model_dir / RANKING_FILE)

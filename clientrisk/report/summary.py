@@ -262,8 +262,13 @@ def _who_to_call(ranked: dict, body, cell) -> list:
     leavers, precision = ranked["expected_leavers"], ranked.get("precision")
     figures = (
         f"<b>{_number(ranked['clients'])}</b> current clients. Expected to leave:"
-        f" <b>{leavers['expected']:,.0f}</b> (95 % interval {leavers['low']:,}–{leavers['high']:,}"
-        f" if the probabilities are right), {leavers['share'] or 0:.1%} of them."
+        f" <b>{leavers['expected']:,.0f}</b> (95 % interval {leavers['low']:,}–{leavers['high']:,},"
+        + (
+            " chance and the model's own error"
+            if leavers.get("includes_model_error")
+            else " if the probabilities are right"
+        )
+        + f"), {leavers['share'] or 0:.1%} of them."
     )
     if precision:
         shares = ", ".join(
