@@ -223,15 +223,27 @@ def calibrate(base, design, target, cv, weights=None):
     )
     sigmoid = calibrated.calibrated_classifiers_[0].calibrators[0]
     probabilities = sigmoid.predict(decision)
-    threshold, f1 = best_f1_threshold(np.asarray(target), probabilities)
+    dataset = f"out-of-fold predictions on {len(probabilities)} training rows"
+    return _with_threshold(calibrated, design, target, probabilities, dataset)
+
+
+def _with_threshold(calibrated, design, target, probabilities, dataset: str):
+    """`calibrated` with the threshold of the best F1 on `probabilities` (its predictions of
+    `target`), that F1, and the drift check's reference from the same predictions.
+
+    Returns:
+        (the classifier with its threshold, the threshold, the F1 there, the check's reference).
+    """
+    target = np.asarray(target)
+    threshold, f1 = best_f1_threshold(target, probabilities)
     tuned = FixedThresholdClassifier(FrozenEstimator(calibrated), threshold=threshold)
-    tuned.fit(design[:2], np.asarray(target)[:2])
+    tuned.fit(design, target)
     excess, variance = log_loss_excess(target, probabilities)
     reference = {
         "excess": round(excess, 6),
         "variance": variance,
         "rows": len(probabilities),
-        "dataset": f"out-of-fold predictions on {len(probabilities)} training rows",
+        "dataset": dataset,
     }
     return tuned, threshold, f1, reference
 
@@ -364,18 +376,15 @@ def fit_large(
         calibrated = CalibratedClassifierCV(FrozenEstimator(final), method="sigmoid")
         calibrated.fit(tuning_design, tuning_target)
         probabilities = calibrated.predict_proba(tuning_design)[:, 1]
-        threshold, f1 = best_f1_threshold(tuning_target, probabilities)
-        tuned = FixedThresholdClassifier(FrozenEstimator(calibrated), threshold=threshold)
-        tuned.fit(tuning_design, tuning_target)
         # A regression of a few dozen coefficients fitted on far more rows than the sample: its
         # excess on the sample is what it shows on new rows of its market.
-        excess, variance = log_loss_excess(tuning_target, probabilities)
-    reference = {
-        "excess": round(excess, 6),
-        "variance": variance,
-        "rows": len(sample),
-        "dataset": f"{len(sample)} training rows (a stratified sample)",
-    }
+        tuned, threshold, f1, reference = _with_threshold(
+            calibrated,
+            tuning_design,
+            tuning_target,
+            probabilities,
+            f"{len(sample)} training rows (a stratified sample)",
+        )
     summary = _cv_summary(params, folds, score, score_std)
     summary.update(
         calibrated=True,

@@ -397,19 +397,41 @@ def retrain_on_everything(log, config, history, live, batches, stored: int):
     history.record_challenger(sha256, log.run_id, "pending")
     with log.step("scoring"):
         scoring.run(config)
+    return _deploy(
+        log,
+        config,
+        history,
+        live,
+        sha256,
+        f"new rows in {batch_names(batches)}; {why}",
+        lambda label: f"{why}; retrained on all {stored} and deployed {label}",
+        f"{why}; but not deployed",
+    )
+
+
+def _deploy(log, config, history, live, sha256, deploy_reason, deployed, not_deployed):
+    """Deploy the retrained model unless what is live changed during this run, and record it.
+
+    Args:
+        deployed: the run's reason once deployed, from the new version's label.
+        not_deployed: the start of the run's reason when what is live changed.
+
+    Returns:
+        (outcome, reason).
+    """
     try:
         with log.step("deployment"):
             result = deploy.deploy_trained_model(
-                config,
-                f"new rows in {batch_names(batches)}; {why}",
-                expected_sha256=sha256,
-                expected_live=live.version,
+                config, deploy_reason, expected_sha256=sha256, expected_live=live.version
             )
     except modelstore.LiveChanged as error:
-        reason = f"{why}; but not deployed: {error} (changed by hand during this run)"
+        reason = (
+            f"{not_deployed}: {error} (changed by hand during this run); the retrained model"
+            " stays in the model folder, kept out"
+        )
         history.record_challenger(sha256, log.run_id, "kept out", reason)
         return "live model changed", reason
-    reason = f"{why}; retrained on all {stored} and deployed {result.deployment.label}"
+    reason = deployed(result.deployment.label)
     history.record_challenger(sha256, log.run_id, "deployed", reason)
     return "redeployed", reason
 
@@ -427,21 +449,13 @@ def decide_deployment(log, config, history, live, cause, batches, trained, compa
         reason = f"{cause}; {scores}: significantly worse; {live.label} stays live"
         history.record_challenger(sha256, log.run_id, "kept out", reason)
         return "challenger kept out", reason
-    try:
-        with log.step("deployment"):
-            result = deploy.deploy_trained_model(
-                config,
-                f"{cause} on {batch_names(batches)}; retrained model {paired['verdict']}",
-                expected_sha256=sha256,
-                expected_live=live.version,
-            )
-    except modelstore.LiveChanged as error:
-        reason = (
-            f"{cause}; {scores}, but not deployed: {error} (changed by hand during this run);"
-            " the retrained model stays in the model folder, kept out"
-        )
-        history.record_challenger(sha256, log.run_id, "kept out", reason)
-        return "live model changed", reason
-    reason = f"{cause}; {scores}: {paired['verdict']}; {result.deployment.label} is live"
-    history.record_challenger(sha256, log.run_id, "deployed", reason)
-    return "redeployed", reason
+    return _deploy(
+        log,
+        config,
+        history,
+        live,
+        sha256,
+        f"{cause} on {batch_names(batches)}; retrained model {paired['verdict']}",
+        lambda label: f"{cause}; {scores}: {paired['verdict']}; {label} is live",
+        f"{cause}; {scores}, but not deployed",
+    )
