@@ -143,3 +143,42 @@ def test_the_deployed_model_on_a_harmless_shift_and_on_a_real_change(deployed, m
         batch[TARGET], predictions["probability"], predictions["prediction"], reference
     )
     assert verdict["drift"] == drifts
+
+
+@pytest.mark.parametrize(
+    ("market", "drifts"),
+    [("usual", False), ("bigger", False), ("relation-mild", True), ("combined", True)],
+)
+def test_a_model_fitted_on_the_new_rows_finds_what_the_deployed_one_cannot_see(
+    deployed, market, drifts
+):
+    """Unchanged or harmlessly shifted rows: the deployed model's own log-odds say all there is.
+    A moved relation, or exits that follow small size and falling activity together: a small
+    model fitted on the rows themselves predicts them better, out of fold."""
+    from clientrisk.deployment import modelstore
+    from clientrisk.monitoring import recentfit
+
+    model, _ = modelstore.load_deployed_model(deployed.config.deploy_dir)
+    rng = np.random.default_rng(8)
+    codes = generate_data.client_codes(rng, 2000)
+    batch = generate_data.simulate_clients(rng, codes, market=generate_data.MARKETS[market])
+    verdict = recentfit.recent_model_check(model, batch.astype(dict.fromkeys(FEATURES, float)))
+    assert verdict["available"]
+    assert verdict["drift"] == drifts, verdict["basis"]
+
+
+def test_the_recent_model_check_needs_rows_of_both_outcomes(deployed):
+    from clientrisk.deployment import modelstore
+    from clientrisk.monitoring import recentfit
+
+    model, _ = modelstore.load_deployed_model(deployed.config.deploy_dir)
+    rng = np.random.default_rng(9)
+    batch = generate_data.simulate_clients(rng, generate_data.client_codes(rng, 200))
+    batch[TARGET] = 0
+    batch.loc[batch.index[:3], TARGET] = 1
+    verdict = recentfit.recent_model_check(model, batch.astype(dict.fromkeys(FEATURES, float)))
+    assert verdict == {
+        "available": False,
+        "drift": False,
+        "basis": "too few rows of an outcome (3) to fit a model on them",
+    }

@@ -8,7 +8,8 @@ the rest (five folds), from the deployed model's own log-odds together with the 
 squares and the products of each pair. Where the deployed model is right, the log-odds already
 say all there is and the small model, which must also learn their weight, does a shade worse;
 where the market moved, or holds a structure the deployed model cannot represent, it does
-better. The two are compared row by row by log loss (a paired test, one-sided at `ALPHA`).
+better. The two are compared row by row by log loss (a paired test, one-sided at `ALPHA`, with a
+margin of `TOLERANCE`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ from clientrisk.monitoring.drift import PROBABILITY_FLOOR
 
 FOLDS = 5
 ALPHA = 0.025
+# The small model must be better by more than this (nats, about 1 % of the log loss): a deployed
+# model is never exactly right, and with no margin a large batch flags any slight misfit, such as
+# that of a model trained on fewer rows than the batch holds, on clients it saw few of.
+TOLERANCE = 0.005
 # Strength of the small model's regularisation, on standardised columns.
 C = 1.0
 # Rows the small model learns from at most (a random sample of larger batches).
@@ -92,12 +97,14 @@ def recent_model_check(model, rows: pd.DataFrame, probabilities=None) -> dict:
     difference = losses(small) - losses(p)
     mean = float(difference.mean())
     error = float(difference.std(ddof=1) / np.sqrt(len(difference)))
-    p_better = float(norm.cdf(mean / error)) if error > 0 else float(mean < 0)
+    margin = mean + TOLERANCE
+    p_better = float(norm.cdf(margin / error)) if error > 0 else float(margin < 0)
     drift = p_better < ALPHA
     basis = (
         f"a model fitted on these rows predicts them with log loss {losses(small).mean():.4f}"
         f" out of fold against the deployed model's {losses(p).mean():.4f}"
-        f" (difference {mean:+.4f} ± {error:.4f}, p = {p_better:.3g}"
+        f" (difference {mean:+.4f} ± {error:.4f}; better by more than {TOLERANCE} is drift,"
+        f" p = {p_better:.3g}"
         + ("; better: the market moved or holds what the model cannot see)" if drift else ")")
     )
     return {
@@ -110,5 +117,6 @@ def recent_model_check(model, rows: pd.DataFrame, probabilities=None) -> dict:
         "standard_error": round(error, 6),
         "p_better": round(p_better, 6),
         "alpha": ALPHA,
+        "tolerance": TOLERANCE,
         "basis": basis,
     }
