@@ -15,8 +15,14 @@ changes (detections), for a model trained on the shipped data, --repeats batches
 Scenarios (`--scenario`): `sudden` (the phases above), `creeping` (the relation moves from the
 usual market to --change a tenth of the way with each of ten batches, then stays for three),
 `combined` (exits start to follow a combination of features: small clients whose activity fell),
-`rate` (only the exit rate rises), and `quiet-big` (large clients who use the service little
-leave: kept for validation only, never looked at while choosing the system's settings).
+`rate` (only the exit rate rises), `stable` (ten unchanged batches, then ten harmlessly shifted),
+and `quiet-big` (large clients who use the service little leave: kept for validation only, never
+looked at while choosing the system's settings).
+
+After each batch: the outcome of the run, the live model (family, window, half-life), its F1 and
+log loss against the best, the exit rate it forecasts for the market against the true rate, and
+how often its expected-leavers interval holds the real count, over ROSTERS rosters of
+ROSTER_ROWS clients of the market drawn from the evaluation rows.
 
 Usage: python bench/market_simulation.py [--rows 100 1000] [--change relation-strong]
        [--scenario sudden] [--batches] [--checks] [--repeats 200]
@@ -42,18 +48,20 @@ sys.path[:0] = [str(PROJECT_DIR), str(PROJECT_DIR / "scripts")]
 
 import fullprocess
 import generate_data
+from clientrisk.calllist import ranking
 from clientrisk.config import HISTORY_CHECKS, load_config
 from clientrisk.data.clientcsv import FEATURES, TARGET, read_labelled_csv
 from clientrisk.deployment import modelstore
 from clientrisk.history.database import open_history
 from clientrisk.model import scoring, training
-from clientrisk.monitoring import drift, recentfit
+from clientrisk.monitoring import drift, judging, recentfit
 
 LETTERS = np.array(list("abcdefghijklmnopqrstuvwxyz"))
 # Batches per phase, by batch size: (stable, harmless shift, lasting change, return).
 PHASES = {100: (5, 5, 20, 20), 1000: (3, 3, 6, 6)}
 EVALUATION_ROWS = 5000
 BEST_TRAINING_ROWS = 20_000
+ROSTERS, ROSTER_ROWS = 200, 1000
 CHECK_SIZES = (20, 100, 1000)
 CHECK_MARKETS = {
     "unchanged": "usual",
@@ -99,6 +107,8 @@ def scenario_plan(scenario: str, rows: int, change: str) -> list[tuple[str, str]
         steps = 10
         creep = [(between("usual", change, (n + 1) / steps), "creeping") for n in range(steps)]
         return [("usual", "stable")] * stable + creep + [(change, "after")] * 3
+    if scenario == "stable":
+        return [("usual", "stable")] * 10 + [("bigger", "shift")] * 10
     if scenario == "rate":
         generate_data.MARKETS["rate"] = generate_data.Market(intercept=-1.6)
         return [("usual", "stable")] * stable + [("rate", "change")] * lasting
@@ -116,6 +126,22 @@ def quality(model, evaluation) -> tuple[float, float]:
     return scoring.evaluate_model(model, evaluation)["f1"], log_loss(
         evaluation[TARGET], probabilities
     )
+
+
+def interval_coverage(config, model, live, evaluation, rng) -> float:
+    """How often the expected-leavers interval of the list holds the real count, on rosters of
+    ROSTER_ROWS clients drawn from `evaluation`."""
+    probabilities = scoring.predict(model, evaluation)["probability"].to_numpy()
+    truth = evaluation[TARGET].to_numpy()
+    with open_history(config.history_path) as history:
+        calibration = judging.latest_calibration(config, history, live)
+    rows = ranking.effective_training_rows(live.manifest)
+    held = 0
+    for _ in range(ROSTERS):
+        roster = rng.choice(len(evaluation), ROSTER_ROWS, replace=False)
+        interval = ranking.expected_leavers(probabilities[roster], rows, calibration)
+        held += interval["low"] <= truth[roster].sum() <= interval["high"]
+    return held / ROSTERS
 
 
 # --- part 1: the pipeline through a changing market -------------------------------------------
@@ -156,6 +182,8 @@ def simulate(rows: int, plan, best: dict, evaluation: dict, seed: int) -> list[d
             seconds = time.perf_counter() - started
             model, live = modelstore.load_deployed_model(config.deploy_dir)
             f1, loss = quality(model, evaluation[market])
+            forecast = scoring.predict(model, evaluation[market])["probability"].mean()
+            coverage = interval_coverage(config, model, live, evaluation[market], rng)
             lines.append(
                 {
                     "batch": number,
@@ -170,6 +198,8 @@ def simulate(rows: int, plan, best: dict, evaluation: dict, seed: int) -> list[d
                     "f1_ratio": f1 / best[market][0],
                     "log_loss": loss,
                     "best_log_loss": best[market][1],
+                    "rate_ratio": forecast / evaluation[market][TARGET].mean(),
+                    "coverage": coverage,
                     "seconds": seconds,
                     "reason": result["reason"],
                 }
@@ -185,6 +215,7 @@ def format_line(rows: int, line: dict) -> str:
         + (f", half-life {line['half_life']:,}" if line["half_life"] else "")
         + f") | {line['f1']:.3f} |"
         f" {line['f1_ratio']:.2f} | {line['log_loss']:.3f} / {line['best_log_loss']:.3f} |"
+        f" {line['rate_ratio']:.2f} | {line['coverage']:.0%} |"
     )
 
 
@@ -203,8 +234,14 @@ def summarise(rows: int, lines: list[dict]) -> None:
         print(
             f"  {phase:<7} F1 of the best: min {min(ratios):.2f}, mean {np.mean(ratios):.2f};"
             f" from batch {min(window, len(ratios))} of the phase on: min {min(after):.2f};"
-            f" retrains {retrains} of {len(items)} batches"
+            f" retrains {retrains} of {len(items)} batches; exit rate forecast at the end"
+            f" {items[-1]['rate_ratio']:.2f} of the true; interval holds the count"
+            f" {np.mean([item['coverage'] for item in items]):.0%} of the time"
         )
+    print("  why each retrain:")
+    for line in lines:
+        if line["outcome"] in ("redeployed", "challenger kept out"):
+            print(f"    batch {line['batch']}: {line['reason'][:220]}")
 
 
 # --- part 2: the checks ------------------------------------------------------------------------
@@ -295,7 +332,7 @@ def main() -> int:
     parser.add_argument(
         "--scenario",
         default="sudden",
-        choices=("sudden", "creeping", "combined", "rate", "quiet-big"),
+        choices=("sudden", "creeping", "combined", "rate", "stable", "quiet-big"),
     )
     parser.add_argument("--batches", action="store_true", help="part 1 only")
     parser.add_argument("--checks", action="store_true", help="part 2 only")
@@ -310,8 +347,9 @@ def main() -> int:
         markets = sorted({market for plan in plans.values() for market, _ in plan})
         best, evaluation = best_models(markets, args.seed)
         columns = ("Rows", "Batch", "Phase (market)", "Outcome", "Live model", "F1", "of best")
-        print("| " + " | ".join(columns) + " | Log loss / best |")
-        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        columns += ("Log loss / best", "Exit rate / true", "Interval holds")
+        print("| " + " | ".join(columns) + " |")
+        print("|" + " --- |" * len(columns))
         results = {}
         for rows in args.rows:
             results[rows] = simulate(rows, plans[rows], best, evaluation, args.seed + rows)

@@ -185,6 +185,27 @@ def test_the_expected_leavers_interval_includes_the_models_own_error():
     assert not chance_only["includes_model_error"]
 
 
+def test_the_interval_widens_while_a_drift_is_unresolved_and_says_so():
+    """The live model forecast 20 % of the newest 1,000 clients to leave and 30 % did: the list
+    made before a retrain resolves it counts that error, and says why."""
+    quiet = {"rows": 1000, "expected_rate": 0.2, "observed_rate": 0.205, "batches": "7"}
+    plain = ranking.expected_leavers([0.2] * 10_000, 10_000)
+    within_chance = ranking.expected_leavers([0.2] * 10_000, 10_000, {**quiet, "drift": False})
+    assert (within_chance["low"], within_chance["high"]) == (plain["low"], plain["high"])
+    assert within_chance["widened"] is None
+
+    drifted = {**quiet, "observed_rate": 0.3, "drift": True}
+    wide = ranking.expected_leavers([0.2] * 10_000, 10_000, drifted)
+    # The count may be 50 % off: 2,000 -/+ 1.96 x sqrt(1,600 + 1,600 + 1,000^2) = 1,963.
+    assert (wide["low"], wide["high"]) == (36, 3964)
+    assert "forecast 50 % too few leavers" in wide["widened"]
+    assert "not yet resolved" in wide["widened"]
+
+    # Off by more than chance makes, without a drift verdict: counted too.
+    off = ranking.expected_leavers([0.2] * 10_000, 10_000, {**drifted, "drift": False})
+    assert "more than chance" in off["widened"]
+
+
 @pytest.mark.parametrize("kept", [ranking.KEEP_ENTRIES, 25])
 def test_what_changed_since_the_previous_ranking(deployed, monkeypatch, kept):
     # The history keeps the first `kept` entries of a ranking; a longer list's clients are

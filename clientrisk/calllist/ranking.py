@@ -43,6 +43,7 @@ from clientrisk.deployment import modelstore
 from clientrisk.errors import DataError
 from clientrisk.history.database import open_history
 from clientrisk.model import scoring
+from clientrisk.monitoring import judging
 from clientrisk.timestamps import utc_now
 
 logger = logging.getLogger(__name__)
@@ -279,20 +280,28 @@ def _clients_of(config: Config, previous: dict | None, seqs, outcomes):
     return current_clients(config.ingested_dir, through, outcomes)[ID_COLUMN]
 
 
-def expected_leavers(probabilities, training_rows: int | None = None) -> dict:
+def expected_leavers(
+    probabilities, training_rows: float | None = None, calibration: dict | None = None
+) -> dict:
     """The expected number of leavers (the sum of the probabilities) with a 95 % interval.
 
-    Two errors make the interval: chance (each client leaves or not as its probability says: a
-    sum of independent Bernoulli draws) and the model's own (its probabilities, learnt from
-    `training_rows` rows, are right on average only up to the standard error of their mean,
-    which for a roster of N clients moves the count by N times it). Without `training_rows`
-    only chance is counted. Normal approximation for both.
+    Three errors make the interval: chance (each client leaves or not as its probability says:
+    a sum of independent Bernoulli draws); the model's own (its probabilities, learnt from
+    `training_rows` rows, or as many as their age weights amount to, are right on average only
+    up to the standard error of their mean, which for a roster of N clients moves the count by
+    N times it); and how far the model was off on the newest rows it was judged on
+    (`calibration`, judging.latest_calibration): the relative error of its forecast count
+    there, when that error is more than chance would make, or whenever that judgement found a
+    drift still unresolved; the interval then widens by that share of the count and says so.
+    Without `training_rows` only chance is counted. Normal approximation throughout.
     """
     p = np.asarray(probabilities, dtype=float)
     expected = float(p.sum())
     chance = float((p * (1 - p)).sum())
     model = len(p) ** 2 * float((p * (1 - p)).mean()) / training_rows if training_rows else 0.0
-    spread = INTERVAL_Z * math.sqrt(chance + model) if len(p) else 0.0
+    off, note = _calibration_error(calibration)
+    variance = chance + model + (off * expected) ** 2
+    spread = INTERVAL_Z * math.sqrt(variance) if len(p) else 0.0
     return {
         "clients": len(p),
         "expected": round(expected, 1),
@@ -300,7 +309,37 @@ def expected_leavers(probabilities, training_rows: int | None = None) -> dict:
         "high": math.ceil(expected + spread),
         "share": round(expected / len(p), 4) if len(p) else None,
         "includes_model_error": bool(training_rows),
+        "widened": note,
     }
+
+
+def _calibration_error(calibration: dict | None) -> tuple[float, str | None]:
+    """(relative error of the forecast count on the newest judged rows, why it counts) or
+    (0, None) when it is within chance and no unresolved drift was found there."""
+    if not calibration or not calibration.get("expected_rate"):
+        return 0.0, None
+    rows, expected, observed = (
+        calibration["rows"],
+        calibration["expected_rate"],
+        calibration["observed_rate"],
+    )
+    off = observed / expected - 1
+    noise = math.sqrt(expected * (1 - expected) / rows) / expected if rows else math.inf
+    if not calibration.get("drift") and abs(off) <= INTERVAL_Z * noise:
+        return 0.0, None
+    words = "too few" if off >= 0 else "too many"
+    why = (
+        "a drift found there is not yet resolved"
+        if calibration.get("drift")
+        else "more than chance would make"
+    )
+    if calibration.get("drift"):
+        off = max(abs(off), noise)
+    return abs(off), (
+        f"widened: on the {rows:,} newest clients with an outcome (batches"
+        f" {calibration['batches']}) the model forecast {abs(off) * 100:.0f} % {words}"
+        f" leavers; {why}"
+    )
 
 
 def precision_at(model, test: pd.DataFrame) -> dict:
@@ -354,6 +393,7 @@ def run(
     with open_history(config.history_path) as history:
         batches = history.batches()
         previous = next(iter(history.rankings(limit=1)), None)
+        calibration = judging.latest_calibration(config, history, deployment)
     if not batches:
         raise DataError(f"{config.ingested_dir}: no ingested data; run ingestion.py first")
     seqs = [batch.seq for batch in batches]
@@ -372,7 +412,7 @@ def run(
         "top": top_entries(ranked, typical),
         "changes": changes(previous, ranked, _clients_of(config, previous, seqs, outcomes)),
         "expected_leavers": expected_leavers(
-            ranked["probability"], deployment.manifest.get("training_rows")
+            ranked["probability"], effective_training_rows(deployment.manifest), calibration
         ),
         "precision": _test_precision(config, model),
     }
@@ -396,6 +436,12 @@ def run(
         _refresh_diagnostics(config, summary)
     logger.debug("ranked %d current clients -> %s", len(ranked), config.model_dir / RANKING_FILE)
     return RankingResult(summary, path)
+
+
+def effective_training_rows(manifest: dict) -> float | None:
+    """The rows a model learnt from, as many as their age weights amount to when weighted."""
+    weighting = manifest.get("weighting") or {}
+    return weighting.get("effective_rows") or manifest.get("training_rows")
 
 
 def _test_precision(config: Config, model) -> dict | None:

@@ -110,6 +110,7 @@ def evaluate_model(model, data: pd.DataFrame) -> dict:
         "confusion": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)},
         "rows": len(truth),
         "exited_rate": round(float(truth.mean()), 6),
+        "mean_probability": round(float(probabilities.mean()), 6),
     }
 
 

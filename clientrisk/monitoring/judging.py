@@ -159,21 +159,51 @@ def judge(config, history, log, model, deployment, rows, batches) -> dict:
     return {"model_drift": verdict, "data_drift": features}
 
 
+def went_live_at(config, live) -> str | None:
+    """When the live model last went live (its deployment or a rollback to it), or None."""
+    times = [
+        change["time"]
+        for change in modelstore.read_history(config.deploy_dir)
+        if change.get("to_version") == live.label and change.get("time")
+    ]
+    return times[-1] if times else None
+
+
+def latest_calibration(config, history, live) -> dict | None:
+    """How the live model's forecast exit rate compared with the real one on the newest rows it
+    was judged on since it went live (None before any): the leavers it expected and those who
+    left, and whether that judgement found drift, still unresolved while the model is live."""
+    since = went_live_at(config, live)
+    sha256 = live.manifest["model_sha256"]
+    for check in history.drift_checks(limit=50):
+        if check["kind"] != "model" or check["model_sha256"] != sha256:
+            continue
+        if since and check["checked_at"] < since:
+            return None
+        metrics = check["detail"].get("metrics") or {}
+        if "mean_probability" not in metrics:
+            continue
+        return {
+            "rows": metrics["rows"],
+            "expected_rate": metrics["mean_probability"],
+            "observed_rate": metrics["exited_rate"],
+            "drift": check["verdict"] == "drift",
+            "batches": check["batches"],
+        }
+    return None
+
+
 def growth_due(config, history, live) -> str | None:
     """Why the live model should learn from the data that arrived since its training, or None:
     as many rows as it was trained on (times `retrain_growth`) have arrived since."""
     factor = config.settings["retrain_growth"]
     trained = live.manifest.get("training_rows") or 0
     # A model made live again (a returning market) counts what arrived since it went live.
-    went_live = [
-        change["time"]
-        for change in modelstore.read_history(config.deploy_dir)
-        if change.get("to_version") == live.label and change.get("time")
-    ]
+    went_live = went_live_at(config, live)
     since = sum(
         batch.labelled_rows
         for batch in history.batches()
-        if batch.seq > live.through_batch and (not went_live or batch.arrived_at >= went_live[-1])
+        if batch.seq > live.through_batch and (not went_live or batch.arrived_at >= went_live)
     )
     if factor <= 0 or since < max(factor * trained, config.settings["min_batch_rows"]):
         return None

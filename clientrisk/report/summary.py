@@ -269,6 +269,7 @@ def _who_to_call(ranked: dict, body, cell) -> list:
             else " if the probabilities are right"
         )
         + f"), {leavers['share'] or 0:.1%} of them."
+        + (f" The interval is {leavers['widened']}." if leavers.get("widened") else "")
     )
     if precision:
         shares = ", ".join(
