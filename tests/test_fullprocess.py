@@ -8,6 +8,7 @@ import pytest
 
 import fullprocess
 import generate_data
+import ingestion
 from clientrisk.atomicfiles import exclusive_lock
 from clientrisk.config import PROJECT_DIR
 from clientrisk.deployment import modelstore
@@ -333,6 +334,28 @@ def test_as_much_new_data_as_the_model_learnt_from_retrains_it(diagnosed):
     )
     assert record["outcome"] in {"redeployed", "challenger kept out"}
     assert record["newest"] == {"batches": [3], "rows": 700}
+
+
+def test_a_model_weighed_by_age_counts_the_rows_its_weights_amount_to(diagnosed):
+    """A model that learnt from 600 rows, weighed down by age to as many as 250, is due to learn
+    from the 300 that arrived since; unweighted, it is not."""
+    from clientrisk.monitoring import judging
+
+    diagnosed.write_input("more.csv", client_rows(300, seed=33))
+    ingestion.main(diagnosed.args())
+    config = diagnosed.config
+    _, deployment = modelstore.load_deployed_model(config.deploy_dir)
+    weighted = deployment._replace(
+        manifest={
+            **deployment.manifest,
+            "weighting": {"half_life_rows": 100, "effective_rows": 250.4},
+        },
+    )
+    with open_history(config.history_path) as history:
+        assert judging.growth_due(config, history, deployment) is None
+        due = judging.growth_due(config, history, weighted)
+    assert due.startswith("300 rows with an outcome arrived since v0001 was trained on 250")
+    assert "(by their age weights)" in due
 
 
 def test_a_drifted_batch_never_enters_the_history_checks_baseline(diagnosed, worse_challengers):

@@ -195,9 +195,12 @@ def latest_calibration(config, history, live) -> dict | None:
 
 def growth_due(config, history, live) -> str | None:
     """Why the live model should learn from the data that arrived since its training, or None:
-    as many rows as it was trained on (times `retrain_growth`) have arrived since."""
+    as many rows as it was trained on (times `retrain_growth`) have arrived since. A model whose
+    rows were weighed down by age learnt from as many as their weights amount to: after a
+    change, the new market's rows soon outnumber what it knew of it."""
     factor = config.settings["retrain_growth"]
-    trained = live.manifest.get("training_rows") or 0
+    weighting = live.manifest.get("weighting") or {}
+    trained = round(weighting.get("effective_rows") or live.manifest.get("training_rows") or 0)
     # A model made live again (a returning market) counts what arrived since it went live.
     went_live = went_live_at(config, live)
     since = sum(
@@ -209,7 +212,8 @@ def growth_due(config, history, live) -> str | None:
         return None
     return (
         f"{since} rows with an outcome arrived since {live.label} was trained on {trained}"
-        f" (retrain_growth {factor:g})"
+        + (" (by their age weights)" if weighting.get("half_life_rows") else "")
+        + f" (retrain_growth {factor:g})"
     )
 
 
