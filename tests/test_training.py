@@ -332,3 +332,40 @@ def test_a_sample_too_small_for_the_rarer_outcome_tunes_on_every_row():
     assert "tuning_rows" not in summary
     assert summary["calibrated"]
     assert model.predict_proba(rare[list(FEATURES)]).shape == (len(rare), 2)
+
+
+@pytest.mark.parametrize("tuning_rows", [20_000, 2_000])  # calibrated out of fold; on a sample
+def test_a_model_weighed_by_age_forecasts_the_exit_rate_of_the_market_it_weighs_most(tuning_rows):
+    """Old rows of a market where few left, weighed almost to nothing, and new rows of one where
+    many leave: the probabilities, their calibration and threshold follow the new market."""
+    import generate_data
+
+    rng = np.random.default_rng(41)
+    old = generate_data.simulate_clients(
+        rng, generate_data.client_codes(rng, 4000), market=generate_data.Market()
+    )
+    many_leave = generate_data.Market(intercept=-1.0)
+    new = generate_data.simulate_clients(
+        rng, generate_data.client_codes(rng, 2000), market=many_leave
+    )
+    fresh = generate_data.simulate_clients(
+        rng, generate_data.client_codes(rng, 5000), market=many_leave
+    )
+    data = pd.concat([old, new], ignore_index=True)
+    weights = np.r_[np.full(len(old), 0.001), np.ones(len(new))]
+    model, summary = fit_model(data, tuning_rows, weights=weights)
+    forecast = scoring.predict(model, fresh)["probability"].mean()
+    assert old["exited"].mean() < 0.7 * fresh["exited"].mean()  # the markets differ
+    assert forecast == pytest.approx(fresh["exited"].mean(), rel=0.1)
+    assert "weighed by age" in summary["check_reference"]["dataset"]
+
+
+def test_the_best_threshold_counts_each_row_with_its_weight():
+    truth = np.array([1, 0, 1, 0])
+    probabilities = np.array([0.9, 0.8, 0.7, 0.1])
+    assert best_f1_threshold(truth, probabilities) == pytest.approx((0.7, 0.8))
+    # The second leaver hardly counts: flagging the first alone is best.
+    weights = np.array([1.0, 1.0, 0.01, 1.0])
+    threshold, f1 = best_f1_threshold(truth, probabilities, weights)
+    assert threshold == 0.9
+    assert f1 == pytest.approx(2 / 2.01)

@@ -224,21 +224,25 @@ def calibrate(base, design, target, cv, weights=None):
     sigmoid = calibrated.calibrated_classifiers_[0].calibrators[0]
     probabilities = sigmoid.predict(decision)
     dataset = f"out-of-fold predictions on {len(probabilities)} training rows"
-    return _with_threshold(calibrated, design, target, probabilities, dataset)
+    return _with_threshold(calibrated, design, target, probabilities, dataset, weights)
 
 
-def _with_threshold(calibrated, design, target, probabilities, dataset: str):
+def _with_threshold(calibrated, design, target, probabilities, dataset: str, weights=None):
     """`calibrated` with the threshold of the best F1 on `probabilities` (its predictions of
-    `target`), that F1, and the drift check's reference from the same predictions.
+    `target`), that F1, and the drift check's reference from the same predictions, each row
+    counting with its weight (rows weighed by age: the threshold and the reference are those of
+    the market the model learnt most from).
 
     Returns:
         (the classifier with its threshold, the threshold, the F1 there, the check's reference).
     """
     target = np.asarray(target)
-    threshold, f1 = best_f1_threshold(target, probabilities)
+    threshold, f1 = best_f1_threshold(target, probabilities, weights)
     tuned = FixedThresholdClassifier(FrozenEstimator(calibrated), threshold=threshold)
     tuned.fit(design, target)
-    excess, variance = log_loss_excess(target, probabilities)
+    excess, variance = log_loss_excess(target, probabilities, weights)
+    if weights is not None:
+        dataset += " weighed by age"
     reference = {
         "excess": round(excess, 6),
         "variance": variance,
@@ -374,7 +378,9 @@ def fit_large(
         del design
         params = {f"model__{key}": value for key, value in best.items()}
         calibrated = CalibratedClassifierCV(FrozenEstimator(final), method="sigmoid")
-        calibrated.fit(tuning_design, tuning_target)
+        # The regression is fitted already: the weights are for the calibration alone, as meant.
+        warnings.filterwarnings("ignore", message="Since FrozenEstimator does not appear")
+        calibrated.fit(tuning_design, tuning_target, **fit_weights)
         probabilities = calibrated.predict_proba(tuning_design)[:, 1]
         # A regression of a few dozen coefficients fitted on far more rows than the sample: its
         # excess on the sample is what it shows on new rows of its market.
@@ -384,6 +390,7 @@ def fit_large(
             tuning_target,
             probabilities,
             f"{len(sample)} training rows (a stratified sample)",
+            tuning_weights,
         )
     summary = _cv_summary(params, folds, score, score_std)
     summary.update(
@@ -416,16 +423,20 @@ def stratified_sample(target: np.ndarray, size: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(chosen))
 
 
-def best_f1_threshold(truth: np.ndarray, probabilities: np.ndarray) -> tuple[float, float]:
-    """The probability from which flagging a client gives the best F1 on these rows, and that F1.
+def best_f1_threshold(
+    truth: np.ndarray, probabilities: np.ndarray, weights: np.ndarray | None = None
+) -> tuple[float, float]:
+    """The probability from which flagging a client gives the best F1 on these rows, and that F1
+    (each row counting with its weight, when given).
 
     Every distinct probability is a candidate: rows sorted by probability, the counts of true and
     false alarms above each cut are running sums.
     """
     order = np.argsort(-probabilities, kind="stable")
-    ranked, hits = probabilities[order], truth[order].astype(float)
+    counts = np.ones(len(order)) if weights is None else np.asarray(weights, float)[order]
+    ranked, hits = probabilities[order], truth[order].astype(float) * counts
     true_alarms = np.cumsum(hits)
-    flagged = np.arange(1, len(ranked) + 1)
+    flagged = np.cumsum(counts)
     last_of_value = np.r_[ranked[1:] != ranked[:-1], True]
     f1 = 2 * true_alarms / (flagged + hits.sum())
     f1[~last_of_value] = -1

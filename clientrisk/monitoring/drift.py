@@ -217,18 +217,22 @@ EXACT_SIMULATION_ROWS = 5000
 PROBABILITY_FLOOR = 1e-6
 
 
-def log_loss_excess(labels, probabilities):
+def log_loss_excess(labels, probabilities, weights=None):
     """How much the log loss exceeds what the probabilities themselves expect.
+
+    Args:
+        weights: one per row (rows weighed by age), or None for equal weights.
 
     Returns:
         (mean excess, its variance if the labels followed the probabilities).
     """
     y = np.asarray(labels, dtype=float)
     p = np.clip(np.asarray(probabilities, dtype=float), PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
+    w = np.ones_like(p) if weights is None else np.asarray(weights, dtype=float)
     loss = -(y * np.log(p) + (1 - y) * np.log(1 - p))
     entropy = -(p * np.log(p) + (1 - p) * np.log(1 - p))
-    variance = float(np.sum(p * (1 - p) * np.log(p / (1 - p)) ** 2)) / len(p) ** 2
-    return float(np.mean(loss - entropy)), variance
+    variance = float(np.sum(w**2 * p * (1 - p) * np.log(p / (1 - p)) ** 2)) / w.sum() ** 2
+    return float(np.sum(w * (loss - entropy)) / w.sum()), variance
 
 
 def simulate_batch(probabilities, predictions, simulations: int = SIMULATIONS, seed: int = 0):
