@@ -182,3 +182,36 @@ def test_the_recent_model_check_needs_rows_of_both_outcomes(deployed):
         "drift": False,
         "basis": "too few rows of an outcome (3) to fit a model on them",
     }
+
+
+@pytest.mark.parametrize("seed", [0, 2])
+def test_a_retrain_after_a_change_of_the_exit_rate_alone_learns_from_the_new_rows(seed):
+    """3,000 rows of the usual market and 700 newer ones where more leave for the same figures:
+    every window with the old rows predicts each new row about as well by log loss but forecasts
+    too few leavers, so the retrain learns from the new rows alone."""
+    from clientrisk.monitoring import retraining
+
+    rng = np.random.default_rng(seed)
+
+    def rows(count, market, batch):
+        frame = generate_data.simulate_clients(
+            rng, generate_data.client_codes(rng, count), market=market
+        )
+        return frame.assign(batch=batch)
+
+    more_leave = generate_data.Market(intercept=-1.6)
+    data = pd.concat(
+        [rows(3000, generate_data.Market(), 1), rows(700, more_leave, 2)], ignore_index=True
+    )
+    recipe, summary, _ = retraining.choose_window(data, data[data.batch == 2], [1, 2], 1.0, 20000)
+    assert recipe["from_batch"] == 2
+    assert recipe["half_life_rows"] is None
+    assert "from batch 1" in summary["count_off"]
+
+
+def test_a_forecast_count_within_chance():
+    from clientrisk.monitoring.retraining import count_within_chance
+
+    probabilities = np.full(1000, 0.2)  # 200 expected, chance spread 12.6
+    assert count_within_chance(np.r_[np.ones(220), np.zeros(780)], probabilities)
+    assert not count_within_chance(np.r_[np.ones(230), np.zeros(770)], probabilities)

@@ -38,6 +38,8 @@ UNRESOLVED = ("too few rows to compare", "challenger kept out", "live model chan
 WINDOW_FOLDS = 5
 # Half-lives of the age weights a retrain may choose, in rows with an outcome.
 HALF_LIVES_ROWS = (1_000, 3_000, 10_000)
+# Two-sided 5 %: how far a recipe's forecast count of leavers on the newest rows may be off.
+COUNT_Z = 1.96
 
 
 def split_newest(rows):
@@ -85,17 +87,29 @@ def _log_losses(target, probabilities) -> np.ndarray:
     return -(target * np.log(p) + (1 - target) * np.log(1 - p))
 
 
-def _within_one_error(losses: dict, order: list):
+def _within_one_error(losses: dict, order: list, counts_right: dict | None = None):
     """The first of `order` whose paired difference from the best is within one standard error
-    of it (the simplest recipe the data cannot tell from the best)."""
+    of it (the simplest recipe the data cannot tell from the best). Where `counts_right` says
+    some recipes forecast as many leavers on these rows as left, to within chance, only those
+    compete."""
     means = {key: float(np.mean(values)) for key, values in losses.items()}
-    best = min(means, key=means.get)
-    for key in order:
+    competing = [key for key in order if counts_right is None or counts_right[key]] or order
+    best = min(competing, key=means.get)
+    for key in competing:
         difference = np.asarray(losses[key]) - np.asarray(losses[best])
         error = float(np.std(difference, ddof=1) / np.sqrt(len(difference)))
         if difference.mean() <= error:
             return key, means
     return best, means
+
+
+def count_within_chance(target, probabilities) -> bool:
+    """Whether the leavers that `probabilities` forecast on these rows are as many as left, to
+    within chance (two-sided, 5 %). A recipe that mixes an old market in can predict each row
+    about as well by log loss while getting the count wrong: only the exit rate moved, say."""
+    p = np.asarray(probabilities, dtype=float)
+    spread = float(np.sqrt(np.sum(p * (1 - p))))
+    return abs(float(np.sum(target) - p.sum())) <= COUNT_Z * max(spread, 1e-9)
 
 
 def choose_window(data, newest, starts: list[int], regularisation: float, most_rows: int):
@@ -106,9 +120,11 @@ def choose_window(data, newest, starts: list[int], regularisation: float, most_r
     The newest rows are split into folds; each fold is predicted by a quick model (no
     calibration) fitted on the recipe's rows without that fold, so every recipe is judged on
     rows that came after what it learnt from, or beside it in the newest batches. The simplest
-    recipe within one standard error of the best (paired, row by row) wins: the most rows, the
-    simplest family, since in a stable market more rows and fewer parameters are better. Each
-    fit learns from at most `most_rows` rows (a random sample): the cost stays bounded.
+    recipe within one standard error of the best (paired, row by row) wins, provided it forecasts
+    as many leavers on the newest rows as left, to within chance: the most rows, the simplest
+    family, since in a stable market more rows and fewer parameters are better, but not rows
+    of an old market that get the count of leavers wrong. Each fit learns from at most
+    `most_rows` rows (a random sample): the cost stays bounded.
 
     Args:
         data: every row that may be trained on (held-out rows already left out), with `batch`.
@@ -170,12 +186,14 @@ def choose_window(data, newest, starts: list[int], regularisation: float, most_r
 
         effective = {recipe: weight_of(recipe) for recipe in recipes}
         order = sorted(recipes, key=lambda recipe: -effective[recipe])
-        (start, half_life), window_losses = _within_one_error(losses, order)
+        counted = {key: count_within_chance(target, values) for key, values in predicted.items()}
+        (start, half_life), window_losses = _within_one_error(losses, order, counted)
         families = {"logistic": predicted[(start, half_life)]}
         for family in ("interactions", "boosting"):
             families[family] = out_of_fold(start, half_life, family)
     family_losses = {family: _log_losses(target, values) for family, values in families.items()}
-    family, family_means = _within_one_error(family_losses, list(training.FAMILIES))
+    family_counted = {key: count_within_chance(target, values) for key, values in families.items()}
+    family, family_means = _within_one_error(family_losses, list(training.FAMILIES), family_counted)
     recipe = {"from_batch": start, "half_life_rows": half_life, "family": family}
 
     def name(item):
@@ -186,6 +204,7 @@ def choose_window(data, newest, starts: list[int], regularisation: float, most_r
         "log_loss": {name(item): round(value, 6) for item, value in window_losses.items()},
         "effective_rows": {name(item): round(value, 1) for item, value in effective.items()},
         "family_log_loss": {key: round(value, 6) for key, value in family_means.items()},
+        "count_off": [name(item) for item, right in counted.items() if not right],
         "chosen": recipe,
         "folds": folds,
         "newest_rows": len(newest),
