@@ -61,6 +61,11 @@ SETTINGS = {
     "dependency_timeout_seconds": Setting(5.0, "longest wait for the package index, in all"),
     "package_index_url": Setting("https://pypi.org/pypi", "JSON API asked for latest versions"),
     "api_max_request_bytes": Setting(16 * 2**20, "largest request body the API accepts"),
+    "api_body_timeout_seconds": Setting(
+        30.0,
+        "longest a client may take to send a request body (408 after: a slow client holds a"
+        " server thread this long at most)",
+    ),
     "api_max_reason_rows": Setting(
         100_000,
         "most rows one /prediction explains with reasons (413 above: ask with reasons=false,"
