@@ -1,3 +1,4 @@
+import errno
 import json
 import os
 import shutil
@@ -231,6 +232,19 @@ def test_a_failed_export_is_made_by_the_next_run(project, monkeypatch):
     # The batch itself was stored; the next run brings the exports up to date.
     assert ingestion.main(project.args()) == 0
     assert final_data(project)["corporation"].iloc[-1] == "mora"
+
+
+def test_a_full_disk_names_the_file_being_written(project, monkeypatch, capsys):
+    assert ingestion.main(project.args()) == 0
+    project.write_input("more.csv", HEADER + "mora,1,20,3,0\n")
+
+    def disk_full(table, sink, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(pyarrow.csv, "write_csv", disk_full)
+    assert ingestion.main(project.args()) == 1
+    final_path = project.root / "ingesteddata" / "finaldata.csv"
+    assert f"No space left on device: '{final_path}'" in capsys.readouterr().err
 
 
 def compiled_in_full(project) -> tuple[pd.DataFrame, pd.DataFrame]:
