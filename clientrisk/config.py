@@ -91,7 +91,10 @@ SETTINGS = {
     ),
     "retrain_on_data_drift": Setting(False, "retrain when features drift, even if the score holds"),
     "settle_seconds": Setting(
-        5.0, "input files changed more recently than this are left for the next run", minimum=0
+        5.0,
+        "input files changed more recently than this (or dated in the future and not unchanged"
+        " for this long across runs) are left for the next run",
+        minimum=0,
     ),
     "keep_versions": Setting(10, "deployments kept (besides the live one and its predecessor)"),
     "tuning_rows": Setting(

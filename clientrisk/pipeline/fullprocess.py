@@ -66,7 +66,9 @@ def input_hashes(config, candidates) -> tuple[list[tuple[str, str]], list[str]]:
 
 def find_new_files(config, history) -> tuple[list[str], list[str]]:
     """Input files that ingestion has not read yet, and why others wait for a later run."""
-    candidates = batchstore.scan_input_folder(config.input_dir, config.settings["settle_seconds"])
+    candidates = batchstore.scan_input_folder(
+        config.input_dir, config.settings["settle_seconds"], config.log_dir / batchstore.LOOKS_FILE
+    )
     known = history.known_files()
     readable = [candidate for candidate in candidates if candidate.problem is None]
     hashes, waiting = input_hashes(config, readable)
@@ -283,7 +285,9 @@ def decide(config, history):
     live_version = modelstore.current_version(config.deploy_dir)
     if live_version is None:
         candidates = batchstore.scan_input_folder(
-            config.input_dir, config.settings["settle_seconds"]
+            config.input_dir,
+            config.settings["settle_seconds"],
+            config.log_dir / batchstore.LOOKS_FILE,
         )
         if not history.batches() and all(item.problem for item in candidates):
             problems = [f"{item.name}: {item.problem}" for item in candidates]
