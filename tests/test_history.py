@@ -213,3 +213,12 @@ def test_challenger_verdicts_are_newest_first_when_the_clock_was_set_back(tmp_pa
         opened.record_challenger("aaa", 3, "kept out", "third, after the clock was set back")
         assert [row["run"] for row in opened.challengers()] == [3, 2, 1]
         assert opened.challenger_verdict("aaa")[2] == 3
+
+
+def test_a_full_disk_names_the_history_database(tmp_path):
+    path = tmp_path / "h.db"
+    with open_history(path) as opened:
+        pages = opened.db.execute("PRAGMA page_count").fetchone()[0]
+        opened.db.execute(f"PRAGMA max_page_count = {pages}")  # as full as a full disk
+        with pytest.raises(HistoryError, match=f"{path}: cannot write: database or disk is full"):
+            opened.note_fact("a large fact", "x" * 100_000)

@@ -204,14 +204,22 @@ def _transaction(db: sqlite3.Connection):
     try:
         db.execute("BEGIN IMMEDIATE")
     except sqlite3.OperationalError as error:
-        path = Path(db.execute("PRAGMA database_list").fetchone()[2])
-        raise _history_error(path, error) from None
+        raise _history_error(_db_path(db), error) from None
     try:
         yield db
+        db.commit()
+    except sqlite3.OperationalError as error:
+        db.rollback()
+        if "full" in str(error) or "disk I/O" in str(error):  # named, as any failed write
+            raise _history_error(_db_path(db), error, "cannot write: ") from None
+        raise
     except BaseException:
         db.rollback()
         raise
-    db.commit()
+
+
+def _db_path(db: sqlite3.Connection) -> Path:
+    return Path(db.execute("PRAGMA database_list").fetchone()[2])
 
 
 # --- the database --------------------------------------------------------------------------------
