@@ -1,6 +1,11 @@
 """Settings gunicorn reads when started in this folder (`gunicorn wsgi:app`); options given on the
 command line win. Both logs go to stderr, one line per request in the access log.
 
+Each worker serves its requests from a pool of threads, so that a few clients sending slowly
+hold a few threads, not the whole server: the app gives a client `api_body_timeout_seconds` to
+send its body (408 after). On a network the server still belongs behind a buffering reverse
+proxy that terminates TLS (docs/api-and-dashboard.md, "On a network").
+
 The workers share their request counts for `GET /metrics` through files in a folder of their
 own (PROMETHEUS_MULTIPROC_DIR, made fresh at each start unless set, removed at exit).
 """
@@ -10,6 +15,9 @@ import os
 import shutil
 import tempfile
 
+workers = 2
+worker_class = "gthread"
+threads = 8
 accesslog = "-"
 errorlog = "-"
 loglevel = "info"

@@ -154,7 +154,10 @@ def main() -> int:
                 server.wait(timeout=20)
     ceiling = {request: rate for name, request, rate, *_ in results if name == "ceiling"}
     ceiling.update({f"{request}, no reasons": rate for request, rate in ceiling.items()})
-    print(f"gunicorn --workers {args.workers} (sync), wrk -t2 -c8 -d{args.seconds}s, 127.0.0.1")
+    print(
+        f"gunicorn --workers {args.workers} (gunicorn.conf.py),"
+        f" wrk -t2 -c8 -d{args.seconds}s, 127.0.0.1"
+    )
     print(
         f"{'server':<8} {'request':<44} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'of ceiling':>11}"
     )

@@ -73,6 +73,16 @@ def temp_name(name: str) -> str:
     return f".{name}{TEMP_MARKER}{os.getpid()}"
 
 
+def naming_the_file(error: OSError, path: str | os.PathLike) -> OSError | None:
+    """`error` again with `path` in its message, or None when it names a file already (a full
+    disk or a failed write is reported for a descriptor, without a name)."""
+    if error.filename is not None:
+        return None
+    if error.errno is not None and error.strerror:
+        return OSError(error.errno, error.strerror, os.fspath(path))
+    return OSError(f"{os.fspath(path)}: {error}")
+
+
 @contextmanager
 def staging_folder(path: Path):
     """Make the folder `path` (a `temp_name`) for the block to fill and rename; if the block
@@ -83,6 +93,12 @@ def staging_folder(path: Path):
     path.mkdir(parents=True)
     try:
         yield path
+    except OSError as error:
+        shutil.rmtree(path, ignore_errors=True)
+        named = naming_the_file(error, path)
+        if named is None:
+            raise
+        raise named from error
     except BaseException:
         shutil.rmtree(path, ignore_errors=True)
         raise
@@ -111,6 +127,12 @@ def atomic_path(path: str | os.PathLike):
         os.chmod(tmp_path, _default_file_mode())
         fsync_file(tmp_path)
         os.replace(tmp_path, path)
+    except OSError as error:
+        tmp_path.unlink(missing_ok=True)
+        named = naming_the_file(error, path)
+        if named is None:
+            raise
+        raise named from error
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise

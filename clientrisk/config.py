@@ -61,6 +61,11 @@ SETTINGS = {
     "dependency_timeout_seconds": Setting(5.0, "longest wait for the package index, in all"),
     "package_index_url": Setting("https://pypi.org/pypi", "JSON API asked for latest versions"),
     "api_max_request_bytes": Setting(16 * 2**20, "largest request body the API accepts"),
+    "api_body_timeout_seconds": Setting(
+        30.0,
+        "longest a client may take to send a request body (408 after: a slow client holds a"
+        " server thread this long at most)",
+    ),
     "api_max_reason_rows": Setting(
         100_000,
         "most rows one /prediction explains with reasons (413 above: ask with reasons=false,"
@@ -86,7 +91,10 @@ SETTINGS = {
     ),
     "retrain_on_data_drift": Setting(False, "retrain when features drift, even if the score holds"),
     "settle_seconds": Setting(
-        5.0, "input files changed more recently than this are left for the next run", minimum=0
+        5.0,
+        "input files changed more recently than this (or dated in the future and not unchanged"
+        " for this long across runs) are left for the next run",
+        minimum=0,
     ),
     "keep_versions": Setting(10, "deployments kept (besides the live one and its predecessor)"),
     "tuning_rows": Setting(

@@ -392,6 +392,31 @@ def test_a_chunked_body_over_the_limit_is_413_not_cut(small_limit_app, rows):
         assert answer == {"error": "request body too large: at most 2,000 bytes are accepted"}
 
 
+@pytest.mark.parametrize("chunked", [False, True], ids=["Content-Length", "chunked"])
+def test_a_body_sent_too_slowly_is_408(diagnosed, chunked):
+    import threading
+    import time
+
+    from test_apicalls import SlowClient
+    from werkzeug.serving import make_server
+
+    config = json.loads(diagnosed.config_path.read_text())
+    diagnosed.config_path.write_text(json.dumps({**config, "api_body_timeout_seconds": 1.5}))
+    server = make_server("127.0.0.1", 0, create_app(diagnosed.config_path, token=""), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client = SlowClient(f"http://127.0.0.1:{server.port}", chunked=chunked)
+    try:
+        started = time.monotonic()
+        answer = client.answer()
+        assert time.monotonic() - started < 4
+    finally:
+        client.close()
+        server.shutdown()
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    body = json.loads(answer.partition(b"\r\n\r\n")[2])
+    assert body["error"].startswith("request body not received within 1.5 s")
+
+
 @pytest.mark.parametrize("extra", [-1, 0, 1])
 def test_an_unframed_body_at_the_limit(small_limit_app, extra):
     body = csv_body(70)

@@ -208,3 +208,85 @@ def test_a_gunicorn_start_that_fails_leaves_no_metrics_folder(diagnosed, tmp_pat
         )
     assert started.returncode != 0
     assert list(scratch.glob("risk-metrics-*")) == []
+
+
+class SlowClient:
+    """A connection that sends a request's head, then its body one byte a second (with a
+    Content-Length, or chunked: one chunk of one byte a second)."""
+
+    def __init__(self, url: str, chunked: bool = False):
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        self.sock = socket.create_connection((parts.hostname, parts.port), timeout=60)
+        framing = "Transfer-Encoding: chunked" if chunked else "Content-Length: 500"
+        head = (
+            "POST /prediction HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/csv\r\n"
+            f"{framing}\r\n\r\n"
+        )
+        self.byte = b"1\r\nc\r\n" if chunked else b"c"
+        self.sock.sendall(head.encode())
+        self.stopped = threading.Event()
+        self.sender = threading.Thread(target=self.trickle, daemon=True)
+        self.sender.start()
+
+    def trickle(self):
+        while not self.stopped.wait(1.0):
+            try:
+                self.sock.sendall(self.byte)
+            except OSError:  # the server closed the connection
+                return
+
+    def answer(self) -> bytes:
+        """What the server sent back before closing the connection."""
+        received = b""
+        while chunk := self.sock.recv(4096):
+            received += chunk
+        return received
+
+    def close(self):
+        self.stopped.set()
+        self.sock.close()
+
+
+@pytest.mark.slow
+def test_the_shipped_gunicorn_withstands_two_slow_clients(diagnosed):
+    import json
+
+    config = json.loads(diagnosed.config_path.read_text())
+    diagnosed.config_path.write_text(json.dumps({**config, "api_body_timeout_seconds": 4}))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "RISK_CONFIG": str(diagnosed.config_path)}
+    env.pop("RISK_API_TOKEN", None)
+    # No options: the settings in gunicorn.conf.py are the ones under test.
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "wsgi:app"],
+        cwd=PROJECT_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    slow = []
+    try:
+        wait_for_health(url, server)
+        slow = [SlowClient(url), SlowClient(url)]
+        time.sleep(1.5)
+        for _ in range(3):
+            started = time.monotonic()
+            assert requests.get(f"{url}/health", timeout=2).status_code == 200
+            assert time.monotonic() - started < 2
+        started = time.monotonic()
+        answers = [client.answer() for client in slow]
+        assert time.monotonic() - started < 6
+        for answer in answers:
+            assert answer.startswith(b"HTTP/1.1 408 "), answer
+            assert b"request body not received within 4 s" in answer
+        metrics = requests.get(f"{url}/metrics", timeout=5).text
+        assert 'risk_api_requests_total{endpoint="/health",method="GET",status="200"}' in metrics
+    finally:
+        for client in slow:
+            client.close()
+        server.terminate()
+        server.wait(timeout=20)

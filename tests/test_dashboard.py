@@ -422,3 +422,22 @@ def test_the_page_renders_in_headless_chromium_with_the_call_list(served, tmp_pa
         check=True,
     )
     assert shot.stat().st_size > 10_000
+
+
+def test_the_score_chart_never_runs_backwards_when_the_clock_was_set_back():
+    from clientrisk.api.dashboard import score_chart
+
+    def score(time, f1):
+        return {"scored_at": time, "f1": f1, "model_sha256": "aaa"}
+
+    scores = [
+        score("2026-05-01T12:00:00Z", 0.6),
+        score("2026-05-01T13:00:00Z", 0.7),
+        score("2026-05-01T11:30:00Z", 0.8),  # recorded last, after the clock was set back
+    ]
+    deployments = [{"time": "2026-05-01T11:00:00Z", "to_version": "v0001", "model_sha256": "aaa"}]
+    chart = score_chart(scores, deployments)
+    (series,) = chart["series"]
+    xs = [x for x, _, _ in series["points"]]
+    assert [f1 for _, _, f1 in series["points"]] == [0.6, 0.7, 0.8]
+    assert xs == sorted(xs)

@@ -635,3 +635,12 @@ def test_a_run_that_cannot_open_the_history_leaves_its_line(diagnosed, capsys):
     record = run_records(diagnosed)[-1]
     assert record["outcome"] == "failed"
     assert str(history_path) in record["reason"]
+
+
+def test_batches_a_model_deployed_by_hand_was_trained_on_are_judged_by_the_next_run(deployed):
+    deployed.write_input("more.csv", client_rows(200, seed=11))
+    run_steps(deployed, "ingestion", "training", "scoring", "deployment")
+    assert fullprocess.main(deployed.args()) == 0
+    with open_history(deployed.config.history_path) as history:
+        more = history.batches()[-1]
+    assert (more.source, more.judgement) == ("more.csv", "trained on by v0002")

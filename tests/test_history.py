@@ -186,3 +186,39 @@ def test_rollback_is_mirrored(deployed):
         ("deploy", "v0002"),
         ("rollback", "v0001"),
     ]
+
+
+def test_deployments_keep_their_order_when_the_clock_was_set_back(tmp_path):
+    changes = [
+        {"time": "2026-05-01T12:00:00Z", "action": "deploy", "to_version": "v0001"},
+        {"time": "2026-05-01T13:00:00Z", "action": "deploy", "to_version": "v0002"},
+        # The clock was set back an hour and a half before this one.
+        {"time": "2026-05-01T11:30:00Z", "action": "rollback", "to_version": "v0001"},
+    ]
+    with open_history(tmp_path / "h.db") as opened:
+        opened.sync_deployments(changes)
+        assert [change["to_version"] for change in opened.deployments()] == [
+            "v0001",
+            "v0002",
+            "v0001",
+        ]
+
+
+def test_challenger_verdicts_are_newest_first_when_the_clock_was_set_back(tmp_path, monkeypatch):
+    times = iter(["2026-05-01T12:00:00Z", "2026-05-01T13:00:00Z", "2026-05-01T11:30:00Z"])
+    with open_history(tmp_path / "h.db") as opened:
+        monkeypatch.setattr(database, "utc_now", lambda: next(times))
+        opened.record_challenger("aaa", 1, "kept out", "first")
+        opened.record_challenger("bbb", 2, "kept out", "second")
+        opened.record_challenger("aaa", 3, "kept out", "third, after the clock was set back")
+        assert [row["run"] for row in opened.challengers()] == [3, 2, 1]
+        assert opened.challenger_verdict("aaa")[2] == 3
+
+
+def test_a_full_disk_names_the_history_database(tmp_path):
+    path = tmp_path / "h.db"
+    with open_history(path) as opened:
+        pages = opened.db.execute("PRAGMA page_count").fetchone()[0]
+        opened.db.execute(f"PRAGMA max_page_count = {pages}")  # as full as a full disk
+        with pytest.raises(HistoryError, match=f"{path}: cannot write: database or disk is full"):
+            opened.note_fact("a large fact", "x" * 100_000)

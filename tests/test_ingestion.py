@@ -1,3 +1,4 @@
+import errno
 import json
 import os
 import shutil
@@ -233,6 +234,19 @@ def test_a_failed_export_is_made_by_the_next_run(project, monkeypatch):
     assert final_data(project)["corporation"].iloc[-1] == "mora"
 
 
+def test_a_full_disk_names_the_file_being_written(project, monkeypatch, capsys):
+    assert ingestion.main(project.args()) == 0
+    project.write_input("more.csv", HEADER + "mora,1,20,3,0\n")
+
+    def disk_full(table, sink, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(pyarrow.csv, "write_csv", disk_full)
+    assert ingestion.main(project.args()) == 1
+    final_path = project.root / "ingesteddata" / "finaldata.csv"
+    assert f"No space left on device: '{final_path}'" in capsys.readouterr().err
+
+
 def compiled_in_full(project) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The exports as a compile of every batch makes them (the stamp removed first)."""
     (project.root / "ingesteddata" / exports.EXPORTS_STAMP_FILE).unlink()
@@ -349,3 +363,42 @@ def test_batches_stored_in_parquet_by_earlier_versions_are_read_as_they_are(proj
     stored.write_bytes(stored.read_bytes() + b"tampered")
     with pytest.raises(DataError, match=r"outcomes\.parquet: changed after it was stored"):
         batchstore.labelled_history(project.root / "ingesteddata", seqs)
+
+
+def test_a_file_dated_in_the_future_is_read_once_it_stops_changing(project, capsys):
+    config = json.loads(project.config_path.read_text())
+    project.config_path.write_text(json.dumps({**config, "settle_seconds": 1}))
+    old = time.time() - 120
+    for path in project.input_dir.iterdir():
+        os.utime(path, (old, old))
+    ahead = time.time() + 3600  # written before the clock was set back an hour
+    project.write_input("ahead.csv", HEADER + "ahed,1,20,3,0\n")
+    os.utime(project.input_dir / "ahead.csv", (ahead, ahead))
+    assert ingestion.main(project.args()) == 0
+    assert "ahead.csv: dated 3600 s in the future (a clock set back?)" in capsys.readouterr().err
+    assert "ahead.csv" not in record(project)
+    time.sleep(1.2)
+    assert ingestion.main(project.args()) == 0
+    assert "ahed" in set(final_data(project)["corporation"])
+    # Read once, and settled for good: later runs neither wait for it nor read it again.
+    assert ingestion.main(project.args()) == 0
+    assert "ahead.csv" not in capsys.readouterr().err
+
+
+def test_a_file_dated_in_the_future_that_changes_waits_again(project, capsys):
+    config = json.loads(project.config_path.read_text())
+    project.config_path.write_text(json.dumps({**config, "settle_seconds": 1}))
+    old = time.time() - 120
+    for path in project.input_dir.iterdir():
+        os.utime(path, (old, old))
+    ahead = time.time() + 3600
+    project.write_input("ahead.csv", HEADER + "ahed,1,20,3,0\n")
+    os.utime(project.input_dir / "ahead.csv", (ahead, ahead))
+    assert ingestion.main(project.args()) == 0
+    time.sleep(1.2)
+    project.write_input("ahead.csv", HEADER + "ahed,1,20,3,0\nmore,2,30,4,1\n")
+    os.utime(project.input_dir / "ahead.csv", (ahead + 5, ahead + 5))
+    capsys.readouterr()
+    assert ingestion.main(project.args()) == 0
+    assert "ahead.csv: dated 360" in capsys.readouterr().err
+    assert "ahead.csv" not in record(project)

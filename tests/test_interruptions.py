@@ -408,3 +408,24 @@ def test_an_update_killed_is_completed_by_the_next_run(diagnosed, update_events,
         outcomes = [run.outcome for run in history.latest_runs()]
     assert outcomes[:2] in (["redeployed", "interrupted"], ["no new data", "interrupted"])
     assert not leftovers(diagnosed)
+
+
+@pytest.mark.slow
+def test_an_update_killed_just_after_the_live_switch_is_recorded_by_the_next_run(
+    diagnosed, update_events
+):
+    diagnosed.write_input("drifted.csv", client_rows(1000, seed=23, drifted=True))
+    # Killed at the first write after `current` switched to the retrained model.
+    killed = killer(diagnosed, nth_event(update_events, "replace current", 1) + 1)
+    assert killed.returncode == -signal.SIGKILL
+    deploy_dir = diagnosed.root / "production_deployment"
+    live = modelstore.current_deployment(deploy_dir)
+    assert live.version == 2
+    after = run_fullprocess(diagnosed)
+    assert after.returncode == 0, after.stderr
+    with open_history(diagnosed.config.history_path) as history:
+        drifted = history.batches()[-1]
+        assert (drifted.source, drifted.judgement) == ("drifted.csv", "trained on by v0002")
+        assert history.challenger_verdict(live.manifest["model_sha256"])[0] == "deployed"
+        assert [change["to_version"] for change in history.deployments()] == ["v0001", "v0002"]
+    assert not leftovers(diagnosed)

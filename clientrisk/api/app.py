@@ -17,6 +17,7 @@ from pathlib import Path
 from flask import Blueprint, Flask, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
+from clientrisk.api.bodydeadline import BodyDeadline
 from clientrisk.api.dashboard import DashboardCache, dashboard
 from clientrisk.api.inputs import BoundedRequest, prediction_rows
 from clientrisk.api.metrics import Metrics
@@ -251,6 +252,11 @@ def create_app(config_path: str | os.PathLike | None = None, token: str | None =
     app = Flask(__name__)
     app.request_class = BoundedRequest
     app.config["MAX_CONTENT_LENGTH"] = config.settings["api_max_request_bytes"]
+    app.wsgi_app = BodyDeadline(
+        app.wsgi_app,
+        config.settings["api_body_timeout_seconds"],
+        config.settings["api_max_request_bytes"],
+    )
     hops = config.settings["api_proxy_hops"]
     if hops:
         from werkzeug.middleware.proxy_fix import ProxyFix

@@ -223,16 +223,29 @@ def _drift(config: Config, problems: list) -> dict | None:
     }
 
 
+def in_order(rows: list[dict], key: str) -> list[tuple]:
+    """(time, row) of the rows with a readable time, in their recorded order: a time earlier
+    than the one before it (the clock was set back) is drawn at the one before, so that the
+    chart never runs backwards."""
+    placed, latest = [], None
+    for row in rows:
+        time = parse_utc(row[key])
+        if time is None:
+            continue
+        latest = time if latest is None else max(latest, time)
+        placed.append((latest, row))
+    return placed
+
+
 def score_chart(scores: list[dict], deployments: list[dict]) -> dict | None:
     """The F1 of every recorded score over time as SVG coordinates: one series per deployed
     model, crosses for models kept out, a dotted line at each deployment."""
     points = [
-        (parse_utc(row["scored_at"]), row["f1"], row["model_sha256"])
-        for row in scores
-        if row["f1"] is not None and parse_utc(row["scored_at"])
+        (time, row["f1"], row["model_sha256"])
+        for time, row in in_order(scores, "scored_at")
+        if row["f1"] is not None
     ]
-    changes = [(parse_utc(change["time"]), change) for change in deployments]
-    changes = [(time, change) for time, change in changes if time is not None]
+    changes = in_order(deployments, "time")
     if not points:
         return None
     times = [time for time, _, _ in points] + [time for time, _ in changes]

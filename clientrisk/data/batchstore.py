@@ -23,6 +23,7 @@ standard library, because a cron tick with nothing to do scans it.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -53,6 +54,8 @@ PARQUET_FILES = {OUTCOMES_FILE: "outcomes.parquet", CURRENT_FILE: "current.parqu
 BATCH_META_FILE = "batch.json"
 BATCH_COLUMN = "batch"
 LOCK_FILE = ".ingestion.lock"
+# In the log folder: the looks at input files not settled yet (see scan_input_folder).
+LOOKS_FILE = "settling.json"
 # Input files that are not files (a folder, a broken link) are recorded with this hash.
 NO_CONTENT = "-"
 
@@ -68,49 +71,85 @@ class InputCandidate(namedtuple("InputCandidate", "name path problem retry")):
     __slots__ = ()
 
 
-def scan_input_folder(input_dir: Path, settle_seconds: float) -> list[InputCandidate]:
+def scan_input_folder(
+    input_dir: Path, settle_seconds: float, looks_path: Path | None = None
+) -> list[InputCandidate]:
     """Every non-hidden `*.csv` entry of the input folder, by name, with what stands in its way.
 
-    Hidden files are uploads in progress (write `.name.csv`, then rename it to `name.csv`).
+    Hidden files are uploads in progress (write `.name.csv`, then rename it to `name.csv`). A
+    file is settled when its time is `settle_seconds` old, or when it looks as it did (size,
+    time, inode) at a look at least that long ago: `looks_path` keeps the looks at files not
+    settled yet, so that a file dated in the future (written before the clock was set back, or
+    by a machine whose clock is ahead) is read once it stops changing.
     """
     input_dir = Path(input_dir)
     root = os.path.realpath(input_dir)
     now = time.time()
-    found = []
+    earlier = _read_looks(looks_path)
+    found, looks = [], {}
     for entry in sorted(os.scandir(input_dir), key=lambda item: item.name):
         if entry.name.startswith(".") or not entry.name.lower().endswith(".csv"):
             continue
         name = display_name(entry.name)
-        problem, retry = _entry_problem(entry, root, now, settle_seconds)
+        problem, retry, look = _entry_problem(entry, root, now, settle_seconds, earlier.get(name))
+        if look is not None:
+            looks[name] = look
         found.append(InputCandidate(name, Path(entry.path), problem, retry))
+    if looks_path is not None and looks != earlier:
+        try:
+            atomic_write_json(looks_path, looks)
+        except OSError as error:  # then a file dated in the future waits one more run
+            logger.debug("%s: %s", looks_path, error)
     return found
 
 
-def _entry_problem(entry, root: str, now: float, settle_seconds: float):
-    """(why the entry is not read now or None, whether to try again later)."""
+def _read_looks(looks_path: Path | None) -> dict:
+    if looks_path is None:
+        return {}
+    try:
+        looks = json.loads(looks_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return looks if isinstance(looks, dict) else {}
+
+
+def _entry_problem(entry, root: str, now: float, settle_seconds: float, earlier):
+    """(why the entry is not read now or None, whether to try again later, the look to keep
+    while it is not settled or None)."""
     import stat
 
     if entry.is_symlink():
         target = os.path.realpath(entry.path)
         if not os.path.exists(target):
-            return "a broken link; not read", False
+            return "a broken link; not read", False, None
         if os.path.commonpath([root, target]) != root:
-            return "a link to a file outside the input folder; not read", False
+            return "a link to a file outside the input folder; not read", False, None
     try:
         status = os.stat(entry.path)
     except OSError as error:
-        return f"cannot be examined: {error.strerror or error}; will try again", True
+        return f"cannot be examined: {error.strerror or error}; will try again", True, None
     if stat.S_ISDIR(status.st_mode):
-        return "a folder, not a file; not read", False
+        return "a folder, not a file; not read", False, None
     if not stat.S_ISREG(status.st_mode):
-        return "not a regular file (a pipe, socket or device); not read", False
+        return "not a regular file (a pipe, socket or device); not read", False, None
     age = now - status.st_mtime
-    if age < settle_seconds:
-        return (
-            f"still being written (changed {max(age, 0):.0f} s ago); left for the next run",
-            True,
+    if age >= settle_seconds:
+        return None, False, None
+    state = [status.st_size, status.st_mtime_ns, status.st_ino]
+    same = isinstance(earlier, list) and len(earlier) == 4 and earlier[:3] == state
+    looked_at = earlier[3] if same and isinstance(earlier[3], (int, float)) else now
+    if looked_at > now:  # the clock was set back since that look: it counts from now
+        looked_at = now
+    if now - looked_at >= settle_seconds and same:
+        return None, False, [*state, looked_at]  # kept: by its time it is not settled yet
+    if age < 0:
+        why = (
+            f"dated {-age:.0f} s in the future (a clock set back?); read once it has not"
+            f" changed for {settle_seconds:g} s"
         )
-    return None, False
+    else:
+        why = f"still being written (changed {age:.0f} s ago)"
+    return f"{why}; left for the next run", True, [*state, looked_at]
 
 
 def read_input_bytes(path: Path) -> bytes:

@@ -204,14 +204,22 @@ def _transaction(db: sqlite3.Connection):
     try:
         db.execute("BEGIN IMMEDIATE")
     except sqlite3.OperationalError as error:
-        path = Path(db.execute("PRAGMA database_list").fetchone()[2])
-        raise _history_error(path, error) from None
+        raise _history_error(_db_path(db), error) from None
     try:
         yield db
+        db.commit()
+    except sqlite3.OperationalError as error:
+        db.rollback()
+        if "full" in str(error) or "disk I/O" in str(error):  # named, as any failed write
+            raise _history_error(_db_path(db), error, "cannot write: ") from None
+        raise
     except BaseException:
         db.rollback()
         raise
-    db.commit()
+
+
+def _db_path(db: sqlite3.Connection) -> Path:
+    return Path(db.execute("PRAGMA database_list").fetchone()[2])
 
 
 # --- the database --------------------------------------------------------------------------------
@@ -486,17 +494,17 @@ class History:
         """(verdict, reason, run) of the newest comparison of a model, or None."""
         return self.db.execute(
             "SELECT verdict, reason, run FROM challengers WHERE model_sha256 = ?"
-            " ORDER BY decided_at DESC, run DESC LIMIT 1",
+            " ORDER BY rowid DESC LIMIT 1",
             (model_sha256,),
         ).fetchone()
 
     def challengers(self, limit: int = 10, verdict: str | None = None) -> list[dict]:
-        """The newest challenger verdicts first (of one verdict, when given)."""
+        """The newest challenger verdicts first (of one verdict, when given), in the order they
+        were decided, whatever the clock said (a verdict replaced is decided anew)."""
         names = ("model_sha256", "run", "verdict", "reason", "decided_at")
         where, parameters = ("WHERE verdict = ?", (verdict,)) if verdict else ("", ())
         rows = self._rows(
-            f"SELECT {', '.join(names)} FROM challengers {where}"
-            " ORDER BY decided_at DESC, run DESC LIMIT ?",
+            f"SELECT {', '.join(names)} FROM challengers {where} ORDER BY rowid DESC LIMIT ?",
             (*parameters, limit),
         )
         return [dict(zip(names, row, strict=True)) for row in rows]
@@ -529,9 +537,10 @@ class History:
             return db.total_changes - before
 
     def deployments(self) -> list[dict]:
-        """Every change of what is live, oldest first."""
+        """Every change of what is live, in the order they happened (as recorded: a clock set
+        back in between does not reorder them)."""
         names = ("time", "action", "from_version", "to_version", "model_sha256", "f1", "reason")
-        rows = self._rows(f"SELECT {', '.join(names)} FROM deployments ORDER BY time, id")
+        rows = self._rows(f"SELECT {', '.join(names)} FROM deployments ORDER BY id")
         return [dict(zip(names, row, strict=True)) for row in rows]
 
     # --- reports and rankings

@@ -66,7 +66,9 @@ def input_hashes(config, candidates) -> tuple[list[tuple[str, str]], list[str]]:
 
 def find_new_files(config, history) -> tuple[list[str], list[str]]:
     """Input files that ingestion has not read yet, and why others wait for a later run."""
-    candidates = batchstore.scan_input_folder(config.input_dir, config.settings["settle_seconds"])
+    candidates = batchstore.scan_input_folder(
+        config.input_dir, config.settings["settle_seconds"], config.log_dir / batchstore.LOOKS_FILE
+    )
     known = history.known_files()
     readable = [candidate for candidate in candidates if candidate.problem is None]
     hashes, waiting = input_hashes(config, readable)
@@ -283,7 +285,9 @@ def decide(config, history):
     live_version = modelstore.current_version(config.deploy_dir)
     if live_version is None:
         candidates = batchstore.scan_input_folder(
-            config.input_dir, config.settings["settle_seconds"]
+            config.input_dir,
+            config.settings["settle_seconds"],
+            config.log_dir / batchstore.LOOKS_FILE,
         )
         if not history.batches() and all(item.problem for item in candidates):
             problems = [f"{item.name}: {item.problem}" for item in candidates]
@@ -337,6 +341,28 @@ def run(config) -> dict:
             return _finished(history, log, record)
 
 
+def record_what_is_live(config, history) -> None:
+    """Record what a deployment implies, when the process that deployed was killed (or it was
+    done by hand) before recording it: the batches the live model was trained on are judged,
+    and a retrained model still `pending` that is live is `deployed`."""
+    live_version = modelstore.current_version(config.deploy_dir)
+    if live_version is None:
+        return
+    live = modelstore.get_deployment(config.deploy_dir, live_version)
+    trained_on = [
+        batch.seq
+        for batch in history.batches()
+        if batch.judgement is None and batch.seq <= live.through_batch
+    ]
+    if trained_on:
+        history.judge_batches(trained_on, None, f"trained on by {live.label}")
+        logger.info("batches %s: trained on by %s (recorded now)", trained_on, live.label)
+    verdict = history.challenger_verdict(live.manifest["model_sha256"])
+    if verdict is not None and verdict[0] == "pending":
+        reason = f"deployed as {live.label}; the run was stopped before it recorded this"
+        history.record_challenger(live.manifest["model_sha256"], verdict[2], "deployed", reason)
+
+
 def run_with_history(log: RunLog, config, history) -> dict:
     if not history.fact(TAKEN_OVER):
         from clientrisk.data import takeover
@@ -346,6 +372,7 @@ def run_with_history(log: RunLog, config, history) -> dict:
     interrupted = history.unfinished_runs()
     if interrupted:
         tidy_up(config)
+    record_what_is_live(config, history)
     what, detail, live = decide(config, history)
     if what == "wait":
         reason = "nothing is deployed and no input file is ready yet: " + "; ".join(detail)
