@@ -1,10 +1,18 @@
 """Who to call: current clients ranked by the deployed model's probability that they leave, each
 with the reasons for it, and what changed since the previous ranking.
 
-A current client is one whose latest observation has no outcome yet, or whose latest outcome is
-`exited` = 0; a client whose latest record says it left is never ranked. Latest means the newest
-batch; within one batch a recorded exit wins over a row without an outcome, and a row without an
-outcome over a recorded stay (it is the present observation), then the last line.
+Who is current: once the company has sent a roster (rows without an outcome), the latest roster
+(the rows without an outcome of the newest batch that has any) is the list of current clients,
+less those with a recorded exit in that batch or a later one; a later batch with outcomes adds
+none of its stayers. Without any roster, a client is current when its latest observation is a
+recorded stay and it has no recorded exit at all. Either way a client who left is listed again
+only when a later roster lists it. Each client is ranked on its latest observation (from the
+roster on); within one batch a row without an outcome is the present observation and wins over
+a recorded stay, then the last line.
+
+Clients are ranked by their unrounded probability (ties, which then mean exactly equal
+probabilities, by name). A client whose figures lie outside the range the model learnt from is
+marked (`outside_range`): its risk is the model's guess from the nearest training clients.
 
 Each client's reasons come from `reasons.py`.
 
@@ -26,7 +34,6 @@ import pandas as pd
 from clientrisk.atomicfiles import atomic_write_json, read_json, write_csv
 from clientrisk.calllist.reasons import (
     EFFECT_COLUMNS,
-    FACTORS,
     MIN_EFFECT,
     REASON_COLUMNS,
     explain,
@@ -42,7 +49,7 @@ from clientrisk.data.clientcsv import FEATURES, ID_COLUMN, TARGET, read_labelled
 from clientrisk.deployment import modelstore
 from clientrisk.errors import DataError
 from clientrisk.history.database import open_history
-from clientrisk.model import scoring
+from clientrisk.model import coverage, scoring
 from clientrisk.timestamps import utc_now
 
 logger = logging.getLogger(__name__)
@@ -61,6 +68,9 @@ SAME_CLIENTS = object()
 # Entries of a ranking the history keeps (enough to say who is new to the top and who rose).
 KEEP_ENTRIES = 10_000
 INTERVAL_Z = 1.959964  # 95 %
+OUTSIDE_COLUMN = "outside_range"
+# The probability as the model gave it, which the list is sorted by (not written to the CSV).
+EXACT_COLUMN = "exact probability"
 
 
 # --- reasons -------------------------------------------------------------------------------------
@@ -70,7 +80,8 @@ INTERVAL_Z = 1.959964  # 95 %
 
 
 def current_clients(ingested_dir: Path, seqs, outcomes: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The latest observation of every client still with us, with the batch it came in.
+    """The latest observation of every current client (see the module's docstring), with the
+    batch it came in.
 
     Args:
         outcomes: the stored rows with an outcome of `seqs` (with their batch), when the caller
@@ -79,22 +90,36 @@ def current_clients(ingested_dir: Path, seqs, outcomes: pd.DataFrame | None = No
     if outcomes is None:
         outcomes = batchstore.read_rows(ingested_dir, seqs, batchstore.OUTCOMES_FILE)
     present = batchstore.read_rows(ingested_dir, seqs, batchstore.CURRENT_FILE)
-    rows = pd.concat([outcomes, present], ignore_index=True)
-    target = rows[TARGET].to_numpy(dtype="float64", na_value=np.nan)
-    # Within a batch: a recorded stay, then a row without an outcome, then a recorded exit; in
-    # arrival order within each (one stable sort of an integer key, not a sort on three columns).
-    tier = np.where(np.isnan(target), 1, np.where(target == 1, 2, 0))
-    order = np.argsort(rows[batchstore.BATCH_COLUMN].to_numpy() * 3 + tier, kind="stable")
-    rows, tier = rows.iloc[order], tier[order]
+    exited = outcomes[TARGET].to_numpy(dtype="float64", na_value=np.nan) == 1
+    if len(present):  # the latest roster, less who left in its batch or later
+        roster_batch = present[batchstore.BATCH_COLUMN].max()
+        roster = present[present[batchstore.BATCH_COLUMN].to_numpy() == roster_batch]
+        later = outcomes[batchstore.BATCH_COLUMN].to_numpy() >= roster_batch
+        left = outcomes.loc[later & exited, ID_COLUMN]
+        rows = pd.concat([outcomes[later & ~exited], roster], ignore_index=True)
+        keep = batchstore.codes_in(rows[ID_COLUMN], roster[ID_COLUMN])
+    else:  # no roster: the stayers who never left
+        left = outcomes.loc[exited, ID_COLUMN]
+        rows = outcomes[~exited].reset_index(drop=True)
+        keep = np.ones(len(rows), dtype=bool)
+    if len(left):
+        keep &= ~batchstore.codes_in(rows[ID_COLUMN], left)
+    rows = rows[keep]
+    no_outcome = np.isnan(rows[TARGET].to_numpy(dtype="float64", na_value=np.nan))
+    # Within a batch a row without an outcome after a recorded stay, in arrival order within
+    # each (one stable sort of an integer key, not a sort on two columns).
+    key = rows[batchstore.BATCH_COLUMN].to_numpy() * 2 + no_outcome
+    rows = rows.iloc[np.argsort(key, kind="stable")]
     last = ~rowkeys.duplicated(rows, [ID_COLUMN], keep="last")
-    return rows[last & (tier != 2)].drop(columns=[TARGET]).reset_index(drop=True)
+    return rows[last].drop(columns=[TARGET]).reset_index(drop=True)
 
 
 def rank_clients(model, clients: pd.DataFrame) -> pd.DataFrame:
-    """Current clients, highest probability of leaving first, with their reasons as text and
-    each factor's effect (columns EFFECT_COLUMNS, not written to the CSV), both for the first
+    """Current clients, highest probability of leaving first, with their reasons as text, each
+    factor's effect (columns EFFECT_COLUMNS, not written to the CSV), both for the first
     REASONED_CLIENTS (below them the effects are NaN: a longer list is predicted once per
-    client, and only its head is explained, which costs four predictions a client)."""
+    client, and only its head is explained, which costs five predictions a client), and the
+    features outside the range the model learnt from (OUTSIDE_COLUMN, "" for none)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -103,27 +128,32 @@ def rank_clients(model, clients: pd.DataFrame) -> pd.DataFrame:
         labels, probabilities, effects, values, typical = explain(model, clients)
     else:
         labels, probabilities = predict_in_blocks(model, clients)
-    # Six decimals, and never a certain 0 or 1: no client is sure to leave or to stay.
-    shown = np.clip(probabilities.round(6), 1e-6, 1 - 1e-6)
+    # Sorted by the probability as the model gave it: shown to six decimals, many clients would
+    # tie and be ordered by name.
     keys = pa.table(
-        {"probability": shown, ID_COLUMN: pa.array(clients[ID_COLUMN].array, type=pa.string())}
+        {
+            "probability": probabilities,
+            ID_COLUMN: pa.array(clients[ID_COLUMN].array, type=pa.string()),
+        }
     )
     order = pc.sort_indices(
         keys, sort_keys=[("probability", "descending"), (ID_COLUMN, "ascending")]
     ).to_numpy()
+    # Shown to six decimals, and never a certain 0 or 1: no client is sure to leave or to stay.
+    shown = np.clip(probabilities.round(6), 1e-6, 1 - 1e-6)
     ranked = clients.iloc[order].reset_index(drop=True)
     ranked.insert(0, "rank", np.arange(1, len(ranked) + 1))
     ranked = ranked.assign(probability=shown[order], predicted_exit=labels[order])
+    exact = probabilities[order]
     if explain_all:
         effects, values = effects[order], values[order]
     else:  # the head's figures and effects; only the head's are put in words below
         _, _, head_effects, values, typical = explain(model, ranked.iloc[:REASONED_CLIENTS])
-        effects = np.full((len(ranked), len(FACTORS)), np.nan)
+        effects = np.full((len(ranked), len(EFFECT_COLUMNS)), np.nan)
         effects[:REASONED_CLIENTS] = head_effects
     head = slice(0, REASONED_CLIENTS)
-    for column, texts in zip(
-        REASON_COLUMNS, reason_columns(effects[head], values[head], typical), strict=True
-    ):
+    texts_of = reason_columns(effects[head], values[head], typical, exact[head])
+    for column, texts in zip(REASON_COLUMNS, texts_of, strict=True):
         # Empty below the head, made by arrow (a reindex of millions of rows takes seconds).
         filled = pa.concat_arrays(
             [
@@ -132,31 +162,60 @@ def rank_clients(model, clients: pd.DataFrame) -> pd.DataFrame:
             ]
         )
         ranked[column] = pd.Series(pd.array(filled, dtype="str"), index=ranked.index)
+    ranked[OUTSIDE_COLUMN] = pd.Series(
+        _outside_names(model, ranked[list(FEATURES)]), index=ranked.index, dtype="str"
+    )
     for position, column in enumerate(EFFECT_COLUMNS):
         ranked[column] = effects[:, position]
+    ranked[EXACT_COLUMN] = exact
     return ranked
+
+
+def _outside_names(model, figures: pd.DataFrame) -> list[str]:
+    """For each client, the features outside the range the model learnt from ("" for none)."""
+    outside = coverage.outside_mask(model, figures.to_numpy(dtype=float, na_value=np.nan))
+    names = [""] * len(outside)
+    for index in np.flatnonzero(outside.any(axis=1)):
+        names[index] = ", ".join(
+            name for name, out in zip(coverage.FEATURE_NAMES, outside[index], strict=True) if out
+        )
+    return names
 
 
 def csv_columns(ranked: pd.DataFrame) -> list[str]:
     extra = [batchstore.BATCH_COLUMN] if batchstore.BATCH_COLUMN in ranked.columns else []
-    return ["rank", ID_COLUMN, "probability", "predicted_exit", *REASON_COLUMNS, *FEATURES, *extra]
+    return [
+        "rank",
+        ID_COLUMN,
+        "probability",
+        "predicted_exit",
+        *REASON_COLUMNS,
+        OUTSIDE_COLUMN,
+        *FEATURES,
+        *extra,
+    ]
 
 
 def top_entries(ranked: pd.DataFrame, typical: np.ndarray, count: int = TOP_CLIENTS) -> list[dict]:
-    """The top of the ranking for people: rank, client, probability, reasons, its figures."""
+    """The top of the ranking for people: rank, client, probability, reasons, whether its
+    figures lie outside the range the model learnt from (and the note saying so), its figures."""
     top = ranked.head(count)
     values = top[list(FEATURES)].to_numpy(dtype=float)
-    found = reasons(top[list(EFFECT_COLUMNS)].to_numpy(), values, typical)
+    exact = top[EXACT_COLUMN] if EXACT_COLUMN in top.columns else top["probability"]
+    found = reasons(top[list(EFFECT_COLUMNS)].to_numpy(), values, typical, exact.to_numpy())
+    outside = top[OUTSIDE_COLUMN] if OUTSIDE_COLUMN in top.columns else [""] * len(top)
     return [
         {
             "rank": int(rank),
             ID_COLUMN: client,
             "probability": float(probability),
             "reasons": items,
+            OUTSIDE_COLUMN: names.split(", ") if names else [],
+            "note": coverage.outside_text(names.split(", ") if names else []),
             **{name: _plain(value) for name, value in zip(FEATURES, row, strict=True)},
         }
-        for rank, client, probability, items, row in zip(
-            top["rank"], top[ID_COLUMN], top["probability"], found, values, strict=True
+        for rank, client, probability, items, names, row in zip(
+            top["rank"], top[ID_COLUMN], top["probability"], found, outside, values, strict=True
         )
     ]
 
@@ -165,15 +224,35 @@ def _plain(value):
     return None if pd.isna(value) else float(value)
 
 
+def current_rule(batches) -> str:
+    """Who the list holds, in a sentence for its readers, from the stored batches (in the
+    history's form)."""
+    rosters = [batch for batch in batches if batch.current_rows]
+    if rosters:
+        return (
+            f"the clients on the latest roster ({rosters[-1].source}, batch {rosters[-1].seq}),"
+            " less those who left since; a later file with outcomes adds no one, and a client"
+            " who left is listed again only when a later roster lists it"
+        )
+    return (
+        "no roster has been sent: the clients whose latest record says they stayed and who"
+        " never left"
+    )
+
+
 # --- what changed, and the figures for the boss --------------------------------------------------
 
 
-def changes(previous: dict | None, ranked: pd.DataFrame, previous_clients=None) -> dict:
+def changes(
+    previous: dict | None, ranked: pd.DataFrame, previous_clients=None, outcomes=None
+) -> dict:
     """What changed since the previous ranking: new in the top, biggest risers, who left.
 
     Args:
         previous: the previous ranking as the history keeps it (its first entries).
         previous_clients: every client on the previous list (by default, those of its entries).
+        outcomes: the stored rows with an outcome, to tell a client of the previous top who
+            left the company from one the latest roster no longer lists.
     """
     if previous is None:
         return {"previous": None}
@@ -219,6 +298,7 @@ def changes(previous: dict | None, ranked: pd.DataFrame, previous_clients=None) 
         (client, entry["rank"]) for client, entry in before.items() if entry["rank"] <= TOP_CLIENTS
     ]
     positions = _positions(clients, [client for client, _ in previous_top])
+    left_company = _exited(outcomes, [client for client, _ in previous_top])
     if previous_clients is None:
         previous_clients = list(before)
     if previous_clients is SAME_CLIENTS:
@@ -241,9 +321,11 @@ def changes(previous: dict | None, ranked: pd.DataFrame, previous_clients=None) 
             {
                 ID_COLUMN: client,
                 "previous_rank": rank,
-                "now": "left (latest record: exited)"
-                if position < 0
-                else f"rank {int(ranks[position])}",
+                "now": f"rank {int(ranks[position])}"
+                if position >= 0
+                else "left (latest record: exited)"
+                if client in left_company
+                else "no longer a current client (not on the latest roster)",
             }
             for (client, rank), position in zip(previous_top, positions, strict=True)
             if position < 0 or ranks[position] > TOP_CLIENTS
@@ -258,6 +340,15 @@ def _positions(clients: pd.Series, wanted: list) -> list[int]:
     found = np.flatnonzero(batchstore.codes_in(clients, wanted))
     at = {clients.iat[index]: index for index in found}
     return [at.get(client, -1) for client in wanted]
+
+
+def _exited(outcomes, clients: list) -> set:
+    """Which of a few `clients` have a recorded exit among `outcomes` (all, without them)."""
+    if outcomes is None:
+        return set(clients)
+    found = batchstore.codes_in(outcomes[ID_COLUMN], clients)
+    exited = outcomes[TARGET].to_numpy(dtype="float64", na_value=np.nan) == 1
+    return set(outcomes.loc[found & exited, ID_COLUMN])
 
 
 def _count_not_in(values, others) -> int:
@@ -357,6 +448,8 @@ def run(
     if not batches:
         raise DataError(f"{config.ingested_dir}: no ingested data; run ingestion.py first")
     seqs = [batch.seq for batch in batches]
+    if outcomes is None:
+        outcomes = batchstore.read_rows(config.ingested_dir, seqs, batchstore.OUTCOMES_FILE)
     clients = current_clients(config.ingested_dir, seqs, outcomes)
     ranked = rank_clients(model, clients)
     typical = typical_values(model)
@@ -369,8 +462,12 @@ def run(
         "clients": len(ranked),
         "typical": dict(zip(FEATURES, typical.tolist(), strict=True)),
         "min_effect": MIN_EFFECT,
+        "current_rule": current_rule(batches),
+        "outside_range": int((ranked[OUTSIDE_COLUMN] != "").sum()),
         "top": top_entries(ranked, typical),
-        "changes": changes(previous, ranked, _clients_of(config, previous, seqs, outcomes)),
+        "changes": changes(
+            previous, ranked, _clients_of(config, previous, seqs, outcomes), outcomes
+        ),
         "expected_leavers": expected_leavers(
             ranked["probability"], deployment.manifest.get("training_rows")
         ),
