@@ -440,3 +440,20 @@ def test_every_model_family_ranks_marks_and_explains_without_extrapolating(famil
     assert ranked.loc["huge", ranking.EXACT_COLUMN] == ranked.loc["deep", ranking.EXACT_COLUMN]
     assert "lastyear_activity" in ranked.loc["huge", ranking.OUTSIDE_COLUMN]
     assert ranked.loc["calm", ranking.OUTSIDE_COLUMN] == ""
+
+
+@pytest.mark.parametrize(
+    ("effects", "first"),
+    [
+        ([0.30, 0.02, 0.00, 0.40], "activity last month 90% below its monthly average (5 vs 50)"),
+        ([0.001, 0.002, 0.00, 0.20], "its figures together (last month 5, the year 600,"),
+        ([0.001, 0.004, 0.00, 0.002], reasons.WEAK + "low activity over the year (600;"),
+    ],
+)
+def test_a_client_without_a_strong_factor_gets_its_figures_together_or_its_largest(effects, first):
+    typical = np.array([100.0, 1200.0, 40.0])
+    (found,) = reasons.reasons(
+        np.array([effects]), np.array([[5.0, 600.0, 40.0]]), typical, np.array([0.5])
+    )
+    assert found[0]["reason"].startswith(first)
+    assert found[0]["text"].startswith(found[0]["reason"] + ": risk ")

@@ -216,11 +216,17 @@ def if_typical(factor: int) -> str:
 
 def describe_together(row: np.ndarray, typical: np.ndarray) -> str:
     """A client's three figures in a few words, for the reason of its figures together."""
-    month, year, employees = ("no figure" if math.isnan(value) else _number(value) for value in row)
+    month, year, employees = row
+    figures = ", ".join(
+        [
+            "no figure for last month" if math.isnan(month) else f"last month {_number(month)}",
+            "no figure for the year" if math.isnan(year) else f"the year {_number(year)}",
+            "no head count" if math.isnan(employees) else f"{_number(employees)} employees",
+        ]
+    )
     return (
-        f"its figures together (last month {month}, the year {year}, {employees} employees;"
-        f" typical {_number(typical[YEAR] / 12)}, {_number(typical[YEAR])},"
-        f" {_number(typical[EMPLOYEES])})"
+        f"its figures together ({figures}; typical {_number(typical[YEAR] / 12)},"
+        f" {_number(typical[YEAR])}, {_number(typical[EMPLOYEES])})"
     )
 
 
