@@ -615,7 +615,11 @@ def test_every_prediction_comes_with_its_reasons_unless_left_out(client):
     assert len(answer["reasons"]) == 2
     strongest = answer["reasons"][0][0]
     assert strongest["factor"] == "recent activity"
-    assert strongest["reason"] == "no activity last month (average 50)"
+    assert strongest["reason"] == (
+        "no activity last month (average 50); clients silent for a month leave more often"
+    )
+    assert strongest["text"].startswith(strongest["reason"] + ": risk ")
+    assert all(answer["reasons"])  # every record has one, typical or not
     assert 0.01 <= strongest["effect"] <= answer["probabilities"][0]
     plain = client.post("/prediction", json={"records": [dormant], "reasons": False}).get_json()
     assert "reasons" not in plain
@@ -664,3 +668,22 @@ def test_more_rows_to_explain_than_the_bound_is_413_saying_how_to_ask_for_less(d
     alone = client.post("/prediction?reasons=false", json={"records": [RECORD] * 6})
     assert alone.status_code == 200
     assert alone.get_json()["rows"] == 6
+
+
+def test_a_record_outside_the_range_the_model_has_seen_is_marked(client):
+    far = {"lastmonth_activity": 1, "lastyear_activity": 5e7, "number_of_employees": 12}
+    answer = post_records(client, [RECORD, far]).get_json()
+    inside, outside = answer["outside_range"]
+    assert inside == []
+    assert outside == ["lastyear_activity", "last month against the year"]
+    assert answer["warnings"] == [
+        "record 2: outside the range the model has seen: treat the risk as uncertain"
+        " (lastyear_activity, last month against the year)"
+    ]
+    schemas = client.get("/openapi.json").get_json()["components"]["schemas"]
+    described = schemas["Predictions"]
+    assert set(described["required"]) <= set(answer) <= set(described["properties"])
+    for items in answer["reasons"]:
+        for item in items:
+            assert set(item) == set(schemas["Reason"]["properties"])
+            assert item["factor"] in schemas["Reason"]["properties"]["factor"]["enum"]

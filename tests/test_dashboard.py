@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import threading
 
+import pandas as pd
 import pytest
 from werkzeug.serving import make_server
 
@@ -15,7 +16,7 @@ from clientrisk.api.app import create_app
 from clientrisk.deployment import modelstore
 from clientrisk.history.database import open_history
 from clientrisk.model import training
-from conftest import client_rows
+from conftest import client_rows, run_steps
 
 
 @pytest.fixture(autouse=True)
@@ -441,3 +442,23 @@ def test_the_score_chart_never_runs_backwards_when_the_clock_was_set_back():
     xs = [x for x, _, _ in series["points"]]
     assert [f1 for _, _, f1 in series["points"]] == [0.6, 0.7, 0.8]
     assert xs == sorted(xs)
+
+
+def test_the_call_list_says_who_is_current_and_marks_an_uncertain_risk(diagnosed):
+    far = pd.DataFrame(
+        [("farc", 1.0, 5000.0, 20.0), ("near", 400.0, 5000.0, 20.0)],
+        columns=["corporation", "lastmonth_activity", "lastyear_activity", "number_of_employees"],
+    )
+    diagnosed.write_input("roster.csv", far)
+    run_steps(diagnosed, "ingestion", "diagnostics")
+    html = page(diagnosed)
+    row = re.search(r'<table id="call-list">.*?</table>', html, re.S).group(0)
+    words = text_of(html)
+    assert "Current clients: the clients on the latest roster (roster.csv, batch 3)" in words
+    assert "1 of them have figures outside the range the model has seen" in words
+    assert (
+        "outside the range the model has seen: treat the risk as uncertain"
+        " (last month against the year)" in text_of(row)
+    )
+    assert text_of(row).count("treat the risk as uncertain") == 1
+    assert text_of(row).count(": risk ") >= 2  # every client's reason, with its risk in points

@@ -11,6 +11,7 @@ from clientrisk.calllist import ranking, reasons
 from clientrisk.data.clientcsv import FEATURES
 from clientrisk.deployment import modelstore
 from clientrisk.history.database import open_history
+from clientrisk.model import training
 from clientrisk.pipeline import fullprocess
 from conftest import client_rows, run_steps
 
@@ -91,14 +92,19 @@ def test_reasons_name_what_makes_a_client_risky_in_words_and_numbers(deployed):
     ranked = ranking.rank_clients(model, clients)
     top = {entry["corporation"]: entry for entry in ranking.top_entries(ranked, typical_of(model))}
     ranked = ranked.set_index("corporation")
-    assert top["calm"]["reasons"] == []
-    assert ranked.loc["calm", "reason_1"] == ""
+    # A typical client still gets a reason, said as what it is.
+    (calm,) = top["calm"]["reasons"]
+    assert calm["reason"].startswith(reasons.WEAK)
+    assert ranked.loc["calm", "reason_1"] == calm["text"]
     dormant = top["dorm"]["reasons"][0]
     assert dormant["factor"] == "recent activity"
     assert dormant["reason"].startswith("no activity last month")
-    assert ranked.loc["dorm", "reason_1"] == f"{dormant['reason']} (+{dormant['effect']:.2f})"
+    assert "clients silent for a month leave more often" in dormant["reason"]
+    assert ranked.loc["dorm", "reason_1"] == dormant["text"]
+    assert dormant["text"].startswith(dormant["reason"] + ": risk ")
     falling = top["fall"]["reasons"][0]
     assert falling["reason"].startswith("activity last month 85% below its monthly average")
+    assert "clients whose activity falls like this leave more often" in falling["reason"]
     # Riskier than the typical client, and by about what the reason says.
     assert ranked.loc["dorm", "probability"] > ranked.loc["calm", "probability"] + 0.05
     assert dormant["effect"] == pytest.approx(
@@ -118,6 +124,12 @@ def test_an_effect_is_how_much_the_probability_falls_with_that_factor_typical(de
         {**client, "lastmonth_activity": 90.0 / 12},
         {**client, "lastyear_activity": year, "lastmonth_activity": 2.0 * year / 90.0},
         {**client, "number_of_employees": employees},
+        {
+            **client,
+            "lastmonth_activity": year / 12,
+            "lastyear_activity": year,
+            "number_of_employees": employees,
+        },
     ]
     expected = probability - model.predict_proba(pd.DataFrame(by_hand)[list(FEATURES)])[:, 1]
     np.testing.assert_allclose(effects[0], expected, atol=1e-9)
@@ -217,11 +229,20 @@ def test_what_changed_since_the_previous_ranking(deployed, monkeypatch, kept):
     gone, dropped = top[0]["corporation"], top[1]["corporation"]
     model, _ = live_model(deployed)
     typical = typical_client(model)
-    update = pd.DataFrame(
+    # A roster of everyone on the first list but `gone` (who left), `dropped` now typical,
+    # and a newcomer.
+    listed = pd.read_csv(deployed.root / "models" / ranking.RANKING_FILE)
+    stayed = listed.loc[~listed["corporation"].isin([gone, dropped])]
+    update = pd.concat(
         [
-            {**typical, "corporation": gone, "exited": 1},
-            {**typical, "corporation": dropped, "exited": None},
-            {**typical, "corporation": "newc", "lastmonth_activity": 0.0, "exited": None},
+            stayed[["corporation", *FEATURES]].assign(exited=None),
+            pd.DataFrame(
+                [
+                    {**typical, "corporation": gone, "exited": 1},
+                    {**typical, "corporation": dropped, "exited": None},
+                    {**typical, "corporation": "newc", "lastmonth_activity": 0.0, "exited": None},
+                ]
+            ),
         ]
     )
     deployed.write_input("batch3.csv", update)
@@ -251,12 +272,13 @@ def test_a_roster_alone_remakes_the_call_list_and_the_report(diagnosed):
     # The diagnostics (which rank the clients) are made again: they describe the stored data.
     assert {"diagnostics", "reporting"} <= set(record["steps"])
     after = pd.read_csv(diagnosed.root / "models" / ranking.RANKING_FILE)
-    assert len(after) == len(before) + 30
-    assert set(newcomers["corporation"]) <= set(after["corporation"])
+    # The roster is the list of current clients.
+    assert set(after["corporation"]) == set(newcomers["corporation"])
     assert pdf.read_bytes() != pdf_before
     report = json.loads((diagnosed.root / "models" / "diagnostics.json").read_text())
     assert report["ranking"]["clients"] == len(after)
     assert report["ranking"]["changes"]["joined_list"] == 30
+    assert report["ranking"]["changes"]["left_list"] == len(before)
     assert fullprocess.run(diagnosed.config)["outcome"] == "no new data"
 
 
@@ -269,3 +291,190 @@ def test_no_current_client_at_all_is_an_empty_list(deployed):
     assert len(ranked) == 0
     assert ranking.top_entries(ranked, reasons.typical_values(model)) == []
     assert ranking.expected_leavers(ranked["probability"])["expected"] == 0
+
+
+# --- who is current ------------------------------------------------------------------------------
+
+
+def listed_clients(project) -> pd.DataFrame:
+    ranking.run(project.config)
+    path = project.root / "models" / ranking.RANKING_FILE
+    return pd.read_csv(path, keep_default_na=False).set_index("corporation")
+
+
+def labelled(rows: list[tuple]) -> pd.DataFrame:
+    """Rows with an outcome: (corporation, last month, last year, employees, exited)."""
+    return pd.DataFrame(rows, columns=["corporation", *FEATURES, "exited"])
+
+
+def test_a_labelled_batch_after_a_roster_adds_none_of_its_stayers(deployed):
+    deployed.write_input(
+        "batch3.csv",
+        roster(
+            [("rost", 10.0, 120.0, 5.0), ("goes", 10.0, 120.0, 5.0), ("upd8", 10.0, 120.0, 5.0)]
+        ),
+    )
+    deployed.write_input(
+        "batch4.csv",
+        labelled(
+            [
+                ("goes", 10.0, 120.0, 5.0, 1),  # left after the roster
+                ("upd8", 3.0, 150.0, 9.0, 0),  # stayed, with newer figures
+                ("nwst", 10.0, 120.0, 5.0, 0),  # a stayer on no roster
+            ]
+        ),
+    )
+    run_steps(deployed, "ingestion")
+    listed = listed_clients(deployed)
+    assert sorted(listed.index) == ["rost", "upd8"]
+    assert listed.loc["upd8", "number_of_employees"] == 9
+
+
+def test_a_client_who_left_is_not_listed_again_unless_a_later_roster_lists_it(deployed):
+    deployed.write_input("batch3.csv", labelled([("back", 10.0, 120.0, 5.0, 1)]))
+    deployed.write_input("batch4.csv", labelled([("back", 12.0, 120.0, 5.0, 0)]))
+    run_steps(deployed, "ingestion")
+    # No roster: a later recorded stay does not undo the exit.
+    assert "back" not in listed_clients(deployed).index
+    deployed.write_input("batch5.csv", roster([("back", 14.0, 120.0, 5.0)]))
+    run_steps(deployed, "ingestion")
+    listed = listed_clients(deployed)
+    assert list(listed.index) == ["back"]
+    assert listed.loc["back", "lastmonth_activity"] == 14
+
+
+def test_without_a_roster_the_stayers_who_never_left_are_listed(deployed):
+    stored = pd.read_csv(deployed.root / "ingesteddata" / "finaldata.csv")
+    left = set(stored.loc[stored["exited"] == 1, "corporation"])
+    stayed = set(stored.loc[stored["exited"] == 0, "corporation"]) - left
+    assert set(listed_clients(deployed).index) == stayed
+    summary = json.loads((deployed.root / "models" / ranking.RANKING_SUMMARY_FILE).read_text())
+    assert summary["current_rule"].startswith("no roster has been sent")
+
+
+# --- the order, and clients outside what the model learnt from -----------------------------------
+
+
+def test_clients_are_ordered_by_their_unrounded_risk_never_by_name(deployed):
+    model, _ = live_model(deployed)
+    base = client_rows(20, seed=41).drop(columns=["exited"])
+    # Twins whose risks differ by far less than a millionth; the riskier is named last.
+    twins = base.assign(number_of_employees=base["number_of_employees"] * (1 + 1e-9))
+    pairs = pd.concat([base, twins], ignore_index=True)
+    risks = model.predict_proba(pairs[list(FEATURES)])[:, 1]
+    riskier_second = risks[20:] > risks[:20]
+    names = [f"a{index:03d}" for index in range(20)], [f"b{index:03d}" for index in range(20)]
+    first, second = [list(names[0]), list(names[1])]
+    for index, later in enumerate(riskier_second):
+        if not later:  # the riskier twin gets the name sorted last
+            first[index], second[index] = second[index], first[index]
+    pairs["corporation"] = first + second
+    ranked = ranking.rank_clients(model, pairs)
+    assert (np.diff(ranked[ranking.EXACT_COLUMN].to_numpy()) <= 0).all()
+    order = list(ranked["corporation"])
+    for index in range(20):
+        if risks[index] != risks[20 + index]:
+            riskier = pairs["corporation"][20 + index if riskier_second[index] else index]
+            other = pairs["corporation"][index if riskier_second[index] else 20 + index]
+            assert order.index(riskier) < order.index(other)
+
+
+def test_a_client_far_outside_the_training_range_is_marked_not_extrapolated(deployed):
+    far = [
+        ("fall", 1.0, 5000.0, 20.0),  # last month a tiny fraction of its year
+        ("huge", 2e6 / 12, 2e6, 20.0),  # more active than any training client, month and year
+        ("deep", 4e7 / 12, 4e7, 20.0),  # further still
+        ("calm", 400.0, 5000.0, 20.0),
+    ]
+    deployed.write_input("roster.csv", roster(far))
+    run_steps(deployed, "ingestion")
+    listed = listed_clients(deployed)
+    assert listed.loc["fall", "outside_range"] == "last month against the year"
+    both = "lastmonth_activity, lastyear_activity"
+    assert listed.loc["huge", "outside_range"] == listed.loc["deep", "outside_range"] == both
+    assert listed.loc["calm", "outside_range"] == ""
+    # Beyond the range the risk stays where the data ends: no slope carried on.
+    model, _ = live_model(deployed)
+    exact = ranking.rank_clients(model, roster(far)).set_index("corporation")[ranking.EXACT_COLUMN]
+    assert exact["huge"] == exact["deep"]
+    summary = json.loads((deployed.root / "models" / ranking.RANKING_SUMMARY_FILE).read_text())
+    assert summary["outside_range"] == 3
+    notes = {entry["corporation"]: entry["note"] for entry in summary["top"]}
+    assert notes["fall"].startswith("outside the range the model has seen: treat the risk")
+    assert notes["calm"] == ""
+
+
+# --- reasons for every listed client -------------------------------------------------------------
+
+
+def test_every_listed_client_has_a_reason_with_the_risk_in_points(deployed):
+    listed = listed_clients(deployed)
+    assert (listed["reason_1"] != "").all()
+    assert listed["reason_1"].str.contains(r": risk [<> 0-9.]+ % → [<> 0-9.]+ % if ").all()
+    assert not listed["reason_1"].str.contains(r"\(\+0\.").any()
+
+
+def test_a_size_reason_says_why_and_what_the_risk_would_be(deployed):
+    model, _ = live_model(deployed)
+    typical = typical_client(model)
+    big = {
+        **typical,
+        "corporation": "bigc",
+        "number_of_employees": typical["number_of_employees"] * 8,
+    }
+    ranked = ranking.rank_clients(model, pd.DataFrame([big]))
+    (entry,) = ranking.top_entries(ranked, typical_of(model))
+    size = next(item for item in entry["reasons"] if item["factor"] == "company size")
+    employees = reasons._number(typical["number_of_employees"])
+    assert size["reason"].startswith("large company (")
+    assert "companies this large leave more often" in size["reason"]
+    assert f"typical {employees})" in size["reason"]
+    assert size["text"].endswith("if it were of typical size")
+    now, without = reasons.percents(entry["probability"], size["risk_if_typical"])
+    assert f"risk {now} → {without}" in size["text"]
+
+
+@pytest.mark.parametrize(
+    ("risk", "other", "shown"),
+    [
+        (0.31, 0.12, ("31 %", "12 %")),
+        (0.0067, 0.0061, ("0.7 %", "0.6 %")),
+        (0.9996, 0.35, ("> 99 %", "35 %")),
+        (0.00003, 0.0001, ("< 0.01 %", "0.01 %")),
+    ],
+)
+def test_risks_are_shown_in_percent_as_finely_as_it_takes_to_tell_them_apart(risk, other, shown):
+    assert reasons.percents(risk, other) == shown
+
+
+@pytest.mark.parametrize("family", list(training.FAMILIES))
+def test_every_model_family_ranks_marks_and_explains_without_extrapolating(family):
+    model, _ = training.fit_model(client_rows(600, seed=43), family=family)
+    far = [
+        ("huge", 2e6 / 12, 2e6, 20.0),
+        ("deep", 4e7 / 12, 4e7, 20.0),
+        ("calm", 40.0, 500.0, 20.0),
+    ]
+    clients = pd.concat([roster(far), client_rows(30, seed=44).drop(columns=["exited"])])
+    ranked = ranking.rank_clients(model, clients).set_index("corporation")
+    assert (ranked["reason_1"] != "").all()
+    assert ranked.loc["huge", ranking.EXACT_COLUMN] == ranked.loc["deep", ranking.EXACT_COLUMN]
+    assert "lastyear_activity" in ranked.loc["huge", ranking.OUTSIDE_COLUMN]
+    assert ranked.loc["calm", ranking.OUTSIDE_COLUMN] == ""
+
+
+@pytest.mark.parametrize(
+    ("effects", "first"),
+    [
+        ([0.30, 0.02, 0.00, 0.40], "activity last month 90% below its monthly average (5 vs 50)"),
+        ([0.001, 0.002, 0.00, 0.20], "its figures together (last month 5, the year 600,"),
+        ([0.001, 0.004, 0.00, 0.002], reasons.WEAK + "low activity over the year (600;"),
+    ],
+)
+def test_a_client_without_a_strong_factor_gets_its_figures_together_or_its_largest(effects, first):
+    typical = np.array([100.0, 1200.0, 40.0])
+    (found,) = reasons.reasons(
+        np.array([effects]), np.array([[5.0, 600.0, 40.0]]), typical, np.array([0.5])
+    )
+    assert found[0]["reason"].startswith(first)
+    assert found[0]["text"].startswith(found[0]["reason"] + ": risk ")

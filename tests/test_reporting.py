@@ -116,3 +116,16 @@ def test_score_history_draws_each_model_apart_and_fits_its_time_axis():
     assert kept_out.get_linestyle() == "None"
     start, end = (mdates.num2date(limit) for limit in axes.get_xlim())
     assert (end - start).total_seconds() < 2 * 3600  # 40 minutes of history, not years
+
+
+def test_page_one_gives_every_reason_in_points_and_marks_an_uncertain_risk(diagnosed):
+    far = client_rows(5, seed=12).drop(columns=["exited"])
+    far.loc[0, ["corporation", "lastmonth_activity", "lastyear_activity"]] = ["farc", 1.0, 5000.0]
+    diagnosed.write_input("roster.csv", far)
+    run_steps(diagnosed, "ingestion", "diagnostics", "reporting")
+    first_page = PdfReader(diagnosed.root / "models" / "summary_report.pdf").pages[0]
+    text = " ".join(first_page.extract_text().split())
+    assert "1 of them have figures outside the range the model has seen" in text
+    assert "Current clients: the clients on the latest roster (roster.csv, batch 3)" in text
+    assert text.count(": risk ") >= 5
+    assert "(+0." not in text

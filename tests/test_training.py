@@ -236,17 +236,20 @@ def test_gaps_are_filled_from_how_the_known_columns_go_together():
     np.testing.assert_allclose(imputer.transform(rows)[0, :3], [100, 1200, median_fill[2]])
 
 
-def test_spline_basis_is_scikit_learns_basis_with_flags_passed_through():
+@pytest.mark.parametrize("extrapolation", ["constant", "linear"])
+def test_spline_basis_is_scikit_learns_basis_with_flags_passed_through(extrapolation):
     from sklearn.preprocessing import SplineTransformer
 
     from clientrisk.model.features import SplineBasis
 
     rng = np.random.default_rng(4)
     training_rows = np.column_stack([rng.normal(size=(500, 4)), rng.integers(0, 2, 500)])
-    # New rows reach far beyond the training range on both sides: linear extrapolation.
+    # New rows reach far beyond the training range on both sides.
     new_rows = np.column_stack([rng.normal(scale=4, size=(5000, 4)), rng.integers(0, 2, 5000)])
-    ours = SplineBasis(columns=4, knots=5).fit(training_rows).transform(new_rows)
-    reference = SplineTransformer(n_knots=5, extrapolation="linear").fit(training_rows[:, :4])
+    basis = SplineBasis(columns=4, knots=5, extrapolation=extrapolation).fit(training_rows)
+    ours = basis.transform(new_rows)
+    reference = SplineTransformer(n_knots=5, extrapolation=extrapolation)
+    reference.fit(training_rows[:, :4])
     np.testing.assert_allclose(ours[:, :-1], reference.transform(new_rows[:, :4]), atol=1e-12)
     np.testing.assert_array_equal(ours[:, -1], new_rows[:, -1])
 

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import time
+from math import nan
 from pathlib import Path
 
 from flask import Blueprint, Flask, current_app, g, jsonify, request
@@ -36,6 +37,7 @@ from clientrisk.config import DIAGNOSTICS_FILE, default_config_path, load_config
 from clientrisk.data.clientcsv import FEATURES, ID_COLUMN, read_labelled_csv
 from clientrisk.deployment import modelstore
 from clientrisk.errors import DataError, PipelineError
+from clientrisk.model.coverage import UNCERTAIN, outside_range, outside_text
 from clientrisk.model.scoring import evaluate_model, predict_arrays
 from clientrisk.timestamps import utc_now
 
@@ -90,18 +92,31 @@ def prediction():
         labels, probabilities, effects, values, typical = explain(live.model, rows)
     else:
         labels, probabilities = predict_arrays(live.model, rows[list(FEATURES)])
+    outside = outside_range(live.model, rows[list(FEATURES)].to_numpy(dtype=float, na_value=nan))
     answer = {
         "model_version": live.deployment.label,
         "rows": len(rows),
         "predictions": labels.astype(int).tolist(),
         "probabilities": probabilities.round(6).tolist(),
+        "outside_range": outside,
+        "warnings": outside_warnings(outside),
     }
     if with_reasons:
-        answer["reasons"] = reasons(effects, values, typical)
+        answer["reasons"] = reasons(effects, values, typical, probabilities)
     if ID_COLUMN in rows.columns:
         clients = rows[ID_COLUMN]
         answer["corporations"] = clients.astype(object).where(clients.notna(), None).tolist()
     return jsonify(answer)
+
+
+def outside_warnings(outside: list[list[str]], most: int = 10) -> list[str]:
+    """A sentence for each of the first `most` records outside the range the model has seen,
+    and one for the rest."""
+    found = [(index, names) for index, names in enumerate(outside) if names]
+    said = [f"record {index + 1}: {outside_text(names)}" for index, names in found[:most]]
+    if len(found) > most:
+        said.append(f"and {len(found) - most:,} more records {UNCERTAIN.split(':')[0]}")
+    return said
 
 
 @api.get("/scoring")

@@ -32,6 +32,7 @@ from flask import (
 
 from clientrisk.api.sessions import SESSION_SECONDS
 from clientrisk.calllist.ranking import RANKING_FILE, RANKING_SUMMARY_FILE, TOP_CLIENTS
+from clientrisk.calllist.reasons import reason_text
 from clientrisk.config import DIAGNOSTICS_FILE, Config
 from clientrisk.deployment import modelstore
 from clientrisk.errors import PipelineError
@@ -159,8 +160,8 @@ def _ranking(config: Config, deployment, problems: list) -> dict | None:
                 "rank": entry["rank"],
                 "corporation": entry["corporation"],
                 "probability": entry["probability"],
-                "reasons": [item["reason"] for item in entry.get("reasons", [])],
-                "effects": [item["effect"] for item in entry.get("reasons", [])],
+                "reasons": [reason_text(item) for item in entry.get("reasons", [])],
+                "note": entry.get("note", ""),
             }
             for entry in summary["top"][:TOP_CLIENTS]
         ]
@@ -174,6 +175,8 @@ def _ranking(config: Config, deployment, problems: list) -> dict | None:
         "model_version": summary.get("model_version"),
         "stale": live_sha is not None and summary.get("model_sha256") != live_sha,
         "clients": summary.get("clients", 0),
+        "current_rule": summary.get("current_rule", ""),
+        "outside_range": summary.get("outside_range", 0),
         "top": top,
         "expected": leavers,
         "changes": _changes(summary.get("changes")),

@@ -1,10 +1,12 @@
 """Who to call: current clients ranked by the deployed model's probability that they leave, each
 with the reasons for it, and what changed since the previous ranking.
 
-A current client is one whose latest observation has no outcome yet, or whose latest outcome is
-`exited` = 0; a client whose latest record says it left is never ranked. Latest means the newest
-batch; within one batch a recorded exit wins over a row without an outcome, and a row without an
-outcome over a recorded stay (it is the present observation), then the last line.
+Who is current is said in `current.py`: the latest roster less who left since, or without a
+roster the stayers who never left.
+
+Clients are ranked by their unrounded probability (ties, which then mean exactly equal
+probabilities, by name). A client whose figures lie outside the range the model learnt from is
+marked (`outside_range`): its risk is the model's guess from the nearest training clients.
 
 Each client's reasons come from `reasons.py`.
 
@@ -24,9 +26,9 @@ import numpy as np
 import pandas as pd
 
 from clientrisk.atomicfiles import atomic_write_json, read_json, write_csv
+from clientrisk.calllist.current import current_clients, current_rule
 from clientrisk.calllist.reasons import (
     EFFECT_COLUMNS,
-    FACTORS,
     MIN_EFFECT,
     REASON_COLUMNS,
     explain,
@@ -37,12 +39,12 @@ from clientrisk.calllist.reasons import (
     typical_values,
 )
 from clientrisk.config import DIAGNOSTICS_FILE, Config
-from clientrisk.data import batchstore, rowkeys
+from clientrisk.data import batchstore
 from clientrisk.data.clientcsv import FEATURES, ID_COLUMN, TARGET, read_labelled_csv
 from clientrisk.deployment import modelstore
 from clientrisk.errors import DataError
 from clientrisk.history.database import open_history
-from clientrisk.model import scoring
+from clientrisk.model import coverage, scoring
 from clientrisk.monitoring import judging
 from clientrisk.timestamps import utc_now
 
@@ -62,6 +64,9 @@ SAME_CLIENTS = object()
 # Entries of a ranking the history keeps (enough to say who is new to the top and who rose).
 KEEP_ENTRIES = 10_000
 INTERVAL_Z = 1.959964  # 95 %
+OUTSIDE_COLUMN = "outside_range"
+# The probability as the model gave it, which the list is sorted by (not written to the CSV).
+EXACT_COLUMN = "exact probability"
 
 
 # --- reasons -------------------------------------------------------------------------------------
@@ -70,32 +75,12 @@ INTERVAL_Z = 1.959964  # 95 %
 # --- current clients and the ranking -------------------------------------------------------------
 
 
-def current_clients(ingested_dir: Path, seqs, outcomes: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The latest observation of every client still with us, with the batch it came in.
-
-    Args:
-        outcomes: the stored rows with an outcome of `seqs` (with their batch), when the caller
-            has read them already.
-    """
-    if outcomes is None:
-        outcomes = batchstore.read_rows(ingested_dir, seqs, batchstore.OUTCOMES_FILE)
-    present = batchstore.read_rows(ingested_dir, seqs, batchstore.CURRENT_FILE)
-    rows = pd.concat([outcomes, present], ignore_index=True)
-    target = rows[TARGET].to_numpy(dtype="float64", na_value=np.nan)
-    # Within a batch: a recorded stay, then a row without an outcome, then a recorded exit; in
-    # arrival order within each (one stable sort of an integer key, not a sort on three columns).
-    tier = np.where(np.isnan(target), 1, np.where(target == 1, 2, 0))
-    order = np.argsort(rows[batchstore.BATCH_COLUMN].to_numpy() * 3 + tier, kind="stable")
-    rows, tier = rows.iloc[order], tier[order]
-    last = ~rowkeys.duplicated(rows, [ID_COLUMN], keep="last")
-    return rows[last & (tier != 2)].drop(columns=[TARGET]).reset_index(drop=True)
-
-
 def rank_clients(model, clients: pd.DataFrame) -> pd.DataFrame:
-    """Current clients, highest probability of leaving first, with their reasons as text and
-    each factor's effect (columns EFFECT_COLUMNS, not written to the CSV), both for the first
+    """Current clients, highest probability of leaving first, with their reasons as text, each
+    factor's effect (columns EFFECT_COLUMNS, not written to the CSV), both for the first
     REASONED_CLIENTS (below them the effects are NaN: a longer list is predicted once per
-    client, and only its head is explained, which costs four predictions a client)."""
+    client, and only its head is explained, which costs five predictions a client), and the
+    features outside the range the model learnt from (OUTSIDE_COLUMN, "" for none)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -104,27 +89,32 @@ def rank_clients(model, clients: pd.DataFrame) -> pd.DataFrame:
         labels, probabilities, effects, values, typical = explain(model, clients)
     else:
         labels, probabilities = predict_in_blocks(model, clients)
-    # Six decimals, and never a certain 0 or 1: no client is sure to leave or to stay.
-    shown = np.clip(probabilities.round(6), 1e-6, 1 - 1e-6)
+    # Sorted by the probability as the model gave it: shown to six decimals, many clients would
+    # tie and be ordered by name.
     keys = pa.table(
-        {"probability": shown, ID_COLUMN: pa.array(clients[ID_COLUMN].array, type=pa.string())}
+        {
+            "probability": probabilities,
+            ID_COLUMN: pa.array(clients[ID_COLUMN].array, type=pa.string()),
+        }
     )
     order = pc.sort_indices(
         keys, sort_keys=[("probability", "descending"), (ID_COLUMN, "ascending")]
     ).to_numpy()
+    # Shown to six decimals, and never a certain 0 or 1: no client is sure to leave or to stay.
+    shown = np.clip(probabilities.round(6), 1e-6, 1 - 1e-6)
     ranked = clients.iloc[order].reset_index(drop=True)
     ranked.insert(0, "rank", np.arange(1, len(ranked) + 1))
     ranked = ranked.assign(probability=shown[order], predicted_exit=labels[order])
+    exact = probabilities[order]
     if explain_all:
         effects, values = effects[order], values[order]
     else:  # the head's figures and effects; only the head's are put in words below
         _, _, head_effects, values, typical = explain(model, ranked.iloc[:REASONED_CLIENTS])
-        effects = np.full((len(ranked), len(FACTORS)), np.nan)
+        effects = np.full((len(ranked), len(EFFECT_COLUMNS)), np.nan)
         effects[:REASONED_CLIENTS] = head_effects
     head = slice(0, REASONED_CLIENTS)
-    for column, texts in zip(
-        REASON_COLUMNS, reason_columns(effects[head], values[head], typical), strict=True
-    ):
+    texts_of = reason_columns(effects[head], values[head], typical, exact[head])
+    for column, texts in zip(REASON_COLUMNS, texts_of, strict=True):
         # Empty below the head, made by arrow (a reindex of millions of rows takes seconds).
         filled = pa.concat_arrays(
             [
@@ -133,31 +123,60 @@ def rank_clients(model, clients: pd.DataFrame) -> pd.DataFrame:
             ]
         )
         ranked[column] = pd.Series(pd.array(filled, dtype="str"), index=ranked.index)
+    ranked[OUTSIDE_COLUMN] = pd.Series(
+        _outside_names(model, ranked[list(FEATURES)]), index=ranked.index, dtype="str"
+    )
     for position, column in enumerate(EFFECT_COLUMNS):
         ranked[column] = effects[:, position]
+    ranked[EXACT_COLUMN] = exact
     return ranked
+
+
+def _outside_names(model, figures: pd.DataFrame) -> list[str]:
+    """For each client, the features outside the range the model learnt from ("" for none)."""
+    outside = coverage.outside_mask(model, figures.to_numpy(dtype=float, na_value=np.nan))
+    names = [""] * len(outside)
+    for index in np.flatnonzero(outside.any(axis=1)):
+        names[index] = ", ".join(
+            name for name, out in zip(coverage.FEATURE_NAMES, outside[index], strict=True) if out
+        )
+    return names
 
 
 def csv_columns(ranked: pd.DataFrame) -> list[str]:
     extra = [batchstore.BATCH_COLUMN] if batchstore.BATCH_COLUMN in ranked.columns else []
-    return ["rank", ID_COLUMN, "probability", "predicted_exit", *REASON_COLUMNS, *FEATURES, *extra]
+    return [
+        "rank",
+        ID_COLUMN,
+        "probability",
+        "predicted_exit",
+        *REASON_COLUMNS,
+        OUTSIDE_COLUMN,
+        *FEATURES,
+        *extra,
+    ]
 
 
 def top_entries(ranked: pd.DataFrame, typical: np.ndarray, count: int = TOP_CLIENTS) -> list[dict]:
-    """The top of the ranking for people: rank, client, probability, reasons, its figures."""
+    """The top of the ranking for people: rank, client, probability, reasons, whether its
+    figures lie outside the range the model learnt from (and the note saying so), its figures."""
     top = ranked.head(count)
     values = top[list(FEATURES)].to_numpy(dtype=float)
-    found = reasons(top[list(EFFECT_COLUMNS)].to_numpy(), values, typical)
+    exact = top[EXACT_COLUMN] if EXACT_COLUMN in top.columns else top["probability"]
+    found = reasons(top[list(EFFECT_COLUMNS)].to_numpy(), values, typical, exact.to_numpy())
+    outside = top[OUTSIDE_COLUMN] if OUTSIDE_COLUMN in top.columns else [""] * len(top)
     return [
         {
             "rank": int(rank),
             ID_COLUMN: client,
             "probability": float(probability),
             "reasons": items,
+            OUTSIDE_COLUMN: names.split(", ") if names else [],
+            "note": coverage.outside_text(names.split(", ") if names else []),
             **{name: _plain(value) for name, value in zip(FEATURES, row, strict=True)},
         }
-        for rank, client, probability, items, row in zip(
-            top["rank"], top[ID_COLUMN], top["probability"], found, values, strict=True
+        for rank, client, probability, items, names, row in zip(
+            top["rank"], top[ID_COLUMN], top["probability"], found, outside, values, strict=True
         )
     ]
 
@@ -169,12 +188,16 @@ def _plain(value):
 # --- what changed, and the figures for the boss --------------------------------------------------
 
 
-def changes(previous: dict | None, ranked: pd.DataFrame, previous_clients=None) -> dict:
+def changes(
+    previous: dict | None, ranked: pd.DataFrame, previous_clients=None, outcomes=None
+) -> dict:
     """What changed since the previous ranking: new in the top, biggest risers, who left.
 
     Args:
         previous: the previous ranking as the history keeps it (its first entries).
         previous_clients: every client on the previous list (by default, those of its entries).
+        outcomes: the stored rows with an outcome, to tell a client of the previous top who
+            left the company from one the latest roster no longer lists.
     """
     if previous is None:
         return {"previous": None}
@@ -220,6 +243,7 @@ def changes(previous: dict | None, ranked: pd.DataFrame, previous_clients=None) 
         (client, entry["rank"]) for client, entry in before.items() if entry["rank"] <= TOP_CLIENTS
     ]
     positions = _positions(clients, [client for client, _ in previous_top])
+    left_company = _exited(outcomes, [client for client, _ in previous_top])
     if previous_clients is None:
         previous_clients = list(before)
     if previous_clients is SAME_CLIENTS:
@@ -242,9 +266,11 @@ def changes(previous: dict | None, ranked: pd.DataFrame, previous_clients=None) 
             {
                 ID_COLUMN: client,
                 "previous_rank": rank,
-                "now": "left (latest record: exited)"
-                if position < 0
-                else f"rank {int(ranks[position])}",
+                "now": f"rank {int(ranks[position])}"
+                if position >= 0
+                else "left (latest record: exited)"
+                if client in left_company
+                else "no longer a current client (not on the latest roster)",
             }
             for (client, rank), position in zip(previous_top, positions, strict=True)
             if position < 0 or ranks[position] > TOP_CLIENTS
@@ -259,6 +285,15 @@ def _positions(clients: pd.Series, wanted: list) -> list[int]:
     found = np.flatnonzero(batchstore.codes_in(clients, wanted))
     at = {clients.iat[index]: index for index in found}
     return [at.get(client, -1) for client in wanted]
+
+
+def _exited(outcomes, clients: list) -> set:
+    """Which of a few `clients` have a recorded exit among `outcomes` (all, without them)."""
+    if outcomes is None:
+        return set(clients)
+    found = batchstore.codes_in(outcomes[ID_COLUMN], clients)
+    exited = outcomes[TARGET].to_numpy(dtype="float64", na_value=np.nan) == 1
+    return set(outcomes.loc[found & exited, ID_COLUMN])
 
 
 def _count_not_in(values, others) -> int:
@@ -397,6 +432,8 @@ def run(
     if not batches:
         raise DataError(f"{config.ingested_dir}: no ingested data; run ingestion.py first")
     seqs = [batch.seq for batch in batches]
+    if outcomes is None:
+        outcomes = batchstore.read_rows(config.ingested_dir, seqs, batchstore.OUTCOMES_FILE)
     clients = current_clients(config.ingested_dir, seqs, outcomes)
     ranked = rank_clients(model, clients)
     typical = typical_values(model)
@@ -409,8 +446,12 @@ def run(
         "clients": len(ranked),
         "typical": dict(zip(FEATURES, typical.tolist(), strict=True)),
         "min_effect": MIN_EFFECT,
+        "current_rule": current_rule(batches),
+        "outside_range": int((ranked[OUTSIDE_COLUMN] != "").sum()),
         "top": top_entries(ranked, typical),
-        "changes": changes(previous, ranked, _clients_of(config, previous, seqs, outcomes)),
+        "changes": changes(
+            previous, ranked, _clients_of(config, previous, seqs, outcomes), outcomes
+        ),
         "expected_leavers": expected_leavers(
             ranked["probability"], effective_training_rows(deployment.manifest), calibration
         ),

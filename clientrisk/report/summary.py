@@ -34,6 +34,7 @@ from reportlab.platypus import (
 
 from clientrisk.atomicfiles import atomic_path, read_json
 from clientrisk.calllist import ranking
+from clientrisk.calllist.reasons import percents, reason_text
 from clientrisk.config import DIAGNOSTICS_FILE, REPORT_FILE, Config
 from clientrisk.data.clientcsv import TARGET, read_labelled_csv
 from clientrisk.deployment import modelstore
@@ -282,21 +283,22 @@ def _who_to_call(ranked: dict, body, cell) -> list:
             f" clients: of those ranked highest, the share who left ({shares}), against"
             f" {precision['base_rate']:.0%} of all clients."
         )
-    rows = [["Rank", "Client", "Risk", "Why: the strongest reasons (effect on the probability)"]]
+    rows = [["Rank", "Client", "Risk", "Why: the strongest reasons, and the risk without each"]]
     for client in ranked["top"]:
-        why = "<br/>".join(
-            escape(f"{item['reason']} (+{item['effect']:.2f})")
-            for item in client["reasons"][:REASONS_SHOWN]
+        why = ". ".join(
+            escape(_reason_words(item, client["probability"], full=position == 0))
+            for position, item in enumerate(client["reasons"][:REASONS_SHOWN])
         )
+        risk = _risk(client["probability"])
         rows.append(
             [
                 client["rank"],
                 _shorten(client["corporation"]),
-                _risk(client["probability"]),
-                Paragraph(why or "no single factor stands out", cell),
+                f"{risk} *" if client.get("note") else risk,
+                Paragraph(why or "no reason recorded", cell),
             ]
         )
-    table = _table(rows, [0.07, 0.13, 0.08, 0.72], align_right_from=2)
+    table = _table(rows, [0.05, 0.09, 0.08, 0.78], align_right_from=2)
     table.setStyle(TableStyle([("FONT", (0, 1), (-1, -1), "Helvetica", 7.5)]))
     table.setStyle(
         TableStyle([("ALIGN", (3, 0), (3, -1), "LEFT"), ("VALIGN", (0, 0), (-1, -1), "TOP")])
@@ -306,19 +308,35 @@ def _who_to_call(ranked: dict, body, cell) -> list:
         if ranked["clients"] <= ranking.REASONED_CLIENTS
         else f"every current client, the first {ranking.REASONED_CLIENTS:,} with their reasons"
     )
+    if ranked.get("outside_range"):
+        figures += (
+            f" {_number(ranked['outside_range'])} of them have figures outside the range the"
+            " model has seen: treat their risk as uncertain (marked * below; which figures: the"
+            " column outside_range of the list)."
+        )
     return [
         Paragraph(figures, body),
         *_what_changed(ranked, cell),
         Spacer(0, 2 * mm),
         table,
         Paragraph(
-            f"Each reason is what moves this client's probability most: the probability again"
-            f" with that factor alone at what is typical (a month like the client's own monthly"
-            f" average; the median year and head count) is lower by the number in brackets. The"
-            f" full list, {reasoned}, is {escape(ranked['file'])}.",
+            "A reason: what moves the client's risk most, and the risk with that figure alone"
+            " typical (a month like its own monthly average; the median year and head count)."
+            " Current clients: "
+            + escape(ranked.get("current_rule") or "every client still with us")
+            + f". The full list, {reasoned}, is {escape(ranked['file'])}.",
             cell,
         ),
     ]
+
+
+def _reason_words(item: dict, probability: float, full: bool) -> str:
+    """A reason on page 1: the strongest in full, the next one short (the figure, and the risk
+    without it)."""
+    if full or "risk_if_typical" not in item:
+        return reason_text(item)
+    _, without = percents(probability, item["risk_if_typical"])
+    return f"Also {item['reason'].rsplit('; ', 1)[0]}: risk {without} if typical"
 
 
 def _risk(probability: float) -> str:
@@ -339,7 +357,7 @@ def _what_changed(ranked: dict, body) -> list:
         f"<b>What changed</b> since the ranking of {readable_utc(previous['made_at'])} (model"
         f" {previous['model_version']}, {_number(previous['clients'])} clients):"
         f" {changes['joined_list']:,} clients joined the list and {changes['left_list']:,} left"
-        " it (their latest record says they left)."
+        " it."
     ]
     if changes["new_in_top"]:
         items = ", ".join(
