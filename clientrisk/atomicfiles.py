@@ -258,7 +258,10 @@ def write_csv(frame, path: str | os.PathLike, *, append_to: str | os.PathLike | 
     import pyarrow.compute as pc
     from pyarrow import csv as pacsv
 
-    table = pa.Table.from_pandas(frame, preserve_index=False)
+    # One chunk per column: pandas' text columns may reach pyarrow in several chunks, some
+    # empty, and pyarrow's CSV writer then writes raw buffer bytes in place of the first rows'
+    # cells (a one-client list came out as eight NUL bytes and stray text).
+    table = pa.Table.from_pandas(frame, preserve_index=False).combine_chunks()
     # One pattern for every formula start (each is one character), as RE2 reads a class.
     escapes = {"-": r"\-", "\t": r"\t", "\r": r"\r"}
     formula = "^[" + "".join(escapes.get(start, start) for start in FORMULA_STARTS) + "]"

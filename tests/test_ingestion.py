@@ -402,3 +402,14 @@ def test_a_file_dated_in_the_future_that_changes_waits_again(project, capsys):
     assert ingestion.main(project.args()) == 0
     assert "ahead.csv: dated 360" in capsys.readouterr().err
     assert "ahead.csv" not in record(project)
+
+
+def test_a_csv_of_rows_joined_from_an_empty_frame_is_written_as_they_are(tmp_path):
+    """pandas hands pyarrow a text column joined from an empty part in two chunks, one empty;
+    pyarrow's CSV writer then wrote raw buffer bytes (NULs) in place of the cells."""
+    from clientrisk.atomicfiles import write_csv
+
+    empty = pd.DataFrame({"rank": pd.Series([], dtype="int64"), "name": pd.Series([], dtype="str")})
+    frame = pd.concat([empty, pd.DataFrame({"rank": [1], "name": ["back"]})], ignore_index=True)
+    write_csv(frame, tmp_path / "list.csv")
+    assert (tmp_path / "list.csv").read_bytes() == b"rank,name\n1,back\n"
