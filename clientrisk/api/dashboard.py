@@ -74,6 +74,7 @@ def gather(config: Config) -> dict:
     facts.update(history)
     facts["ranking"] = _ranking(config, deployment, facts["problems"])
     facts["drift"] = _drift(config, facts["problems"])
+    facts["quality"] = _quality(config, deployment, facts["problems"])
     facts["config"] = {"input_folder": str(config.input_dir), "config_file": str(config.path)}
     return facts
 
@@ -223,6 +224,31 @@ def _drift(config: Config, problems: list) -> dict | None:
             for item in features
         ],
         "major_at": round(100 * drift.get("psi_major", 0.25) / largest, 1) if largest else 0,
+    }
+
+
+def _quality(config: Config, deployment, problems: list) -> dict | None:
+    """The live model on the newest rows, the test file's resemblance and what happened, from
+    `diagnostics.json` when it was made for the live model."""
+    path = config.model_dir / DIAGNOSTICS_FILE
+    if deployment is None or not path.is_file():
+        return None
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+        quality = report.get("quality")
+        made_for = report["model"]["sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        problems.append(f"{path.name} cannot be read: {error}")
+        return None
+    if not quality or made_for != deployment.manifest.get("model_sha256"):
+        return None
+    resemblance = quality.get("test_file_drift") or {}
+    return {
+        "newest": quality.get("newest"),
+        "story": quality.get("story"),
+        "unlike_test_file": bool(resemblance.get("available") and not resemblance["resembles"]),
+        "compared": resemblance.get("compared", ""),
+        "drifted": resemblance.get("drifted", []),
     }
 
 
