@@ -524,3 +524,21 @@ def test_on_a_phone_the_first_client_is_above_the_fold(diagnosed, tmp_path):
     assert where["first"] < 844
     assert where["first"] < where["cards"]
     assert where["wide"] <= 390, where
+
+
+def test_a_score_chart_with_one_point_puts_it_in_the_middle_with_its_value():
+    from clientrisk.api.dashboard import score_chart
+
+    scores = [{"scored_at": "2026-05-01T12:00:00Z", "f1": 0.466, "model_sha256": "aaa"}]
+    deployments = [{"time": "2026-05-01T12:00:00Z", "to_version": "v0001", "model_sha256": "aaa"}]
+    chart = score_chart(scores, deployments)
+    ((x, _, _),) = chart["series"][0]["points"]
+    middle = (chart["left"] + chart["right_x"]) / 2
+    assert abs(x - middle) < 1
+    assert (chart["start"], chart["end"]) == ("2026-05-01 11:30", "2026-05-01 12:30")
+    assert chart["labelled"]
+
+
+def test_the_score_chart_labels_a_short_history_on_the_page(diagnosed):
+    scores = re.search(r'<section id="scores">.*?</section>', page(diagnosed), re.S).group(0)
+    assert re.search(r"<text [^>]*>0\.\d\d</text>", scores)

@@ -165,3 +165,17 @@ def test_a_test_file_too_small_for_a_top_gives_no_empty_brackets(diagnosed):
     first = page_text(diagnosed.root / "models" / "summary_report.pdf", 0)
     assert "()" not in first
     assert "The 15 test clients are too few to say how often the top of the list is right." in first
+
+
+def test_score_history_with_one_point_is_readable():
+    from matplotlib import dates as mdates
+
+    history = [{"scored_at": "2026-12-02T10:00:00Z", "model_sha256": "a", "f1": 0.466}]
+    deployments = [{"time": "2026-12-02T10:00:00Z", "model_sha256": "a", "to_version": "v0001"}]
+    figure = score_history_figure(history, deployments)
+    axes = figure.axes[0]
+    figure.canvas.draw()
+    ticks = [mdates.num2date(tick) for tick in axes.get_xticks()]
+    assert 3 <= len(ticks) <= 7
+    assert (ticks[1] - ticks[0]).total_seconds() >= 5 * 60  # not a tick every few seconds
+    assert [text.get_text() for text in axes.texts] == ["0.47"]  # the point says its value

@@ -17,7 +17,7 @@ import json
 import logging
 import secrets
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from flask import (
@@ -55,6 +55,8 @@ SIGN_IN_FORM_SECONDS = 3600
 CSRF_SLOT = "<!--csrf-->"
 TEXT = {"Content-Type": "text/plain; charset=utf-8"}
 GRIDLINES = (0, 0.25, 0.5, 0.75, 1)
+MIN_CHART_SECONDS = 3600  # the score chart spans at least an hour
+LABELLED_POINTS = 8  # up to this many scores, each is labelled with its F1
 
 
 # --- what the page shows -------------------------------------------------------------------------
@@ -279,7 +281,12 @@ def score_chart(scores: list[dict], deployments: list[dict]) -> dict | None:
         return None
     times = [time for time, _, _ in points] + [time for time, _ in changes]
     start, end = min(times), max(times)
-    span = max((end - start).total_seconds(), 60.0)
+    if (end - start).total_seconds() < MIN_CHART_SECONDS:
+        # A lone point (or a few minutes of history) in the middle of an hour, not at the edge.
+        middle = start + (end - start) / 2
+        start = middle - timedelta(seconds=MIN_CHART_SECONDS / 2)
+        end = middle + timedelta(seconds=MIN_CHART_SECONDS / 2)
+    span = (end - start).total_seconds()
     width = CHART["width"] - CHART["left"] - CHART["right"]
     height = CHART["height"] - CHART["top"] - CHART["bottom"]
 
@@ -307,6 +314,8 @@ def score_chart(scores: list[dict], deployments: list[dict]) -> dict | None:
     return {
         **CHART,
         "series": series,
+        # Few points are read one by one: each is labelled with its F1.
+        "labelled": len(points) <= LABELLED_POINTS,
         "kept_out": kept_out,
         "deployments": [
             {"x": x(time), "label": change.get("to_version"), "action": change.get("action")}
