@@ -479,6 +479,7 @@ def test_after_a_drift_the_page_shows_quality_on_the_newest_rows_and_why(diagnos
     calls = text_of(re.search(r'<section id="calls">.*?</section>', html, re.S).group(0))
     assert "The market changed on " in calls
     assert "a model retrained on the 700 newest clients" in calls
+    assert "The newest clients differ from those the model learnt from: " in calls
 
 
 PHONE_PROBE = """<!doctype html><html><head><title>-</title></head><body style="margin:0">

@@ -371,3 +371,60 @@ def test_a_batch_judged_after_deployment_gives_the_newest_quality(diagnosed):
     quality = json.loads((diagnosed.root / "models" / "diagnostics.json").read_text())["quality"]
     assert quality["newest"]["dataset"] == "new batch later.csv"
     assert quality["newest"]["rows"] == 400
+
+
+@pytest.mark.parametrize(
+    ("before", "now", "psi_drift", "words"),
+    [
+        (43.0, 12.0, True, "last month's activity is much lower (median 12 against 43)"),
+        (42.0, 60.0, False, "last month's activity is somewhat higher (median 60 against 42)"),
+        (43.0, 43.0, True, "last month's activity is spread differently"),
+    ],
+)
+def test_drift_in_words_says_which_way_and_how_much(before, now, psi_drift, words):
+    from clientrisk.report.quality import drift_in_words
+
+    found = {
+        "available": True,
+        "drifted": ["lastmonth_activity"],
+        "features": [
+            {
+                "feature": "lastmonth_activity",
+                "reference_median": before,
+                "current_median": now,
+                "psi_drift": psi_drift,
+            },
+            {"feature": "lastyear_activity", "reference_median": 1.0, "current_median": 9.0},
+        ],
+    }
+    assert drift_in_words(found) == (
+        f"The newest clients differ from those the model learnt from: {words}."
+    )
+
+
+def test_no_drift_in_no_words():
+    from clientrisk.report.quality import drift_in_words
+
+    assert drift_in_words({"available": True, "drifted": [], "features": []}) is None
+    assert drift_in_words({"available": False, "reason": "nothing new"}) is None
+
+
+def test_the_activity_trend_in_words_has_no_log_medians():
+    from clientrisk.report.quality import drift_in_words
+
+    found = {
+        "available": True,
+        "drifted": ["activity_trend"],
+        "features": [
+            {
+                "feature": "activity_trend",
+                "reference_median": -0.027,
+                "current_median": -0.22,
+                "psi_drift": True,
+            }
+        ],
+    }
+    assert drift_in_words(found) == (
+        "The newest clients differ from those the model learnt from: last month's activity"
+        " against the year's average is much lower."
+    )

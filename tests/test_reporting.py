@@ -145,6 +145,7 @@ def test_after_a_drift_the_report_says_why_and_shows_the_newest_rows(diagnosed):
     assert "The market changed on " in first
     assert "the list below comes from a model retrained on the 700 newest clients" in first
     assert "The test clients are of an earlier market: they cannot tell" in first
+    assert "What arrives: The newest clients differ from those the model learnt from:" in first
     assert "top 20: 0%" not in first
     second = " ".join(page_text(path, page) for page in (1, 2))
     assert "Test file Newest rows" in second

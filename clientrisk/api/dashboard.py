@@ -211,6 +211,7 @@ def _drift(config: Config, problems: list) -> dict | None:
         "available": True,
         "compared": drift.get("compared", ""),
         "reference": drift.get("reference", ""),
+        "in_words": drift.get("in_words"),
         "drifted": drift.get("drifted", []),
         "psi_major": drift.get("psi_major", 0.25),
         "features": [

@@ -203,6 +203,11 @@ def triggering_drift(config: Config, deployment: modelstore.Deployment) -> dict:
     }
 
 
+def with_words(found: dict) -> dict:
+    """The drift check, with what it found in a manager's words under `in_words`."""
+    return {**found, "in_words": quality.drift_in_words(found)}
+
+
 def live_quality(config: Config, deployment, data: pd.DataFrame, batches) -> dict:
     """The live model on the test file and on the newest rows with an outcome, whether the test
     file still resembles the newest batch, and what happened (see quality.py)."""
@@ -407,7 +412,7 @@ def run(
         },
         "summary_statistics": summary_statistics(data[list(COLUMNS)]),
         "missing_percent": missing_percentages(data[list(COLUMNS)]),
-        "drift": data_drift(config, deployment, data, batches),
+        "drift": with_words(data_drift(config, deployment, data, batches)),
         "quality": live_quality(config, deployment, data, batches),
         "timings": time_steps(config, timing_repeats, batches)
         if timing_repeats

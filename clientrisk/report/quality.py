@@ -116,6 +116,49 @@ def market_story(history, deployment) -> str | None:
     )
 
 
+FEATURE_WORDS = {
+    "lastmonth_activity": "last month's activity",
+    "lastyear_activity": "last year's activity",
+    "number_of_employees": "the head count",
+    drift.TREND: "last month's activity against the year's average",
+}
+
+
+def drift_in_words(found: dict) -> str | None:
+    """The data drift a manager reads: which figures of the newest clients differ from those the
+    model learnt from, which way and how much; None when nothing drifted.
+
+    "Last month's activity is much lower than in the data the model learnt from (median 12
+    against 43)": "much" for a major PSI, "somewhat" below it.
+    """
+    if not found.get("available") or not found.get("drifted"):
+        return None
+    said = []
+    for item in found["features"]:
+        if item["feature"] not in found["drifted"]:
+            continue
+        before, now = item.get("reference_median"), item.get("current_median")
+        how = "much" if item.get("psi_drift") else "somewhat"
+        name = FEATURE_WORDS.get(item["feature"], item["feature"])
+        if before is None or now is None or before == now:
+            said.append(f"{name} is spread differently")
+            continue
+        way = "higher" if now > before else "lower"
+        # The trend is a log ratio: its median means nothing to a reader, the direction does.
+        figures = (
+            ""
+            if item["feature"] == drift.TREND
+            else f" (median {_median(now)} against {_median(before)})"
+        )
+        said.append(f"{name} is {how} {way}{figures}")
+    text = "; ".join(said)
+    return f"The newest clients differ from those the model learnt from: {text}."
+
+
+def _median(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 10 else f"{value:.2g}"
+
+
 def live_quality(config, history, deployment, data: pd.DataFrame, batches) -> dict:
     """What `diagnostics.json` holds under `quality`."""
     newest = newest_quality(history, deployment)

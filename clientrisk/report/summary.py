@@ -158,7 +158,7 @@ def build_story(facts: dict) -> list:
         story.extend(flowables[1:])
 
     quality = report.get("quality") or {}
-    section(*_who_to_call(ranked, quality, body, cell))
+    section(*_who_to_call(ranked, quality, report["drift"].get("in_words"), body, cell))
     story.append(PageBreak())
     section(
         _quality_table(metrics, quality.get("newest")),
@@ -310,7 +310,7 @@ def _precision_shares(precision: dict) -> str:
     return ", ".join(f"top {k}: {value:.0%}" for k, value in tops)
 
 
-def _who_to_call(ranked: dict, quality: dict, body, cell) -> list:
+def _who_to_call(ranked: dict, quality: dict, drift_words: str | None, body, cell) -> list:
     leavers, precision = ranked["expected_leavers"], ranked.get("precision")
     figures = (f"<b>{escape(quality['story'])}</b> " if quality.get("story") else "") + (
         f"<b>{_number(ranked['clients'])}</b> current clients. Expected to leave:"
@@ -375,6 +375,7 @@ def _who_to_call(ranked: dict, quality: dict, body, cell) -> list:
         )
     return [
         Paragraph(figures, body),
+        *([Paragraph(f"<b>What arrives:</b> {escape(drift_words)}", cell)] if drift_words else []),
         *_what_changed(ranked, cell),
         Spacer(0, 2 * mm),
         table,
