@@ -488,24 +488,25 @@ PHONE_PROBE = """<!doctype html><html><head><title>-</title></head><body style="
 document.getElementById("phone").addEventListener("load", (event) => {{
   const inner = event.target.contentDocument;
   const top = (selector) => inner.querySelector(selector).getBoundingClientRect().top;
+  const table = inner.querySelector("#drift table");
   document.title = JSON.stringify({{
     first: top("#call-list tbody tr"), cards: top("#model .figures"),
-    wide: inner.documentElement.scrollWidth }});
+    wide: inner.documentElement.scrollWidth,
+    drift_table: table ? [table.scrollWidth, table.parentElement.clientWidth] : null }});
 }});
 </script></body></html>"""
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
-def test_on_a_phone_the_first_client_is_above_the_fold(diagnosed, tmp_path):
-    """The page in a 390 x 844 phone's viewport: the first client to call shows without
-    scrolling, before the model's cards, and nothing is wider than the screen."""
+def on_a_phone(project, tmp_path) -> dict:
+    """Where things are on the page in a 390 x 844 phone's viewport, in pixels.
+
+    Headless Chromium keeps its window at least 500 px wide, so the page is measured in a frame
+    of the phone's size (the page needs nothing but itself: inline style, no script).
+    """
     import html
 
-    # Headless Chromium keeps its window at least 500 px wide, so the page is measured in a
-    # frame of the phone's size (the page needs nothing but itself: inline style, no script).
-    page_html = page(diagnosed)
     probe = tmp_path / "phone.html"
-    probe.write_text(PHONE_PROBE.format(page=html.escape(page_html, quote=True)))
+    probe.write_text(PHONE_PROBE.format(page=html.escape(page(project), quote=True)))
     dom = subprocess.run(
         [
             CHROMIUM,
@@ -521,10 +522,27 @@ def test_on_a_phone_the_first_client_is_above_the_fold(diagnosed, tmp_path):
         timeout=120,
         check=True,
     )
-    where = json.loads(html.unescape(re.search(r"<title>(.*?)</title>", dom.stdout).group(1)))
+    return json.loads(html.unescape(re.search(r"<title>(.*?)</title>", dom.stdout).group(1)))
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
+def test_on_a_phone_the_first_client_is_above_the_fold(diagnosed, tmp_path):
+    """The first client to call shows without scrolling, before the model's cards, and nothing
+    is wider than the screen."""
+    where = on_a_phone(diagnosed, tmp_path)
     assert where["first"] < 844
     assert where["first"] < where["cards"]
-    assert where["wide"] <= 390, where
+    assert where["wide"] <= 390
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
+def test_on_a_phone_after_a_drift_the_list_and_the_drift_table_fit(diagnosed, tmp_path):
+    diagnosed.write_input("drifted.csv", client_rows(1000, seed=23, drifted=True))
+    assert fullprocess.main(diagnosed.args()) == 0
+    where = on_a_phone(diagnosed, tmp_path)
+    assert where["first"] < 844  # below what happened and what arrives, still above the fold
+    table_width, room = where["drift_table"]
+    assert table_width <= room  # no sideways scrolling
 
 
 def test_a_score_chart_with_one_point_puts_it_in_the_middle_with_its_value():
