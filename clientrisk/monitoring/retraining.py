@@ -40,6 +40,9 @@ WINDOW_FOLDS = 5
 HALF_LIVES_ROWS = (1_000, 3_000, 10_000)
 # Two-sided 5 %: how far a recipe's forecast count of leavers on the newest rows may be off.
 COUNT_Z = 1.96
+QUALITY_KEYS = ("f1", "precision", "recall", "roc_auc", "rows")
+# The context of a retrained model's score on the newest rows held out from its training.
+HELD_OUT_CONTEXT = "held out"
 
 
 def split_newest(rows):
@@ -249,11 +252,6 @@ def compare(config, champion, challenger, holdout) -> dict:
             "retrained": _brief(scoring.evaluate_model(challenger, test)),
         },
     }
-
-
-QUALITY_KEYS = ("f1", "precision", "recall", "roc_auc", "rows")
-# The context of a retrained model's score on the newest rows held out from its training.
-HELD_OUT_CONTEXT = "held out"
 
 
 def _brief(metrics: dict) -> dict:

@@ -130,7 +130,7 @@ def score_history_figure(history: list[dict], deployments: list[dict]) -> Figure
     axes.xaxis.set_major_locator(locator)
     axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     axes.set_ylim(0, 1)
-    axes.set_ylabel("F1 (test data and new batches)")
+    axes.set_ylabel("F1 (test, held-out, new rows)")
     axes.grid(alpha=0.3)
     if axes.get_legend_handles_labels()[0]:
         axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7, frameon=False)

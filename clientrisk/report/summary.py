@@ -184,7 +184,8 @@ def build_story(facts: dict) -> list:
     section(
         _image(facts["history_png"], CONTENT_WIDTH),
         Paragraph(
-            f"F1 of each model on the test data and on new batches, one line per model;"
+            f"F1 of each model on the test data, on the newest rows held out when it was"
+            f" trained and on new batches, one line per model;"
             f" retrained models kept out are crosses; dotted lines mark deployments. The live model"
             f" was deployed {readable_utc(manifest.get('deployed_at'))} and trained on"
             f" {_number(manifest.get('training_rows'))} rows: {_family_words(manifest)}.",
