@@ -28,9 +28,14 @@ matters less and large clients start leaving. A model trained on the usual batch
 worse on it, and its feature distributions differ.
 
 Usage:
-    python scripts/generate_data.py                  # rewrite practicedata/, sourcedata/, testdata/
+    python scripts/generate_data.py --shipped        # rewrite practicedata/, sourcedata/, testdata/
                                                      # (with the roster of current clients)
-    python scripts/generate_data.py --drifted PATH   # also write a drifted batch to PATH
+    python scripts/generate_data.py --batch PATH     # write an ordinary batch to PATH (--market)
+    python scripts/generate_data.py --drifted PATH   # write a drifted batch to PATH
+
+Nothing shipped is rewritten without `--shipped`. A batch's client codes are apart from the
+shipped ones (and from the drifted batch's, when both are written): four letters up to
+MAX_ROWS_FOUR_LETTERS (444,476) rows, five beyond.
 """
 
 from __future__ import annotations
@@ -66,12 +71,17 @@ ROSTER = ("sourcedata", "roster.csv")
 ROSTER_NEWCOMERS = 300
 ROSTER_COLUMNS = COLUMNS[:-1]
 LETTERS = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+SHIPPED_CLIENTS = sum(rows for _, rows in SHIPPED_FILES.values())
+# The largest batch with four-letter codes apart from the shipped ones; larger get five letters.
+MAX_ROWS_FOUR_LETTERS = 26**4 - SHIPPED_CLIENTS
+MAX_ROWS = 26**5
 
 
-def client_codes(rng: np.random.Generator, count: int) -> np.ndarray:
-    """Distinct four-letter lower-case codes."""
-    numbers = rng.choice(26**4, size=count, replace=False)
-    digits = np.stack([(numbers // 26**power) % 26 for power in (3, 2, 1, 0)], axis=1)
+def client_codes(rng: np.random.Generator, count: int, letters: int = 4) -> np.ndarray:
+    """Distinct lower-case codes of `letters` letters (four: those of the shipped files)."""
+    numbers = rng.choice(26**letters, size=count, replace=False)
+    powers = range(letters - 1, -1, -1)
+    digits = np.stack([(numbers // 26**power) % 26 for power in powers], axis=1)
     return np.array(["".join(row) for row in LETTERS[digits]])
 
 
@@ -246,12 +256,27 @@ def roster_frame(frames: dict[str, pd.DataFrame], seed: int = SEED + 1) -> pd.Da
     return frame
 
 
+def batch_frame(rows: int, seed: int, market: Market, taken: set[str]) -> pd.DataFrame:
+    """A batch of `rows` clients of `market`, with client codes apart from those `taken`.
+
+    Four-letter codes while there are enough of them beside those taken (MAX_ROWS_FOUR_LETTERS
+    beside the shipped files), else five-letter ones, which no shipped code can equal.
+    """
+    rng = np.random.default_rng(seed)
+    if rows + len(taken) <= 26**4:
+        codes = [code for code in client_codes(rng, rows + len(taken)) if code not in taken]
+    else:
+        codes = client_codes(rng, rows, letters=5)
+    return simulate_clients(rng, np.array(codes[:rows]), market=market)
+
+
+def shipped_codes() -> set[str]:
+    return set(np.concatenate([frame["corporation"] for frame in shipped_frames().values()]))
+
+
 def drifted_frame(rows: int, seed: int) -> pd.DataFrame:
     """A batch from the changed market, with client codes apart from the shipped ones."""
-    rng = np.random.default_rng(seed)
-    shipped = set(np.concatenate([frame["corporation"] for frame in shipped_frames().values()]))
-    codes = [code for code in client_codes(rng, rows + len(shipped)) if code not in shipped]
-    return simulate_clients(rng, np.array(codes[:rows]), drifted=True)
+    return batch_frame(rows, seed, MARKETS["drifted"], shipped_codes())
 
 
 def write_csv(frame: pd.DataFrame, path: Path, columns=COLUMNS) -> None:
@@ -259,23 +284,53 @@ def write_csv(frame: pd.DataFrame, path: Path, columns=COLUMNS) -> None:
     frame[columns].to_csv(path, index=False, lineterminator="\n")
 
 
+def check_rows(parser: argparse.ArgumentParser, rows: int) -> None:
+    if rows < 1:
+        parser.error(f"--rows must be at least 1, not {rows}")
+    if rows > MAX_ROWS:
+        parser.error(f"--rows can be at most {MAX_ROWS:,} (the distinct five-letter client codes)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--root", type=Path, default=PROJECT_DIR, help="project folder to write into"
+        "--root", type=Path, default=PROJECT_DIR, help="project folder of --shipped"
     )
-    parser.add_argument("--drifted", type=Path, help="also write a drifted batch to this CSV path")
-    parser.add_argument("--rows", type=int, default=2000, help="rows of the drifted batch")
-    parser.add_argument("--seed", type=int, default=7, help="seed of the drifted batch")
+    parser.add_argument(
+        "--shipped",
+        action="store_true",
+        help="rewrite the shipped files (practicedata/, sourcedata/ with the roster, testdata/)",
+    )
+    parser.add_argument("--batch", type=Path, help="write an ordinary batch to this CSV path")
+    parser.add_argument(
+        "--market",
+        choices=sorted(MARKETS),
+        default="usual",
+        help="the market of --batch (usual: that of the shipped files)",
+    )
+    parser.add_argument("--drifted", type=Path, help="write a drifted batch to this CSV path")
+    parser.add_argument("--rows", type=int, default=2000, help="rows of each batch")
+    parser.add_argument("--seed", type=int, default=7, help="seed of the batches")
     args = parser.parse_args(argv)
-    frames = shipped_frames()
-    for name, frame in frames.items():
-        folder, _ = SHIPPED_FILES[name]
-        write_csv(frame, args.root / folder / name)
-    write_csv(roster_frame(frames), args.root.joinpath(*ROSTER), ROSTER_COLUMNS)
+    if not (args.shipped or args.batch or args.drifted):
+        parser.error("nothing to write: give --shipped, --batch PATH or --drifted PATH")
+    check_rows(parser, args.rows)
+    if args.shipped:
+        frames = shipped_frames()
+        for name, frame in frames.items():
+            folder, _ = SHIPPED_FILES[name]
+            write_csv(frame, args.root / folder / name)
+        write_csv(roster_frame(frames), args.root.joinpath(*ROSTER), ROSTER_COLUMNS)
+        print(f"wrote {len(SHIPPED_FILES) + 1} shipped files under {args.root}")
+    taken = shipped_codes() if args.batch or args.drifted else set()
     if args.drifted:
-        write_csv(drifted_frame(args.rows, args.seed), args.drifted)
-    print(f"wrote {len(SHIPPED_FILES) + 1} shipped files under {args.root}")
+        drifted = batch_frame(args.rows, args.seed, MARKETS["drifted"], taken)
+        write_csv(drifted, args.drifted)
+        taken |= set(drifted["corporation"])  # the two batches are of different clients
+        print(f"wrote {args.rows:,} clients of the drifted market to {args.drifted}")
+    if args.batch:
+        write_csv(batch_frame(args.rows, args.seed + 1, MARKETS[args.market], taken), args.batch)
+        print(f"wrote {args.rows:,} clients of the {args.market} market to {args.batch}")
     return 0
 
 

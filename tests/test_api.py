@@ -462,6 +462,35 @@ def test_scoring_is_computed_once_per_model(client, diagnosed):
     assert client.get("/scoring").get_json()["computed_at"] == first["computed_at"]
 
 
+def test_scoring_before_any_new_batch_has_the_test_file_alone(client):
+    body = client.get("/scoring").get_json()
+    assert body["newest_rows"] is None
+    assert body["test_data_resembles_incoming"] is True
+    assert body["what_happened"] is None
+    described = client.get("/openapi.json").get_json()["components"]["schemas"]["Scores"]
+    assert set(body) <= set(described["properties"])
+
+
+def test_after_a_drift_scoring_gives_the_newest_rows_beside_the_test_file(diagnosed):
+    import fullprocess
+
+    diagnosed.write_input("drifted.csv", client_rows(1000, seed=23, drifted=True))
+    assert fullprocess.main(diagnosed.args()) == 0
+    client = create_app(diagnosed.config_path, token="").test_client()
+    body = client.get("/scoring").get_json()
+    assert body["model_version"] == "v0002"
+    assert body["test_data"] == "testdata.csv"
+    newest = body["newest_rows"]
+    assert (newest["rows"], newest["dataset"]) == (300, "300 held-out rows of batches 3-3")
+    assert newest["roc_auc"] > body["roc_auc"]  # better on today's market than on the old one
+    assert body["test_data_resembles_incoming"] is False
+    assert body["test_data_drifted"]
+    assert body["what_happened"].startswith("The market changed on ")
+    described = client.get("/openapi.json").get_json()["components"]["schemas"]["Scores"]
+    assert set(body) <= set(described["properties"])
+    assert set(newest) <= set(described["properties"]["newest_rows"]["properties"])
+
+
 def test_summarystats_and_diagnostics_come_from_the_latest_results(client, diagnosed):
     report = json.loads((diagnosed.root / "models" / "diagnostics.json").read_text())
     stats = client.get("/summarystats").get_json()

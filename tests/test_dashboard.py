@@ -462,3 +462,102 @@ def test_the_call_list_says_who_is_current_and_marks_an_uncertain_risk(diagnosed
     )
     assert text_of(row).count("treat the risk as uncertain") == 1
     assert text_of(row).count(": risk ") >= 2  # every client's reason, with its risk in points
+
+
+def test_after_a_drift_the_page_shows_quality_on_the_newest_rows_and_why(diagnosed):
+    before = text_of(page(diagnosed))
+    assert "On the newest rows" not in before
+    assert "no longer resembles" not in before
+    diagnosed.write_input("drifted.csv", client_rows(1000, seed=23, drifted=True))
+    assert fullprocess.main(diagnosed.args()) == 0
+    html = page(diagnosed)
+    model = text_of(re.search(r'<section id="model">.*?</section>', html, re.S).group(0))
+    assert "On the newest rows: 300 held-out rows of batches 3-3, held out when run" in model
+    assert "testdata.csv no longer resembles the incoming data" in model
+    newest = json.loads((diagnosed.root / "models" / "diagnostics.json").read_text())["quality"]
+    assert f"{newest['newest']['roc_auc']:.3f}" in model
+    calls = text_of(re.search(r'<section id="calls">.*?</section>', html, re.S).group(0))
+    assert "The market changed on " in calls
+    assert "a model retrained on the 700 newest clients" in calls
+    assert "The newest clients differ from those the model learnt from: " in calls
+
+
+PHONE_PROBE = """<!doctype html><html><head><title>-</title></head><body style="margin:0">
+<iframe id="phone" width="390" height="844" style="border:0" srcdoc="{page}"></iframe>
+<script>
+document.getElementById("phone").addEventListener("load", (event) => {{
+  const inner = event.target.contentDocument;
+  const top = (selector) => inner.querySelector(selector).getBoundingClientRect().top;
+  const table = inner.querySelector("#drift table");
+  document.title = JSON.stringify({{
+    first: top("#call-list tbody tr"), cards: top("#model .figures"),
+    wide: inner.documentElement.scrollWidth,
+    drift_table: table ? [table.scrollWidth, table.parentElement.clientWidth] : null }});
+}});
+</script></body></html>"""
+
+
+def on_a_phone(project, tmp_path) -> dict:
+    """Where things are on the page in a 390 x 844 phone's viewport, in pixels.
+
+    Headless Chromium keeps its window at least 500 px wide, so the page is measured in a frame
+    of the phone's size (the page needs nothing but itself: inline style, no script).
+    """
+    import html
+
+    probe = tmp_path / "phone.html"
+    probe.write_text(PHONE_PROBE.format(page=html.escape(page(project), quote=True)))
+    dom = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--dump-dom",
+            probe.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return json.loads(html.unescape(re.search(r"<title>(.*?)</title>", dom.stdout).group(1)))
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
+def test_on_a_phone_the_first_client_is_above_the_fold(diagnosed, tmp_path):
+    """The first client to call shows without scrolling, before the model's cards, and nothing
+    is wider than the screen."""
+    where = on_a_phone(diagnosed, tmp_path)
+    assert where["first"] < 844
+    assert where["first"] < where["cards"]
+    assert where["wide"] <= 390
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
+def test_on_a_phone_after_a_drift_the_list_and_the_drift_table_fit(diagnosed, tmp_path):
+    diagnosed.write_input("drifted.csv", client_rows(1000, seed=23, drifted=True))
+    assert fullprocess.main(diagnosed.args()) == 0
+    where = on_a_phone(diagnosed, tmp_path)
+    assert where["first"] < 844  # below what happened and what arrives, still above the fold
+    table_width, room = where["drift_table"]
+    assert table_width <= room  # no sideways scrolling
+
+
+def test_a_score_chart_with_one_point_puts_it_in_the_middle_with_its_value():
+    from clientrisk.api.dashboard import score_chart
+
+    scores = [{"scored_at": "2026-05-01T12:00:00Z", "f1": 0.466, "model_sha256": "aaa"}]
+    deployments = [{"time": "2026-05-01T12:00:00Z", "to_version": "v0001", "model_sha256": "aaa"}]
+    chart = score_chart(scores, deployments)
+    ((x, _, _),) = chart["series"][0]["points"]
+    middle = (chart["left"] + chart["right_x"]) / 2
+    assert abs(x - middle) < 1
+    assert (chart["start"], chart["end"]) == ("2026-05-01 11:30", "2026-05-01 12:30")
+    assert chart["labelled"]
+
+
+def test_the_score_chart_labels_a_short_history_on_the_page(diagnosed):
+    scores = re.search(r'<section id="scores">.*?</section>', page(diagnosed), re.S).group(0)
+    assert re.search(r"<text [^>]*>0\.\d\d</text>", scores)

@@ -323,3 +323,108 @@ def test_timing_on_a_copy_is_an_explicit_option(diagnosed):
     for timing in report["timings"].values():
         assert len(timing["runs"]) == 2
         assert timing["measured"] == "2 run(s) on a copy"
+
+
+def test_quality_before_any_new_batch_is_the_test_file_alone(diagnosed):
+    quality = json.loads((diagnosed.root / "models" / "diagnostics.json").read_text())["quality"]
+    assert quality["test_file"]["file"] == "testdata.csv"
+    assert quality["test_file"]["rows"] == 300
+    assert quality["newest"] is None
+    assert quality["story"] is None
+    # The test file comes from the same market as the newest batch.
+    assert quality["test_file_drift"]["resembles"]
+
+
+def test_after_a_drift_quality_is_shown_on_the_newest_held_out_rows(diagnosed, capsys):
+    import fullprocess
+
+    diagnosed.write_input("drifted.csv", client_rows(1000, seed=23, drifted=True))
+    assert fullprocess.main(diagnosed.args()) == 0
+    report = json.loads((diagnosed.root / "models" / "diagnostics.json").read_text())
+    quality = report["quality"]
+    newest = quality["newest"]
+    assert newest["rows"] == 300
+    assert newest["dataset"] == "300 held-out rows of batches 3-3"
+    assert newest["measured"].startswith("held out when run")
+    assert 0 < newest["roc_auc"] <= 1
+    # The old market's test file no longer resembles what arrives, and the report says so.
+    resemblance = quality["test_file_drift"]
+    assert not resemblance["resembles"]
+    assert resemblance["drifted"]
+    assert resemblance["compared"] == "testdata.csv against batch 3 (drifted.csv, 1,000 rows)"
+    assert quality["story"].startswith("The market changed on ")
+    assert quality["story"].endswith(
+        "(batch 3); the list below comes from a model retrained on the 700 newest clients."
+    )
+    capsys.readouterr()
+    run_steps(diagnosed, "diagnostics")
+    out = capsys.readouterr().out
+    assert "on 300 held-out rows of batches 3-3" in out
+    assert "testdata.csv no longer resembles the newest batch" in out
+
+
+def test_a_batch_judged_after_deployment_gives_the_newest_quality(diagnosed):
+    diagnosed.write_input("later.csv", client_rows(400, seed=31))
+    import fullprocess
+
+    assert fullprocess.main(diagnosed.args()) == 0
+    quality = json.loads((diagnosed.root / "models" / "diagnostics.json").read_text())["quality"]
+    assert quality["newest"]["dataset"] == "new batch later.csv"
+    assert quality["newest"]["rows"] == 400
+
+
+@pytest.mark.parametrize(
+    ("before", "now", "psi_drift", "words"),
+    [
+        (43.0, 12.0, True, "last month's activity is much lower (median 12 against 43)"),
+        (42.0, 60.0, False, "last month's activity is somewhat higher (median 60 against 42)"),
+        (43.0, 43.0, True, "last month's activity is spread differently"),
+    ],
+)
+def test_drift_in_words_says_which_way_and_how_much(before, now, psi_drift, words):
+    from clientrisk.report.quality import drift_in_words
+
+    found = {
+        "available": True,
+        "drifted": ["lastmonth_activity"],
+        "features": [
+            {
+                "feature": "lastmonth_activity",
+                "reference_median": before,
+                "current_median": now,
+                "psi_drift": psi_drift,
+            },
+            {"feature": "lastyear_activity", "reference_median": 1.0, "current_median": 9.0},
+        ],
+    }
+    assert drift_in_words(found) == (
+        f"The newest clients differ from those the model learnt from: {words}."
+    )
+
+
+def test_no_drift_in_no_words():
+    from clientrisk.report.quality import drift_in_words
+
+    assert drift_in_words({"available": True, "drifted": [], "features": []}) is None
+    assert drift_in_words({"available": False, "reason": "nothing new"}) is None
+
+
+def test_the_activity_trend_in_words_has_no_log_medians():
+    from clientrisk.report.quality import drift_in_words
+
+    found = {
+        "available": True,
+        "drifted": ["activity_trend"],
+        "features": [
+            {
+                "feature": "activity_trend",
+                "reference_median": -0.027,
+                "current_median": -0.22,
+                "psi_drift": True,
+            }
+        ],
+    }
+    assert drift_in_words(found) == (
+        "The newest clients differ from those the model learnt from: last month's activity"
+        " against the year's average is much lower."
+    )

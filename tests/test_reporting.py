@@ -129,3 +129,54 @@ def test_page_one_gives_every_reason_in_points_and_marks_an_uncertain_risk(diagn
     assert "Current clients: the clients on the latest roster (roster.csv, batch 3)" in text
     assert text.count(": risk ") >= 5
     assert "(+0." not in text
+
+
+def page_text(path, page: int) -> str:
+    return " ".join(PdfReader(path).pages[page].extract_text().split())
+
+
+def test_after_a_drift_the_report_says_why_and_shows_the_newest_rows(diagnosed):
+    import fullprocess
+
+    diagnosed.write_input("drifted.csv", client_rows(1000, seed=23, drifted=True))
+    assert fullprocess.main(diagnosed.args()) == 0
+    path = diagnosed.root / "models" / "summary_report.pdf"
+    first = page_text(path, 0)
+    assert "The market changed on " in first
+    assert "the list below comes from a model retrained on the 700 newest clients" in first
+    assert "The test clients are of an earlier market: they cannot tell" in first
+    assert "What arrives: The newest clients differ from those the model learnt from:" in first
+    assert "top 20: 0%" not in first
+    second = " ".join(page_text(path, page) for page in (1, 2))
+    assert "Test file Newest rows" in second
+    assert "Newest rows: 300 held-out rows of batches 3-3" in second
+    assert "testdata.csv no longer resembles the incoming data" in second
+
+
+def test_page_one_gives_the_precision_of_the_top_smallest_first(diagnosed):
+    path = diagnosed.root / "models" / "summary_report.pdf"
+    first = page_text(path, 0)
+    assert first.index("top 20:") < first.index("top 50:") < first.index("top 100:")
+    assert "()" not in first
+
+
+def test_a_test_file_too_small_for_a_top_gives_no_empty_brackets(diagnosed):
+    client_rows(15, seed=3).to_csv(diagnosed.root / "testdata" / "testdata.csv", index=False)
+    run_steps(diagnosed, "scoring", "diagnostics", "reporting")
+    first = page_text(diagnosed.root / "models" / "summary_report.pdf", 0)
+    assert "()" not in first
+    assert "The 15 test clients are too few to say how often the top of the list is right." in first
+
+
+def test_score_history_with_one_point_is_readable():
+    from matplotlib import dates as mdates
+
+    history = [{"scored_at": "2026-12-02T10:00:00Z", "model_sha256": "a", "f1": 0.466}]
+    deployments = [{"time": "2026-12-02T10:00:00Z", "model_sha256": "a", "to_version": "v0001"}]
+    figure = score_history_figure(history, deployments)
+    axes = figure.axes[0]
+    figure.canvas.draw()
+    ticks = [mdates.num2date(tick) for tick in axes.get_xticks()]
+    assert 3 <= len(ticks) <= 7
+    assert (ticks[1] - ticks[0]).total_seconds() >= 5 * 60  # not a tick every few seconds
+    assert [text.get_text() for text in axes.texts] == ["0.47"]  # the point says its value

@@ -126,7 +126,29 @@ def scoring():
     if not test_file.is_file():
         raise Unavailable(f"no test data ({test_file.name}) to score on")
     metrics = state().scores.get(test_file, lambda path: score(live, path), tag=live.version)
-    return jsonify(metrics)
+    return jsonify({**metrics, **newest_quality(live)})
+
+
+def newest_quality(live: LiveModel) -> dict:
+    """The live model on the newest rows with an outcome, and whether the test file still
+    resembles the incoming data, as the diagnostics of the live model found them (None before
+    they are made for it)."""
+    try:
+        report = latest_diagnostics()
+    except Unavailable:
+        report = {}
+    quality = (
+        report.get("quality")
+        if report.get("model", {}).get("sha256") == (live.deployment.manifest["model_sha256"])
+        else None
+    )
+    resemblance = (quality or {}).get("test_file_drift") or {}
+    return {
+        "newest_rows": (quality or {}).get("newest"),
+        "test_data_resembles_incoming": resemblance.get("resembles"),
+        "test_data_drifted": resemblance.get("drifted", []),
+        "what_happened": (quality or {}).get("story"),
+    }
 
 
 def score(live: LiveModel, path: Path) -> dict:

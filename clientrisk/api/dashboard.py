@@ -17,7 +17,7 @@ import json
 import logging
 import secrets
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from flask import (
@@ -55,6 +55,8 @@ SIGN_IN_FORM_SECONDS = 3600
 CSRF_SLOT = "<!--csrf-->"
 TEXT = {"Content-Type": "text/plain; charset=utf-8"}
 GRIDLINES = (0, 0.25, 0.5, 0.75, 1)
+MIN_CHART_SECONDS = 3600  # the score chart spans at least an hour
+LABELLED_POINTS = 8  # up to this many scores, each is labelled with its F1
 
 
 # --- what the page shows -------------------------------------------------------------------------
@@ -74,6 +76,7 @@ def gather(config: Config) -> dict:
     facts.update(history)
     facts["ranking"] = _ranking(config, deployment, facts["problems"])
     facts["drift"] = _drift(config, facts["problems"])
+    facts["quality"] = _quality(config, deployment, facts["problems"])
     facts["config"] = {"input_folder": str(config.input_dir), "config_file": str(config.path)}
     return facts
 
@@ -208,6 +211,7 @@ def _drift(config: Config, problems: list) -> dict | None:
         "available": True,
         "compared": drift.get("compared", ""),
         "reference": drift.get("reference", ""),
+        "in_words": drift.get("in_words"),
         "drifted": drift.get("drifted", []),
         "psi_major": drift.get("psi_major", 0.25),
         "features": [
@@ -223,6 +227,31 @@ def _drift(config: Config, problems: list) -> dict | None:
             for item in features
         ],
         "major_at": round(100 * drift.get("psi_major", 0.25) / largest, 1) if largest else 0,
+    }
+
+
+def _quality(config: Config, deployment, problems: list) -> dict | None:
+    """The live model on the newest rows, the test file's resemblance and what happened, from
+    `diagnostics.json` when it was made for the live model."""
+    path = config.model_dir / DIAGNOSTICS_FILE
+    if deployment is None or not path.is_file():
+        return None
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+        quality = report.get("quality")
+        made_for = report["model"]["sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        problems.append(f"{path.name} cannot be read: {error}")
+        return None
+    if not quality or made_for != deployment.manifest.get("model_sha256"):
+        return None
+    resemblance = quality.get("test_file_drift") or {}
+    return {
+        "newest": quality.get("newest"),
+        "story": quality.get("story"),
+        "unlike_test_file": bool(resemblance.get("available") and not resemblance["resembles"]),
+        "compared": resemblance.get("compared", ""),
+        "drifted": resemblance.get("drifted", []),
     }
 
 
@@ -253,7 +282,12 @@ def score_chart(scores: list[dict], deployments: list[dict]) -> dict | None:
         return None
     times = [time for time, _, _ in points] + [time for time, _ in changes]
     start, end = min(times), max(times)
-    span = max((end - start).total_seconds(), 60.0)
+    if (end - start).total_seconds() < MIN_CHART_SECONDS:
+        # A lone point (or a few minutes of history) in the middle of an hour, not at the edge.
+        middle = start + (end - start) / 2
+        start = middle - timedelta(seconds=MIN_CHART_SECONDS / 2)
+        end = middle + timedelta(seconds=MIN_CHART_SECONDS / 2)
+    span = (end - start).total_seconds()
     width = CHART["width"] - CHART["left"] - CHART["right"]
     height = CHART["height"] - CHART["top"] - CHART["bottom"]
 
@@ -281,6 +315,8 @@ def score_chart(scores: list[dict], deployments: list[dict]) -> dict | None:
     return {
         **CHART,
         "series": series,
+        # Few points are read one by one: each is labelled with its F1.
+        "labelled": len(points) <= LABELLED_POINTS,
         "kept_out": kept_out,
         "deployments": [
             {"x": x(time), "label": change.get("to_version"), "action": change.get("action")}

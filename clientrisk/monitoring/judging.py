@@ -27,6 +27,9 @@ from clientrisk.monitoring import drift, recentfit
 
 logger = logging.getLogger(__name__)
 
+# The context of a deployed model's score on a batch judged after it went live.
+NEW_DATA_CONTEXT = "new data"
+
 
 def rows_of(config, history, batches):
     """The rows with an outcome that `batches` brought (rows seen in earlier batches count once,
@@ -144,7 +147,7 @@ def judge(config, history, log, model, deployment, rows, batches) -> dict:
             config,
             verdict["metrics"],
             sha256,
-            "new data",
+            NEW_DATA_CONTEXT,
             batch_name,
             log.run_id,
             verdict["verdict"],

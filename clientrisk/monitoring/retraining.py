@@ -40,6 +40,9 @@ WINDOW_FOLDS = 5
 HALF_LIVES_ROWS = (1_000, 3_000, 10_000)
 # Two-sided 5 %: how far a recipe's forecast count of leavers on the newest rows may be off.
 COUNT_Z = 1.96
+QUALITY_KEYS = ("f1", "precision", "recall", "roc_auc", "rows")
+# The context of a retrained model's score on the newest rows held out from its training.
+HELD_OUT_CONTEXT = "held out"
 
 
 def split_newest(rows):
@@ -233,6 +236,8 @@ def compare(config, champion, challenger, holdout) -> dict:
             "deployed": scoring.evaluate_model(champion, holdout)["f1"],
             "retrained": newest["f1"],
         },
+        # The retrained model's quality on these rows, which the report shows once it is live.
+        "retrained_newest": {key: newest[key] for key in QUALITY_KEYS},
         # How the challenger's probabilities fare on the newest rows (its drift check's reference
         # comes from its own training rows, out of fold: see training.calibrate).
         "newest_excess": {
@@ -311,6 +316,15 @@ def retrain(log, config, history, model, live, cause: str, newest_batches, facts
         scoring.run(config)
     if held_out:
         comparison = compare(config, model, trained.model, holdout)
+        # Its quality on today's market, which the reports show beside the test file's.
+        scoring.record_score(
+            config,
+            comparison["retrained_newest"],
+            sha256,
+            HELD_OUT_CONTEXT,
+            comparison["newest_excess"]["dataset"],
+            log.run_id,
+        )
         judged_on = holdout
         challenger = scoring.predict(trained.model, holdout)["probability"].to_numpy()
     else:

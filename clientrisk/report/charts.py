@@ -14,6 +14,8 @@ from matplotlib.figure import Figure
 from clientrisk.timestamps import parse_utc
 
 MAX_SERIES = 6
+MIN_PAD = timedelta(minutes=30)  # each side of the scores in time: one point is an hour wide
+LABELLED_POINTS = 8  # up to this many scores, each is labelled with its F1
 SERIES_COLOURS = ("#1f5f99", "#e67e22", "#27ae60", "#8e44ad", "#16a085", "#d35400")
 
 
@@ -88,6 +90,17 @@ def score_history_figure(history: list[dict], deployments: list[dict]) -> Figure
             color=colour,
             label=label if label not in axes.get_legend_handles_labels()[1] else None,
         )
+    if len(points) <= LABELLED_POINTS:
+        # A short history is read point by point: each with its F1 written beside it.
+        for row in points:
+            axes.annotate(
+                f"{row['f1']:.2f}",
+                (parse_utc(row["scored_at"]), row["f1"]),
+                textcoords="offset points",
+                xytext=(0, 6),
+                ha="center",
+                fontsize=7,
+            )
     kept_out = [row for row in points if row["model_sha256"] not in names]
     if kept_out:
         axes.plot(
@@ -109,14 +122,15 @@ def score_history_figure(history: list[dict], deployments: list[dict]) -> Figure
     times = [parse_utc(row["scored_at"]) for row in points]
     times += [parse_utc(change["time"]) for change in deployments]
     if times:
-        # A short history would otherwise be stretched over years by the automatic limits.
-        pad = max(timedelta(seconds=30), (max(times) - min(times)) * 0.06)
+        # A short history would otherwise be stretched over years by the automatic limits, and
+        # a single point be drawn among ticks seconds apart.
+        pad = max(MIN_PAD, (max(times) - min(times)) * 0.06)
         axes.set_xlim(min(times) - pad, max(times) + pad)
-    locator = mdates.AutoDateLocator()
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=6)
     axes.xaxis.set_major_locator(locator)
     axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     axes.set_ylim(0, 1)
-    axes.set_ylabel("F1 (test data and new batches)")
+    axes.set_ylabel("F1 (test, held-out, new rows)")
     axes.grid(alpha=0.3)
     if axes.get_legend_handles_labels()[0]:
         axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7, frameon=False)

@@ -38,6 +38,7 @@ from clientrisk.errors import DataError
 from clientrisk.history.database import open_history
 from clientrisk.model import scoring, training
 from clientrisk.monitoring import drift
+from clientrisk.report import quality
 from clientrisk.report.dependencies import dependency_status
 from clientrisk.timestamps import utc_now
 
@@ -202,6 +203,18 @@ def triggering_drift(config: Config, deployment: modelstore.Deployment) -> dict:
     }
 
 
+def with_words(found: dict) -> dict:
+    """The drift check, with what it found in a manager's words under `in_words`."""
+    return {**found, "in_words": quality.drift_in_words(found)}
+
+
+def live_quality(config: Config, deployment, data: pd.DataFrame, batches) -> dict:
+    """The live model on the test file and on the newest rows with an outcome, whether the test
+    file still resembles the newest batch, and what happened (see quality.py)."""
+    with open_history(config.history_path) as history:
+        return quality.live_quality(config, history, deployment, data, batches)
+
+
 # --- timing --------------------------------------------------------------------------------------
 
 
@@ -338,12 +351,34 @@ class DiagnosticsResult:
             "data drift: "
             + (report["drift"]["reason"] if drifted is None else ", ".join(drifted) or "none")
         )
+        lines.append(quality_line(report["quality"]))
         top = report["ranking"]["top"][:5]
         lines.append(
             "most at risk: " + ", ".join(f"{c[ID_COLUMN]} {c['probability']:.2f}" for c in top)
         )
         lines.append(f"-> {self.path}")
         return "\n".join(lines)
+
+
+def quality_line(found: dict) -> str:
+    """The live model's quality in one line: the test file, the newest rows, the resemblance."""
+    test, newest = found["test_file"], found["newest"]
+    line = (
+        f"quality: F1 {_figure(test['f1'])}, ROC AUC {_figure(test['roc_auc'])} on {test['file']}"
+    )
+    if newest:
+        line += (
+            f"; F1 {_figure(newest['f1'])}, ROC AUC {_figure(newest['roc_auc'])} on"
+            f" {newest['dataset']}"
+        )
+    resemblance = found["test_file_drift"]
+    if resemblance.get("available") and not resemblance["resembles"]:
+        line += f" ({test['file']} no longer resembles the newest batch)"
+    return line
+
+
+def _figure(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def run(
@@ -377,7 +412,8 @@ def run(
         },
         "summary_statistics": summary_statistics(data[list(COLUMNS)]),
         "missing_percent": missing_percentages(data[list(COLUMNS)]),
-        "drift": data_drift(config, deployment, data, batches),
+        "drift": with_words(data_drift(config, deployment, data, batches)),
+        "quality": live_quality(config, deployment, data, batches),
         "timings": time_steps(config, timing_repeats, batches)
         if timing_repeats
         else recorded_timings(config, this_run),

@@ -58,7 +58,7 @@ PAGE_MARGIN = 18 * mm
 CONTENT_WIDTH = A4[0] - 2 * PAGE_MARGIN
 SECTIONS = (
     "Who to call",
-    "Model quality on the test data",
+    "Model quality on the test data and the newest rows",
     "Score history",
     "Data drift",
     "The ingested data: statistics and missing values",
@@ -157,23 +157,12 @@ def build_story(facts: dict) -> list:
         story.append(KeepTogether([title, *flowables[:1]]))
         story.extend(flowables[1:])
 
-    section(*_who_to_call(ranked, body, cell))
+    quality = report.get("quality") or {}
+    section(*_who_to_call(ranked, quality, report["drift"].get("in_words"), body, cell))
     story.append(PageBreak())
-    auc = metrics["roc_auc"]
     section(
-        _table(
-            [
-                ["Metric", "Value"],
-                ["F1", f"{metrics['f1']:.3f}"],
-                ["Precision (of those flagged, share who left)", f"{metrics['precision']:.3f}"],
-                ["Recall (of those who left, share flagged)", f"{metrics['recall']:.3f}"],
-                ["ROC AUC (ranking quality)", "n/a" if auc is None else f"{auc:.3f}"],
-                ["Log loss (probabilities; lower is better)", f"{metrics['log_loss']:.3f}"],
-                ["Test clients", _number(metrics["rows"])],
-                ["Share who left", f"{metrics['exited_rate']:.1%}"],
-            ],
-            [0.6, 0.2],
-        ),
+        _quality_table(metrics, quality.get("newest")),
+        *_quality_words(quality, facts["test_file"], small),
         Spacer(0, 3 * mm),
         Table(
             [
@@ -195,7 +184,8 @@ def build_story(facts: dict) -> list:
     section(
         _image(facts["history_png"], CONTENT_WIDTH),
         Paragraph(
-            f"F1 of each model on the test data and on new batches, one line per model;"
+            f"F1 of each model on the test data, on the newest rows held out when it was"
+            f" trained and on new batches, one line per model;"
             f" retrained models kept out are crosses; dotted lines mark deployments. The live model"
             f" was deployed {readable_utc(manifest.get('deployed_at'))} and trained on"
             f" {_number(manifest.get('training_rows'))} rows: {_family_words(manifest)}.",
@@ -259,9 +249,71 @@ def build_story(facts: dict) -> list:
     return story
 
 
-def _who_to_call(ranked: dict, body, cell) -> list:
+def _quality_table(metrics: dict, newest: dict | None) -> Table:
+    """The live model on the test file and, when known, on the newest rows with an outcome."""
+
+    def figure(value, digits: str = ".3f") -> str:
+        return "n/a" if value is None else format(value, digits)
+
+    names = (
+        ("F1", "f1"),
+        ("Precision (of those flagged, share who left)", "precision"),
+        ("Recall (of those who left, share flagged)", "recall"),
+        ("ROC AUC (ranking quality)", "roc_auc"),
+    )
+    if newest is None:
+        rows = [["Metric", "Test file"]]
+        rows += [[name, figure(metrics[key])] for name, key in names]
+    else:
+        rows = [["Metric", "Test file", "Newest rows"]]
+        rows += [[name, figure(metrics[key]), figure(newest.get(key))] for name, key in names]
+    extra = [] if newest is None else [""]
+    rows += [
+        ["Log loss (probabilities; lower is better)", f"{metrics['log_loss']:.3f}", *extra],
+        [
+            "Clients",
+            _number(metrics["rows"]),
+            *([] if newest is None else [_number(newest["rows"])]),
+        ],
+        ["Share who left", f"{metrics['exited_rate']:.1%}", *extra],
+    ]
+    return _table(rows, [0.5, 0.16] if newest is None else [0.5, 0.16, 0.16])
+
+
+def _quality_words(quality: dict, test_file: str, style) -> list:
+    """Where the newest rows come from, and whether the test file still resembles them."""
+    words = []
+    newest = quality.get("newest")
+    if newest:
+        words.append(
+            f"Newest rows: {escape(newest['dataset'])}, {escape(newest['measured'])}; the model"
+            " never learnt from them."
+        )
+    resemblance = quality.get("test_file_drift") or {}
+    if resemblance.get("available") and not resemblance["resembles"]:
+        words.append(
+            f"{escape(test_file)} no longer resembles the incoming data"
+            f" ({escape(resemblance['compared'])}: {', '.join(resemblance['drifted'])} changed"
+            " much): its figures describe an earlier market; the newest rows say how the model"
+            " does now."
+        )
+    return [Paragraph(" ".join(words), style)] if words else []
+
+
+def _precision_shares(precision: dict) -> str:
+    """ "top 20: 35 %, top 50: 30 %, top 100: 28 %", smallest first; empty when the test data is
+    smaller than the smallest top."""
+    tops = sorted(
+        (int(key.removeprefix("top_")), value)
+        for key, value in precision.items()
+        if key.startswith("top_")
+    )
+    return ", ".join(f"top {k}: {value:.0%}" for k, value in tops)
+
+
+def _who_to_call(ranked: dict, quality: dict, drift_words: str | None, body, cell) -> list:
     leavers, precision = ranked["expected_leavers"], ranked.get("precision")
-    figures = (
+    figures = (f"<b>{escape(quality['story'])}</b> " if quality.get("story") else "") + (
         f"<b>{_number(ranked['clients'])}</b> current clients. Expected to leave:"
         f" <b>{leavers['expected']:,.0f}</b> (95 % interval {leavers['low']:,}–{leavers['high']:,},"
         + (
@@ -272,16 +324,24 @@ def _who_to_call(ranked: dict, body, cell) -> list:
         + f"), {leavers['share'] or 0:.1%} of them."
         + (f" The interval is {leavers['widened']}." if leavers.get("widened") else "")
     )
-    if precision:
-        shares = ", ".join(
-            f"top {key.removeprefix('top_')}: {value:.0%}"
-            for key, value in precision.items()
-            if key.startswith("top_")
+    shares = _precision_shares(precision) if precision else ""
+    resemblance = quality.get("test_file_drift") or {}
+    if resemblance.get("available") and not resemblance["resembles"]:
+        # Figures of the old market would mislead: say so instead (they are on page 2).
+        figures += (
+            " The test clients are of an earlier market: they cannot tell how often the top of"
+            " the list is right."
         )
+    elif shares:
         figures += (
             f" How often the top of the list is right, on the {_number(precision['rows'])} test"
             f" clients: of those ranked highest, the share who left ({shares}), against"
             f" {precision['base_rate']:.0%} of all clients."
+        )
+    elif precision:
+        figures += (
+            f" The {_number(precision['rows'])} test clients are too few to say how often the"
+            " top of the list is right."
         )
     rows = [["Rank", "Client", "Risk", "Why: the strongest reasons, and the risk without each"]]
     for client in ranked["top"]:
@@ -316,6 +376,7 @@ def _who_to_call(ranked: dict, body, cell) -> list:
         )
     return [
         Paragraph(figures, body),
+        *([Paragraph(f"<b>What arrives:</b> {escape(drift_words)}", cell)] if drift_words else []),
         *_what_changed(ranked, cell),
         Spacer(0, 2 * mm),
         table,
@@ -484,6 +545,7 @@ def gather_facts(config: Config) -> dict:
         "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
         "deployment": deployment,
         "metrics": metrics,
+        "test_file": config.test_data_file.name,
         "diagnostics": report,
         "ranking": ranked,
         "confusion_png": confusion_matrix_png(metrics, title),
