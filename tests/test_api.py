@@ -433,7 +433,7 @@ def test_an_unframed_body_at_the_limit(small_limit_app, extra):
 
 @pytest.mark.parametrize(
     ("method", "path", "status"),
-    [("get", "/nothing", 404), ("get", "/prediction", 405), ("post", "/scoring", 405)],
+    [("get", "/nothing", 404), ("delete", "/prediction", 405), ("post", "/scoring", 405)],
 )
 def test_http_errors_are_json(client, method, path, status):
     response = getattr(client, method)(path)

@@ -73,7 +73,7 @@ def check_token():
     return None
 
 
-@api.post("/prediction")
+@api.route("/prediction", methods=["GET", "POST"])
 def prediction():
     try:
         rows, with_reasons = prediction_rows()
