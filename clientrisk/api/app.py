@@ -22,6 +22,7 @@ from clientrisk.api.bodydeadline import BodyDeadline
 from clientrisk.api.dashboard import DashboardCache, dashboard
 from clientrisk.api.inputs import BoundedRequest, prediction_rows
 from clientrisk.api.metrics import Metrics
+from clientrisk.api.mlflowformat import invocation_rows
 from clientrisk.api.sessions import SESSIONS_FILE, SessionStore
 from clientrisk.api.state import (
     ApiState,
@@ -45,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 TOKEN_ENV = "RISK_API_TOKEN"
 OPENAPI_FILE = Path(__file__).with_name("openapi.json")
-PUBLIC_ENDPOINTS = {"api.health"}
+PUBLIC_ENDPOINTS = {"api.health", "api.ping"}
 PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 api = Blueprint("api", __name__)
@@ -117,6 +118,37 @@ def outside_warnings(outside: list[list[str]], most: int = 10) -> list[str]:
     if len(found) > most:
         said.append(f"and {len(found) - most:,} more records {UNCERTAIN.split(':')[0]}")
     return said
+
+
+@api.post("/invocations")
+def invocations():
+    """Predictions in MLflow's scoring format, for tools written for MLflow's model server:
+    `{"predictions": [...]}` (the labels, 1 = predicted to leave), with the probabilities."""
+    try:
+        rows = invocation_rows()
+    except DataError as error:
+        return jsonify(error=str(error)), 400
+    live = live_model()
+    features = rows[list(FEATURES)]
+    labels, probabilities = predict_arrays(live.model, features)
+    outside = outside_range(live.model, features.to_numpy(dtype=float, na_value=nan))
+    return jsonify(
+        predictions=labels.astype(int).tolist(),
+        probabilities=probabilities.round(6).tolist(),
+        model_version=live.deployment.label,
+        warnings=outside_warnings(outside),
+    )
+
+
+@api.get("/ping")
+def ping():
+    """MLflow's health check: 200 with an empty line while a valid model is served."""
+    try:
+        state().models.get()
+    except PipelineError as error:
+        logger.warning("ping: %s", error)
+        return jsonify(error="no valid model is deployed"), 503
+    return current_app.response_class("\n", mimetype="application/json")
 
 
 @api.get("/scoring")

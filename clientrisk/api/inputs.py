@@ -89,18 +89,22 @@ class UnsupportedType(HTTPException):
     description = "send application/json or text/csv"
 
 
-def records_frame(records) -> pd.DataFrame:
+def records_frame(records, label: str = "records") -> pd.DataFrame:
     """Client rows from JSON records, each checked field by field.
+
+    Args:
+        records: a list of objects, one a client.
+        label: what the request calls them, to name them in messages.
 
     Raises:
         DataError: naming the record and the field, e.g. `records[2].lastyear_activity: ...`.
     """
     if not isinstance(records, list) or not records:
-        raise DataError("records: expected a non-empty list of objects")
+        raise DataError(f"{label}: expected a non-empty list of objects")
     values = np.empty((len(records), len(FEATURES)))
     ids = []
     for index, record in enumerate(records):
-        where = f"records[{index}]"
+        where = f"{label}[{index}]"
         if not isinstance(record, dict):
             raise DataError(f"{where}: expected an object with {', '.join(FEATURES)}")
         for column, name in enumerate(FEATURES):
