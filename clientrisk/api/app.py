@@ -34,6 +34,7 @@ from clientrisk.api.state import (
     state,
 )
 from clientrisk.calllist.reasons import explain, reasons
+from clientrisk.cli import capture_warnings
 from clientrisk.config import DIAGNOSTICS_FILE, default_config_path, load_config
 from clientrisk.data.clientcsv import FEATURES, ID_COLUMN, read_labelled_csv
 from clientrisk.deployment import modelstore
@@ -279,11 +280,13 @@ def count_request(response):
 
 
 def use_gunicorn_logging() -> None:
-    """Under gunicorn, send the app's log lines to gunicorn's error log, at its level."""
+    """Under gunicorn, send the app's log lines, library warnings among them, to gunicorn's
+    error log, at its level."""
     server_logger = logging.getLogger("gunicorn.error")
     if server_logger.handlers:
         logging.root.handlers = list(server_logger.handlers)
         logging.root.setLevel(server_logger.level)
+        capture_warnings()
 
 
 def create_app(config_path: str | os.PathLike | None = None, token: str | None = None) -> Flask:
