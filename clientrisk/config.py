@@ -130,6 +130,16 @@ class Config(
         return self.test_data_path / "testdata.csv"
 
     @property
+    def identity(self) -> dict:
+        """Which configuration this is, as the API names it on /health: the config file's name
+        and a fingerprint of where it lies (never the path itself, which /health, open to
+        anyone, would give away)."""
+        import hashlib
+
+        where = os.path.realpath(self.path).encode("utf-8", "surrogateescape")
+        return {"name": self.path.name, "id": hashlib.sha256(where).hexdigest()[:12]}
+
+    @property
     def final_data_file(self) -> Path:
         return self.ingested_dir / FINAL_DATA_FILE
 

@@ -32,10 +32,14 @@ def post_records(client, records, **kwargs):
     return client.post("/prediction", json={"records": records}, **kwargs)
 
 
-def test_health(client):
+def test_health(client, diagnosed):
     response = client.get("/health")
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ok", "model_version": "v0001"}
+    assert response.get_json() == {
+        "status": "ok",
+        "model_version": "v0001",
+        "config": {"name": "config.json", "id": load_config(diagnosed.config_path).identity["id"]},
+    }
 
 
 def test_health_without_a_model(project):

@@ -225,7 +225,7 @@ def health():
     except PipelineError as error:
         logger.warning("health: %s", error)
         return jsonify(status="unavailable", error="no valid model is deployed"), 503
-    return jsonify(status="ok", model_version=live.deployment.label)
+    return jsonify(status="ok", model_version=live.deployment.label, config=state().config.identity)
 
 
 @api.get("/metrics")
