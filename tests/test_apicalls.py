@@ -55,6 +55,8 @@ def test_writes_every_answer(diagnosed, serve, capsys):
     for endpoint in ENDPOINTS:
         assert f"## {endpoint} -> 200" in text
     assert '"model_version": "v0001"' in text
+    assert len(text.splitlines()) < 800  # a size a person reads (the top 20 with reasons)
+    assert '"... 250 more"' in text  # 300 test rows: the predictions cut at 50
 
 
 def test_url_and_token_from_the_environment(diagnosed, serve, monkeypatch):

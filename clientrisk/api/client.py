@@ -2,8 +2,9 @@
 
 The API is found at --url, else the RISK_API_URL environment variable, else
 http://127.0.0.1:8000; a token in RISK_API_TOKEN is sent as `Authorization: Bearer`. Predictions
-are asked for the test data. The file (written atomically) has every answer, a failed call's
-error in its place; the OpenAPI description is checked, not copied. The API must serve this
+are asked for the test data (without reasons). The file (written atomically) has every answer,
+a failed call's error in its place, long lists cut (MOST_LIST_ITEMS); the OpenAPI description is
+checked, not copied. The API must serve this
 run's configuration and live model (its /health names them): an API started under another
 config answers for another project. The exit code is 1, naming each failed endpoint or the
 mismatch, when one failed, and when the server is down nothing is written.
@@ -59,7 +60,7 @@ def planned_calls(config: Config) -> list[tuple[str, str, dict | None]]:
     test_file = os.path.relpath(config.test_data_file, config.path.parent)
     return [
         ("GET", "/health", None),
-        ("POST", "/prediction", {"filepath": test_file}),
+        ("POST", "/prediction", {"filepath": test_file, "reasons": False}),
         ("GET", "/scoring", None),
         ("GET", "/summarystats", None),
         ("GET", "/diagnostics", None),
@@ -69,6 +70,9 @@ def planned_calls(config: Config) -> list[tuple[str, str, dict | None]]:
 
 # Answers that are checked but not copied into the file (the description of the API itself).
 NOT_COPIED = {"/openapi.json"}
+# Lists longer than this are cut in the file (with how many there are), so that it stays a
+# size a person reads: the predictions for a test file of thousands of rows are checked whole.
+MOST_LIST_ITEMS = 50
 
 
 def call_endpoints(config: Config, base_url: str, token: str | None) -> list[Answer]:
@@ -154,19 +158,35 @@ def served_elsewhere(config: Config, answers: list[Answer]) -> list[str]:
 
 
 def pretty(value, indent: int = 0) -> str:
-    """JSON with objects indented and lists of plain values wrapped onto a few lines."""
+    """JSON with objects indented, a small object of plain values on one line, lists of plain
+    values (or of such small lists) wrapped onto a few lines, and lists of more than
+    MOST_LIST_ITEMS cut there with how many more there are."""
     pad = " " * indent
+    if isinstance(value, list) and len(value) > MOST_LIST_ITEMS:
+        value = [*value[:MOST_LIST_ITEMS], f"... {len(value) - MOST_LIST_ITEMS:,} more"]
+    text = json.dumps(value, ensure_ascii=False)
+    if isinstance(value, dict) and value and _all_plain(value.values()) and len(text) <= 116:
+        return text
     if isinstance(value, dict) and value:
         items = [f'{pad}  "{key}": {pretty(item, indent + 2)}' for key, item in value.items()]
         return "{\n" + ",\n".join(items) + f"\n{pad}}}"
-    if isinstance(value, list) and any(isinstance(item, dict | list) for item in value):
+    nested = isinstance(value, list) and any(
+        isinstance(item, dict)
+        or (isinstance(item, list) and not _all_plain(item))
+        or (isinstance(item, str) and len(item) > 40)  # a sentence: one a line
+        for item in value
+    )
+    if nested:
         items = [f"{pad}  {pretty(item, indent + 2)}" for item in value]
         return "[\n" + ",\n".join(items) + f"\n{pad}]"
-    text = json.dumps(value)
     if isinstance(value, list) and len(text) > 100 - indent:
         lines = textwrap.wrap(text[1:-1], width=96 - indent, break_on_hyphens=False)
         return "[\n" + "\n".join(f"{pad}  {line}" for line in lines) + f"\n{pad}]"
     return text
+
+
+def _all_plain(values) -> bool:
+    return not any(isinstance(item, dict | list) for item in values)
 
 
 def format_answers(answers: list[Answer], base_url: str, mismatch: list[str] = ()) -> str:
