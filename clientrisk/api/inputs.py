@@ -234,7 +234,7 @@ def _project_file_for(text: str, project: Path, roots: list[Path], field: str) -
     if not matches:
         raise Forbidden(field)
     if len(matches) > 1:
-        found = ", ".join(str(path.relative_to(project)) for path in matches)
+        found = ", ".join(os.path.relpath(path, os.path.realpath(project)) for path in matches)
         raise DataError(
             f"{field}: {len(matches)} files named {name!r} in the data folders ({found});"
             " give the path relative to the project folder"
