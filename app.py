@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from clientrisk.api.app import create_app
+from clientrisk.cli import add_version, configure_logging
 from clientrisk.config import default_config_path
 from clientrisk.errors import PipelineError
 
@@ -18,7 +19,7 @@ logger = logging.getLogger("app")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="app.py", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--config",
         type=Path,
@@ -27,8 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    add_version(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure_logging()
     try:
         app = create_app(args.config)
     except PipelineError as error:

@@ -1,5 +1,6 @@
 """Settings gunicorn reads when started in this folder (`gunicorn wsgi:app`); options given on the
-command line win. Both logs go to stderr, one line per request in the access log.
+command line win. The access log (one line per request) goes to stdout, the error log to stderr
+(gunicorn reads "-" so for each).
 
 Each worker serves its requests from a pool of threads, so that a few clients sending slowly
 hold a few threads, not the whole server: the app gives a client `api_body_timeout_seconds` to

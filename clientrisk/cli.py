@@ -7,6 +7,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+from clientrisk import __version__
 from clientrisk.config import CONFIG_ENV, default_config_path, load_config
 from clientrisk.errors import PipelineError, Stopped
 
@@ -14,20 +15,47 @@ logger = logging.getLogger(__name__)
 
 # Loggers of libraries that chatter at debug level about their own workings.
 NOISY_LOGGERS = ("matplotlib", "PIL", "urllib3", "fontTools")
+# Local time with its offset from UTC, so that lines from machines or seasons apart compare.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+LOG_TIME_FORMAT = "%Y-%m-%d %H:%M:%S %z"
 
 
 def configure_logging(verbose: bool = False) -> None:
-    """Human-readable, timestamped log lines on stderr; `verbose` adds this project's debug
-    lines, never the libraries' own."""
+    """Human-readable log lines on stderr, each with its time and time zone; `verbose` adds
+    this project's debug lines, never the libraries' own. Library warnings (such as
+    scikit-learn's) become one log line each instead of text printed beside the log."""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S",
+        format=LOG_FORMAT,
+        datefmt=LOG_TIME_FORMAT,
         stream=sys.stderr,
         force=True,
     )
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    capture_warnings()
+
+
+class OneLineWarning(logging.Filter):
+    """A captured warning as one line: its place, category and message, without the source
+    line that `warnings` prints under it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        lines = record.getMessage().splitlines()
+        record.msg = " ".join(line.strip() for line in lines if line and not line.startswith(" "))
+        record.args = ()
+        return True
+
+
+def capture_warnings() -> None:
+    """Send warnings through logging (the `py.warnings` logger), one line each."""
+    # Off first: captureWarnings(True) does nothing while it believes it is on, even after
+    # something else (a test's warnings recorder) has put its own handler back.
+    logging.captureWarnings(False)
+    logging.captureWarnings(True)
+    warnings_logger = logging.getLogger("py.warnings")
+    if not any(isinstance(item, OneLineWarning) for item in warnings_logger.filters):
+        warnings_logger.addFilter(OneLineWarning())
 
 
 @contextmanager
@@ -67,8 +95,16 @@ def build_parser(script: str, description: str | None):
         f" (default: ${CONFIG_ENV}, else config.json beside the scripts)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debugging detail")
+    add_version(parser)
     parser.set_defaults(script=Path(parser.prog).stem)
     return parser
+
+
+def add_version(parser) -> None:
+    """`--version`: the script's name and the package's version, then exit 0."""
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}", help="show the version"
+    )
 
 
 def run_cli(args, step) -> int:

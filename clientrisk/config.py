@@ -92,8 +92,9 @@ SETTINGS = {
     "retrain_on_data_drift": Setting(False, "retrain when features drift, even if the score holds"),
     "settle_seconds": Setting(
         5.0,
-        "input files changed more recently than this (or dated in the future and not unchanged"
-        " for this long across runs) are left for the next run",
+        "an input file is read once it has not changed for this long: a run waits for files"
+        " copied in just before it; one still changing this long after the run began (or dated"
+        " in the future and not unchanged for this long across runs) is left for the next run",
         minimum=0,
     ),
     "keep_versions": Setting(10, "deployments kept (besides the live one and its predecessor)"),
@@ -127,6 +128,16 @@ class Config(
         if self.test_data_path.suffix.lower() == ".csv":
             return self.test_data_path
         return self.test_data_path / "testdata.csv"
+
+    @property
+    def identity(self) -> dict:
+        """Which configuration this is, as the API names it on /health: the config file's name
+        and a fingerprint of where it lies (never the path itself, which /health, open to
+        anyone, would give away)."""
+        import hashlib
+
+        where = os.path.realpath(self.path).encode("utf-8", "surrogateescape")
+        return {"name": self.path.name, "id": hashlib.sha256(where).hexdigest()[:12]}
 
     @property
     def final_data_file(self) -> Path:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,6 +145,28 @@ def course_project(tmp_path) -> Project:
     project = make_project(tmp_path / "course", {}, pd.read_csv(COURSE_FILE))
     shutil.copy(COURSE_FILE, project.input_dir / "dataset1.csv")
     return project
+
+
+@contextmanager
+def keep_writing(path: Path, every: float = 0.1):
+    """A file still being written while the block runs: its time moves on every `every` s."""
+    stop = threading.Event()
+
+    def touch():
+        while not stop.wait(every):
+            try:
+                os.utime(path, None)
+            except OSError:
+                return
+
+    os.utime(path, None)
+    writer = threading.Thread(target=touch, daemon=True)
+    writer.start()
+    try:
+        yield path
+    finally:
+        stop.set()
+        writer.join()
 
 
 def run_steps(project: Project, *steps: str) -> None:

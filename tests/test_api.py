@@ -32,10 +32,14 @@ def post_records(client, records, **kwargs):
     return client.post("/prediction", json={"records": records}, **kwargs)
 
 
-def test_health(client):
+def test_health(client, diagnosed):
     response = client.get("/health")
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ok", "model_version": "v0001"}
+    assert response.get_json() == {
+        "status": "ok",
+        "model_version": "v0001",
+        "config": {"name": "config.json", "id": load_config(diagnosed.config_path).identity["id"]},
+    }
 
 
 def test_health_without_a_model(project):
@@ -433,7 +437,7 @@ def test_an_unframed_body_at_the_limit(small_limit_app, extra):
 
 @pytest.mark.parametrize(
     ("method", "path", "status"),
-    [("get", "/nothing", 404), ("get", "/prediction", 405), ("post", "/scoring", 405)],
+    [("get", "/nothing", 404), ("delete", "/prediction", 405), ("post", "/scoring", 405)],
 )
 def test_http_errors_are_json(client, method, path, status):
     response = getattr(client, method)(path)

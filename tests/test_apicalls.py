@@ -4,15 +4,18 @@ import subprocess
 import sys
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 import requests
 from werkzeug.serving import make_server
 
 import apicalls
+from clientrisk.api import client as apicalls_client
 from clientrisk.api.app import create_app
 from clientrisk.config import PROJECT_DIR
-from conftest import client_rows, run_steps
+from clientrisk.deployment.modelstore import version_name
+from conftest import client_rows, copy_project, run_steps
 
 ENDPOINTS = [
     "GET /health",
@@ -52,6 +55,8 @@ def test_writes_every_answer(diagnosed, serve, capsys):
     for endpoint in ENDPOINTS:
         assert f"## {endpoint} -> 200" in text
     assert '"model_version": "v0001"' in text
+    assert len(text.splitlines()) < 800  # a size a person reads (the top 20 with reasons)
+    assert '"... 250 more"' in text  # 300 test rows: the predictions cut at 50
 
 
 def test_url_and_token_from_the_environment(diagnosed, serve, monkeypatch):
@@ -81,6 +86,29 @@ def test_the_openapi_description_is_checked_not_copied(diagnosed, serve):
     text = (diagnosed.root / "models" / "apireturns.txt").read_text()
     assert "## GET /openapi.json -> 200\n(answered; not copied here)" in text
     assert '"paths"' not in text
+
+
+def test_an_api_serving_another_configuration_is_named(diagnosed, serve, tmp_path, capsys):
+    """As when the API was started under the practice config and the production run calls it."""
+    other = copy_project(diagnosed, tmp_path / "practice")
+    url = serve(create_app(other.config_path))
+    assert apicalls.main(diagnosed.args("--url", url)) == 1
+    err = capsys.readouterr().err
+    assert (
+        "GET /health: the API serves another configuration (config.json, a config file"
+        f" elsewhere), not this run's {diagnosed.config_path}"
+    ) in err
+    text = (diagnosed.root / "models" / "apireturns.txt").read_text()
+    assert "# NOT THIS PROJECT'S API: GET /health: the API serves another configuration" in text
+
+
+def test_an_api_serving_another_live_model_is_named(diagnosed, serve, monkeypatch, capsys):
+    url = serve(create_app(diagnosed.config_path))
+    # A deployment the API has not picked up, as seen by this run alone.
+    seen_here = SimpleNamespace(current_version=lambda folder: 2, version_name=version_name)
+    monkeypatch.setattr(apicalls_client, "modelstore", seen_here)
+    assert apicalls.main(diagnosed.args("--url", url)) == 1
+    assert "the API serves model v0001, while v0002 is live here" in capsys.readouterr().err
 
 
 def free_port() -> int:

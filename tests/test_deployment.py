@@ -234,7 +234,7 @@ def test_a_model_replaced_between_hashing_and_copying_is_not_deployed(
     assert live(deployed) == 1
     assert sorted(path.name for path in (folder / "versions").iterdir()) == ["v0001"]
     health = create_app(deployed.config_path, token="").test_client().get("/health")
-    assert health.get_json() == {"status": "ok", "model_version": "v0001"}
+    assert health.get_json()["model_version"] == "v0001"
     monkeypatch.undo()
     run_steps(deployed, "training", "scoring", "deployment")
     assert live(deployed) == 2

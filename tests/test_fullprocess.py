@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import ExitStack
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from clientrisk.config import PROJECT_DIR
 from clientrisk.deployment import modelstore
 from clientrisk.history.database import open_history
 from clientrisk.pipeline.fullprocess import EXIT_BUSY
-from conftest import client_rows, make_project, run_steps
+from conftest import client_rows, keep_writing, make_project, run_steps
 
 
 @pytest.fixture(autouse=True)
@@ -446,8 +447,13 @@ def test_nothing_to_bootstrap_from_yet_waits_quietly(project, inputs, capsys):
             path.unlink()
     if inputs == "still being written":
         config = json.loads(project.config_path.read_text())
-        project.config_path.write_text(json.dumps({**config, "settle_seconds": 600}))
-    record = run(project)
+        project.config_path.write_text(json.dumps({**config, "settle_seconds": 0.5}))
+        with ExitStack() as writing:
+            for path in sorted(project.input_dir.iterdir()):
+                writing.enter_context(keep_writing(path))
+            record = run(project)
+    else:
+        record = run(project)
     assert record["outcome"] == "no new data"
     assert record["reason"].startswith("nothing is deployed and no input file is ready yet: ")
     expected = "no CSV file" if inputs == "none" else "batch1.csv: still being written"
@@ -644,3 +650,28 @@ def test_batches_a_model_deployed_by_hand_was_trained_on_are_judged_by_the_next_
     with open_history(deployed.config.history_path) as history:
         more = history.batches()[-1]
     assert (more.source, more.judgement) == ("more.csv", "trained on by v0002")
+
+
+def _settle_within_the_run(project, seconds: float = 1) -> None:
+    config = json.loads(project.config_path.read_text())
+    project.config_path.write_text(json.dumps({**config, "settle_seconds": seconds}))
+
+
+def test_files_copied_in_just_before_the_first_run_are_read_by_it(project, capsys):
+    """As right after `git clone`: every input file is seconds old."""
+    _settle_within_the_run(project)
+    for path in project.input_dir.iterdir():
+        os.utime(path, None)
+    record = run(project)
+    assert record["outcome"] == "bootstrapped"
+    assert live(project) == 1
+    assert "still being written; waiting" in capsys.readouterr().err
+
+
+def test_a_file_copied_in_just_before_a_run_is_judged_by_it(diagnosed, monkeypatch):
+    monkeypatch.setenv("RISK_API_URL", "http://127.0.0.1:9")
+    _settle_within_the_run(diagnosed)
+    diagnosed.write_input("batch3.csv", client_rows(300, seed=21))
+    record = run(diagnosed)
+    assert record["new_files"] == ["batch3.csv"]
+    assert record["outcome"] != "no new data"

@@ -14,7 +14,7 @@ import ingestion
 from clientrisk.data import batchstore
 from clientrisk.history.database import open_history
 from clientrisk.pipeline import fullprocess as fullprocess_lib
-from conftest import HEADER, client_rows
+from conftest import HEADER, client_rows, keep_writing
 
 GOOD = "good.csv"
 ROSTER_HEADER = "corporation,lastmonth_activity,lastyear_activity,number_of_employees\n"
@@ -227,7 +227,7 @@ def hostile(request, diagnosed, tmp_path):
     """The diagnosed project with one hostile case and one good file in its input folder."""
     make, message, clients = CORPUS[request.param]
     config = json.loads(diagnosed.config_path.read_text())
-    config["settle_seconds"] = 30
+    config["settle_seconds"] = 0.5
     diagnosed.config_path.write_text(json.dumps(config))
     make(diagnosed.input_dir, tmp_path)
     diagnosed.write_input(GOOD, client_rows(150, seed=31))
@@ -235,7 +235,12 @@ def hostile(request, diagnosed, tmp_path):
     for entry in os.scandir(diagnosed.input_dir):
         if entry.name != "uploading.csv" and entry.is_file(follow_symlinks=False):
             os.utime(entry.path, (settled, settled))
-    return diagnosed, message, clients
+    uploading = diagnosed.input_dir / "uploading.csv"
+    if not uploading.exists():
+        yield diagnosed, message, clients
+        return
+    with keep_writing(uploading):
+        yield diagnosed, message, clients
 
 
 def ingested_clients(project) -> set:

@@ -13,7 +13,7 @@ from clientrisk.data import batchstore, exports
 from clientrisk.data.clientcsv import COLUMNS
 from clientrisk.errors import DataError
 from clientrisk.history.database import open_history
-from conftest import COURSE_FILE, HEADER
+from conftest import COURSE_FILE, HEADER, keep_writing
 
 
 def final_data(project) -> pd.DataFrame:
@@ -163,17 +163,39 @@ def test_rows_without_an_outcome_are_current_clients(project):
 
 def test_a_file_still_being_written_is_left_for_the_next_run(project, capsys):
     config = json.loads(project.config_path.read_text())
-    project.config_path.write_text(json.dumps({**config, "settle_seconds": 60}))
+    project.config_path.write_text(json.dumps({**config, "settle_seconds": 0.5}))
     old = time.time() - 120
     for path in project.input_dir.iterdir():
         os.utime(path, (old, old))
     project.write_input("fresh.csv", HEADER + "frsh,1,20,3,0\n")
-    assert ingestion.main(project.args()) == 0
-    assert "fresh.csv: still being written" in capsys.readouterr().err
+    started = time.monotonic()
+    with keep_writing(project.input_dir / "fresh.csv"):
+        assert ingestion.main(project.args()) == 0
+    assert time.monotonic() - started < 3  # waited for it a while, not for ever
+    err = capsys.readouterr().err
+    assert "fresh.csv: still being written; waiting" in err
+    assert "fresh.csv: still being written (changed 0 s ago); left for the next run" in err
     assert "fresh.csv" not in record(project)
     os.utime(project.input_dir / "fresh.csv", (old, old))
     assert ingestion.main(project.args()) == 0
     assert "frsh" in set(final_data(project)["corporation"])
+
+
+@pytest.mark.parametrize("copied_before", [0.0, 0.8])
+def test_a_file_copied_in_just_before_the_run_is_waited_for(project, capsys, copied_before):
+    """As the course's steps run: copy the files in, then ingest at once."""
+    config = json.loads(project.config_path.read_text())
+    project.config_path.write_text(json.dumps({**config, "settle_seconds": 1}))
+    for path in project.input_dir.iterdir():
+        path.unlink()
+    project.write_input("copied.csv", HEADER + "copd,1,20,3,0\n")
+    just_before = time.time() - copied_before
+    os.utime(project.input_dir / "copied.csv", (just_before, just_before))
+    started = time.monotonic()
+    assert ingestion.main(project.args()) == 0
+    assert time.monotonic() - started >= 1 - copied_before - 0.05
+    assert "copied.csv: still being written; waiting" in capsys.readouterr().err
+    assert set(final_data(project)["corporation"]) == {"copd"}
 
 
 def test_nothing_usable_exits_nonzero_and_writes_no_data(project, capsys):

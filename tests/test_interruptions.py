@@ -359,6 +359,21 @@ def test_the_run_log_is_rotated(diagnosed, monkeypatch):
         assert history.latest_runs(1)[0].repeats == 30
 
 
+def test_the_cron_log_is_rotated_by_a_full_run(diagnosed, monkeypatch):
+    monkeypatch.setattr("clientrisk.pipeline.runlog.RUN_LOG_MAX_BYTES", 2000)
+    monkeypatch.setenv("RISK_API_URL", "http://127.0.0.1:9")
+    cron_log = diagnosed.root / "logs" / "cron.log"
+    cron_log.parent.mkdir(exist_ok=True)
+    cron_log.write_text("a line cron wrote\n" * 200)
+    older = cron_log.read_text()
+    assert fullprocess.main(diagnosed.args()) == 0
+    assert (diagnosed.root / "logs" / "cron.log.1").read_text() == older
+    assert not cron_log.exists()  # cron's shell starts it afresh for the next run
+    cron_log.write_text("short\n")
+    assert fullprocess.main(diagnosed.args()) == 0
+    assert cron_log.read_text() == "short\n"
+
+
 def test_a_waiting_tick_does_not_sleep_on_a_pipe(diagnosed):
     """A named pipe called *.csv would block a plain open() for ever."""
     os.mkfifo(diagnosed.input_dir / "pipe.csv")

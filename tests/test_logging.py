@@ -1,5 +1,10 @@
 """`-v` shows what each step read, decided and wrote; the libraries' own chatter stays quiet."""
 
+import logging
+import re
+import time
+import warnings
+
 import pytest
 
 import deployment
@@ -9,6 +14,7 @@ import ingestion
 import reporting
 import scoring
 import training
+from clientrisk.cli import configure_logging
 from conftest import client_rows
 
 STEPS = {
@@ -36,3 +42,35 @@ def test_verbose_shows_the_steps_own_detail_and_no_library_noise(
     assert expected in err
     for noise in LIBRARY_NOISE:
         assert noise not in err
+
+
+def test_log_lines_carry_their_time_zone(project, capsys, monkeypatch):
+    monkeypatch.setenv("TZ", "EST5")  # five hours behind UTC all year
+    time.tzset()
+    try:
+        assert ingestion.main(project.args("-v")) == 0
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    first = capsys.readouterr().err.splitlines()[0]
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d -0500 DEBUG ", first), first
+
+
+def test_a_library_warning_is_one_log_line(capsys):
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        configure_logging()
+        warnings.warn_explicit(
+            "Ill-conditioned matrix (rcond=1e-20):\nresult may not be accurate.",
+            UserWarning,
+            "solver.py",
+            12,
+        )
+    logging.captureWarnings(False)
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1
+    assert re.match(
+        r"\S+ \S+ [+-]\d{4} WARNING solver.py:12: UserWarning: Ill-conditioned matrix"
+        r" \(rcond=1e-20\): result may not be accurate.$",
+        err.strip(),
+    ), err

@@ -22,6 +22,7 @@ from clientrisk.api.bodydeadline import BodyDeadline
 from clientrisk.api.dashboard import DashboardCache, dashboard
 from clientrisk.api.inputs import BoundedRequest, prediction_rows
 from clientrisk.api.metrics import Metrics
+from clientrisk.api.mlflowformat import invocation_rows
 from clientrisk.api.sessions import SESSIONS_FILE, SessionStore
 from clientrisk.api.state import (
     ApiState,
@@ -33,6 +34,7 @@ from clientrisk.api.state import (
     state,
 )
 from clientrisk.calllist.reasons import explain, reasons
+from clientrisk.cli import capture_warnings
 from clientrisk.config import DIAGNOSTICS_FILE, default_config_path, load_config
 from clientrisk.data.clientcsv import FEATURES, ID_COLUMN, read_labelled_csv
 from clientrisk.deployment import modelstore
@@ -45,7 +47,7 @@ logger = logging.getLogger(__name__)
 
 TOKEN_ENV = "RISK_API_TOKEN"
 OPENAPI_FILE = Path(__file__).with_name("openapi.json")
-PUBLIC_ENDPOINTS = {"api.health"}
+PUBLIC_ENDPOINTS = {"api.health", "api.ping"}
 PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 api = Blueprint("api", __name__)
@@ -73,7 +75,7 @@ def check_token():
     return None
 
 
-@api.post("/prediction")
+@api.route("/prediction", methods=["GET", "POST"])
 def prediction():
     try:
         rows, with_reasons = prediction_rows()
@@ -117,6 +119,37 @@ def outside_warnings(outside: list[list[str]], most: int = 10) -> list[str]:
     if len(found) > most:
         said.append(f"and {len(found) - most:,} more records {UNCERTAIN.split(':')[0]}")
     return said
+
+
+@api.post("/invocations")
+def invocations():
+    """Predictions in MLflow's scoring format, for tools written for MLflow's model server:
+    `{"predictions": [...]}` (the labels, 1 = predicted to leave), with the probabilities."""
+    try:
+        rows = invocation_rows()
+    except DataError as error:
+        return jsonify(error=str(error)), 400
+    live = live_model()
+    features = rows[list(FEATURES)]
+    labels, probabilities = predict_arrays(live.model, features)
+    outside = outside_range(live.model, features.to_numpy(dtype=float, na_value=nan))
+    return jsonify(
+        predictions=labels.astype(int).tolist(),
+        probabilities=probabilities.round(6).tolist(),
+        model_version=live.deployment.label,
+        warnings=outside_warnings(outside),
+    )
+
+
+@api.get("/ping")
+def ping():
+    """MLflow's health check: 200 with an empty line while a valid model is served."""
+    try:
+        state().models.get()
+    except PipelineError as error:
+        logger.warning("ping: %s", error)
+        return jsonify(error="no valid model is deployed"), 503
+    return current_app.response_class("\n", mimetype="application/json")
 
 
 @api.get("/scoring")
@@ -214,7 +247,7 @@ def health():
     except PipelineError as error:
         logger.warning("health: %s", error)
         return jsonify(status="unavailable", error="no valid model is deployed"), 503
-    return jsonify(status="ok", model_version=live.deployment.label)
+    return jsonify(status="ok", model_version=live.deployment.label, config=state().config.identity)
 
 
 @api.get("/metrics")
@@ -269,11 +302,13 @@ def count_request(response):
 
 
 def use_gunicorn_logging() -> None:
-    """Under gunicorn, send the app's log lines to gunicorn's error log, at its level."""
+    """Under gunicorn, send the app's log lines, library warnings among them, to gunicorn's
+    error log, at its level."""
     server_logger = logging.getLogger("gunicorn.error")
     if server_logger.handlers:
         logging.root.handlers = list(server_logger.handlers)
         logging.root.setLevel(server_logger.level)
+        capture_warnings()
 
 
 def create_app(config_path: str | os.PathLike | None = None, token: str | None = None) -> Flask:

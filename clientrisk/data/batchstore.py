@@ -63,10 +63,13 @@ NO_CONTENT = "-"
 # --- the input folder (standard library only) ----------------------------------------------------
 
 
-class InputCandidate(namedtuple("InputCandidate", "name path problem retry")):
+class InputCandidate(
+    namedtuple("InputCandidate", "name path problem retry settles_at", defaults=(None,))
+):
     """A `*.csv` entry of the input folder. `name` is its display name (the key in the records);
     `problem` is None for a file to read, else why it is not read, and `retry` whether a later
-    run will try again (a file still being written) or it is refused for good (a folder)."""
+    run will try again (a file still being written) or it is refused for good (a folder);
+    `settles_at`, for a file still being written, when it is settled if it does not change."""
 
     __slots__ = ()
 
@@ -94,13 +97,54 @@ def scan_input_folder(
         problem, retry, look = _entry_problem(entry, root, now, settle_seconds, earlier.get(name))
         if look is not None:
             looks[name] = look
-        found.append(InputCandidate(name, Path(entry.path), problem, retry))
+        settles_at = _settles_at(entry, now, settle_seconds) if retry else None
+        found.append(InputCandidate(name, Path(entry.path), problem, retry, settles_at))
     if looks_path is not None and looks != earlier:
         try:
             atomic_write_json(looks_path, looks)
         except OSError as error:  # then a file dated in the future waits one more run
             logger.debug("%s: %s", looks_path, error)
     return found
+
+
+def scan_settled_input_folder(
+    input_dir: Path, settle_seconds: float, looks_path: Path | None = None, sleep=time.sleep
+) -> list[InputCandidate]:
+    """`scan_input_folder`, after waiting within the run for files still being written.
+
+    A file copied in just before the run is read by it: the run waits until such a file has not
+    changed for `settle_seconds`, as long as it changed no later than `settle_seconds` after the
+    run began (so at most twice `settle_seconds` in all). A file that still changes after that
+    is left for the next run, and so is one dated in the future (judged across runs).
+    """
+    give_up = time.time() + settle_seconds
+    while True:
+        candidates = scan_input_folder(input_dir, settle_seconds, looks_path)
+        now = time.time()
+        waiting = [
+            item
+            for item in candidates
+            if item.settles_at is not None and item.settles_at - settle_seconds <= give_up
+        ]
+        if not waiting or now > give_up + settle_seconds:
+            return candidates
+        wake = min(item.settles_at for item in waiting)
+        logger.info(
+            "%s: still being written; waiting %.1f s for it to settle",
+            ", ".join(item.name for item in waiting),
+            max(wake - now, 0),
+        )
+        sleep(max(wake - now, 0) + 0.01)
+
+
+def _settles_at(entry, now: float, settle_seconds: float) -> float | None:
+    """When a file changed in the last `settle_seconds` is settled if it does not change again;
+    None for anything else (a file dated in the future is judged across runs)."""
+    try:
+        changed = os.stat(entry.path).st_mtime
+    except OSError:
+        return None
+    return changed + settle_seconds if 0 <= now - changed < settle_seconds else None
 
 
 def _read_looks(looks_path: Path | None) -> dict:

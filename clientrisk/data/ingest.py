@@ -178,7 +178,7 @@ def ingest_new_files(config: Config, history) -> IngestionResult:
     for entry in history.input_files():
         if entry.status in ("ingested", "duplicate") and entry.sha256 != batchstore.NO_CONTENT:
             known_contents.setdefault(entry.sha256, entry.name)
-    candidates = batchstore.scan_input_folder(
+    candidates = batchstore.scan_settled_input_folder(
         config.input_dir, config.settings["settle_seconds"], config.log_dir / batchstore.LOOKS_FILE
     )
     result.files_seen = len(candidates)

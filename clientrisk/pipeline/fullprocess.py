@@ -66,7 +66,7 @@ def input_hashes(config, candidates) -> tuple[list[tuple[str, str]], list[str]]:
 
 def find_new_files(config, history) -> tuple[list[str], list[str]]:
     """Input files that ingestion has not read yet, and why others wait for a later run."""
-    candidates = batchstore.scan_input_folder(
+    candidates = batchstore.scan_settled_input_folder(
         config.input_dir, config.settings["settle_seconds"], config.log_dir / batchstore.LOOKS_FILE
     )
     known = history.known_files()
@@ -284,7 +284,7 @@ def decide(config, history):
     """What this run has to do, from what is stored: (what, reason or new files, live)."""
     live_version = modelstore.current_version(config.deploy_dir)
     if live_version is None:
-        candidates = batchstore.scan_input_folder(
+        candidates = batchstore.scan_settled_input_folder(
             config.input_dir,
             config.settings["settle_seconds"],
             config.log_dir / batchstore.LOOKS_FILE,

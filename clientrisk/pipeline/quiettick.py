@@ -24,7 +24,7 @@ import time
 STAMP_FORMAT = "quiet tick stamp 1"
 CONFIG_ENV = "RISK_CONFIG"  # as in config.py
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # as timestamps.utc_now
-LOG_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # as cli.configure_logging
+LOG_TIME_FORMAT = "%Y-%m-%d %H:%M:%S %z"  # as cli.LOG_TIME_FORMAT
 # Stamp lines that say where things are, and those that say what they looked like.
 PLACES = ("config", "input", "report", "live", "history", "lock", "runlog", "maxlog")
 STATES = ("generation", "run", "outcome", "reason", "config_shown")

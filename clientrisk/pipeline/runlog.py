@@ -21,6 +21,9 @@ RUN_LOG_FILE = "fullprocess.jsonl"
 # this many older files kept.
 RUN_LOG_MAX_BYTES = 1 << 20
 RUN_LOG_KEEP = 3
+# What cron writes from the runs it starts (`>> logs/cron.log 2>&1`), rotated the same way by
+# each full run; cron's shell opens it afresh for every run.
+CRON_LOG_FILE = "cron.log"
 
 
 class RunLog:
@@ -52,18 +55,27 @@ class RunLog:
 
 def append_run_record(config, record: dict, rotate: bool = True) -> None:
     """Add the run's line to `fullprocess.jsonl` (one append, so lines never interleave),
-    rotating the file past RUN_LOG_MAX_BYTES."""
+    rotating it, and `cron.log` beside it, past RUN_LOG_MAX_BYTES."""
     config.log_dir.mkdir(parents=True, exist_ok=True)
     path = config.log_dir / RUN_LOG_FILE
-    if rotate and path.exists() and path.stat().st_size > RUN_LOG_MAX_BYTES:
-        for number in range(RUN_LOG_KEEP - 1, 0, -1):
-            older = path.with_name(f"{RUN_LOG_FILE}.{number}")
-            if older.exists():
-                os.replace(older, path.with_name(f"{RUN_LOG_FILE}.{number + 1}"))
-        os.replace(path, path.with_name(f"{RUN_LOG_FILE}.1"))
+    if rotate:
+        rotate_log(path)
+        rotate_log(config.log_dir / CRON_LOG_FILE)
     line = (json.dumps(record, default=str) + "\n").encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line)
     finally:
         os.close(fd)
+
+
+def rotate_log(path) -> None:
+    """Past RUN_LOG_MAX_BYTES, move `path` to `path.1` (and `path.1` to `path.2`, ... keeping
+    RUN_LOG_KEEP older files); the next write starts it afresh."""
+    if not path.exists() or path.stat().st_size <= RUN_LOG_MAX_BYTES:
+        return
+    for number in range(RUN_LOG_KEEP - 1, 0, -1):
+        older = path.with_name(f"{path.name}.{number}")
+        if older.exists():
+            os.replace(older, path.with_name(f"{path.name}.{number + 1}"))
+    os.replace(path, path.with_name(f"{path.name}.1"))
