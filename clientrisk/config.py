@@ -102,6 +102,12 @@ SETTINGS = {
         20_000,
         "above this many rows, training tunes on a stratified sample of this size (fits on all)",
     ),
+    "calls_per_week": Setting(
+        0,
+        "calls the client managers make a week: the first this many of the call list are marked"
+        " as this week's calls (0: none marked)",
+        minimum=0,
+    ),
     "retrain_growth": Setting(
         1.0,
         "retrain once this many times the live model's training rows have arrived since (0: never)",

@@ -141,6 +141,9 @@ def test_settings_have_defaults(project):
         ({"timing_repeats": 2.5}, "'timing_repeats' must be a whole number, not 2.5"),
         ({"dependency_timeout_seconds": True}, "must be a number, not True"),
         ({"package_index_url": ""}, "'package_index_url' must be a non-empty text"),
+        ({"calls_per_week": -1}, "'calls_per_week' must be at least 0, not -1"),
+        ({"calls_per_week": 2.5}, "'calls_per_week' must be a whole number, not 2.5"),
+        ({"calls_per_week": "20"}, "'calls_per_week' must be a whole number, not '20'"),
     ],
 )
 def test_bad_setting_is_a_clear_error(project, settings, message, capsys):

@@ -561,3 +561,20 @@ def test_a_score_chart_with_one_point_puts_it_in_the_middle_with_its_value():
 def test_the_score_chart_labels_a_short_history_on_the_page(diagnosed):
     scores = re.search(r'<section id="scores">.*?</section>', page(diagnosed), re.S).group(0)
     assert re.search(r"<text [^>]*>0\.\d\d</text>", scores)
+
+
+def test_the_call_list_marks_this_weeks_calls_at_its_top(diagnosed):
+    config = json.loads(diagnosed.config_path.read_text())
+    diagnosed.config_path.write_text(json.dumps({**config, "calls_per_week": 3}))
+    run_steps(diagnosed, "diagnostics")
+    html = page(diagnosed)
+    table = re.search(r'<table id="call-list">.*?</table>', html, re.S).group(0)
+    rows = re.findall(r"<tr[ >].*?</tr>", table.split("<tbody>")[1], re.S)
+    assert ["call-mark" in row for row in rows] == [True] * 3 + [False] * (len(rows) - 3)
+    assert "The first 3 are this week's calls" in text_of(html)
+
+
+def test_without_calls_per_week_no_call_is_marked(diagnosed):
+    html = page(diagnosed)
+    assert 'class="call-mark"' not in html
+    assert "this week's calls" not in text_of(html)

@@ -293,6 +293,29 @@ def test_no_current_client_at_all_is_an_empty_list(deployed):
     assert ranking.expected_leavers(ranked["probability"])["expected"] == 0
 
 
+@pytest.mark.parametrize("calls", [0, 3, 10_000])
+def test_the_first_calls_per_week_clients_are_marked_as_this_weeks_calls(deployed, calls):
+    config = deployed.config._replace(
+        settings={**deployed.config.settings, "calls_per_week": calls}
+    )
+    summary = ranking.run(config).report
+    listed = pd.read_csv(deployed.root / "models" / ranking.RANKING_FILE, keep_default_na=False)
+    marked = listed[ranking.CALL_COLUMN] == "yes"
+    assert list(marked) == [rank <= calls for rank in listed["rank"]]
+    assert set(listed.loc[~marked, ranking.CALL_COLUMN]) <= {""}
+    assert summary["calls_this_week"] == min(calls, len(listed))
+    assert [entry[ranking.CALL_COLUMN] for entry in summary["top"]] == list(
+        marked.head(len(summary["top"]))
+    )
+
+
+def test_no_call_is_marked_by_default(deployed):
+    assert deployed.config.settings["calls_per_week"] == 0
+    ranking.run(deployed.config)
+    listed = pd.read_csv(deployed.root / "models" / ranking.RANKING_FILE, keep_default_na=False)
+    assert (listed[ranking.CALL_COLUMN] == "").all()
+
+
 # --- who is current ------------------------------------------------------------------------------
 
 

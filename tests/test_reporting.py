@@ -131,6 +131,14 @@ def test_page_one_gives_every_reason_in_points_and_marks_an_uncertain_risk(diagn
     assert "(+0." not in text
 
 
+def test_page_one_says_which_are_this_weeks_calls(diagnosed):
+    config = json.loads(diagnosed.config_path.read_text())
+    diagnosed.config_path.write_text(json.dumps({**config, "calls_per_week": 5}))
+    run_steps(diagnosed, "diagnostics", "reporting")
+    first = page_text(diagnosed.root / "models" / "summary_report.pdf", 0)
+    assert "The first 5 are this week's calls (above the line in the table)." in first
+
+
 def page_text(path, page: int) -> str:
     return " ".join(PdfReader(path).pages[page].extract_text().split())
 

@@ -165,6 +165,7 @@ def _ranking(config: Config, deployment, problems: list) -> dict | None:
                 "probability": entry["probability"],
                 "reasons": [reason_text(item) for item in entry.get("reasons", [])],
                 "note": entry.get("note", ""),
+                "call": bool(entry.get("call_this_week")),
             }
             for entry in summary["top"][:TOP_CLIENTS]
         ]
@@ -180,6 +181,7 @@ def _ranking(config: Config, deployment, problems: list) -> dict | None:
         "clients": summary.get("clients", 0),
         "current_rule": summary.get("current_rule", ""),
         "outside_range": summary.get("outside_range", 0),
+        "calls_this_week": summary.get("calls_this_week", 0),
         "top": top,
         "expected": leavers,
         "changes": _changes(summary.get("changes")),

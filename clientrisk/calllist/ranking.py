@@ -10,6 +10,9 @@ marked (`outside_range`): its risk is the model's guess from the nearest trainin
 
 Each client's reasons come from `reasons.py`.
 
+The first `calls_per_week` clients (a setting; 0 marks none) are this week's calls, marked
+"yes" in the column `call_this_week`.
+
 Writes `riskranking.csv` (every current client, highest risk first, with its reasons) and
 `ranking.json` (the top, what changed, expected leavers, precision of the top on the test data)
 to `output_model_path`, and keeps the ranking in the history database.
@@ -65,6 +68,8 @@ SAME_CLIENTS = object()
 KEEP_ENTRIES = 10_000
 INTERVAL_Z = 1.959964  # 95 %
 OUTSIDE_COLUMN = "outside_range"
+# "yes" for the first `calls_per_week` clients of the list: this week's calls.
+CALL_COLUMN = "call_this_week"
 # The probability as the model gave it, which the list is sorted by (not written to the CSV).
 EXACT_COLUMN = "exact probability"
 
@@ -143,8 +148,16 @@ def _outside_names(model, figures: pd.DataFrame) -> list[str]:
     return names
 
 
+def mark_calls(ranked: pd.DataFrame, calls_per_week: int) -> pd.DataFrame:
+    """`ranked` with CALL_COLUMN: "yes" for its first `calls_per_week` clients, "" below."""
+    marks = np.full(len(ranked), "", dtype=object)
+    marks[: max(calls_per_week, 0)] = "yes"
+    return ranked.assign(**{CALL_COLUMN: pd.Series(marks, index=ranked.index, dtype="str")})
+
+
 def csv_columns(ranked: pd.DataFrame) -> list[str]:
     extra = [batchstore.BATCH_COLUMN] if batchstore.BATCH_COLUMN in ranked.columns else []
+    calls = [CALL_COLUMN] if CALL_COLUMN in ranked.columns else []
     return [
         "rank",
         ID_COLUMN,
@@ -152,6 +165,7 @@ def csv_columns(ranked: pd.DataFrame) -> list[str]:
         "predicted_exit",
         *REASON_COLUMNS,
         OUTSIDE_COLUMN,
+        *calls,
         *FEATURES,
         *extra,
     ]
@@ -159,12 +173,14 @@ def csv_columns(ranked: pd.DataFrame) -> list[str]:
 
 def top_entries(ranked: pd.DataFrame, typical: np.ndarray, count: int = TOP_CLIENTS) -> list[dict]:
     """The top of the ranking for people: rank, client, probability, reasons, whether its
-    figures lie outside the range the model learnt from (and the note saying so), its figures."""
+    figures lie outside the range the model learnt from (and the note saying so), whether it is
+    one of this week's calls, its figures."""
     top = ranked.head(count)
     values = top[list(FEATURES)].to_numpy(dtype=float)
     exact = top[EXACT_COLUMN] if EXACT_COLUMN in top.columns else top["probability"]
     found = reasons(top[list(EFFECT_COLUMNS)].to_numpy(), values, typical, exact.to_numpy())
     outside = top[OUTSIDE_COLUMN] if OUTSIDE_COLUMN in top.columns else [""] * len(top)
+    calls = top[CALL_COLUMN] if CALL_COLUMN in top.columns else [""] * len(top)
     return [
         {
             "rank": int(rank),
@@ -173,10 +189,18 @@ def top_entries(ranked: pd.DataFrame, typical: np.ndarray, count: int = TOP_CLIE
             "reasons": items,
             OUTSIDE_COLUMN: names.split(", ") if names else [],
             "note": coverage.outside_text(names.split(", ") if names else []),
+            CALL_COLUMN: call == "yes",
             **{name: _plain(value) for name, value in zip(FEATURES, row, strict=True)},
         }
-        for rank, client, probability, items, names, row in zip(
-            top["rank"], top[ID_COLUMN], top["probability"], found, outside, values, strict=True
+        for rank, client, probability, items, names, call, row in zip(
+            top["rank"],
+            top[ID_COLUMN],
+            top["probability"],
+            found,
+            outside,
+            calls,
+            values,
+            strict=True,
         )
     ]
 
@@ -435,7 +459,8 @@ def run(
     if outcomes is None:
         outcomes = batchstore.read_rows(config.ingested_dir, seqs, batchstore.OUTCOMES_FILE)
     clients = current_clients(config.ingested_dir, seqs, outcomes)
-    ranked = rank_clients(model, clients)
+    calls_per_week = config.settings.get("calls_per_week", 0)
+    ranked = mark_calls(rank_clients(model, clients), calls_per_week)
     typical = typical_values(model)
     summary = {
         "made_at": utc_now(),
@@ -448,6 +473,7 @@ def run(
         "min_effect": MIN_EFFECT,
         "current_rule": current_rule(batches),
         "outside_range": int((ranked[OUTSIDE_COLUMN] != "").sum()),
+        "calls_this_week": min(calls_per_week, len(ranked)),
         "top": top_entries(ranked, typical),
         "changes": changes(
             previous, ranked, _clients_of(config, previous, seqs, outcomes), outcomes

@@ -363,6 +363,16 @@ def _who_to_call(ranked: dict, quality: dict, drift_words: str | None, body, cel
     table.setStyle(
         TableStyle([("ALIGN", (3, 0), (3, -1), "LEFT"), ("VALIGN", (0, 0), (-1, -1), "TOP")])
     )
+    calls = ranked.get("calls_this_week") or 0
+    if calls:
+        shown = len(ranked["top"])
+        figures += f" <b>The first {calls:,} are this week's calls</b>" + (
+            " (above the line in the table)."
+            if calls < shown
+            else f" (marked in the column {ranking.CALL_COLUMN} of the list)."
+        )
+        if calls < shown:
+            table.setStyle(TableStyle([("LINEBELOW", (0, calls), (-1, calls), 1.2, colors.black)]))
     reasoned = (
         "every current client with its reasons"
         if ranked["clients"] <= ranking.REASONED_CLIENTS
