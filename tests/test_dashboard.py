@@ -578,3 +578,84 @@ def test_without_calls_per_week_no_call_is_marked(diagnosed):
     html = page(diagnosed)
     assert 'class="call-mark"' not in html
     assert "this week's calls" not in text_of(html)
+
+
+def runs_table(html: str) -> str:
+    return re.search(r'<section class="wide" id="runs">.*?</section>', html, re.S).group(0)
+
+
+def test_the_runs_table_says_what_each_run_did_in_a_sentence(diagnosed):
+    diagnosed.write_input("drifted.csv", client_rows(1000, seed=23, drifted=True))
+    assert fullprocess.main(diagnosed.args()) == 0
+    table = runs_table(page(diagnosed))
+    newest = re.search(r"<tbody>\s*<tr.*?</tr>", table, re.S).group(0)
+    sentence = re.search(r'<td title="[^"]*">([^<]*)<details', newest).group(1)
+    assert sentence.startswith("The model drifted: retrained on the newest clients and deployed")
+    assert "v0002" in sentence
+    assert "v0001 on 300 new clients." in sentence
+    assert "log loss" not in sentence
+    # The full reason, with its statistics, is kept a click away.
+    details = re.search(r"<details.*?</details>", newest, re.S).group(0)
+    assert "log loss on 300 newest rows" in details
+
+
+@pytest.mark.parametrize(
+    ("outcome", "reason", "record", "sentence"),
+    [
+        (
+            "redeployed",
+            "model drift; log loss on 600 newest rows: retrained 0.3753, v0003 0.4100"
+            " (difference -0.0347, 95 % interval -0.05 to -0.02): better; v0004 is live",
+            {
+                "deployed_version": "v0003",
+                "comparison": {"paired_log_loss": {"rows": 600, "verdict": "better"}},
+            },
+            "The model drifted: retrained on the newest clients and deployed v0004, better than"
+            " v0003 on 600 new clients.",
+        ),
+        (
+            "no drift",
+            "the model is still right on 1000 new rows: ...",
+            {"deployed_version": "v0001", "new_rows": 1000},
+            "No drift: the model is still right on 1,000 new clients.",
+        ),
+        (
+            "too few rows to compare",
+            "model drift; only 40 newest rows (...): v0002 stays live, and ...",
+            {"deployed_version": "v0002"},
+            "The model drifted, but too few new clients with an outcome to compare a retrained"
+            " model on: v0002 stays live.",
+        ),
+        (
+            "challenger kept out",
+            "model drift; log loss ...: significantly worse; v0001 stays live",
+            {
+                "deployed_version": "v0001",
+                "comparison": {"paired_log_loss": {"rows": 300, "verdict": "worse"}},
+            },
+            "The model drifted: a model retrained on the newest clients was worse than v0001 on"
+            " 300 new clients, so v0001 stays live.",
+        ),
+        (
+            "bootstrapped",
+            "nothing was deployed; deployed v0001",
+            {},
+            "First model trained and deployed: v0001.",
+        ),
+        (
+            "redeployed",
+            "40 rows with an outcome in all, fewer than min_comparison_rows (100): too few to"
+            " test a model on, so every new row is learnt from; retrained on all 40 and"
+            " deployed v0002",
+            {"deployed_version": "v0001"},
+            "Too few clients with an outcome to test a model on: retrained on all of them and"
+            " deployed v0002.",
+        ),
+        ("failed", "testdata.csv: cannot read", {}, "The run failed: testdata.csv: cannot read"),
+    ],
+    ids=["retrained", "no drift", "too few", "kept out", "bootstrap", "small store", "failed"],
+)
+def test_a_run_in_a_sentence(outcome, reason, record, sentence):
+    from clientrisk.api.runwords import run_sentence
+
+    assert run_sentence(outcome, reason, record) == sentence

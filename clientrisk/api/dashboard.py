@@ -30,6 +30,7 @@ from flask import (
     url_for,
 )
 
+from clientrisk.api.runwords import run_sentence
 from clientrisk.api.sessions import SESSION_SECONDS
 from clientrisk.calllist.ranking import RANKING_FILE, RANKING_SUMMARY_FILE, TOP_CLIENTS
 from clientrisk.calllist.reasons import reason_text
@@ -145,6 +146,7 @@ def _run(run) -> dict:
         "repeats": run.repeats,
         "outcome": run.outcome,
         "reason": run.reason or "",
+        "sentence": run_sentence(run.outcome, run.reason, run.record),
         "seconds": "" if seconds is None else f"{seconds:,.1f} s",
         "seconds_value": seconds,
         "finished_at_utc": run.last_finished_at or run.finished_at or run.started_at,
