@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 from PIL import Image
@@ -159,6 +160,11 @@ def test_after_a_drift_the_report_says_why_and_shows_the_newest_rows(diagnosed):
     assert "Test file Newest rows" in second
     assert "Newest rows: 300 held-out rows of batches 3-3" in second
     assert "testdata.csv no longer resembles the incoming data" in second
+    # Page 1 holds the whole call list with its footnote: no page of a few lines after it.
+    assert len(PdfReader(path).pages) == 4
+    assert "The full list, every current client" in first
+    # What changed names a few clients, not the whole top.
+    assert re.search(r"New in the top 20: [^.]* and \d+ more\.", first)
 
 
 def test_page_one_gives_the_precision_of_the_top_smallest_first(diagnosed):

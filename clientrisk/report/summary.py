@@ -67,6 +67,9 @@ SECTIONS = (
 )
 TOP_SHOWN = 20
 REASONS_SHOWN = 2  # on page 1; riskranking.csv has up to three
+# Clients named per line of what changed on page 1 (after a drift most of the top is new, and
+# twenty names a line pushed the list's footnote onto a page of its own).
+CHANGES_SHOWN = 5
 
 
 # --- figures -------------------------------------------------------------------------------------
@@ -435,9 +438,9 @@ def _what_changed(ranked: dict, body) -> list:
             f"<b>{escape(_shorten(item['corporation']))}</b> (now {item['rank']},"
             + (" new" if item["previous_rank"] is None else f" was {item['previous_rank']}")
             + ")"
-            for item in changes["new_in_top"]
+            for item in changes["new_in_top"][:CHANGES_SHOWN]
         )
-        lines.append(f"New in the top {TOP_SHOWN}: {items}.")
+        lines.append(f"New in the top {TOP_SHOWN}: {items}{_more(changes['new_in_top'])}.")
     else:
         lines.append(f"Nobody new in the top {TOP_SHOWN}.")
     if changes["risers"]:
@@ -452,10 +455,15 @@ def _what_changed(ranked: dict, body) -> list:
         items = ", ".join(
             f"{escape(_shorten(item['corporation']))} (was {item['previous_rank']}):"
             f" {escape(item['now'])}"
-            for item in changes["left_top"]
+            for item in changes["left_top"][:CHANGES_SHOWN]
         )
-        lines.append(f"Out of the top {TOP_SHOWN}: {items}.")
+        lines.append(f"Out of the top {TOP_SHOWN}: {items}{_more(changes['left_top'])}.")
     return [Paragraph(line, body) for line in lines]
+
+
+def _more(items: list) -> str:
+    """ " and 15 more" for the clients of a line of what changed beyond the first shown."""
+    return f" and {len(items) - CHANGES_SHOWN} more" if len(items) > CHANGES_SHOWN else ""
 
 
 def _drift_flowables(drift: dict, style) -> list:
