@@ -675,3 +675,27 @@ def test_a_file_copied_in_just_before_a_run_is_judged_by_it(diagnosed, monkeypat
     record = run(diagnosed)
     assert record["new_files"] == ["batch3.csv"]
     assert record["outcome"] != "no new data"
+
+
+@pytest.mark.parametrize("market", ["usual", "bigger"])
+def test_a_roster_gets_a_data_drift_verdict_before_any_outcome(diagnosed, market):
+    """A roster has no outcome to judge the model on, but its figures are compared with what the
+    model learnt from, recorded and said: larger clients drift, the usual ones do not."""
+    rng = np.random.default_rng(44)
+    roster = generate_data.simulate_clients(
+        rng, generate_data.client_codes(rng, 800), market=generate_data.MARKETS[market]
+    ).drop(columns=["exited"])
+    diagnosed.write_input("roster.csv", roster)
+    record = run(diagnosed)
+    assert record["outcome"] == "nothing to judge"
+    verdict = record["data_drift"]
+    assert verdict["rows"] == 800
+    with open_history(diagnosed.config.history_path) as history:
+        (check,) = [item for item in history.drift_checks(limit=5) if item["kind"] == "data"]
+    if market == "bigger":
+        assert "number_of_employees" in verdict["drifted"]
+        assert check["verdict"] == "drift"
+        assert "features drifted on 800 current-client rows (" in record["reason"]
+    else:
+        assert check["verdict"] == "no drift"
+        assert record["reason"].endswith("; no feature drift on 800 current-client rows")

@@ -172,6 +172,39 @@ def went_live_at(config, live) -> str | None:
     return times[-1] if times else None
 
 
+def roster_drift(config, history, log, live, batches) -> dict | None:
+    """Data drift of the current-client rows (rosters) of `batches` against the live model's
+    training sample, recorded like that of labelled batches; None when they hold no such row.
+    No outcome, so no model drift: only the inputs can be compared until outcomes arrive."""
+    seqs = [batch.seq for batch in batches if batch.current_rows]
+    if not seqs:
+        return None
+    rows = batchstore.current_observations(config.ingested_dir, seqs)
+    if rows.empty:
+        return None
+    features = data_drift(live, rows)
+    history.record_drift(
+        log.run_id,
+        live.manifest["model_sha256"],
+        seqs,
+        len(rows),
+        "data",
+        features["verdict"],
+        features,
+    )
+    return {**features, "rows": len(rows), "batches": seqs}
+
+
+def roster_drift_words(verdict: dict) -> str:
+    """The roster's data drift in a clause of the run's reason."""
+    if not verdict.get("available"):
+        return "the current clients' figures could not be compared (no training sample)"
+    where = f"{verdict['rows']} current-client rows"
+    if verdict["drifted"]:
+        return f"features drifted on {where} ({', '.join(verdict['drifted'])}), no outcome yet"
+    return f"no feature drift on {where}"
+
+
 def latest_calibration(config, history, live) -> dict | None:
     """How the live model's forecast exit rate compared with the real one on the newest rows it
     was judged on since it went live (None before any): the leavers it expected and those who

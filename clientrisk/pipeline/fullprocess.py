@@ -197,6 +197,10 @@ def update(log: RunLog, config, history, live) -> dict:
         facts["waiting"] = ingested.waiting
     if not batches:
         outcome, reason = "nothing to judge", judging.nothing_to_judge_reason(ingested, pending)
+        rosters = judging.roster_drift(config, history, log, live, empty)
+        if rosters is not None:
+            facts["data_drift"] = rosters
+            reason += "; " + judging.roster_drift_words(rosters)
         return finish_update(log, config, history, outcome, reason, facts)
     logger.info(
         "new batches: %s (%d rows with an outcome)", judging.batch_names(batches), len(rows)
