@@ -501,3 +501,34 @@ def test_a_client_without_a_strong_factor_gets_its_figures_together_or_its_large
     )
     assert found[0]["reason"].startswith(first)
     assert found[0]["text"].startswith(found[0]["reason"] + ": risk ")
+
+
+def test_before_outcomes_the_lists_performance_is_estimated_from_its_probabilities():
+    """Ten clients at 0.9 flagged, ninety at 0.1 not: 9 true and 1 false alarm expected among the
+    flags, 9 leavers missed, so precision 0.9, recall 0.5, F1 2 x 9 / (18 + 1 + 9)."""
+    ranked = pd.DataFrame(
+        {
+            ranking.EXACT_COLUMN: [0.9] * 10 + [0.1] * 90,
+            "probability": [0.9] * 10 + [0.1] * 90,
+            "predicted_exit": [1] * 10 + [0] * 90,
+        }
+    )
+    estimate = ranking.estimated_performance(ranked)
+    assert estimate["top_20"] == pytest.approx(0.5)
+    assert estimate["top_100"] == pytest.approx(0.18)
+    assert "top_50" in estimate
+    assert (estimate["precision"], estimate["recall"]) == pytest.approx((0.9, 0.5))
+    assert estimate["f1"] == pytest.approx(18 / 28, abs=1e-4)
+    assert "blind to a change" in estimate["caveat"]
+
+
+def test_the_dashboard_and_ranking_json_give_the_estimate(diagnosed):
+    summary = ranking.run(diagnosed.config).report
+    estimate = summary["estimated"]
+    assert 0 < estimate["top_100"] <= estimate["top_20"] <= 1
+    from clientrisk.api.app import create_app
+
+    html = create_app(diagnosed.config_path, token="").test_client().get("/").get_data(True)
+    assert "Before outcomes arrive, the model&#39;s own probabilities say" in html or (
+        "Before outcomes arrive, the model's own probabilities say" in html
+    )

@@ -186,6 +186,7 @@ def _ranking(config: Config, deployment, problems: list) -> dict | None:
         "calls_this_week": summary.get("calls_this_week", 0),
         "top": top,
         "expected": leavers,
+        "estimated": summary.get("estimated"),
         "changes": _changes(summary.get("changes")),
         "download": (config.model_dir / RANKING_FILE).is_file(),
     }

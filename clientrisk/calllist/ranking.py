@@ -401,6 +401,35 @@ def _calibration_error(calibration: dict | None) -> tuple[float, str | None]:
     )
 
 
+def estimated_performance(ranked: pd.DataFrame) -> dict:
+    """What the live model's own probabilities imply about the list before any outcome arrives
+    (confidence-based estimation): the share of leavers among its top 20, 50 and 100, and the
+    precision, recall and F1 of its flags (the expected confusion counts: a flagged client is a
+    true alarm with its probability). Such an estimate holds only while the probabilities do:
+    it cannot see a change in how clients behave, which only outcomes show."""
+    column = EXACT_COLUMN if EXACT_COLUMN in ranked.columns else "probability"
+    p = ranked[column].to_numpy(dtype=float)
+    flagged = ranked["predicted_exit"].to_numpy() == 1
+    true_alarms, false_alarms = p[flagged].sum(), (1 - p[flagged]).sum()
+    missed = p[~flagged].sum()
+    estimate = {f"top_{k}": round(float(p[:k].mean()), 4) for k in PRECISION_AT if k <= len(p)}
+    if len(p):
+        flags = true_alarms + false_alarms
+        estimate.update(
+            precision=round(float(true_alarms / flags), 4) if flags else None,
+            recall=round(float(true_alarms / (true_alarms + missed)), 4) if p.sum() else None,
+            f1=round(float(2 * true_alarms / (2 * true_alarms + false_alarms + missed)), 4)
+            if p.sum()
+            else None,
+            flagged=int(flagged.sum()),
+        )
+    estimate["caveat"] = (
+        "estimated from the model's own probabilities: right while they are, blind to a change"
+        " in how clients behave until outcomes arrive"
+    )
+    return estimate
+
+
 def precision_at(model, test: pd.DataFrame) -> dict:
     """How many of the top k clients of the test data, by probability, really left."""
     probabilities = scoring.predict(model, test)["probability"].to_numpy()
@@ -482,6 +511,7 @@ def run(
             ranked["probability"], effective_training_rows(deployment.manifest), calibration
         ),
         "precision": _test_precision(config, model),
+        "estimated": estimated_performance(ranked),
     }
     write_csv(ranked[csv_columns(ranked)], config.model_dir / RANKING_FILE)
     with open_history(config.history_path) as history:
