@@ -136,21 +136,31 @@ def wait_for_health(url: str, server: subprocess.Popen, seconds: float = 60) -> 
     pytest.fail("gunicorn did not become healthy")
 
 
-@pytest.mark.slow
-def test_gunicorn_serves_the_api_and_picks_up_a_new_deployment(diagnosed):
+def start_gunicorn(project, *options: str, **settings) -> tuple[subprocess.Popen, str]:
+    """gunicorn serving `project` on a free port (its output in `stdout`, as text), with these
+    settings written into its config first; (the server, its URL)."""
+    import json
+
+    if settings:
+        config = json.loads(project.config_path.read_text())
+        project.config_path.write_text(json.dumps({**config, **settings}))
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "RISK_CONFIG": str(diagnosed.config_path)}
+    env = {**os.environ, "RISK_CONFIG": str(project.config_path)}
     env.pop("RISK_API_TOKEN", None)
-    command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2"]
     server = subprocess.Popen(
-        [*command, "wsgi:app"],
+        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", *options, "wsgi:app"],
         cwd=PROJECT_DIR,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    return server, f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.slow
+def test_gunicorn_serves_the_api_and_picks_up_a_new_deployment(diagnosed):
+    server, url = start_gunicorn(diagnosed, "--workers", "2")
     try:
         wait_for_health(url, server)
         assert apicalls.main(diagnosed.args("--url", url)) == 0
@@ -186,24 +196,9 @@ def test_gunicorn_serves_the_api_and_picks_up_a_new_deployment(diagnosed):
 
 @pytest.mark.slow
 def test_gunicorn_refuses_a_chunked_body_over_the_limit(diagnosed):
-    import json
-
     from test_api import csv_body, post_chunked
 
-    config = json.loads(diagnosed.config_path.read_text())
-    diagnosed.config_path.write_text(json.dumps({**config, "api_max_request_bytes": 2000}))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "RISK_CONFIG": str(diagnosed.config_path)}
-    env.pop("RISK_API_TOKEN", None)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "wsgi:app"],
-        cwd=PROJECT_DIR,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    server, url = start_gunicorn(diagnosed, api_max_request_bytes=2000)
     try:
         wait_for_health(url, server)
         status, answer = post_chunked(url, csv_body(110))
@@ -279,23 +274,8 @@ class SlowClient:
 
 @pytest.mark.slow
 def test_the_shipped_gunicorn_withstands_two_slow_clients(diagnosed):
-    import json
-
-    config = json.loads(diagnosed.config_path.read_text())
-    diagnosed.config_path.write_text(json.dumps({**config, "api_body_timeout_seconds": 4}))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "RISK_CONFIG": str(diagnosed.config_path)}
-    env.pop("RISK_API_TOKEN", None)
     # No options: the settings in gunicorn.conf.py are the ones under test.
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "wsgi:app"],
-        cwd=PROJECT_DIR,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    server, url = start_gunicorn(diagnosed, api_body_timeout_seconds=4)
     slow = []
     try:
         wait_for_health(url, server)

@@ -37,6 +37,11 @@ def text_of(html: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
 
 
+def section(html: str, name: str) -> str:
+    """The page's `<section id=name>`, as HTML."""
+    return re.search(rf'<section id="{name}">.*?</section>', html, re.S).group(0)
+
+
 def ranking_summary(project) -> dict:
     return json.loads((project.root / "models" / "ranking.json").read_text())
 
@@ -92,9 +97,9 @@ def test_after_a_drift_run_the_page_shows_the_new_model_its_history_and_the_drif
     assert "Live model v0002" in words
     assert "model drift on drifted.csv" in words
     assert "redeployed" in words
-    drift = re.search(r'<section id="drift">.*?</section>', html, re.S).group(0)
+    drift = section(html, "drift")
     assert "lastyear_activity drifted" in text_of(drift)
-    scores = re.search(r'<section id="scores">.*?</section>', html, re.S).group(0)
+    scores = section(html, "scores")
     assert scores.count("<polyline") == 2  # one line per deployed model
     assert scores.count("stroke-dasharray") == 2  # both deployments marked
 
@@ -104,11 +109,11 @@ def test_a_challenger_kept_out_is_shown_beside_the_live_model(diagnosed, worse_c
     diagnosed.write_input("drifted.csv", client_rows(1000, seed=23, drifted=True))
     assert fullprocess.main(diagnosed.args()) == 0
     html = page(diagnosed)
-    model = text_of(re.search(r'<section id="model">.*?</section>', html, re.S).group(0))
+    model = text_of(section(html, "model"))
     assert "Live model v0001" in model
     assert "A retrained model was kept out" in model
     assert "challenger kept out" in text_of(html)  # the run's outcome
-    scores = re.search(r'<section id="scores">.*?</section>', html, re.S).group(0)
+    scores = section(html, "scores")
     assert "kept out: F1" in scores  # its score drawn apart, as a cross
 
 
@@ -471,12 +476,12 @@ def test_after_a_drift_the_page_shows_quality_on_the_newest_rows_and_why(diagnos
     diagnosed.write_input("drifted.csv", client_rows(1000, seed=23, drifted=True))
     assert fullprocess.main(diagnosed.args()) == 0
     html = page(diagnosed)
-    model = text_of(re.search(r'<section id="model">.*?</section>', html, re.S).group(0))
+    model = text_of(section(html, "model"))
     assert "On the newest rows: 300 held-out rows of batches 3-3, held out when run" in model
     assert "testdata.csv no longer resembles the incoming data" in model
     newest = json.loads((diagnosed.root / "models" / "diagnostics.json").read_text())["quality"]
     assert f"{newest['newest']['roc_auc']:.3f}" in model
-    calls = text_of(re.search(r'<section id="calls">.*?</section>', html, re.S).group(0))
+    calls = text_of(section(html, "calls"))
     assert "The market changed on " in calls
     assert "a model retrained on the 700 newest clients" in calls
     assert "The newest clients differ from those the model learnt from: " in calls
@@ -559,7 +564,7 @@ def test_a_score_chart_with_one_point_puts_it_in_the_middle_with_its_value():
 
 
 def test_the_score_chart_labels_a_short_history_on_the_page(diagnosed):
-    scores = re.search(r'<section id="scores">.*?</section>', page(diagnosed), re.S).group(0)
+    scores = section(page(diagnosed), "scores")
     assert re.search(r"<text [^>]*>0\.\d\d</text>", scores)
 
 
