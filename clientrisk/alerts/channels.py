@@ -54,8 +54,9 @@ class Channel:
 
 
 class WebhookChannel(Channel):
-    """A JSON POST of `{"text": ..., ...}`: `text` is what Slack and Mattermost show; the other
-    fields (subject, event, kind, run, raised_at, project) are for other receivers."""
+    """A JSON POST of `{"text": ..., ...}`: `text` (the subject in bold, then the details) is
+    what Slack and Mattermost show; the other fields (subject, details, event, kind, run,
+    project) are for other receivers."""
 
     name = "webhook"
 
@@ -67,7 +68,11 @@ class WebhookChannel(Channel):
         return f"webhook {parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
     def send(self, message: dict, seconds: float) -> None:
-        body = {"text": f"*{message['subject']}*\n{message['text']}", **message}
+        body = {
+            **message,
+            "text": f"*{message['subject']}*\n{message['text']}",
+            "details": message["text"],
+        }
         request = urllib.request.Request(
             self.url,
             data=json.dumps(body).encode(),

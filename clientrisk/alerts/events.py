@@ -107,7 +107,8 @@ def _deployment_events(history, start: dict, run_id) -> list[Event]:
     for change in reversed(history.changes_of_live(start.get("deployment", 0), NEWEST)):
         rolled = change["action"] == "rollback"
         verb = "rolled back to" if rolled else "deployed"
-        was = f" (was {change['from_version']})" if change.get("from_version") else ""
+        before = change.get("from_version")
+        was = f" (was {before})" if before and before != "-" else ""
         f1 = f"; F1 {change['f1']:.3f} on the test data" if change.get("f1") is not None else ""
         events.append(
             Event(
