@@ -284,6 +284,24 @@ def test_no_successful_run_for_too_long_is_noticed_by_the_next_quiet_tick(
     assert len(webhook.bodies) == len(mailbox.messages) == 1
 
 
+def test_health_and_the_dashboard_say_when_no_run_has_succeeded_for_too_long(diagnosed):
+    from clientrisk.api.app import create_app
+
+    configure(diagnosed, alert_no_success_hours=0.5)
+    assert tick(diagnosed) == 0
+    client = create_app(diagnosed.config_path, token="").test_client()
+    runs = client.get("/health").get_json()["runs"]
+    assert runs["overdue"] is False
+    assert runs["no_success_hours"] == 0.5
+    assert 'id="overdue"' not in client.get("/").text
+    make_overdue(diagnosed, hours=1)  # nothing runs (cron stopped): the API notices alone
+    client = create_app(diagnosed.config_path, token="").test_client()
+    response = client.get("/health")
+    assert response.status_code == 200  # the model is still served
+    assert response.get_json()["runs"]["overdue"] is True
+    assert "has done its work for more than 0.5 hours" in client.get("/").text
+
+
 def test_more_leavers_than_the_list_expected_are_alerted(diagnosed, webhook, mailbox):
     assert tick(diagnosed) == 0  # the reports and the call list are made
     ranked = pd.read_csv(diagnosed.root / "models" / "riskranking.csv")
