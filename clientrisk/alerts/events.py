@@ -197,8 +197,10 @@ def after_run(config, history, record: dict, overdue=None) -> list[dict]:
     """Raise the alerts of a finished run (`record`); never raises, whatever goes wrong.
 
     Returns:
-        What happened to each new alert; failures are added to `record["alerts"]` as well.
+        What happened to each new alert, also added to `record` (`alerts`, and the seconds
+        they took, `alerts_seconds`) for the run log.
     """
+    started = time.monotonic()
     try:
         budget = AlertBudget(config.settings["alert_timeout_seconds"])
         outcomes = raise_alerts(
@@ -213,4 +215,5 @@ def after_run(config, history, record: dict, overdue=None) -> list[dict]:
             outcome["key"]: {"delivered": outcome["delivered"], "failures": outcome["failures"]}
             for outcome in outcomes
         }
+        record["alerts_seconds"] = round(time.monotonic() - started, 3)
     return outcomes
