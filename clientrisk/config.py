@@ -158,6 +158,8 @@ SETTINGS = {
 }
 # The SMTP password for alert e-mails: read from the environment, never written anywhere.
 SMTP_PASSWORD_ENV = "RISK_ALERT_SMTP_PASSWORD"
+# Settings whose value an error message never repeats.
+SECRET_SETTINGS = ("alert_webhook_url",)
 
 
 def _url_problem(value: str) -> str | None:
@@ -168,8 +170,8 @@ def _url_problem(value: str) -> str | None:
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
-    except ValueError as error:
-        return f"an http:// or https:// URL ({error})"
+    except ValueError:
+        return "an http:// or https:// URL with a valid port"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "an http:// or https:// URL with a host name"
     return None
@@ -325,7 +327,9 @@ def _checked(path: Path, key: str, value):
     """`value`, after the setting's own `check` (ConfigError naming the key if it fails)."""
     problem = SETTINGS[key].check(value) if SETTINGS[key].check else None
     if problem:
-        raise ConfigError(f"{path}: '{key}' must be {problem}, not {value!r}")
+        # A chat tool's webhook URL is itself a secret: an error never repeats it.
+        shown = "what it is" if key in SECRET_SETTINGS else repr(value)
+        raise ConfigError(f"{path}: '{key}' must be {problem}, not {shown}")
     return value
 
 

@@ -219,6 +219,23 @@ def failure_alerts(webhook) -> list[dict]:
     return [body for body in webhook.bodies if body["kind"] == "failed-runs"]
 
 
+def test_two_killed_runs_are_alerted_even_when_the_next_run_succeeds(diagnosed, webhook, mailbox):
+    """A killed run is marked interrupted by the next one, which may well succeed."""
+    both(diagnosed, webhook, mailbox)
+    with open_history(diagnosed.root / "ingesteddata" / "history.db") as history:
+        for _ in range(2):  # two runs killed with kill -9: still marked running
+            history.start_run(999999, "2026-01-01T00:00:00Z", str(diagnosed.config_path))
+    assert tick(diagnosed) == 0
+    for subjects in (
+        [body["subject"] for body in failure_alerts(webhook)],
+        [subject for subject in mailbox.subjects() if "in a row" in subject],
+    ):
+        assert subjects == ["2 runs in a row failed or were interrupted"]
+    assert "interrupted: killed or stopped before it finished" in failure_alerts(webhook)[0]["text"]
+    assert tick(diagnosed) == 0
+    assert len(failure_alerts(webhook)) == 1
+
+
 def test_a_challenger_kept_out_is_alerted(diagnosed, webhook, mailbox, worse_challengers):
     both(diagnosed, webhook, mailbox)
     diagnosed.write_input("drifted.csv", client_rows(1000, seed=23, drifted=True))
@@ -533,6 +550,13 @@ def test_a_bad_alert_setting_names_its_key(deployed, settings, named):
     configure(deployed, **settings)
     with pytest.raises(ConfigError, match=f"'{named}'"):
         load_config(deployed.config_path)
+
+
+def test_a_bad_webhook_url_is_not_repeated_in_the_error(deployed):
+    configure(deployed, alert_webhook_url="hooks.example.com/services/T0/B0/secret-token")
+    with pytest.raises(ConfigError, match="'alert_webhook_url' must be an http") as error:
+        load_config(deployed.config_path)
+    assert "secret-token" not in str(error.value)
 
 
 def test_the_modules_pin_their_public_names():

@@ -103,7 +103,7 @@ class EmailChannel(Channel):
 
     def __init__(self, host: str, port: int, to: list[str], sender: str, user: str = ""):
         self.host, self.port, self.to = host, port, to
-        self.sender = sender or f"clientrisk@{socket.getfqdn()}"
+        self.sender = sender or f"clientrisk@{socket.gethostname()}"
         self.user = user or self.sender
 
     def describe(self) -> str:

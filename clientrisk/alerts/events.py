@@ -57,14 +57,12 @@ def _overdue_event(config, last, run_id) -> Event:
     )
 
 
-def _failed_event(streak, run_id) -> Event | None:
-    if len(streak) < 2:
-        return None
+def _failed_event(streak, run_id) -> Event:
     first, newest = streak[0], streak[-1]
     return Event(
         f"failed-runs:{first.id}",
         f"{len(streak)} runs in a row failed or were interrupted",
-        f"Runs {first.id} to {newest.id} did not finish their work. The newest, run"
+        f"Runs {first.id} to {newest.id} did not finish their work. The newest of them, run"
         f" {newest.id}, {newest.outcome}: {newest.reason}",
         run=run_id,
         kind="failed-runs",
@@ -144,9 +142,8 @@ def run_events(config, history, record: dict, overdue=None) -> list[Event]:
     events = []
     if overdue is not None:
         events.append(_overdue_event(config, overdue, run_id))
-    failed = _failed_event(history.failed_streak(), run_id)
-    if failed is not None:
-        events.append(failed)
+    for streak in history.failed_streaks(after=start.get("run", 0)):
+        events.append(_failed_event(streak, run_id))
     events += _drift_events(history, start, run_id)
     events += _deployment_events(history, start, run_id)
     events += _kept_out_events(history, start, run_id)

@@ -188,6 +188,7 @@ def _migrate_to_4(db: sqlite3.Connection) -> None:
         "deployment": db.execute("SELECT coalesce(max(id), 0) FROM deployments").fetchone()[0],
         "challenger": db.execute("SELECT coalesce(max(rowid), 0) FROM challengers").fetchone()[0],
         "ranking": db.execute("SELECT coalesce(max(id), 0) FROM rankings").fetchone()[0],
+        "run": db.execute("SELECT coalesce(max(id), 0) FROM runs").fetchone()[0],
     }
     db.execute("INSERT INTO facts (key, value) VALUES (?, ?)", (ALERTS_FROM, json.dumps(start)))
 
@@ -676,6 +677,28 @@ class History:
                 break
             streak.append(_run(row))
         return streak[::-1]
+
+    def failed_streaks(self, after: int = 0, limit: int = 100) -> list[list[Run]]:
+        """Streaks of two or more runs in a row that failed or were interrupted, among the
+        newest `limit` runs with an id above `after` (busy ticks and a run going on are passed
+        over), oldest first. A killed run is marked interrupted only by the next run, which may
+        succeed: so streaks are looked for behind the newest run too."""
+        rows = self._rows(
+            f"SELECT {_fields(Run)} FROM runs WHERE outcome NOT IN ('busy', ?) AND id > ?"
+            " ORDER BY id DESC LIMIT ?",
+            (RUNNING, after, limit),
+        )
+        streaks, current = [], []
+        for row in reversed(rows):
+            if row[5] in FAILED_OUTCOMES:
+                current.append(_run(row))
+                continue
+            if len(current) >= 2:
+                streaks.append(current)
+            current = []
+        if len(current) >= 2:
+            streaks.append(current)
+        return streaks
 
     def run_counts(self) -> dict[str, int]:
         """How many runs ended with each outcome, quiet repeats counted one by one."""
