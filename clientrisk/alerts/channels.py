@@ -146,7 +146,10 @@ class EmailChannel(Channel):
             server.send_message(mail)
 
     def _words(self, error: Exception, password: str, seconds: float | None = None) -> str:
-        if isinstance(error, TimeoutError | socket.timeout):
+        if isinstance(error, TimeoutError | socket.timeout) or (
+            # smtplib reports a greeting that never came as a disconnection.
+            isinstance(error, smtplib.SMTPServerDisconnected) and "timed out" in str(error)
+        ):
             text = f"no answer within {seconds:.1f} s"
         elif isinstance(error, smtplib.SMTPResponseException):
             detail = error.smtp_error
