@@ -301,6 +301,21 @@ def test_no_successful_run_for_too_long_is_noticed_by_the_next_quiet_tick(
     assert len(webhook.bodies) == len(mailbox.messages) == 1
 
 
+def test_a_run_that_hangs_for_too_long_is_noticed_by_the_busy_ticks(diagnosed, webhook, mailbox):
+    from clientrisk.atomicfiles import exclusive_lock
+
+    both(diagnosed, webhook, mailbox, alert_no_success_hours=2)
+    assert tick(diagnosed) == 0
+    make_overdue(diagnosed, hours=3)
+    config = load_config(diagnosed.config_path)
+    with exclusive_lock(config.run_lock_file, wait=False):  # a run that never ends
+        assert tick(diagnosed) == 75
+        assert tick(diagnosed) == 75
+    for subjects in (webhook.subjects(), mailbox.subjects()):
+        assert len(subjects) == 1
+        assert subjects[0].startswith("no successful run since")
+
+
 def test_health_and_the_dashboard_say_when_no_run_has_succeeded_for_too_long(diagnosed):
     from clientrisk.api.app import create_app
 
@@ -579,6 +594,7 @@ def test_the_modules_pin_their_public_names():
         "alert_live_changes",
         "leavers_event",
         "overdue_since",
+        "raise_overdue",
         "run_events",
     ]
     for module in (delivery, events, channels):

@@ -23,7 +23,14 @@ import time
 from clientrisk.alerts.delivery import AlertBudget, Event, raise_alerts
 from clientrisk.timestamps import parse_utc, readable_utc
 
-__all__ = ["after_run", "alert_live_changes", "leavers_event", "overdue_since", "run_events"]
+__all__ = [
+    "after_run",
+    "alert_live_changes",
+    "leavers_event",
+    "overdue_since",
+    "raise_overdue",
+    "run_events",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -188,6 +195,22 @@ def alert_live_changes(config, history) -> list[dict]:
     except Exception:  # alerts must never fail what they report on
         logger.exception("alerts: unexpected error")
         return []
+
+
+def raise_overdue(config, history, last, record: dict) -> list[dict]:
+    """Raise the alert that no run has done its work since run `last` (a busy tick, while
+    another run holds the lock); never raises."""
+    try:
+        outcomes = raise_alerts(config, history, [_overdue_event(config, last, None)])
+    except Exception:  # alerts must never fail what they report on
+        logger.exception("alerts: unexpected error")
+        return []
+    if outcomes:
+        record["alerts"] = {
+            outcome["key"]: {"delivered": outcome["delivered"], "failures": outcome["failures"]}
+            for outcome in outcomes
+        }
+    return outcomes
 
 
 def after_run(config, history, record: dict, overdue=None) -> list[dict]:

@@ -470,10 +470,17 @@ def _finished(history, log: RunLog, record: dict) -> dict:
 
 
 def record_busy(config) -> None:
+    """Record a tick that found another run holding the lock; when no run has done its work
+    for `alert_no_success_hours` (a run that hangs holds the lock for good), alert."""
+    from clientrisk.alerts import events
+
     record = RunLog().finish("busy", "another run holds the lock")
     try:
         with open_history(config.history_path) as history:
             history.finish_run(None, record)
+            overdue = events.overdue_since(config, history)
+            if overdue is not None:
+                events.raise_overdue(config, history, overdue, record)
     except PipelineError as error:
         logger.warning("%s", error)
     append_run_record(config, {"config": str(config.path), **record}, rotate=False)
