@@ -1,12 +1,13 @@
 """Raising an alert: once per event, to every configured receiver, within a time limit.
 
-`raise_alert` is the one entry point: the pipeline's events (events.py), the realized outcomes
-of past call lists and the dependency check all call it with a key naming their event (such as
-`drift:run12` or `vulnerable:requests==2.31.0`). The history database remembers every key, so
-an event is alerted once however many ticks see it. Each receiver is tried again with
-exponential back-off, all within `alert_timeout_seconds` for the whole run (an `AlertBudget`);
-a receiver that fails is recorded (in the history, the run's record and the log) and shown on
-the dashboard, and never fails the run. An alert is recorded even when no receiver is
+`raise_alert` (one event) is the entry point for any part of the system, such as the realized
+outcomes of past call lists or the dependency check, with a key naming its event (such as
+`leavers:ranking3` or `vulnerable:requests==2.31.0`); `raise_alerts` raises several at once within
+one time limit, as the pipeline's events (events.py) are after each run. The history database
+remembers every key, so an event is alerted once however many ticks see it. Each receiver is tried
+again with exponential back-off, all within `alert_timeout_seconds` for the whole run (an
+`AlertBudget`); a receiver that fails is recorded (in the history, the run's record and the log)
+and shown on the dashboard, and never fails the run. An alert is recorded even when no receiver is
 configured: the dashboard then is where it is read.
 """
 
@@ -94,14 +95,16 @@ def raise_alert(config, history, event_key: str, subject: str, text: str, **fiel
         history: the open history database (it remembers the keys already alerted).
         event_key: names the event, the same for every tick that sees it.
         subject, text: one line, and what a reader needs to act.
-        fields: `run` (the run's id) and `kind` (the event's kind; by default the key up to its
-            first colon).
+        fields: `run` (the run's id), `kind` (the event's kind; by default the key up to its
+            first colon) and `budget` (an AlertBudget shared with other alerts of the same run;
+            by default, a new one of `alert_timeout_seconds`).
 
     Returns:
         What happened ({key, subject, delivered, failures}), or None when the event was
         alerted before.
     """
-    outcomes = raise_alerts(config, history, [Event(event_key, subject, text, **fields)])
+    budget = fields.pop("budget", None)
+    outcomes = raise_alerts(config, history, [Event(event_key, subject, text, **fields)], budget)
     return outcomes[0] if outcomes else None
 
 
