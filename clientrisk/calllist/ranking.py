@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from clientrisk.atomicfiles import atomic_write_json, read_json, write_csv
+from clientrisk.calllist import outcomes as past
 from clientrisk.calllist.current import current_clients, current_rule
 from clientrisk.calllist.reasons import (
     EFFECT_COLUMNS,
@@ -45,8 +46,8 @@ from clientrisk.config import DIAGNOSTICS_FILE, Config
 from clientrisk.data import batchstore
 from clientrisk.data.clientcsv import FEATURES, ID_COLUMN, TARGET, read_labelled_csv
 from clientrisk.deployment import modelstore
-from clientrisk.errors import DataError
-from clientrisk.history.database import open_history
+from clientrisk.errors import DataError, PipelineError
+from clientrisk.history.database import KEEP_RANKINGS, open_history
 from clientrisk.model import coverage, scoring
 from clientrisk.monitoring import judging
 from clientrisk.timestamps import utc_now
@@ -480,7 +481,8 @@ def run(
         model, deployment = modelstore.load_deployed_model(config.deploy_dir)
     with open_history(config.history_path) as history:
         batches = history.batches()
-        previous = next(iter(history.rankings(limit=1)), None)
+        kept = history.rankings(limit=KEEP_RANKINGS)
+        previous = next(iter(kept), None)
         calibration = judging.latest_calibration(config, history, deployment)
     if not batches:
         raise DataError(f"{config.ingested_dir}: no ingested data; run ingestion.py first")
@@ -512,6 +514,8 @@ def run(
         ),
         "precision": _test_precision(config, model),
         "estimated": estimated_performance(ranked),
+        "past_lists": _past_lists(config, kept, outcomes),
+        "calls_caveat": past.CALLS_CAVEAT,
     }
     write_csv(ranked[csv_columns(ranked)], config.model_dir / RANKING_FILE)
     with open_history(config.history_path) as history:
@@ -539,6 +543,28 @@ def effective_training_rows(manifest: dict) -> float | None:
     """The rows a model learnt from, as many as their age weights amount to when weighted."""
     weighting = manifest.get("weighting") or {}
     return weighting.get("effective_rows") or manifest.get("training_rows")
+
+
+def _past_lists(config: Config, rankings: list[dict], outcomes: pd.DataFrame) -> list[dict]:
+    """How each past list did (`outcomes.past_lists`), each interval with its own model's
+    training rows where that deployment is still kept (chance alone where it is not)."""
+    rows = {}
+
+    def interval(probabilities, version: str) -> dict:
+        if version not in rows:
+            rows[version] = _training_rows_of(config, version)
+        return expected_leavers(probabilities, rows[version])
+
+    return past.past_lists(rankings, outcomes, interval)
+
+
+def _training_rows_of(config: Config, version: str) -> float | None:
+    number = modelstore.parse_version(version)
+    try:
+        deployment = modelstore.get_deployment(config.deploy_dir, number)
+    except (PipelineError, TypeError):  # pruned, or not a version name: chance alone
+        return None
+    return effective_training_rows(deployment.manifest)
 
 
 def _test_precision(config: Config, model) -> dict | None:
