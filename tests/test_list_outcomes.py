@@ -157,3 +157,25 @@ def test_ranking_json_says_how_the_previous_list_did_when_outcomes_arrive(deploy
     probability = dict(zip(listed["corporation"], listed["probability"], strict=True))
     assert top20["expected"] == pytest.approx(sum(probability[n] for n in left + stayed), abs=0.06)
     assert "called" in summary["calls_caveat"]
+
+
+def test_the_dashboard_shows_how_the_previous_list_did_with_a_chart_and_the_caveat(deployed):
+    from test_dashboard import page, section, text_of
+
+    names = [f"r{index:03d}" for index in range(60)]
+    deployed.write_input("batch3.csv", roster(names))
+    run_steps(deployed, "ingestion")
+    ranking.run(deployed.config)
+    assert 'id="past-lists"' not in page(deployed)
+    top = pd.read_csv(deployed.root / "models" / "riskranking.csv")["corporation"].head(20)
+    deployed.write_input("batch4.csv", roster(top[:10]).assign(exited=[1] * 4 + [0] * 6))
+    run_steps(deployed, "ingestion")
+    ranking.run(deployed.config)
+    html = section(page(deployed), "past-lists")
+    words = text_of(html)
+    assert "Of the 20 clients at the top of the list of" in words
+    assert "10 have an outcome since: 4 left" in words
+    assert "<svg" in html
+    assert html.count("<rect") == 3  # the top 20, the top 50 and the whole list of 60
+    assert "affected by the calls" in words
+    assert "whole list" in words
