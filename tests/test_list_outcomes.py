@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from clientrisk.api.app import create_app
 from clientrisk.calllist import outcomes, ranking
 from clientrisk.data.clientcsv import FEATURES
 from conftest import run_steps
@@ -179,3 +180,12 @@ def test_the_dashboard_shows_how_the_previous_list_did_with_a_chart_and_the_cave
     assert html.count("<rect") == 3  # the top 20, the top 50 and the whole list of 60
     assert "affected by the calls" in words
     assert "whole list" in words
+    metrics = create_app(deployed.config_path).test_client().get("/metrics").get_data(as_text=True)
+    assert 'risk_past_list_with_outcome{part="top_20"} 10.0' in metrics
+    assert 'risk_past_list_left{part="top_20"} 4.0' in metrics
+    assert 'risk_past_list_outside_interval{part="whole"}' in metrics
+    run_steps(deployed, "diagnostics")
+    report = json.loads((deployed.root / "models" / "diagnostics.json").read_text())
+    assert report["ranking"]["past_lists"][0]["parts"][0]["left"] == 4
+    served = create_app(deployed.config_path).test_client().get("/diagnostics").get_json()
+    assert served["ranking"]["past_lists"][0]["parts"][0]["with_outcome"] == 10

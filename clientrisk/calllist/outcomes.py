@@ -32,6 +32,9 @@ CALLS_CAVEAT = (
     "A list whose clients were called is affected by the calls: a call that kept a client makes"
     " the list look less right than it was, so these figures understate it where calls worked."
 )
+CALLS_CAVEAT_SHORT = (
+    "Calls change who leaves: where they worked, the list looks less right than it was."
+)
 
 
 def past_lists(rankings: list[dict], outcomes: pd.DataFrame, interval, limit: int = SHOWN_LISTS):
