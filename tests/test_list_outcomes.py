@@ -1,6 +1,7 @@
 """How each past call list did once later batches brought outcomes for the clients it named."""
 
 import json
+from html import unescape
 
 import numpy as np
 import pandas as pd
@@ -189,3 +190,169 @@ def test_the_dashboard_shows_how_the_previous_list_did_with_a_chart_and_the_cave
     assert report["ranking"]["past_lists"][0]["parts"][0]["left"] == 4
     served = create_app(deployed.config_path).test_client().get("/diagnostics").get_json()
     assert served["ranking"]["past_lists"][0]["parts"][0]["with_outcome"] == 10
+
+
+# --- did the calls help? -------------------------------------------------------------------------
+
+
+def write_contacts(folder, text):
+    folder.mkdir(exist_ok=True)
+    (folder / "contacts.csv").write_text(text)
+
+
+def test_a_contacts_file_with_bad_rows_names_each_and_uses_the_rest(tmp_path):
+    from datetime import date
+
+    from clientrisk.data.contacts import read_contacts
+
+    write_contacts(
+        tmp_path / "contacts",
+        "corporation,date,manager\n"
+        "c00,2026-03-03,ann\n"
+        ",2026-03-03,ann\n"
+        "c01,3 March,bob\n"
+        "c02,2099-01-01,bob\n"
+        "c03\n"
+        "\n"
+        "c04,2026-03-04,cy\n",
+    )
+    (tmp_path / "contacts" / "other.csv").write_text("client,when\nc05,2026-03-01\n")
+    found = read_contacts(tmp_path / "contacts", today=date(2026, 3, 10))
+    assert (found.files, found.rows) == (1, 2)
+    assert sorted(found.days) == ["c00", "c04"]
+    path = tmp_path / "contacts" / "contacts.csv"
+    assert found.problems[0].startswith(str(tmp_path / "contacts" / "contacts.csv"))
+    assert f"{path} line 3: no corporation" in found.problems
+    assert f"{path} line 4: date '3 March' is not a day as YYYY-MM-DD" in found.problems
+    assert f"{path} line 5: date 2099-01-01 lies in the future" in found.problems
+    assert any(problem.startswith(f"{path} line 6: 1 fields") for problem in found.problems)
+    other = tmp_path / "contacts" / "other.csv"
+    assert any(p.startswith(f"{other}: no column 'corporation', 'date'") for p in found.problems)
+    assert found.contacted_since(["c00", "c04", "c09"], date(2026, 3, 4)) == [False, True, False]
+
+
+def test_contacted_clients_are_compared_with_others_of_similar_risk_counted_by_hand():
+    probabilities = np.array([0.9, 0.9, 0.85, 0.85, 0.05, 0.05])
+    left = np.array([True, False, True, True, False, True])
+    called = np.array([True, True, False, False, True, False])
+    found = outcomes._compare(probabilities, left, called, np.ones(6, dtype=bool))
+    # Band 80-100 %: called 1 of 2 left, others 2 of 2; band 0-10 %: called 0 of 1, others 1 of 1.
+    # Weighed by the called clients of each band (2 and 1 of 3).
+    assert found["matched"] == 3
+    assert found["called_rate"] == round(2 / 3 * 0.5 + 1 / 3 * 0, 4)
+    assert found["similar_rate"] == 1.0
+    assert found["difference"] == round(1 / 3 - 1, 4)
+    assert found["low"] < found["difference"] < found["high"]
+
+
+class FakeContacts:
+    def __init__(self, clients):
+        self.clients = set(clients)
+
+    def contacted_since(self, clients, _since):
+        return [client in self.clients for client in clients]
+
+
+def test_calls_that_keep_clients_show_up_against_similar_clients_not_called():
+    rng = np.random.default_rng(4)
+    clients = 4000
+    entries = [
+        (rank + 1, f"k{rank:04d}", p) for rank, p in enumerate(np.sort(rng.random(clients))[::-1])
+    ]
+    listed = {**a_ranking(1, 3), "entries": entries, "clients": clients}
+    probabilities = np.array([entry[2] for entry in entries])
+    called = rng.random(clients) < 0.5
+    # A call halves the risk of leaving.
+    left = rng.random(clients) < np.where(called, probabilities / 2, probabilities)
+    rows = later_rows([(entry[1], int(gone), 4) for entry, gone in zip(entries, left, strict=True)])
+    contacts = FakeContacts(entry[1] for entry, yes in zip(entries, called, strict=True) if yes)
+    (found,) = outcomes.past_lists([listed], rows, chance_only, contacts=contacts)
+    calls = found["calls"]
+    assert not calls["experiment"]
+    assert calls["high"] < 0  # fewer left among those called, beyond chance
+    assert calls["similar_rate"] == pytest.approx(2 * calls["called_rate"], rel=0.2)
+    assert "not an experiment" in outcomes.calls_sentence(calls)
+
+
+def test_a_control_group_is_held_back_at_random_the_same_clients_on_every_list(deployed):
+    config = json.loads(deployed.config_path.read_text())
+    deployed.config_path.write_text(
+        json.dumps({**config, "hold_back_share": 0.2, "calls_per_week": 30})
+    )
+    names = [f"h{index:04d}" for index in range(2000)]
+    deployed.write_input("batch3.csv", roster(names))
+    run_steps(deployed, "ingestion")
+    ranking.run(deployed.config)
+    listed = pd.read_csv(deployed.root / "models" / "riskranking.csv", keep_default_na=False)
+    held = set(listed.loc[listed["hold_back"] == "hold back", "corporation"])
+    assert 0.17 < len(held) / len(listed) < 0.23
+    calls = listed[listed["call_this_week"] == "yes"]
+    assert len(calls) == 30
+    assert not set(calls["corporation"]) & held
+    assert calls["rank"].max() > 30  # the calls pass over who is held back
+    # A later list holds back the same clients.
+    deployed.write_input("batch4.csv", roster(names[:1000], month=5.0))
+    run_steps(deployed, "ingestion")
+    ranking.run(deployed.config)
+    again = pd.read_csv(deployed.root / "models" / "riskranking.csv", keep_default_na=False)
+    assert set(again.loc[again["hold_back"] == "hold back", "corporation"]) == held & set(
+        names[:1000]
+    )
+    summary = json.loads((deployed.root / "models" / "ranking.json").read_text())
+    assert summary["hold_back_share"] == 0.2
+
+
+def test_with_a_control_group_how_the_calls_did_is_an_experiment():
+    rng = np.random.default_rng(5)
+    clients = 4000
+    entries = [
+        (rank + 1, f"e{rank:04d}", p) for rank, p in enumerate(np.sort(rng.random(clients))[::-1])
+    ]
+    listed = {**a_ranking(1, 3), "entries": entries, "clients": clients, "hold_back_share": 0.3}
+    names = [entry[1] for entry in entries]
+    held = ranking.held_back(names, 0.3)
+    probabilities = np.array([entry[2] for entry in entries])
+    left = rng.random(clients) < np.where(held, probabilities, probabilities * 0.6)
+    rows = later_rows([(name, int(gone), 4) for name, gone in zip(names, left, strict=True)])
+    (found,) = outcomes.past_lists([listed], rows, chance_only, held_back=ranking.held_back)
+    calls = found["calls"]
+    assert calls["experiment"]
+    assert calls["not_called"] == int(held.sum())
+    assert calls["high"] < 0
+    assert "An experiment" in outcomes.calls_sentence(calls)
+
+
+def test_a_contacts_folder_feeds_the_comparison_and_its_bad_rows_are_shown(deployed):
+    from datetime import UTC, datetime
+
+    from test_dashboard import page, section, text_of
+
+    config = json.loads(deployed.config_path.read_text())
+    deployed.config_path.write_text(json.dumps({**config, "contacts_folder_path": "contacts"}))
+    names = [f"r{index:03d}" for index in range(200)]
+    deployed.write_input("batch3.csv", roster(names))
+    run_steps(deployed, "ingestion")
+    ranking.run(deployed.config)
+    listed = pd.read_csv(deployed.root / "models" / "riskranking.csv")["corporation"].tolist()
+    today = datetime.now(UTC).date().isoformat()
+    called = listed[:40:2]
+    write_contacts(
+        deployed.root / "contacts",
+        "corporation,date\n" + "".join(f"{name},{today}\n" for name in called) + "x,someday\n",
+    )
+    gone = [name for name in listed[:40] if name not in called]  # who was not called left
+    rows = roster(listed[:40]).assign(exited=[int(name in gone) for name in listed[:40]])
+    deployed.write_input("batch4.csv", rows)
+    run_steps(deployed, "ingestion")
+    ranking.run(deployed.config)
+    summary = json.loads((deployed.root / "models" / "ranking.json").read_text())
+    assert summary["contacts"]["rows"] == 20
+    assert summary["contacts"]["problem_count"] == 1
+    calls = summary["past_lists"][0]["calls"]
+    assert (calls["called"], calls["called_left"]) == (20, 0)
+    assert calls["reach"] == 39  # down to the lowest-ranked client contacted
+    html = page(deployed)
+    assert "line 22: date 'someday' is not a day" in unescape(text_of(section(html, "calls")))
+    words = text_of(section(html, "past-lists"))
+    assert "Did the calls help?" in words
+    assert "not an experiment" in words

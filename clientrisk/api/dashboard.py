@@ -169,6 +169,7 @@ def _ranking(config: Config, deployment, problems: list) -> dict | None:
                 "reasons": [reason_text(item) for item in entry.get("reasons", [])],
                 "note": entry.get("note", ""),
                 "call": bool(entry.get("call_this_week")),
+                "hold": bool(entry.get("hold_back")),
             }
             for entry in summary["top"][:TOP_CLIENTS]
         ]
@@ -185,6 +186,9 @@ def _ranking(config: Config, deployment, problems: list) -> dict | None:
         "current_rule": summary.get("current_rule", ""),
         "outside_range": summary.get("outside_range", 0),
         "calls_this_week": summary.get("calls_this_week", 0),
+        "hold_back_share": summary.get("hold_back_share") or 0,
+        "held_back": summary.get("held_back") or 0,
+        "contacts": summary.get("contacts"),
         "top": top,
         "expected": leavers,
         "estimated": summary.get("estimated"),
@@ -350,6 +354,7 @@ def past_lists_view(found, caveat) -> dict | None:
             "parts": newest["parts"],
             "bands": newest["bands"],
             "older": [outcomes.sentences(other)[0] for other in older],
+            "calls": outcomes.calls_sentence(newest["calls"]) if newest.get("calls") else None,
             "chart": list_chart(newest["parts"]),
             "caveat": caveat or outcomes.CALLS_CAVEAT,
         }

@@ -37,7 +37,25 @@ CALLS_CAVEAT_SHORT = (
 )
 
 
-def past_lists(rankings: list[dict], outcomes: pd.DataFrame, interval, limit: int = SHOWN_LISTS):
+NOT_AN_EXPERIMENT = (
+    "This is not an experiment: the managers chose whom to call, and what made them choose may"
+    " itself change who leaves; clients of similar risk are compared to lessen that, not to"
+    " remove it. Holding back a random share of each list (hold_back_share) makes it one."
+)
+AN_EXPERIMENT = (
+    "An experiment: the clients held back were drawn at random, so the difference is what being"
+    " on the list for calls did, whether or not each was reached."
+)
+
+
+def past_lists(
+    rankings: list[dict],
+    outcomes: pd.DataFrame,
+    interval,
+    limit: int = SHOWN_LISTS,
+    contacts=None,
+    held_back=None,
+):
     """How each past list did, newest first (at most `limit`, each with an outcome since).
 
     Args:
@@ -45,6 +63,9 @@ def past_lists(rankings: list[dict], outcomes: pd.DataFrame, interval, limit: in
         outcomes: every stored row with an outcome, with its batch.
         interval: (probabilities, model_version) -> the expected leavers with an interval
             (`ranking.expected_leavers` with that model's training rows).
+        contacts: the clients the managers contacted (`contacts.Contacts`), if known.
+        held_back: (clients, share) -> which of them a list with that hold-back share held
+            back from calls.
     """
     seen, found = set(), []
     for ranking in sorted(rankings, key=lambda ranking: ranking["id"]):
@@ -55,7 +76,14 @@ def past_lists(rankings: list[dict], outcomes: pd.DataFrame, interval, limit: in
         later = outcomes[outcomes[batchstore.BATCH_COLUMN].to_numpy() > ranking["through_batch"]]
         if len(later):
             found.append((ranking, later))
-    return [how_it_did(ranking, later, interval) for ranking, later in found[::-1][:limit]]
+    shown = []
+    for ranking, later in found[::-1][:limit]:
+        result = how_it_did(ranking, later, interval)
+        calls = did_the_calls_help(ranking, later, contacts, held_back)
+        if calls is not None:
+            result["calls"] = calls
+        shown.append(result)
+    return shown
 
 
 def how_it_did(ranking: dict, later: pd.DataFrame, interval) -> dict:
@@ -98,6 +126,103 @@ def how_it_did(ranking: dict, later: pd.DataFrame, interval) -> dict:
         "parts": parts,
         "bands": _bands(probabilities[has_outcome], left[has_outcome]),
     }
+
+
+def did_the_calls_help(ranking: dict, later: pd.DataFrame, contacts, held_back) -> dict | None:
+    """The leaving rate of the clients of a past list who were called (contacted, or with a
+    control group: not held back) against those who were not, of similar risk: within each risk
+    band that holds both, weighed by the called clients of the band. With a contacts file only
+    the part of the list the calls reached counts (down to the lowest-ranked client contacted).
+    None without contacts and without a control group."""
+    share = ranking.get("hold_back_share") or 0.0
+    if contacts is None and not share:
+        return None
+    clients = [entry[1] for entry in ranking["entries"]]
+    probabilities = np.array([entry[2] for entry in ranking["entries"]], dtype=float)
+    has_outcome, left = _outcomes_since(clients, later)
+    made = parse_utc(ranking["made_at"])
+    contacted = (
+        np.array(contacts.contacted_since(clients, made.date()), dtype=bool)
+        if contacts is not None and made is not None
+        else np.zeros(len(clients), dtype=bool)
+    )
+    reach = int(np.flatnonzero(contacted).max()) + 1 if contacted.any() else len(clients)
+    if share and held_back is not None:
+        called = ~np.asarray(held_back(clients, share), dtype=bool)
+        experiment = True
+    else:
+        called = contacted
+        experiment = False
+    within = np.zeros(len(clients), dtype=bool)
+    within[:reach] = True
+    compared = _compare(probabilities, left, called, has_outcome & within)
+    return {
+        "experiment": experiment,
+        "hold_back_share": share,
+        "reach": reach,
+        "contacted": int(contacted.sum()),
+        **compared,
+        "caveat": AN_EXPERIMENT if experiment else NOT_AN_EXPERIMENT,
+    }
+
+
+def _compare(probabilities, left, called, counted) -> dict:
+    """Called against not called among the `counted` clients, band by band (see above)."""
+    index = np.clip(np.searchsorted(BANDS, probabilities, side="right") - 1, 0, len(BANDS) - 2)
+    found = {
+        "called": int((called & counted).sum()),
+        "called_left": int((called & counted & left).sum()),
+        "not_called": int((~called & counted).sum()),
+        "not_called_left": int((~called & counted & left).sum()),
+    }
+    rows, called_rate, other_rate, variance = [], 0.0, 0.0, 0.0
+    for band in range(len(BANDS) - 1):
+        mine = counted & (index == band)
+        yes, no = mine & called, mine & ~called
+        if yes.any() and no.any():
+            rows.append((yes.sum(), left[yes].sum(), no.sum(), left[no].sum()))
+    matched = sum(row[0] for row in rows)
+    for n_yes, left_yes, n_no, left_no in rows:
+        weight = n_yes / matched
+        called_rate += weight * left_yes / n_yes
+        other_rate += weight * left_no / n_no
+        # Each rate's variance with one leaver and one stayer added (never 0 for 0 of n).
+        for count, leavers in ((n_yes, left_yes), (n_no, left_no)):
+            rate = (leavers + 1) / (count + 2)
+            variance += weight**2 * rate * (1 - rate) / count
+    if not rows:
+        return {**found, "matched": 0}
+    difference = called_rate - other_rate
+    spread = 1.959964 * float(np.sqrt(variance))
+    return {
+        **found,
+        "matched": int(matched),
+        "called_rate": round(float(called_rate), 4),
+        "similar_rate": round(float(other_rate), 4),
+        "difference": round(float(difference), 4),
+        "low": round(float(difference - spread), 4),
+        "high": round(float(difference + spread), 4),
+    }
+
+
+def calls_sentence(calls: dict) -> str:
+    """The comparison in words."""
+    who, others = (
+        ("not held back", "held back") if calls["experiment"] else ("contacted", "not contacted")
+    )
+    if not calls.get("matched"):
+        return (
+            f"Did the calls help? Not yet to be said: {calls['called']:,} {who} and"
+            f" {calls['not_called']:,} {others} clients have an outcome since, too few of"
+            " similar risk on both sides."
+        )
+    change = calls["difference"] * 100
+    return (
+        f"Did the calls help? Of the {calls['matched']:,} {who} clients with an outcome since,"
+        f" {calls['called_rate']:.0%} left; of the {others} clients of similar risk,"
+        f" {calls['similar_rate']:.0%}: a difference of {change:+.0f} points (95 %:"
+        f" {calls['low'] * 100:+.0f} to {calls['high'] * 100:+.0f}). {calls['caveat']}"
+    )
 
 
 def _outcomes_since(clients: list, later: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
