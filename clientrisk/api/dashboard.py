@@ -396,7 +396,7 @@ def list_chart(parts: list[dict]) -> dict | None:
                 "expected_y": y(part["expected"] / count),
                 "low_y": y(part["low"] / count),
                 "high_y": y(part["high"] / count),
-                "base_y": y(part["at_base_rate"] / count) if "at_base_rate" in part else None,
+                "base_y": y(part["at_base_rate"] / count) if part["top"] else None,
                 "outside": part.get("verdict") != "as expected",
             }
         )
