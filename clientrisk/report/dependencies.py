@@ -1,8 +1,11 @@
-"""Which dependencies are outdated: pinned, installed and latest version of each requirement.
+"""Which dependencies are outdated or vulnerable: pinned, installed and latest version of each
+requirement, and the known vulnerabilities of every installed dependency, direct and transitive.
 
 The latest versions come from the package index's JSON API, asked in daemon threads that all
 together get `dependency_timeout_seconds`, and are cached for a day beside the reports: a
 package index that is slow or unreachable makes a version "unknown", never a late or failed run.
+The vulnerabilities (`clientrisk.report.vulnerabilities`) are asked at the same time, within the
+same time-out.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import requests
+from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from clientrisk.atomicfiles import atomic_write_json, read_json
 from clientrisk.config import PROJECT_DIR, Config
+from clientrisk.report import vulnerabilities
 from clientrisk.timestamps import parse_utc, utc_now
 
 logger = logging.getLogger(__name__)
@@ -117,6 +122,48 @@ def dependency_status(config: Config, requirements_path: Path = REQUIREMENTS_FIL
             }
         )
     return table
+
+
+def check_dependencies(
+    config: Config,
+    requirements_path: Path = REQUIREMENTS_FILE,
+    pyproject_path: Path = vulnerabilities.PYPROJECT_FILE,
+) -> tuple[list[dict], dict]:
+    """The dependency table and the vulnerability check, both within the one time-out.
+
+    Returns:
+        The rows of `dependency_status`, each with `vulnerabilities` (the ids known for the
+        installed release, [] for none, None when not checked), and the result of
+        `vulnerabilities.check_vulnerabilities` over the installed direct and transitive
+        dependencies of `pyproject_path`.
+    """
+    installed = vulnerabilities.installed_dependencies(
+        vulnerabilities.direct_dependencies(pyproject_path)
+    )
+    found: dict = {}
+
+    def check() -> None:
+        found.update(
+            vulnerabilities.check_vulnerabilities(
+                installed,
+                config.settings["package_index_url"],
+                config.settings["dependency_timeout_seconds"],
+                config.model_dir / vulnerabilities.VULNERABILITY_CACHE_FILE,
+            )
+        )
+
+    # check_vulnerabilities returns within the time-out, as latest_versions does.
+    checking = threading.Thread(target=check, daemon=True)
+    checking.start()
+    table = dependency_status(config, requirements_path)
+    checking.join()
+    ids = {canonicalize_name(row["package"]): row["ids"] for row in found["vulnerable"]}
+    unchecked = {canonicalize_name(row["package"]) for row in found["not_checked"]}
+    checked = {canonicalize_name(name) for name in installed} - unchecked
+    for row in table:
+        name = canonicalize_name(row["package"])
+        row["vulnerabilities"] = ids.get(name, []) if name in checked else None
+    return table, found
 
 
 def _dependency_state(installed: str | None, latest: str | None) -> str:
