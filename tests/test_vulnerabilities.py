@@ -10,6 +10,7 @@ from pypdf import PdfReader
 
 import diagnostics
 from clientrisk.api.app import create_app
+from clientrisk.report import vulnerabilities
 from clientrisk.report.dependencies import check_dependencies
 from clientrisk.report.vulnerabilities import (
     OFFLINE_WORDS,
@@ -180,6 +181,21 @@ def test_offline_the_check_says_so_in_one_line(deployed, needs_requests):
     assert not found["index_reached"]
     assert found["vulnerable"] == []
     assert all(row["vulnerabilities"] is None for row in table)
+
+
+def test_a_failed_check_is_said_and_the_table_still_made(
+    deployed, needs_requests, vulnerable_index, monkeypatch
+):
+    def broken(*args, **kwargs):
+        raise OSError("metadata unreadable")
+
+    monkeypatch.setattr(vulnerabilities, "check_vulnerabilities", broken)
+    config = deployed.config
+    config.settings["package_index_url"] = vulnerable_index
+    table, found = check_dependencies(config, *needs_requests)
+    assert found["in_words"] == "vulnerabilities not checked: the check failed: metadata unreadable"
+    assert "urllib3" in {row["package"] for row in found["not_checked"]}
+    assert {row["package"]: row["status"] for row in table}["urllib3"] == "outdated"
 
 
 def test_answers_are_cached_for_a_day(tmp_path, vulnerable_index):

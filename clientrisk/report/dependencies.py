@@ -137,22 +137,32 @@ def check_dependencies(
         `vulnerabilities.check_vulnerabilities` over the installed direct and transitive
         dependencies of `pyproject_path`.
     """
-    installed = vulnerabilities.installed_dependencies(
-        vulnerabilities.direct_dependencies(pyproject_path)
-    )
+    started = time.monotonic()
     found: dict = {}
+    installed: dict[str, str] = {}
 
     def check() -> None:
-        found.update(
-            vulnerabilities.check_vulnerabilities(
-                installed,
-                config.settings["package_index_url"],
-                config.settings["dependency_timeout_seconds"],
-                config.model_dir / vulnerabilities.VULNERABILITY_CACHE_FILE,
+        try:
+            installed.update(
+                vulnerabilities.installed_dependencies(
+                    vulnerabilities.direct_dependencies(pyproject_path)
+                )
             )
-        )
+            found.update(
+                vulnerabilities.check_vulnerabilities(
+                    installed,
+                    config.settings["package_index_url"],
+                    config.settings["dependency_timeout_seconds"],
+                    config.model_dir / vulnerabilities.VULNERABILITY_CACHE_FILE,
+                    started,
+                )
+            )
+        except Exception as error:  # a failed check is said, never a failed diagnostics run
+            logger.warning("vulnerabilities not checked: %s", error)
+            found.update(vulnerabilities.unchecked(installed, f"the check failed: {error}"))
 
-    # check_vulnerabilities returns within the time-out, as latest_versions does.
+    # check_vulnerabilities ends when the time-out that began at `started` does, as the lookup
+    # of the latest versions does: both run at once within it.
     checking = threading.Thread(target=check, daemon=True)
     checking.start()
     table = dependency_status(config, requirements_path)

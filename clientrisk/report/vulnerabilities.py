@@ -36,6 +36,7 @@ __all__ = [
     "check_vulnerabilities",
     "direct_dependencies",
     "installed_dependencies",
+    "unchecked",
     "vulnerable_packages",
 ]
 
@@ -112,20 +113,25 @@ def installed_dependencies(requirements: list[str]) -> dict[str, str]:
 
 
 def check_vulnerabilities(
-    packages: dict[str, str], index_url: str, timeout: float, cache_path: Path
+    packages: dict[str, str],
+    index_url: str,
+    timeout: float,
+    cache_path: Path,
+    started: float | None = None,
 ) -> dict:
     """The known vulnerabilities of each installed release, from a day-old cache or the index.
 
     Args:
         packages: installed version by package name (`installed_dependencies`).
         timeout: seconds for all lookups together; nothing here takes longer.
+        started: when the time-out began (`time.monotonic()`), if before this call.
 
     Returns:
         `checked` (how many packages were checked), `vulnerable` (package, installed, ids,
         fixed_in and the vulnerabilities), `not_checked` (package, installed, reason),
         `index_reached` and `in_words`, one line that says it all.
     """
-    started = time.monotonic()
+    started = time.monotonic() if started is None else started
     cache = _read_cache(cache_path)
     oldest = datetime.now(UTC) - VULNERABILITY_CACHE_AGE
     releases = {f"{name}=={version}": (name, version) for name, version in packages.items()}
@@ -139,7 +145,7 @@ def check_vulnerabilities(
         for release, (name, version) in releases.items()
         if release not in known
     }
-    answers, failures = _ask_all(wanted, timeout)
+    answers, failures = _ask_all(wanted, started + timeout, timeout)
     if answers:
         stamp = utc_now()
         cache.update({r: {"vulnerabilities": v, "checked_at": stamp} for r, v in answers.items()})
@@ -173,6 +179,20 @@ def check_vulnerabilities(
     return {**result, "in_words": _words(result, timeout)}
 
 
+def unchecked(packages: dict[str, str], reason: str) -> dict:
+    """The result of a check that could not be made, in the shape of `check_vulnerabilities`."""
+    return {
+        "checked": 0,
+        "index_reached": False,
+        "vulnerable": [],
+        "not_checked": [
+            {"package": name, "installed": version, "reason": reason}
+            for name, version in packages.items()
+        ],
+        "in_words": f"vulnerabilities not checked: {reason}",
+    }
+
+
 def vulnerable_packages(diagnostics_report: dict) -> list[VulnerablePackage]:
     """The installed releases with known vulnerabilities in a diagnostics report (none in a
     report made before vulnerabilities were checked)."""
@@ -183,12 +203,12 @@ def vulnerable_packages(diagnostics_report: dict) -> list[VulnerablePackage]:
     ]
 
 
-def _ask_all(urls: dict[str, str], timeout: float) -> tuple[dict, dict]:
-    """GET each URL in a pool of daemon threads within `timeout` seconds in all.
+def _ask_all(urls: dict[str, str], deadline: float, timeout: float) -> tuple[dict, dict]:
+    """GET each URL in a pool of daemon threads until `deadline` (`time.monotonic()`), the end
+    of the `timeout` seconds.
 
     Returns the release's vulnerabilities by key for those answered, and why not for the rest.
     """
-    deadline = time.monotonic() + timeout
     work: queue.SimpleQueue = queue.SimpleQueue()
     for item in urls.items():
         work.put(item)
