@@ -212,6 +212,21 @@ def test_answers_are_cached_for_a_day(tmp_path, vulnerable_index):
     assert check_vulnerabilities(packages, CLOSED_INDEX_URL, 2, cache)["in_words"] == OFFLINE_WORDS
 
 
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "not json",
+        '{"urllib3==1": 3}',
+        '{"urllib3==%s": {"checked_at": "2099-01-01T00:00:00Z", "vulnerabilities": [7]}}',
+    ],
+)
+def test_a_damaged_cache_is_asked_again(tmp_path, vulnerable_index, damage):
+    cache = tmp_path / VULNERABILITY_CACHE_FILE
+    cache.write_text(damage.replace("%s", URLLIB3))
+    found = check_vulnerabilities({"urllib3": URLLIB3}, vulnerable_index, 2, cache)
+    assert [row["ids"] for row in found["vulnerable"]] == [["GHSA-aaaa-bbbb-cccc"]]
+
+
 def test_diagnostics_checks_every_installed_dependency(deployed, vulnerable_index, capsys):
     config = json.loads(deployed.config_path.read_text())
     config["package_index_url"] = vulnerable_index

@@ -24,6 +24,7 @@ from typing import NamedTuple
 import requests
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from clientrisk.atomicfiles import atomic_write_json, read_json
 from clientrisk.config import PROJECT_DIR
@@ -176,7 +177,7 @@ def check_vulnerabilities(
         "vulnerable": vulnerable,
         "not_checked": not_checked,
     }
-    return {**result, "in_words": _words(result, timeout)}
+    return {**result, "in_words": _words(result)}
 
 
 def unchecked(packages: dict[str, str], reason: str) -> dict:
@@ -285,15 +286,13 @@ def _vulnerable_row(name: str, version: str, vulnerabilities: list[dict]) -> dic
 
 
 def _version_key(text: str):
-    from packaging.version import InvalidVersion, Version
-
     try:
         return (0, Version(text), text)
     except InvalidVersion:
         return (1, None, text)
 
 
-def _words(result: dict, timeout: float) -> str:
+def _words(result: dict) -> str:
     """The vulnerability check in one line."""
     if not result["index_reached"]:
         return OFFLINE_WORDS
@@ -301,7 +300,11 @@ def _words(result: dict, timeout: float) -> str:
     if vulnerable:
         rows = "; ".join(
             f"{row['package']} {row['installed']} ({', '.join(row['ids'])}"
-            + (f"; fixed in {', '.join(row['fixed_in'])}" if row["fixed_in"] else "; no fix yet")
+            + (
+                f"; fixed in {', '.join(row['fixed_in'])}"
+                if row["fixed_in"]
+                else "; no fixed version known"
+            )
             + ")"
             for row in vulnerable
         )
@@ -317,6 +320,21 @@ def _words(result: dict, timeout: float) -> str:
 def _read_cache(path: Path) -> dict:
     try:
         cache = read_json(path, "vulnerability cache")
-        return {k: v for k, v in cache.items() if {"vulnerabilities", "checked_at"} <= set(v)}
+        return {k: v for k, v in cache.items() if _cached_answer(v)}
     except Exception:  # a missing or damaged cache only costs a lookup
         return {}
+
+
+def _cached_answer(entry) -> bool:
+    """Whether a cache entry has the shape this module writes (any other is asked again)."""
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("checked_at"), str)
+        and isinstance(entry.get("vulnerabilities"), list)
+        and all(
+            isinstance(item, dict)
+            and isinstance(item.get("id"), str)
+            and isinstance(item.get("fixed_in"), list)
+            for item in entry["vulnerabilities"]
+        )
+    )
