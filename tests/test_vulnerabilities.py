@@ -88,8 +88,12 @@ def make_index_handler(hanging: frozenset = frozenset(), asked: list | None = No
     return Index
 
 
+class IndexServer(ThreadingHTTPServer):
+    request_queue_size = 128  # every lookup connects at once: none may wait for a retry
+
+
 def serve(handler):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = IndexServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}/pypi"
 

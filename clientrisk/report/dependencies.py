@@ -54,12 +54,20 @@ def installed_version(name: str) -> str | None:
         return None
 
 
-def latest_versions(names: list[str], index_url: str, timeout: float, cache_path: Path) -> dict:
+def latest_versions(
+    names: list[str],
+    index_url: str,
+    timeout: float,
+    cache_path: Path,
+    started: float | None = None,
+) -> dict:
     """Latest released version of each package, from a day-old cache or the package index.
 
-    Every lookup runs in a daemon thread and all of them together get `timeout` seconds; a
-    package not answered by then is None ("unknown"). Nothing here can hang the caller.
+    Every lookup runs in a daemon thread and all of them together get `timeout` seconds from
+    `started` (`time.monotonic()`; by default now); a package not answered by then is None
+    ("unknown"). Nothing here can hang the caller.
     """
+    deadline = (time.monotonic() if started is None else started) + timeout
     cache = _read_cache(cache_path)
     oldest = datetime.now(UTC) - DEPENDENCY_CACHE_AGE
     found = {
@@ -73,14 +81,16 @@ def latest_versions(names: list[str], index_url: str, timeout: float, cache_path
 
     def ask(name: str) -> None:
         with contextlib.suppress(Exception):
-            response = requests.get(f"{index_url.rstrip('/')}/{name}/json", timeout=timeout)
+            response = requests.get(
+                f"{index_url.rstrip('/')}/{name}/json",
+                timeout=max(0.05, deadline - time.monotonic()),
+            )
             response.raise_for_status()
             answers[name] = str(response.json()["info"]["version"])
 
     threads = [threading.Thread(target=ask, args=(name,), daemon=True) for name in wanted]
     for thread in threads:
         thread.start()
-    deadline = time.monotonic() + timeout
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
     fresh = {name: answers[name] for name in wanted if name in answers}
@@ -100,25 +110,29 @@ def _read_cache(path: Path) -> dict:
         return {}
 
 
-def dependency_status(config: Config, requirements_path: Path = REQUIREMENTS_FILE) -> list[dict]:
-    """Pinned, installed and latest version of each requirement, and whether it is outdated."""
+def dependency_status(
+    config: Config, requirements_path: Path = REQUIREMENTS_FILE, started: float | None = None
+) -> list[dict]:
+    """Pinned, installed and latest version of each requirement, and whether it is outdated
+    (the time-out counted from `started`, by default now)."""
     requirements = read_requirements(requirements_path)
+    installed = {name: installed_version(name) for name, _ in requirements}
     latest = latest_versions(
         [name for name, _ in requirements],
         config.settings["package_index_url"],
         config.settings["dependency_timeout_seconds"],
         config.model_dir / DEPENDENCY_CACHE_FILE,
+        started,
     )
     table = []
     for name, pinned in requirements:
-        installed = installed_version(name)
         table.append(
             {
                 "package": name,
                 "pinned": pinned,
-                "installed": installed,
+                "installed": installed[name],
                 "latest": latest[name],
-                "status": _dependency_state(installed, latest[name]),
+                "status": _dependency_state(installed[name], latest[name]),
             }
         )
     return table
@@ -165,7 +179,7 @@ def check_dependencies(
     # of the latest versions does: both run at once within it.
     checking = threading.Thread(target=check, daemon=True)
     checking.start()
-    table = dependency_status(config, requirements_path)
+    table = dependency_status(config, requirements_path, started)
     checking.join()
     ids = {canonicalize_name(row["package"]): row["ids"] for row in found["vulnerable"]}
     unchecked = {canonicalize_name(row["package"]) for row in found["not_checked"]}
