@@ -61,7 +61,9 @@ SETTINGS = {
         3, "times diagnostics.py --time-on-copy runs ingestion and training to time them"
     ),
     "dependency_timeout_seconds": Setting(5.0, "longest wait for the package index, in all"),
-    "package_index_url": Setting("https://pypi.org/pypi", "JSON API asked for latest versions"),
+    "package_index_url": Setting(
+        "https://pypi.org/pypi", "JSON API asked for latest versions and vulnerabilities"
+    ),
     "api_max_request_bytes": Setting(16 * 2**20, "largest request body the API accepts"),
     "api_body_timeout_seconds": Setting(
         30.0,
