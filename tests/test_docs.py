@@ -88,6 +88,8 @@ def setting_rows(text: str) -> dict[str, str]:
 def default_shown(cell: str, default) -> bool:
     """Whether a table cell shows the setting's `default` (a number, `true`/`false` or text)."""
     shown = cell.strip("` ")
+    if default == "":  # an optional text, off when empty
+        return shown == "(empty)"
     if isinstance(default, bool):
         return shown == str(default).lower()
     if isinstance(default, int | float):

@@ -247,12 +247,26 @@ def _provenance(report: dict) -> dict:
 
 @api.get("/health")
 def health():
+    runs = pipeline_health()
     try:
         live = state().models.get()
     except PipelineError as error:
         logger.warning("health: %s", error)
-        return jsonify(status="unavailable", error="no valid model is deployed"), 503
-    return jsonify(status="ok", model_version=live.deployment.label, config=state().config.identity)
+        return jsonify(status="unavailable", error="no valid model is deployed", runs=runs), 503
+    return jsonify(
+        status="ok", model_version=live.deployment.label, config=state().config.identity, runs=runs
+    )
+
+
+def pipeline_health() -> dict:
+    """Whether the pipeline is alive: when a run last did its work, and whether that is longer
+    ago than `alert_no_success_hours` (a dead cron shows here before any tick runs again)."""
+    facts = state().dashboard.facts()
+    return {
+        "last_success_at": facts.get("last_success_at"),
+        "no_success_hours": state().config.settings["alert_no_success_hours"],
+        "overdue": state().dashboard.overdue(facts),
+    }
 
 
 @api.get("/metrics")
