@@ -44,16 +44,19 @@ REQUIRED_KEYS = (
     "prod_deployment_path",
 )
 # Optional paths and their defaults, relative to the config's folder (None: see load_config).
-OPTIONAL_PATHS = {"log_folder_path": "logs", "history_db_path": None}
+OPTIONAL_PATHS = {"log_folder_path": "logs", "history_db_path": None, "contacts_folder_path": None}
 
 
 class Setting(
-    namedtuple("Setting", "default help choices minimum check", defaults=((), None, None))
+    namedtuple(
+        "Setting", "default help choices minimum check maximum", defaults=((), None, None, None)
+    )
 ):
     """An optional config key that is not a path: its default fixes its type. Numbers must be
-    above 0 unless a `minimum` (inclusive) says otherwise. A text whose default is empty may be
-    left empty (the feature it sets up is then off). `check`, when given, is a function of the
-    value that returns what is wrong with it (or None)."""
+    above 0 unless a `minimum` (inclusive) says otherwise, and at most a `maximum` if given. A
+    text whose default is empty may be left empty (the feature it sets up is then off).
+    `check`, when given, is a function of the value that returns what is wrong with it (or
+    None)."""
 
     __slots__ = ()
 
@@ -63,7 +66,9 @@ SETTINGS = {
         3, "times diagnostics.py --time-on-copy runs ingestion and training to time them"
     ),
     "dependency_timeout_seconds": Setting(5.0, "longest wait for the package index, in all"),
-    "package_index_url": Setting("https://pypi.org/pypi", "JSON API asked for latest versions"),
+    "package_index_url": Setting(
+        "https://pypi.org/pypi", "JSON API asked for latest versions and vulnerabilities"
+    ),
     "api_max_request_bytes": Setting(16 * 2**20, "largest request body the API accepts"),
     "api_body_timeout_seconds": Setting(
         30.0,
@@ -111,6 +116,14 @@ SETTINGS = {
         "calls the client managers make a week: the first this many of the call list are marked"
         " as this week's calls (0: none marked)",
         minimum=0,
+    ),
+    "hold_back_share": Setting(
+        0.0,
+        "share of each call list held back from calls at random (marked 'hold back' in"
+        " riskranking.csv; the same clients on every list), so that how the calls did is"
+        " measured as an experiment (0: none held back)",
+        minimum=0,
+        maximum=0.5,
     ),
     "retrain_growth": Setting(
         1.0,
@@ -192,7 +205,8 @@ class Config(
     namedtuple(
         "Config",
         "path input_dir ingested_dir test_data_path model_dir deploy_dir log_dir history_path"
-        " settings",
+        " settings contacts_dir",
+        defaults=(None,),
     )
 ):
     """The project's folders, resolved against the folder that holds the config file, and its
@@ -291,6 +305,7 @@ def load_config(path: str | os.PathLike) -> Config:
         log_dir=folders["log_folder_path"],
         history_path=history,
         settings=settings,
+        contacts_dir=folders.get("contacts_folder_path"),
     )
 
 
@@ -316,6 +331,8 @@ def _check_setting(path: Path, key: str, value):
             raise ConfigError(f"{path}: '{key}' must be greater than 0, not {value!r}")
         if spec.minimum is not None and value < spec.minimum:
             raise ConfigError(f"{path}: '{key}' must be at least {spec.minimum}, not {value!r}")
+        if spec.maximum is not None and value > spec.maximum:
+            raise ConfigError(f"{path}: '{key}' must be at most {spec.maximum}, not {value!r}")
         return _checked(path, key, kind(value))
     if not isinstance(value, str) or not (value.strip() or spec.default == ""):
         raise ConfigError(f"{path}: '{key}' must be a non-empty text, not {value!r}")

@@ -20,6 +20,7 @@ import deployment
 import fullprocess
 from clientrisk.alerts import channels, delivery, events
 from clientrisk.config import PROJECT_DIR, SMTP_PASSWORD_ENV, load_config
+from clientrisk.data.clientcsv import FEATURES
 from clientrisk.errors import ConfigError
 from clientrisk.history.database import open_history
 from conftest import client_rows
@@ -351,7 +352,9 @@ def test_more_leavers_than_the_list_expected_are_alerted(diagnosed, webhook, mai
     assert leavers[0]["subject"] == (
         f"more leavers than expected: {clients} of {clients} clients left"
     )
-    assert f"expected {summary['expected_leavers']['expected']:.1f}" in leavers[0]["text"]
+    expected = summary["expected_leavers"]["expected"]
+    whole = f"the whole list: {clients} of {clients} left, {expected:.1f}"
+    assert whole in leavers[0]["text"]
     assert any(subject.startswith("more leavers") for subject in mailbox.subjects())
 
 
@@ -596,6 +599,40 @@ def test_the_modules_pin_their_public_names():
         "overdue_since",
         "raise_overdue",
         "run_events",
+        "vulnerability_events",
     ]
     for module in (delivery, events, channels):
         assert all(hasattr(module, name) for name in module.__all__)
+
+
+def test_a_top_of_the_list_that_did_not_leave_as_expected_is_alerted(diagnosed, webhook, mailbox):
+    assert tick(diagnosed) == 0
+    ranked = pd.read_csv(diagnosed.root / "models" / "riskranking.csv")
+    both(diagnosed, webhook, mailbox)
+    # The top 20, the riskiest, all stay (the rest of the list gets no outcome yet).
+    top = ranked.head(20)[["corporation", *FEATURES]].assign(exited=0)
+    top["lastmonth_activity"] += 1  # a new observation, not a repeat of the stored one
+    diagnosed.write_input("outcomes.csv", top)
+    assert tick(diagnosed) == 0
+    (leavers,) = [body for body in webhook.bodies if body["kind"] == "leavers"]
+    assert leavers["subject"].startswith("fewer leavers than expected")
+    assert "the top 20: 0 of 20 left" in leavers["text"]
+    assert tick(diagnosed) == 0  # the next run does not alert the same list again
+    assert len([body for body in webhook.bodies if body["kind"] == "leavers"]) == 1
+
+
+def test_a_dependency_with_a_known_vulnerability_is_alerted_once(diagnosed, webhook, mailbox):
+    both(diagnosed, webhook, mailbox)
+    path = diagnosed.root / "models" / "diagnostics.json"
+    report = json.loads(path.read_text())
+    report["vulnerabilities"] = {
+        "vulnerable": [{"package": "urllib3", "installed": "2.0.0", "ids": ["PYSEC-1"]}]
+    }
+    path.write_text(json.dumps(report))
+    assert tick(diagnosed) == 0
+    assert tick(diagnosed) == 0
+    found = [body for body in webhook.bodies if body["kind"] == "vulnerability"]
+    assert len(found) == 1
+    assert found[0]["subject"] == "known vulnerability in urllib3 2.0.0"
+    assert "PYSEC-1" in found[0]["text"]
+    assert "known vulnerability in urllib3 2.0.0" in mailbox.subjects()

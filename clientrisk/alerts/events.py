@@ -9,8 +9,9 @@ hand is alerted too. Each event has a key that stays the same for every run that
     drift:run<run>               a drift check found drift (the model's, or in the features)
     deployment:<id>              a model was deployed or rolled back to
     kept-out:<run>:<model>       a retrained model was kept out
-    leavers:ranking<id>          the realized leavers among a list's clients fell outside its
-                                 expected-leavers interval
+    vulnerable:<package>==<ver>  an installed dependency has a known vulnerability
+    leavers:ranking<id>          the leavers among a past list's clients (its top 20, 50 or
+                                 100, or the whole list) fell outside what it expected
 
 Events recorded before alerts existed are not alerted (the history notes where they start).
 """
@@ -21,6 +22,7 @@ import logging
 import time
 
 from clientrisk.alerts.delivery import AlertBudget, Event, raise_alerts
+from clientrisk.errors import PipelineError
 from clientrisk.timestamps import parse_utc, readable_utc
 
 __all__ = [
@@ -30,11 +32,15 @@ __all__ = [
     "overdue_since",
     "raise_overdue",
     "run_events",
+    "vulnerability_events",
 ]
 
 logger = logging.getLogger(__name__)
 
 NEWEST = 20  # how far back each kind of event is looked for, per run
+# Fewest clients with an outcome since in a part of a past list for an alert on it: below, the
+# interval's normal approximation is too rough to wake anyone.
+MIN_LIST_CLIENTS = 15
 
 
 def overdue_since(config, history, now: float | None = None):
@@ -154,6 +160,7 @@ def run_events(config, history, record: dict, overdue=None) -> list[Event]:
     events += _drift_events(history, start, run_id)
     events += _deployment_events(history, start, run_id)
     events += _kept_out_events(history, start, run_id)
+    events += vulnerability_events(config, run_id)
     if record.get("batches"):
         leavers = leavers_event(config, history, start, run_id)
         if leavers is not None:
@@ -162,27 +169,77 @@ def run_events(config, history, record: dict, overdue=None) -> list[Event]:
 
 
 def leavers_event(config, history, start: dict, run_id=None) -> Event | None:
-    """The realized leavers among the clients of the newest ranking made before the newest
-    batch with outcomes, against what its probabilities expected for those clients (the
-    interval of `ranking.expected_leavers`, for the clients whose outcome has arrived since)."""
-    from clientrisk.calllist import leavers
+    """The newest past list (`past_lists` in ranking.json, made after alerts began) of which a
+    part, its top 20, 50 or 100 or the whole list, saw more or fewer leavers among its clients
+    with an outcome since than its probabilities expected (outside the 95 % interval): the
+    realized precision of the list moved outside what it said. One event per list."""
+    from clientrisk.calllist import outcomes, ranking
 
-    found = leavers.realized_against_expected(
-        config, history, after_ranking=start.get("ranking", 0)
-    )
-    if found is None or found["low"] <= found["realized"] <= found["high"]:
+    try:
+        found = ranking.read_summary(config).get("past_lists") or []
+    except PipelineError:
         return None
-    side = "more" if found["realized"] > found["high"] else "fewer"
-    return Event(
-        f"leavers:ranking{found['ranking']}",
-        f"{side} leavers than expected: {found['realized']} of {found['clients']} clients left",
-        f"Of the {found['clients']} clients on the call list of {readable_utc(found['made_at'])}"
-        f" ({found['model_version']}) whose outcome has arrived since, {found['realized']} left;"
-        f" the list's probabilities expected {found['expected']:.1f} (95 % interval"
-        f" {found['low']} to {found['high']}). The model may no longer fit the market.",
-        run=run_id,
-        kind="leavers",
-    )
+    for past in found:
+        if past.get("ranking", 0) <= start.get("ranking", 0):
+            continue
+        parts = [
+            part
+            for part in outcomes.outside_interval(past)
+            if part["with_outcome"] >= MIN_LIST_CLIENTS
+        ]
+        if not parts:
+            continue
+        first = next((part for part in parts if part["top"] is None), parts[0])
+        side = "more" if first["left"] > first["high"] else "fewer"
+        where = "" if first["top"] is None else f" at the top {first['top']}"
+        said = "; ".join(
+            f"{_part_name(part)}: {part['left']} of {part['with_outcome']} left,"
+            f" {part['expected']:.1f} expected ({part['low']} to {part['high']})"
+            for part in parts
+        )
+        return Event(
+            f"leavers:ranking{past['ranking']}",
+            f"{side} leavers than expected{where}: {first['left']} of {first['with_outcome']}"
+            " clients left",
+            f"Of the clients on {outcomes.list_name(past)} whose outcome has arrived since,"
+            f" {said} (95 % intervals). The model may no longer fit the market.",
+            run=run_id,
+            kind="leavers",
+        )
+    return None
+
+
+def vulnerability_events(config, run_id=None) -> list[Event]:
+    """One event per installed release with a known vulnerability, as the latest diagnostics
+    found them (`diagnostics.json`): alerted once per package and version."""
+    from clientrisk.atomicfiles import read_json
+    from clientrisk.config import DIAGNOSTICS_FILE
+    from clientrisk.report.vulnerabilities import vulnerable_packages
+
+    path = config.model_dir / DIAGNOSTICS_FILE
+    if not path.is_file():
+        return []
+    try:
+        found = vulnerable_packages(read_json(path, "diagnostics"))
+    except (PipelineError, AttributeError, KeyError, TypeError):
+        return []
+    return [
+        Event(
+            item.alert_key,
+            f"known vulnerability in {item.package} {item.version}",
+            f"The installed {item.package} {item.version} has known vulnerabilities"
+            f" ({', '.join(item.ids)}), as the package index lists them: see the diagnostics'"
+            " dependencies (GET /diagnostics, or the report's last page) for the fixed versions,"
+            " and update the lock files.",
+            run=run_id,
+            kind="vulnerability",
+        )
+        for item in found
+    ]
+
+
+def _part_name(part: dict) -> str:
+    return "the whole list" if part["top"] is None else f"the top {part['top']}"
 
 
 def alert_live_changes(config, history) -> list[dict]:

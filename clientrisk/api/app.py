@@ -41,6 +41,7 @@ from clientrisk.deployment import modelstore
 from clientrisk.errors import DataError, PipelineError
 from clientrisk.model.coverage import UNCERTAIN, outside_range, outside_text
 from clientrisk.model.scoring import evaluate_model, predict_arrays
+from clientrisk.report.vulnerabilities import vulnerable_packages
 from clientrisk.timestamps import utc_now
 
 logger = logging.getLogger(__name__)
@@ -211,6 +212,10 @@ def diagnostics_view():
             "timings": report["timings"],
             "dependencies": dependencies,
             "outdated_packages": [d["package"] for d in dependencies if d["status"] == "outdated"],
+            "vulnerabilities": report.get("vulnerabilities"),
+            "vulnerable_packages": [
+                f"{found.package}=={found.version}" for found in vulnerable_packages(report)
+            ],
             "drift": report["drift"],
             "ranking": report.get("ranking"),
         }
