@@ -214,13 +214,17 @@ def vulnerability_events(config, run_id=None) -> list[Event]:
     found them (`diagnostics.json`): alerted once per package and version."""
     from clientrisk.atomicfiles import read_json
     from clientrisk.config import DIAGNOSTICS_FILE
-    from clientrisk.report.vulnerabilities import vulnerable_packages
 
     path = config.model_dir / DIAGNOSTICS_FILE
     if not path.is_file():
         return []
     try:
-        found = vulnerable_packages(read_json(path, "diagnostics"))
+        report = read_json(path, "diagnostics")
+        if not (report.get("vulnerabilities") or {}).get("vulnerable"):
+            return []  # the usual case: a quiet run imports nothing more (requests among it)
+        from clientrisk.report.vulnerabilities import vulnerable_packages
+
+        found = vulnerable_packages(report)
     except (PipelineError, AttributeError, KeyError, TypeError):
         return []
     return [
