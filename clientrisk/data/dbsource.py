@@ -1,0 +1,521 @@
+"""A database as a source of client rows, beside the input folder.
+
+The settings name a database by SQLAlchemy URL (`input_database_url`), a table (`input_table`)
+or a query (`input_query`), the column that says which rows are new (`input_new_rows_column`:
+an id or a timestamp that only increases) and, in `input_columns`, the database's name of each
+course column that is named otherwise. A URL without a password takes the one in
+`RISK_INPUT_DATABASE_PASSWORD`; the password is never shown (`***` in every message).
+
+Each run reads the rows whose new-rows value is above the highest one already stored (the
+high-water mark), in one streamed query, in chunks of CHUNK_ROWS: each chunk is checked as the
+cells of a file are, and written to the batch as it comes, so a run holds one chunk in memory.
+The rows read by one run are one batch; its batch.json records the source, the range of the
+new-rows column and the row count (`database`), and the mark is read back from there: stored
+with the batch in one rename, it can never say more, or less, than what was stored. A problem
+(the database cannot be reached, the query fails or times out, a column is missing, the
+connection is lost in the middle) is one line, and nothing of that read is stored: the next
+run reads again from the same mark.
+
+Rows inserted later with a new-rows value at or below the mark (a lower id, an earlier
+timestamp) are not read: reading above a mark cannot see them without reading everything.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import logging
+import os
+import re
+from collections import namedtuple
+
+from clientrisk.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+PASSWORD_ENV = "RISK_INPUT_DATABASE_PASSWORD"
+# Rows fetched, checked and written at a time: memory holds one chunk (about 10 MB of Python
+# objects for 50,000 rows), and a million rows take 20 fetches.
+CHUNK_ROWS = 50_000
+# The key in batch.json that says a batch came from the database, and what it read.
+META_KEY = "database"
+# Words of the drivers' messages that say the database was not reached at all.
+CONNECT_FAILURES = (
+    "connection refused",
+    "could not connect",
+    "connection failed",
+    "timeout expired",
+    "unable to open",
+    "no such host",
+    "could not translate host name",
+)
+MARK_TYPES = {
+    int: "int",
+    float: "float",
+    decimal.Decimal: "decimal",
+    datetime.datetime: "datetime",
+    datetime.date: "date",
+    str: "text",
+}
+
+
+class SourceProblem(DataError):
+    """The database could not be read this run (one line, without credentials); the next run
+    tries again from the same mark."""
+
+
+class DatabaseSource(
+    namedtuple("DatabaseSource", "url shown table query column columns timeout password")
+):
+    """The database source of a config: `url` (SQLAlchemy's, with its password), `shown` (the
+    URL with the password hidden), `table` or `query`, the new-rows `column`, `columns` (course
+    name: database column) and `timeout` (seconds); `password` is only for scrubbing messages."""
+
+    __slots__ = ()
+
+    @property
+    def label(self) -> str:
+        """How batches, logs and the record name the source (never with the password)."""
+        what = f"table {self.table}" if self.table else "input_query"
+        return f"database {self.shown} {what}"
+
+    @property
+    def identity(self) -> str:
+        """What the mark belongs to: another table, query or new-rows column starts afresh."""
+        return f"{self.label} by {self.column}" + (f": {self.query}" if self.query else "")
+
+
+def source_of(settings: dict, base_dir=None) -> DatabaseSource | None:
+    """The database source the settings name, or None. A relative SQLite path is taken from
+    `base_dir` (the config file's folder); `postgresql://` means psycopg (version 3).
+
+    Raises:
+        SourceProblem: the URL is not one SQLAlchemy reads (shown without its password).
+    """
+    text = settings.get("input_database_url")
+    if not text:
+        return None
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(text)
+    except ArgumentError:
+        raise SourceProblem(
+            f"input_database_url is not an SQLAlchemy URL: {_hide_in_text(text)}"
+        ) from None
+    backend = url.get_backend_name()
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    if backend == "sqlite" and url.database and url.database != ":memory:" and base_dir:
+        url = url.set(database=os.path.join(base_dir, os.path.expanduser(url.database)))
+    if url.password is None and os.environ.get(PASSWORD_ENV) and backend != "sqlite":
+        url = url.set(password=os.environ[PASSWORD_ENV])
+    return DatabaseSource(
+        url=url,
+        shown=url.render_as_string(hide_password=True),
+        table=settings.get("input_table"),
+        query=(settings.get("input_query") or "").strip().rstrip(";").strip() or None,
+        column=settings["input_new_rows_column"],
+        columns=dict(settings.get("input_columns") or {}),
+        timeout=float(settings.get("input_query_timeout_seconds", 60.0)),
+        password=url.password,
+    )
+
+
+def _hide_in_text(text: str) -> str:
+    """A URL text with whatever stands between `user:` and `@` replaced by ***."""
+    return re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1***@", text)
+
+
+def scrub(source: DatabaseSource, text: str) -> str:
+    """A driver's message as one line, with the password and whatever URL it holds hidden."""
+    line = " ".join(str(text).strip().splitlines()[:1]) or "no message"
+    line = _hide_in_text(line)
+    if source.password:
+        from urllib.parse import quote, quote_plus
+
+        secret = str(source.password)
+        for form in {secret, quote(secret), quote_plus(secret)}:
+            if form:
+                line = line.replace(form, "***")
+    line = re.sub(r"password\s*=\s*\S+", "password=***", line, flags=re.I)
+    return line
+
+
+def problem(source: DatabaseSource, doing: str, error: BaseException) -> SourceProblem:
+    """One line for a failed database operation: the driver's own first line, scrubbed."""
+    original = getattr(error, "orig", None) or error
+    return SourceProblem(f"{source.label}: {doing}: {scrub(source, original)}")
+
+
+# --- connecting ----------------------------------------------------------------------------------
+
+
+def connect(source: DatabaseSource):
+    """An SQLAlchemy engine for the source, with its time-outs and no pool (one connection per
+    run). A SQLite URL must name an existing file (it is never created).
+
+    Raises:
+        SourceProblem: the SQLite file does not exist.
+    """
+    from sqlalchemy import create_engine, event
+    from sqlalchemy.pool import NullPool
+
+    backend = source.url.get_backend_name()
+    args = {}
+    if backend == "sqlite":
+        database = source.url.database or ""
+        if database in ("", ":memory:") or not os.path.isfile(database):
+            raise SourceProblem(f"{source.label}: cannot reach the database: no file {database!r}")
+        args["timeout"] = source.timeout  # the busy time-out
+    elif backend == "postgresql":
+        args["connect_timeout"] = max(1, round(source.timeout))
+        args["options"] = f"-c statement_timeout={round(source.timeout * 1000)}"
+    engine = create_engine(source.url, poolclass=NullPool, connect_args=args)
+    if backend == "sqlite":
+        event.listen(engine, "connect", _sqlite_deadline(source.timeout))
+    return engine
+
+
+def _sqlite_deadline(seconds: float):
+    """A connect hook that makes SQLite give up a statement that works longer than `seconds`
+    without returning rows (SQLite has no statement time-out of its own: a progress handler,
+    called every 10,000 steps, interrupts it). A pause between calls is time spent outside
+    SQLite (the rows of one fetch being checked): the clock starts again after one."""
+    import time
+
+    def on_connect(dbapi_connection, _record) -> None:
+        clock = {"started": time.monotonic(), "last": time.monotonic()}
+
+        def over() -> int:
+            now = time.monotonic()
+            if now - clock["last"] > 0.1:
+                clock["started"] = now
+            clock["last"] = now
+            return int(now - clock["started"] > seconds)
+
+        dbapi_connection.set_progress_handler(over, 10_000)
+
+    return on_connect
+
+
+def quoted(engine, name: str) -> str:
+    """A table or column name quoted for the database (a table may be `schema.table`)."""
+    preparer = engine.dialect.identifier_preparer
+    return ".".join(preparer.quote(part) for part in name.split("."))
+
+
+def from_clause(engine, source: DatabaseSource) -> str:
+    if source.table:
+        return quoted(engine, source.table)
+    return f"({source.query}) AS source_rows"
+
+
+def newest_sql(engine, source: DatabaseSource) -> str:
+    """The one small query that says whether there is anything new: the highest new-rows value
+    (with an index on the column, one index look-up)."""
+    return f"SELECT max({quoted(engine, source.column)}) FROM {from_clause(engine, source)}"
+
+
+def newest_value(source: DatabaseSource):
+    """The highest new-rows value in the source now (None for no rows).
+
+    Raises:
+        SourceProblem: the database cannot be reached or the query fails.
+    """
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    engine = connect(source)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(text(newest_sql(engine, source))).scalar()
+    except SQLAlchemyError as error:
+        raise _failure(source, engine, error, "cannot read the newest row") from None
+    finally:
+        engine.dispose()
+
+
+def _failure(source, engine, error, doing: str) -> SourceProblem:
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    if isinstance(error, OperationalError | InterfaceError) and getattr(
+        error, "connection_invalidated", False
+    ):
+        doing = "lost the connection"
+    elif isinstance(error, DBAPIError) and _is_connect_error(error):
+        doing = "cannot reach the database"
+    return problem(source, doing, error)
+
+
+def _is_connect_error(error) -> bool:
+    text = str(getattr(error, "orig", error)).lower()
+    return any(
+        word in text
+        for word in (
+            "connection refused",
+            "could not connect",
+            "connection failed",
+            "timeout expired",
+            "unable to open",
+        )
+    )
+
+
+# --- the high-water mark -------------------------------------------------------------------------
+
+
+def mark_record(value) -> dict:
+    """A new-rows value as batch.json keeps it: its type and its exact text."""
+    kind = MARK_TYPES.get(type(value))
+    if kind is None and isinstance(value, datetime.datetime):
+        kind = "datetime"
+    if kind is None:
+        raise DataError(
+            f"the new-rows column holds {type(value).__name__} values; use an increasing id"
+            " or a timestamp"
+        )
+    text = value.isoformat() if kind in ("datetime", "date") else str(value)
+    return {"type": kind, "value": text}
+
+
+def mark_value(record: dict):
+    """The new-rows value a batch.json record holds (as `mark_record` wrote it)."""
+    kind, text = record["type"], record["value"]
+    if kind == "int":
+        return int(text)
+    if kind == "float":
+        return float(text)
+    if kind == "decimal":
+        return decimal.Decimal(text)
+    if kind == "datetime":
+        return datetime.datetime.fromisoformat(text)
+    if kind == "date":
+        return datetime.date.fromisoformat(text)
+    return text
+
+
+def stored_mark(ingested_dir, history, source: DatabaseSource):
+    """The highest new-rows value stored from this source (None: nothing yet), from the
+    batch.json of its newest batch."""
+    from clientrisk.data import batchstore
+
+    for batch in reversed(history.batches()):
+        if batch.source != source.label:
+            continue
+        folder = batchstore.batches_dir(ingested_dir) / batch.folder
+        read = batchstore.read_batch_meta(folder).get(META_KEY) or {}
+        if read.get("identity") == source.identity:
+            return mark_value(read["last"])
+    return None
+
+
+def is_newer(value, mark) -> bool:
+    """Whether the source's newest value is above the stored mark."""
+    if value is None:
+        return False
+    if mark is None:
+        return True
+    try:
+        return value > mark
+    except TypeError:  # the column changed type: the read says what it finds
+        return True
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+class ReadState:
+    """What one read has seen so far: rows read and rejected, the first and last new-rows value."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.accepted = 0
+        self.rejections: list = []
+        self.rejected = 0
+        self.first = None
+        self.last = None
+        self.queries = 0
+        self.chunks = 0
+
+
+def source_columns(source: DatabaseSource, present: list[str]) -> tuple[str, dict]:
+    """The source's actual name of the new-rows column and of each course column it has
+    (matched regardless of case, as the database reports them).
+
+    Raises:
+        SourceProblem: a required column is missing: one line naming it.
+    """
+    from clientrisk.data.clientcsv import COLUMNS, TARGET
+
+    by_lower = {name.lower(): name for name in present}
+    where = f"{source.label} has no column"
+    key = by_lower.get(source.column.lower())
+    if key is None:
+        raise SourceProblem(f"{where} {source.column} (input_new_rows_column)")
+    found = {}
+    for name in COLUMNS:
+        wanted = source.columns.get(name, name)
+        actual = by_lower.get(wanted.lower())
+        if actual is None and name != TARGET:
+            mapped = f" (input_columns maps {name} to it)" if name in source.columns else ""
+            raise SourceProblem(f"{where} {wanted}{mapped}")
+        if actual is not None:
+            found[name] = actual
+    return key, found
+
+
+def read_parts(source: DatabaseSource, engine, mark, state: ReadState):
+    """The rows above `mark`, checked, one frame per chunk of CHUNK_ROWS; `state` counts them.
+
+    Two queries: the source's shape (no rows), then the rows, streamed (a server-side cursor
+    on PostgreSQL), in the order of the new-rows column.
+    """
+    from sqlalchemy import text
+
+    with engine.connect() as connection:
+        state.queries += 1
+        shape = connection.execute(text(f"SELECT * FROM {from_clause(engine, source)} WHERE 1 = 0"))
+        present = list(shape.keys())
+        shape.close()
+        key, found = source_columns(source, present)
+        names = ", ".join(quoted(engine, name) for name in [key, *found.values()])
+        column = quoted(engine, key)
+        sql = f"SELECT {names} FROM {from_clause(engine, source)} WHERE {column} IS NOT NULL"
+        if mark is not None:
+            sql += f" AND {column} > :mark"
+        sql += f" ORDER BY {column}"
+        state.queries += 1
+        result = connection.execution_options(yield_per=CHUNK_ROWS).execute(
+            text(sql), {"mark": mark} if mark is not None else {}
+        )
+        for rows in result.partitions():
+            state.chunks += 1
+            yield check_chunk(source, rows, list(found), state)
+
+
+def check_chunk(source: DatabaseSource, rows, names: list[str], state: ReadState):
+    """One chunk's rows (new-rows value first, then the course columns `names`), checked as a
+    file's cells are; rejected rows are named by their new-rows value."""
+    import pyarrow as pa
+
+    from clientrisk.data.clientcsv import MAX_LOGGED_REJECTIONS, Rejection, check_text_columns
+
+    columns = list(zip(*rows, strict=True))
+    keys = columns[0]
+    table = pa.table(
+        {name: _texts(values) for name, values in zip(names, columns[1:], strict=True)}
+    )
+    frame, problems = check_text_columns(table)
+    for position, reason in problems:
+        if len(state.rejections) < MAX_LOGGED_REJECTIONS:
+            where = f"{source.label}, row {source.column} {keys[position]}"
+            state.rejections.append(Rejection(where, None, reason))
+    state.rejected += len(problems)
+    state.rows += len(keys)
+    state.accepted += len(frame)
+    state.first = keys[0] if state.first is None else state.first
+    state.last = keys[-1]
+    return frame
+
+
+def _texts(values):
+    """A column of database values as the text a CSV would hold ("" for NULL)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        array = pa.array(values)
+        if pa.types.is_boolean(array.type):
+            array = pc.cast(array, pa.int8())
+        array = pc.cast(array, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError):
+        array = pa.array([None if value is None else str(value) for value in values], pa.string())
+    return array.fill_null("")
+
+
+def ingest_database(config, history, source: DatabaseSource):
+    """Read the source's new rows into one batch, or record nothing (when there are none).
+
+    Returns:
+        (the input-file entry recorded, the new batch), or (None, None) for no new rows.
+
+    Raises:
+        SourceProblem: the read failed; nothing of it is stored.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from clientrisk.data import batchstore
+    from clientrisk.data.clientcsv import log_rejections
+    from clientrisk.history.database import InputFile
+    from clientrisk.timestamps import utc_now
+
+    mark = stored_mark(config.ingested_dir, history, source)
+    seq = max(history.last_batch_seq(), *batchstore.stored_batch_folders(config.ingested_dir), 0)
+    seq += 1
+    state, now, entry = ReadState(), utc_now(), {}
+
+    def meta_of() -> dict:
+        note = _read_note(source, mark, state)
+        sha256 = _batch_sha256(source, mark, state)
+        fields = (source.label, sha256, "ingested", seq, state.accepted, state.rejected, now, note)
+        entry["file"] = InputFile(*fields)
+        return {
+            "source": source.label,
+            "sha256": sha256,
+            "arrived_at": now,
+            "rejected_rows": state.rejected,
+            "input_file": entry["file"]._asdict(),
+            META_KEY: {
+                "identity": source.identity,
+                "after": None if mark is None else mark_record(mark),
+                "first": mark_record(state.first),
+                "last": mark_record(state.last),
+                "rows": state.rows,
+                "queries": state.queries,
+            },
+        }
+
+    engine = connect(source)
+    try:
+        parts = read_parts(source, engine, mark, state)
+        folder = batchstore.store_batch_parts(
+            config.ingested_dir, seq, parts, meta_of, keep_empty=lambda: state.rows > 0
+        )
+    except SQLAlchemyError as error:
+        after = "" if mark is None else f" after {source.column} {mark}"
+        read = f"reading the rows{after} ({state.rows} read; none stored)"
+        raise _failure(source, engine, error, read) from None
+    finally:
+        engine.dispose()
+    log_rejections(state.rejections, source.label)
+    if state.rejected > len(state.rejections):
+        logger.warning("%s: %d rejected rows in all", source.label, state.rejected)
+    if folder is None:
+        logger.debug("%s: no new rows%s", source.label, "" if mark is None else f" after {mark}")
+        return None, None
+    from clientrisk.data.ingest import batch_of
+
+    batch = batch_of(batchstore.read_batch_meta(folder))
+    with history.transaction():
+        history.add_batch(batch)
+        history.record_input_file(entry["file"])
+    logger.info("%s: batch %d, %s", source.label, seq, entry["file"].note)
+    return entry["file"], batch
+
+
+def _read_note(source: DatabaseSource, mark, state: ReadState) -> str:
+    return (
+        f"{state.rows} rows with {source.column} {state.first} to {state.last}"
+        + ("" if mark is None else f" (after {mark})")
+        + (f", {state.rejected} rejected" if state.rejected else "")
+    )
+
+
+def _batch_sha256(source: DatabaseSource, mark, state: ReadState) -> str:
+    """What names the batch: the source, and the range and count of rows it read."""
+    import hashlib
+
+    text = f"{source.identity}\n{mark!r}\n{state.first!r}\n{state.last!r}\n{state.rows}"
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
