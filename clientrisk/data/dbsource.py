@@ -519,3 +519,57 @@ def _batch_sha256(source: DatabaseSource, mark, state: ReadState) -> str:
 
     text = f"{source.identity}\n{mark!r}\n{state.first!r}\n{state.last!r}\n{state.rows}"
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+# --- is anything new? --------------------------------------------------------------------------
+
+
+def new_rows_waiting(config, history, probe: dict | None = None) -> str | None:
+    """Whether the config's database has rows above the stored mark: what to say of them, or
+    None. One small query (`newest_sql`); `probe`, if given, gets the source and its newest
+    value (for the quiet tick's stamp).
+
+    Raises:
+        SourceProblem: the database cannot be reached or the query fails.
+    """
+    source = source_of(config.settings, config.path.parent)
+    newest = newest_value(source)
+    mark = stored_mark(config.ingested_dir, history, source)
+    if probe is not None:
+        probe.update(source=source, newest=newest)
+    if not is_newer(newest, mark):
+        return None
+    above = "" if mark is None else f" above {mark}"
+    return f"{source.label}: rows with {source.column}{above} (up to {newest})"
+
+
+def quiet_probe(source: DatabaseSource, newest, config_url: str) -> dict | None:
+    """What the quiet tick needs to ask the newest value again without SQLAlchemy (sqlite3 or
+    psycopg itself), never the password: where it comes from instead. None for a database the
+    quiet tick cannot ask (it then decides in full)."""
+    engine = connect(source)
+    try:
+        backend = source.url.get_backend_name()
+        if backend == "sqlite":
+            where = source.url.database
+        elif backend == "postgresql" and source.url.get_driver_name() == "psycopg":
+            from psycopg.conninfo import make_conninfo
+
+            _, params = engine.dialect.create_connect_args(source.url.set(password=None))
+            params.pop("password", None)
+            where = make_conninfo(**{key: str(value) for key, value in params.items()})
+        else:
+            return None
+        from sqlalchemy.engine import make_url
+
+        in_config = make_url(config_url).password is not None
+        return {
+            "db_backend": backend,
+            "db_connect": where,
+            "db_sql": newest_sql(engine, source),
+            "db_newest": repr(newest),
+            "db_timeout": source.timeout,
+            "db_password": "config" if in_config else ("env" if source.password else "none"),
+        }
+    finally:
+        engine.dispose()
