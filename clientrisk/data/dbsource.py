@@ -243,7 +243,7 @@ def _failure(source, engine, error, doing: str) -> SourceProblem:
     if isinstance(error, OperationalError | InterfaceError) and getattr(
         error, "connection_invalidated", False
     ):
-        doing = "lost the connection"
+        doing = f"lost the connection while {doing}"
     elif isinstance(error, DBAPIError) and _is_connect_error(error):
         doing = "cannot reach the database"
     return problem(source, doing, error)
@@ -387,10 +387,9 @@ def read_parts(source: DatabaseSource, engine, mark, state: ReadState):
             sql += f" AND {column} > :mark"
         sql += f" ORDER BY {column}"
         state.queries += 1
-        result = connection.execution_options(yield_per=CHUNK_ROWS).execute(
-            text(sql), {"mark": mark} if mark is not None else {}
-        )
-        for rows in result.partitions():
+        streamed = connection.execution_options(stream_results=True, max_row_buffer=CHUNK_ROWS)
+        result = streamed.execute(text(sql), {"mark": mark} if mark is not None else {})
+        for rows in result.partitions(CHUNK_ROWS):
             state.chunks += 1
             yield check_chunk(source, rows, list(found), state)
 
