@@ -555,8 +555,13 @@ def quiet_probe(source: DatabaseSource, newest, config_url: str) -> dict | None:
             from psycopg.conninfo import make_conninfo
 
             _, params = engine.dialect.create_connect_args(source.url.set(password=None))
-            params.pop("password", None)
-            where = make_conninfo(**{key: str(value) for key, value in params.items()})
+            # Only libpq's own parameters (the dialect adds objects of psycopg's, a `context`).
+            plain = {
+                key: str(value)
+                for key, value in params.items()
+                if key != "password" and isinstance(value, str | int)
+            }
+            where = make_conninfo(**plain)
         else:
             return None
         from sqlalchemy.engine import make_url
