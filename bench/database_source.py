@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -48,10 +47,6 @@ BASE_CONFIG = {
     "dependency_timeout_seconds": 1,
     "settle_seconds": 0,
 }
-
-
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def make_rows(count: int):
@@ -87,13 +82,57 @@ def project(root: Path, **settings) -> Path:
     return config
 
 
+# One ingestion run in a fresh process: each source's part timed, the queries counted, and the
+# process's peak memory after each part.
+INGEST_RUN = """
+import json, sys, time
+sys.path.insert(0, {project!r})
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from clientrisk.config import load_config
+from clientrisk.data import dbsource, ingest
+
+def peak_mb():
+    # VmHWM: this process's own peak (ru_maxrss would carry the parent's over from the fork).
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
+
+statements, parts = [], {{}}
+event.listen(Engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+
+def timed(name, function):
+    def wrapper(*args, **kwargs):
+        begun = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            parts[name] = [time.perf_counter() - begun, peak_mb()]
+    return wrapper
+
+ingest.ingest_new_files = timed("CSV file", ingest.ingest_new_files)
+ingest.ingest_database_rows = timed("PostgreSQL", ingest.ingest_database_rows)
+config = load_config(sys.argv[1])
+start_peak = peak_mb()
+begun = time.perf_counter()
+result = ingest.run(config)
+print(json.dumps({{"seconds": time.perf_counter() - begun, "summary": result.summary,
+    "parts": parts, "start_peak": start_peak, "chunk": dbsource.CHUNK_ROWS,
+    "queries": [text[:60] for text in statements if "clients" in text]}}))
+"""
+
+
+def ingest_in_child(config: Path) -> dict:
+    script = INGEST_RUN.format(project=str(PROJECT_DIR))
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(config)], env=ENV, capture_output=True, text=True
+    )
+    if done.returncode:
+        raise SystemExit(done.stderr)
+    return json.loads(done.stdout.splitlines()[-1])
+
+
 def million_rows(server, root: Path, rows: int) -> None:
-    from sqlalchemy import event
-    from sqlalchemy.engine import Engine
-
-    from clientrisk.config import load_config
-    from clientrisk.data import dbsource, ingest
-
     frame = make_rows(rows)
     started = time.perf_counter()
     copy_into_postgres(server, "million", frame)
@@ -103,37 +142,20 @@ def million_rows(server, root: Path, rows: int) -> None:
         "input_table": "clients",
         "input_new_rows_column": "id",
     }
-    config_path = project(root / "million", **settings)
-    frame.drop(columns=["id"]).to_csv(root / "million" / "sourcedata" / "clients.csv", index=False)
-    statements = []
-    event.listen(Engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
-    timings = {}
-
-    def timed_part(name, function):
-        def wrapper(*args, **kwargs):
-            begun = time.perf_counter()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                timings[name] = (time.perf_counter() - begun, peak_mb())
-
-        return wrapper
-
-    ingest.ingest_new_files = timed_part("CSV file", ingest.ingest_new_files)
-    ingest.ingest_database_rows = timed_part("PostgreSQL", ingest.ingest_database_rows)
-    before = peak_mb()
-    begun = time.perf_counter()
-    result = ingest.run(load_config(config_path))
-    whole = time.perf_counter() - begun
-    print(f"one ingestion run, {whole:.1f} s in all: {result.summary}")
-    print(f"  peak memory before the run {before:.0f} MB")
-    for name, (seconds, peak) in timings.items():
-        print(f"  {name}: {rows:,} rows in {seconds:.1f} s; peak memory after it {peak:.0f} MB")
-    reads = [text for text in statements if "clients" in text]
-    print(
-        f"  database queries: {len(reads)} ({'; '.join(text[:60] for text in reads)}),"
-        f" in chunks of {dbsource.CHUNK_ROWS:,} rows"
-    )
+    both = project(root / "both", **settings)
+    frame.drop(columns=["id"]).to_csv(root / "both" / "sourcedata" / "clients.csv", index=False)
+    alone = project(root / "alone", **settings)
+    del frame
+    for title, config in (("both sources, one run", both), ("the database alone", alone)):
+        run = ingest_in_child(config)
+        print(f"{title}: {run['seconds']:.1f} s in all: {run['summary']}")
+        print(f"  peak memory of the process before the run {run['start_peak']:.0f} MB")
+        for name, (seconds, peak) in run["parts"].items():
+            print(f"  {name}: {rows:,} rows in {seconds:.1f} s; peak memory after it {peak:.0f} MB")
+        print(
+            f"  database queries: {len(run['queries'])} ({'; '.join(run['queries'])}), in"
+            f" chunks of {run['chunk']:,} rows"
+        )
 
 
 def timed(command: list[str]) -> float:

@@ -532,18 +532,21 @@ def test_the_quiet_tick_asks_the_database_one_small_query(deployed, database, mo
     assert stamp is not None, "no quiet stamp"
     values, _ = stamp
     assert values["db_backend"] == database.backend
-    assert quiettick._newest_in_database(values) == values["db_newest"] == "150"
-    assert quiettick.run([], str(deployed.config_path)) == 0
-    database.insert(client_rows(3, seed=30), first_id=151)
-    assert quiettick._newest_in_database(values) == "153"
-    assert quiettick.run([], str(deployed.config_path)) is None  # the full decision runs
+    assert quiettick._newest_in_database(values) == values["db_newest"]
+    assert values["db_newest"].strip("'") == "150"
+    assert "aa:ss" not in json.dumps(values)  # the password is not in the stamp
     modules = subprocess.run(
         [sys.executable, "-c", "import sys; from clientrisk.pipeline import quiettick;"
          f" values, _ = quiettick._read_stamp({str(deployed.config_path)!r});"
-         " quiettick._newest_in_database(values); print('sqlalchemy' in sys.modules)"],
+         " print(quiettick._newest_in_database(values),"
+         " [name for name in ('sqlalchemy', 'psycopg') if name in sys.modules])"],
         capture_output=True, text=True, cwd=PROJECT_DIR,
     )  # fmt: skip
-    assert modules.stdout.strip() == "False", modules.stderr
+    assert modules.stdout.split() == [values["db_newest"], "[]"], modules.stderr
+    assert quiettick.run([], str(deployed.config_path)) == 0
+    database.insert(client_rows(3, seed=30), first_id=151)
+    assert quiettick._newest_in_database(values).strip("'") == "153"
+    assert quiettick.run([], str(deployed.config_path)) is None  # the full decision runs
 
 
 def test_stamps_keep_queries_over_several_lines():

@@ -160,6 +160,7 @@ def connect(source: DatabaseSource):
         SourceProblem: the SQLite file does not exist.
     """
     from sqlalchemy import create_engine, event
+    from sqlalchemy.exc import SQLAlchemyError
     from sqlalchemy.pool import NullPool
 
     backend = source.url.get_backend_name()
@@ -172,7 +173,10 @@ def connect(source: DatabaseSource):
     elif backend == "postgresql":
         args["connect_timeout"] = max(1, round(source.timeout))
         args["options"] = f"-c statement_timeout={round(source.timeout * 1000)}"
-    engine = create_engine(source.url, poolclass=NullPool, connect_args=args)
+    try:
+        engine = create_engine(source.url, poolclass=NullPool, connect_args=args)
+    except (SQLAlchemyError, ImportError) as error:  # a dialect or driver not installed
+        raise problem(source, "cannot use this database", error) from None
     if backend == "sqlite":
         event.listen(engine, "connect", _sqlite_deadline(source.timeout))
     return engine
@@ -212,10 +216,12 @@ def from_clause(engine, source: DatabaseSource) -> str:
     return f"({source.query}) AS source_rows"
 
 
-def newest_sql(engine, source: DatabaseSource) -> str:
+def newest_sql(engine, source: DatabaseSource, as_text: bool = False) -> str:
     """The one small query that says whether there is anything new: the highest new-rows value
-    (with an index on the column, one index look-up)."""
-    return f"SELECT max({quoted(engine, source.column)}) FROM {from_clause(engine, source)}"
+    (with an index on the column, one index look-up); `as_text`, as the database's text."""
+    newest = f"max({quoted(engine, source.column)})"
+    newest = f"CAST({newest} AS TEXT)" if as_text else newest
+    return f"SELECT {newest} FROM {from_clause(engine, source)}"
 
 
 def newest_value(source: DatabaseSource):
@@ -272,7 +278,7 @@ def mark_record(value) -> dict:
     if kind is None and isinstance(value, datetime.datetime):
         kind = "datetime"
     if kind is None:
-        raise DataError(
+        raise SourceProblem(
             f"the new-rows column holds {type(value).__name__} values; use an increasing id"
             " or a timestamp"
         )
@@ -543,37 +549,83 @@ def new_rows_waiting(config, history, probe: dict | None = None) -> str | None:
 
 
 def quiet_probe(source: DatabaseSource, newest, config_url: str) -> dict | None:
-    """What the quiet tick needs to ask the newest value again without SQLAlchemy (sqlite3 or
-    psycopg itself), never the password: where it comes from instead. None for a database the
-    quiet tick cannot ask (it then decides in full)."""
+    """What the quiet tick needs to ask the newest value again without SQLAlchemy, and the
+    answer it should get: never the password, only where it comes from. None for a database
+    the quiet tick cannot ask (every tick then decides in full).
+
+    SQLite is asked with sqlite3. PostgreSQL is asked over its wire protocol with the standard
+    library (pipeline/pgwire.py), for the value as the server's text: that query is asked here
+    once, and then the newest value again, so that the stamp holds what this decision saw (a row
+    that arrived meanwhile leaves no stamp). Parameters pgwire does not speak mean psycopg.
+    """
+    from sqlalchemy.engine import make_url
+
     engine = connect(source)
     try:
         backend = source.url.get_backend_name()
-        if backend == "sqlite":
-            where = source.url.database
-        elif backend == "postgresql" and source.url.get_driver_name() == "psycopg":
-            from psycopg.conninfo import make_conninfo
-
-            _, params = engine.dialect.create_connect_args(source.url.set(password=None))
-            # Only libpq's own parameters (the dialect adds objects of psycopg's, a `context`).
-            plain = {
-                key: str(value)
-                for key, value in params.items()
-                if key != "password" and isinstance(value, str | int)
-            }
-            where = make_conninfo(**plain)
-        else:
-            return None
-        from sqlalchemy.engine import make_url
-
-        in_config = make_url(config_url).password is not None
-        return {
+        fields = {
             "db_backend": backend,
-            "db_connect": where,
             "db_sql": newest_sql(engine, source),
             "db_newest": repr(newest),
             "db_timeout": source.timeout,
-            "db_password": "config" if in_config else ("env" if source.password else "none"),
+            "db_password": "config"
+            if make_url(config_url).password is not None
+            else ("env" if source.password else "none"),
         }
+        if backend == "sqlite":
+            return {**fields, "db_connect": source.url.database}
+        if backend != "postgresql" or source.url.get_driver_name() != "psycopg":
+            return None
+        wire = _wire_probe(source, engine, newest)
+        if wire is not None:
+            return {**fields, **wire}
+        return {**fields, "db_backend": "psycopg", "db_connect": _conninfo(source, engine)}
     finally:
         engine.dispose()
+
+
+def _wire_probe(source: DatabaseSource, engine, newest) -> dict | None:
+    """The stamp's fields for asking PostgreSQL over pgwire, checked by asking once."""
+    import json
+
+    from clientrisk.pipeline import pgwire
+
+    url = source.url
+    if set(url.query) - {"host", "sslmode"}:
+        return None
+    params = {
+        "host": url.query.get("host") or url.host,
+        "port": url.port,
+        "dbname": url.database,
+        "user": url.username,
+        "sslmode": url.query.get("sslmode"),
+    }
+    params = {key: value for key, value in params.items() if value}
+    sql = newest_sql(engine, source, as_text=True)
+    try:
+        text = pgwire.first_cell(params, source.password, sql, source.timeout)
+    except pgwire.ProbeError as error:
+        logger.debug("%s: the quiet tick will ask with psycopg: %s", source.label, error)
+        return None
+    if newest_value(source) != newest:
+        return None  # a row arrived since the decision: no stamp this time
+    return {
+        "db_backend": "postgresql",
+        "db_connect": json.dumps(params),
+        "db_sql": sql,
+        "db_newest": repr(text),
+    }
+
+
+def _conninfo(source: DatabaseSource, engine) -> str:
+    """libpq's connection string for the source, without the password (for psycopg)."""
+    from psycopg.conninfo import make_conninfo
+
+    _, params = engine.dialect.create_connect_args(source.url.set(password=None))
+    # Only libpq's own parameters (the dialect adds objects of psycopg's, a `context`).
+    plain = {
+        key: str(value)
+        for key, value in params.items()
+        if key != "password" and isinstance(value, str | int)
+    }
+    return make_conninfo(**plain)
