@@ -556,3 +556,24 @@ def test_stamps_keep_queries_over_several_lines():
     assert quiettick._unescape(quiettick._escape(text)) == text
     assert "\n" not in quiettick._escape(text)
     assert "\t" not in quiettick._escape(text)
+
+
+def test_the_quiet_ticks_wire_probe_asks_postgresql_itself(postgres_server):
+    import dbservers
+    from clientrisk.pipeline import pgwire
+
+    postgres_server.new_database("wire")
+    tcp = {"host": "127.0.0.1", "port": postgres_server.port, "dbname": "wire", "user": "risk"}
+    assert pgwire.first_cell(tcp, dbservers.PASSWORD, "SELECT CAST(41 + 1 AS TEXT)", 5) == "42"
+    assert pgwire.first_cell(tcp, dbservers.PASSWORD, "SELECT NULL", 5) is None
+    with pytest.raises(pgwire.ProbeError, match="password authentication failed"):
+        pgwire.first_cell(tcp, "not it", "SELECT 1", 5)
+    with pytest.raises(pgwire.ProbeError, match="does not exist"):
+        pgwire.first_cell(tcp, dbservers.PASSWORD, "SELECT max(id) FROM nowhere", 5)
+    with pytest.raises(pgwire.ProbeError, match="statement timeout"):
+        pgwire.first_cell(tcp, dbservers.PASSWORD, "SELECT CAST(pg_sleep(3) AS TEXT)", 0.5)
+    local = {"host": str(postgres_server.socket_dir), "port": postgres_server.port}
+    assert pgwire.first_cell({**local, "user": "postgres"}, None, "SELECT '1'", 5) == "1"
+    closed = {**tcp, "port": dbservers.free_port()}
+    with pytest.raises(pgwire.ProbeError, match="cannot connect"):
+        pgwire.first_cell(closed, dbservers.PASSWORD, "SELECT 1", 5)

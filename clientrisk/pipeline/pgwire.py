@@ -34,6 +34,7 @@ def first_cell(params: dict, password: str | None, sql: str, timeout: float) -> 
         timeout: seconds for connecting and for each answer; also the statement time-out.
     """
     connection = _connect(params, timeout)
+    connection.settimeout(timeout + 2)  # the server's own statement time-out answers first
     try:
         user = params.get("user") or _os_user()
         startup = {
