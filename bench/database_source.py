@@ -90,7 +90,7 @@ sys.path.insert(0, {project!r})
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from clientrisk.config import load_config
-from clientrisk.data import dbsource, ingest
+from clientrisk.data import dbread, ingest
 
 def peak_mb():
     # VmHWM: this process's own peak (ru_maxrss would carry the parent's over from the fork).
@@ -117,7 +117,7 @@ start_peak = peak_mb()
 begun = time.perf_counter()
 result = ingest.run(config)
 print(json.dumps({{"seconds": time.perf_counter() - begun, "summary": result.summary,
-    "parts": parts, "start_peak": start_peak, "chunk": dbsource.CHUNK_ROWS,
+    "parts": parts, "start_peak": start_peak, "chunk": dbread.CHUNK_ROWS,
     "queries": [text[:60] for text in statements if "clients" in text]}}))
 """
 

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from clientrisk.config import PROJECT_DIR
-from clientrisk.data import batchstore, dbsource, ingest
+from clientrisk.data import batchstore, dbread, dbsource, ingest
 from clientrisk.errors import ConfigError
 from clientrisk.history.database import open_history
 from conftest import client_rows
@@ -310,8 +310,8 @@ def test_the_connection_lost_in_the_middle_of_a_read_stores_nothing(project, dat
     database.create_clients()
     database.insert(client_rows(3000, seed=23), first_id=1)
     use_database(project, database)
-    monkeypatch.setattr(dbsource, "CHUNK_ROWS", 500)
-    real_check = dbsource.check_chunk
+    monkeypatch.setattr(dbread, "CHUNK_ROWS", 500)
+    real_check = dbread.check_chunk
     seen = []
 
     def check_then_lose_the_connection(source, rows, names, state):
@@ -320,13 +320,13 @@ def test_the_connection_lost_in_the_middle_of_a_read_stores_nothing(project, dat
             lose_connection(database, state)
         return real_check(source, rows, names, state)
 
-    monkeypatch.setattr(dbsource, "check_chunk", check_then_lose_the_connection)
+    monkeypatch.setattr(dbread, "check_chunk", check_then_lose_the_connection)
     result = ingest.run(project.config)
     [problem] = result.waiting
     assert "none stored" in problem, problem
     assert "\n" not in problem
     assert database_batches(project) == []
-    monkeypatch.setattr(dbsource, "check_chunk", real_check)
+    monkeypatch.setattr(dbread, "check_chunk", real_check)
     ingest.run(project.config)
     [batch] = database_batches(project)
     assert batch.labelled_rows + batch.current_rows == 3000
@@ -428,15 +428,15 @@ def test_many_rows_are_read_in_two_queries_and_chunks(project, database, monkeyp
     database.create_clients()
     database.insert(client_rows(5000, seed=25), first_id=1)
     use_database(project, database)
-    monkeypatch.setattr(dbsource, "CHUNK_ROWS", 1000)
+    monkeypatch.setattr(dbread, "CHUNK_ROWS", 1000)
     statements, chunk_sizes = [], []
-    real_check = dbsource.check_chunk
+    real_check = dbread.check_chunk
 
     def counted(source, rows, names, state):
         chunk_sizes.append(len(rows))
         return real_check(source, rows, names, state)
 
-    monkeypatch.setattr(dbsource, "check_chunk", counted)
+    monkeypatch.setattr(dbread, "check_chunk", counted)
 
     def before(conn, cursor, statement, *args):
         statements.append(statement)
@@ -461,8 +461,7 @@ import os, signal, sys
 sys.path.insert(0, {project!r})
 point, config = sys.argv[1], sys.argv[2]
 from clientrisk.config import load_config
-from clientrisk.data import batchstore, dbsource, ingest
-from clientrisk.history import database as history
+from clientrisk.data import dbread, ingest
 
 real_rename = os.rename
 def rename(source, destination):
@@ -471,15 +470,15 @@ def rename(source, destination):
         os.kill(os.getpid(), signal.SIGKILL)
 os.rename = rename
 
-real_check = dbsource.check_chunk
+real_check = dbread.check_chunk
 calls = []
 def check(*args):
     calls.append(1)
     if point == "mid read" and len(calls) == 2:
         os.kill(os.getpid(), signal.SIGKILL)
     return real_check(*args)
-dbsource.check_chunk = check
-dbsource.CHUNK_ROWS = 400
+dbread.check_chunk = check
+dbread.CHUNK_ROWS = 400
 ingest.run(load_config(config))
 """
 
@@ -577,3 +576,14 @@ def test_the_quiet_ticks_wire_probe_asks_postgresql_itself(postgres_server):
     closed = {**tcp, "port": dbservers.free_port()}
     with pytest.raises(pgwire.ProbeError, match="cannot connect"):
         pgwire.first_cell(closed, dbservers.PASSWORD, "SELECT 1", 5)
+
+
+@pytest.mark.parametrize("module", [dbsource, dbread])
+def test_the_public_names_of_the_source_modules_are_pinned(module):
+    expected = {
+        dbsource: {"DatabaseSource", "SourceProblem", "source_of", "new_rows_waiting",
+                   "quiet_probe", "stored_mark", "PASSWORD_ENV"},
+        dbread: {"CHUNK_ROWS", "ingest_database", "check_chunk"},
+    }[module]  # fmt: skip
+    assert expected <= set(module.__all__)
+    assert all(hasattr(module, name) for name in module.__all__)

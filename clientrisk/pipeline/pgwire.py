@@ -17,6 +17,8 @@ import os
 import socket
 import struct
 
+__all__ = ["ProbeError", "first_cell"]
+
 PROTOCOL_VERSION = 196608  # 3.0
 SSL_REQUEST = 80877103
 
