@@ -183,16 +183,29 @@ def test_a_timestamp_column_says_which_rows_are_new(project, database):
     assert after["value"].startswith("2026-01-01T00:30:00" if after["type"] == "datetime" else "2")
 
 
-def test_late_rows_at_or_below_the_mark_are_not_read(project, database):
+def test_late_rows_at_or_below_the_mark_are_not_read_and_said_once(project, database, caplog):
     database.create_clients()
     database.insert(client_rows(20, seed=15), first_id=100)
     use_database(project, database)
     ingest.run(project.config)
     late = client_rows(5, seed=16)
     database.insert(late, first_id=1)  # ids below the stored mark (119)
-    result = ingest.run(project.config)
-    assert result.new_batches == []
+    assert ingest.run(project.config).new_batches == []
+    database.insert(client_rows(3, seed=32), first_id=120)
+    with caplog.at_level("WARNING"):
+        ingest.run(project.config)
+    warned = [text for text in caplog.messages if "at or below 119 arrived after" in text]
+    assert len(warned) == 1
+    assert "5 rows with id" in warned[0]
+    database.insert(client_rows(2, seed=33), first_id=123)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        ingest.run(project.config)
+    assert not [text for text in caplog.messages if "arrived after" in text]  # said once
     assert not set(late["corporation"]) & set(all_stored_codes(project))
+    notes = [batch_meta(project, batch)["database"] for batch in database_batches(project)]
+    assert [part["late_rows"] for part in notes] == [0, 5, 0]
+    assert [part["rows_through"] for part in notes] == [20, 28, 30]
 
 
 def test_bad_rows_are_named_by_their_key_and_the_good_ones_stored(project, database, caplog):
@@ -444,13 +457,18 @@ def test_many_rows_are_read_in_two_queries_and_chunks(project, database, monkeyp
     event.listen(Engine, "before_cursor_execute", before)
     try:
         ingest.run(project.config)
+        first = [text for text in statements if "clients" in text]
+        statements.clear()
+        database.insert(client_rows(10, seed=34), first_id=5001)
+        ingest.run(project.config)
+        second = [text for text in statements if "clients" in text and "INSERT" not in text]
     finally:
         event.remove(Engine, "before_cursor_execute", before)
-    selects = [text for text in statements if "clients" in text]
-    assert len(selects) == 2, selects  # the shape, then the rows streamed
+    assert len(first) == 2, first  # the shape, then the rows streamed
+    assert len(second) == 3, second  # and the count of the rows at or below the mark
     assert max(chunk_sizes) <= 1000
-    assert sum(chunk_sizes) == 5000
-    [batch] = database_batches(project)
+    assert sum(chunk_sizes) == 5010
+    batch = database_batches(project)[0]
     assert batch.labelled_rows + batch.current_rows == 5000
 
 

@@ -18,8 +18,9 @@ from clientrisk.data.dbsource import (
     failure,
     from_clause,
     mark_record,
+    mark_value,
     quoted,
-    stored_mark,
+    stored_read,
 )
 
 __all__ = ["CHUNK_ROWS", "ReadState", "check_chunk", "ingest_database", "read_parts"]
@@ -46,6 +47,7 @@ class ReadState:
         self.last = None
         self.queries = 0
         self.chunks = 0
+        self.at_or_below = 0  # rows at or below the mark now (late rows among them)
 
 
 def source_columns(source: DatabaseSource, present: list[str]) -> tuple[str, dict]:
@@ -77,8 +79,9 @@ def source_columns(source: DatabaseSource, present: list[str]) -> tuple[str, dic
 def read_parts(source: DatabaseSource, engine, mark, state: ReadState):
     """The rows above `mark`, checked, one frame per chunk of CHUNK_ROWS; `state` counts them.
 
-    Two queries: the source's shape (no rows), then the rows, streamed (a server-side cursor
-    on PostgreSQL), in the order of the new-rows column.
+    Three queries at most: the source's shape (no rows); with a mark, how many rows lie at or
+    below it (to notice late rows); the rows, streamed (a server-side cursor on PostgreSQL), in
+    the order of the new-rows column.
     """
     from sqlalchemy import text
 
@@ -90,7 +93,14 @@ def read_parts(source: DatabaseSource, engine, mark, state: ReadState):
         key, found = source_columns(source, present)
         names = ", ".join(quoted(engine, name) for name in [key, *found.values()])
         column = quoted(engine, key)
-        sql = f"SELECT {names} FROM {from_clause(engine, source)} WHERE {column} IS NOT NULL"
+        where = f"FROM {from_clause(engine, source)} WHERE {column} IS NOT NULL"
+        if mark is not None:
+            state.queries += 1
+            counted = connection.execute(
+                text(f"SELECT count(*) {where} AND {column} <= :mark"), {"mark": mark}
+            )
+            state.at_or_below = counted.scalar()
+        sql = f"SELECT {names} {where}"
         if mark is not None:
             sql += f" AND {column} > :mark"
         sql += f" ORDER BY {column}"
@@ -158,13 +168,15 @@ def ingest_database(config, history, source: DatabaseSource):
     from clientrisk.history.database import InputFile
     from clientrisk.timestamps import utc_now
 
-    mark = stored_mark(config.ingested_dir, history, source)
+    earlier = stored_read(config.ingested_dir, history, source) or {}
+    mark = mark_value(earlier["last"]) if earlier else None
     seq = max(history.last_batch_seq(), *batchstore.stored_batch_folders(config.ingested_dir), 0)
     seq += 1
     state, now, entry = ReadState(), utc_now(), {}
 
     def meta_of() -> dict:
-        note = _read_note(source, mark, state)
+        late = _late_rows(source, mark, earlier, state)
+        note = _read_note(source, mark, state) + (f", {late} late rows not read" if late else "")
         sha256 = _batch_sha256(source, mark, state)
         fields = (source.label, sha256, "ingested", seq, state.accepted, state.rejected, now, note)
         entry["file"] = InputFile(*fields)
@@ -180,6 +192,9 @@ def ingest_database(config, history, source: DatabaseSource):
                 "first": mark_record(state.first),
                 "last": mark_record(state.last),
                 "rows": state.rows,
+                # Rows at or below this batch's last value, as far as the reads have seen.
+                "rows_through": state.at_or_below + state.rows,
+                "late_rows": late,
                 "queries": state.queries,
             },
         }
@@ -210,6 +225,23 @@ def ingest_database(config, history, source: DatabaseSource):
         history.record_input_file(entry["file"])
     logger.info("%s: batch %d, %s", source.label, seq, entry["file"].note)
     return entry["file"], batch
+
+
+def _late_rows(source: DatabaseSource, mark, earlier: dict, state: ReadState) -> int:
+    """How many rows at or below the mark arrived since the last read, warned of once: rows
+    reading by the mark never reads (see dbsource.py)."""
+    late = state.at_or_below - earlier.get("rows_through", state.at_or_below)
+    if late > 0:
+        logger.warning(
+            "%s: %d rows with %s at or below %s arrived after rows above them were read; they"
+            " are not read (new rows are those above the highest value read: use an id the"
+            " database fills as rows are inserted)",
+            source.label,
+            late,
+            source.column,
+            mark,
+        )
+    return max(late, 0)
 
 
 def _read_note(source: DatabaseSource, mark, state: ReadState) -> str:

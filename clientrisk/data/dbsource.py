@@ -53,6 +53,7 @@ __all__ = [
     "scrub",
     "source_of",
     "stored_mark",
+    "stored_read",
 ]
 
 logger = logging.getLogger(__name__)
@@ -324,9 +325,8 @@ def mark_value(record: dict):
     return text
 
 
-def stored_mark(ingested_dir, history, source: DatabaseSource):
-    """The highest new-rows value stored from this source (None: nothing yet), from the
-    batch.json of its newest batch."""
+def stored_read(ingested_dir, history, source: DatabaseSource) -> dict | None:
+    """What the newest batch of this source read (its batch.json's `database`), or None."""
     from clientrisk.data import batchstore
 
     for batch in reversed(history.batches()):
@@ -335,8 +335,15 @@ def stored_mark(ingested_dir, history, source: DatabaseSource):
         folder = batchstore.batches_dir(ingested_dir) / batch.folder
         read = batchstore.read_batch_meta(folder).get(META_KEY) or {}
         if read.get("identity") == source.identity:
-            return mark_value(read["last"])
+            return read
     return None
+
+
+def stored_mark(ingested_dir, history, source: DatabaseSource):
+    """The highest new-rows value stored from this source (None: nothing yet), from the
+    batch.json of its newest batch."""
+    read = stored_read(ingested_dir, history, source)
+    return None if read is None else mark_value(read["last"])
 
 
 def is_newer(value, mark) -> bool:
