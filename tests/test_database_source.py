@@ -605,3 +605,30 @@ def test_the_public_names_of_the_source_modules_are_pinned(module):
     }[module]  # fmt: skip
     assert expected <= set(module.__all__)
     assert all(hasattr(module, name) for name in module.__all__)
+
+
+def test_a_run_with_the_database_down_ingests_the_folder_and_says_why(
+    deployed, postgres_server, monkeypatch
+):
+    import dbservers
+    import fullprocess
+    from conftest import client_rows as rows_of
+
+    monkeypatch.setenv("RISK_API_URL", "http://127.0.0.1:9")  # no API: a refused port
+    down = postgres_server.url("clients").replace(
+        f":{postgres_server.port}/", f":{dbservers.free_port()}/"
+    )
+    use_database(deployed, SimpleNamespace(url=down))
+    deployed.write_input("batch3.csv", rows_of(200, seed=35))
+    assert fullprocess.main(deployed.args()) == 0
+    log = (deployed.root / "logs" / "fullprocess.jsonl").read_text()
+    record = json.loads(log.splitlines()[-1])
+    [waiting] = record["waiting"]
+    assert "cannot reach the database" in waiting
+    assert "batch3.csv" in record["new_files"]
+    assert not (deployed.root / ".config.json.quiet").exists()
+    path = deployed.config.history_path
+    history = [part.read_bytes() for part in path.parent.glob(f"{path.name}*")]  # WAL too
+    for text in (log.encode(), *history, waiting.encode()):
+        assert b"pa%3Ass" not in text
+        assert dbservers.PASSWORD.encode() not in text
