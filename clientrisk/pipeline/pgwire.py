@@ -167,10 +167,9 @@ class _Scram:
 
     def __init__(self, password: str) -> None:
         import base64
-        import secrets
 
         self.password = password.encode()
-        self.nonce = base64.b64encode(secrets.token_bytes(18)).decode()
+        self.nonce = base64.b64encode(os.urandom(18)).decode()  # as secrets.token_bytes
         self.first_bare = f"n=,r={self.nonce}"
         self.server_signature = b""
 
