@@ -589,6 +589,18 @@ def test_the_quiet_ticks_wire_probe_asks_postgresql_itself(postgres_server):
         pgwire.first_cell(tcp, dbservers.PASSWORD, "SELECT max(id) FROM nowhere", 5)
     with pytest.raises(pgwire.ProbeError, match="statement timeout"):
         pgwire.first_cell(tcp, dbservers.PASSWORD, "SELECT CAST(pg_sleep(3) AS TEXT)", 0.5)
+    if postgres_server.tls:  # the server offers TLS: asked for, or refused
+        own = "SELECT CAST(ssl AS TEXT) FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+        for sslmode, encrypted in (("require", "true"), ("prefer", "true"), ("disable", "false")):
+            asked = {**tcp, "sslmode": sslmode}
+            assert pgwire.first_cell(asked, dbservers.PASSWORD, own, 5) == encrypted
+        with postgres_server.admin_connect() as admin:
+            encrypted = admin.execute(
+                "SELECT count(*) FROM pg_stat_ssl WHERE ssl AND pid <> pg_backend_pid()"
+            ).fetchone()[0]
+        assert encrypted == 0  # each probe closed its connection
+    with pytest.raises(pgwire.ProbeError, match="sslmode verify-full"):
+        pgwire.first_cell({**tcp, "sslmode": "verify-full"}, dbservers.PASSWORD, "SELECT 1", 5)
     local = {"host": str(postgres_server.socket_dir), "port": postgres_server.port}
     assert pgwire.first_cell({**local, "user": "postgres"}, None, "SELECT '1'", 5) == "1"
     closed = {**tcp, "port": dbservers.free_port()}
