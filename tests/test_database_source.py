@@ -214,16 +214,21 @@ def test_bad_rows_are_named_by_their_key_and_the_good_ones_stored(project, datab
     database.insert(rows, first_id=1)
     database.execute("UPDATE clients SET number_of_employees = -3 WHERE id = 4")
     database.execute("UPDATE clients SET corporation = NULL WHERE id = 7")
+    database.execute(
+        "UPDATE clients SET corporation = NULL, lastmonth_activity = NULL,"
+        " lastyear_activity = NULL, number_of_employees = NULL, exited = NULL WHERE id = 9"
+    )
     use_database(project, database)
     with caplog.at_level("WARNING"):
         ingest.run(project.config)
     messages = [record.getMessage() for record in caplog.records]
     assert any(text.endswith("row id 4: number_of_employees: -3 is negative") for text in messages)
     assert any(text.endswith("row id 7: corporation is empty") for text in messages)
+    assert any(text.endswith("row id 9: every column is empty") for text in messages)
     [batch] = database_batches(project)
-    assert (batch.labelled_rows + batch.current_rows, batch.rejected_rows) == (8, 2)
+    assert (batch.labelled_rows + batch.current_rows, batch.rejected_rows) == (7, 3)
     record = (project.config.ingested_dir / "ingestedfiles.txt").read_text()
-    assert "10 rows with id 1 to 10, 2 rejected" in record
+    assert "10 rows with id 1 to 10, 3 rejected" in record
 
 
 def test_rows_without_an_outcome_are_current_clients(project, database):

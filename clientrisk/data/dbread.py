@@ -125,6 +125,8 @@ def check_chunk(source: DatabaseSource, rows, names: list[str], state: ReadState
         {name: _texts(values) for name, values in zip(names, columns[1:], strict=True)}
     )
     frame, problems = check_text_columns(table)
+    if len(frame) + len(problems) < len(keys):  # rows empty in every column: a file skips
+        problems = sorted([*problems, *_empty_rows(table)])  # its blank lines, a table names them
     for position, reason in problems:
         if len(state.rejections) < MAX_LOGGED_REJECTIONS:
             where = f"{source.label}, row {source.column} {keys[position]}"
@@ -135,6 +137,16 @@ def check_chunk(source: DatabaseSource, rows, names: list[str], state: ReadState
     state.first = keys[0] if state.first is None else state.first
     state.last = keys[-1]
     return frame
+
+
+def _empty_rows(table) -> list[tuple[int, str]]:
+    import numpy as np
+    import pyarrow.compute as pc
+
+    empty = np.ones(table.num_rows, dtype=bool)
+    for column in table.columns:
+        empty &= pc.equal(pc.utf8_trim_whitespace(column), "").to_numpy(zero_copy_only=False)
+    return [(int(position), "every column is empty") for position in np.flatnonzero(empty)]
 
 
 def _texts(values):
