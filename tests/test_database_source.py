@@ -31,14 +31,14 @@ CREATE = (
 class SourceDatabase:
     """A database of client rows, of one backend, and how a config names it."""
 
-    def __init__(self, backend: str, url: str, connect_url: str, server=None):
+    def __init__(self, backend: str, url: str, server=None):
         self.backend = backend
         self.url = url
         self.server = server
         from sqlalchemy import create_engine
         from sqlalchemy.pool import NullPool
 
-        self.engine = create_engine(connect_url, poolclass=NullPool)
+        self.engine = create_engine(url, poolclass=NullPool)
 
     def execute(self, sql: str, rows=None) -> None:
         from sqlalchemy import text
@@ -94,12 +94,12 @@ def database(request, tmp_path):
     if request.param == "sqlite":
         path = tmp_path / "clients.db"
         sqlite3.connect(path).close()
-        source = SourceDatabase("sqlite", f"sqlite:///{path}", f"sqlite:///{path}")
+        source = SourceDatabase("sqlite", f"sqlite:///{path}")
     else:
         server = request.getfixturevalue("postgres_server")
         name = f"clients_{abs(hash(request.node.nodeid)) % 10**8}"
         server.new_database(name)
-        source = SourceDatabase("postgresql", server.url(name), server.url(name), server)
+        source = SourceDatabase("postgresql", server.url(name), server)
     yield source
     source.dispose()
 
@@ -375,9 +375,7 @@ def test_the_password_never_appears(project, postgres_server, monkeypatch, caplo
     import dbservers
 
     postgres_server.new_database("secrets")
-    source = SourceDatabase(
-        "postgresql", postgres_server.url("secrets"), postgres_server.url("secrets")
-    )
+    source = SourceDatabase("postgresql", postgres_server.url("secrets"))
     source.create_clients()
     source.insert(client_rows(5, seed=24), first_id=1)
     url = postgres_server.url("secrets", password=where == "url")
@@ -506,6 +504,7 @@ ingest.run(load_config(config))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", ["mid read", "after batch rename"])
 def test_kill_9_while_a_database_batch_is_stored_leaves_no_gap_and_no_row_twice(
     project, database, point
@@ -540,6 +539,7 @@ def test_kill_9_while_a_database_batch_is_stored_leaves_no_gap_and_no_row_twice(
 # --- the quiet tick -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_quiet_tick_asks_the_database_one_small_query(deployed, database, monkeypatch):
     import fullprocess
     from clientrisk.pipeline import quiettick
@@ -624,6 +624,7 @@ def test_the_public_names_of_the_source_modules_are_pinned(module):
     assert all(hasattr(module, name) for name in module.__all__)
 
 
+@pytest.mark.slow
 def test_a_run_with_the_database_down_ingests_the_folder_and_says_why(
     deployed, postgres_server, monkeypatch
 ):
@@ -649,3 +650,27 @@ def test_a_run_with_the_database_down_ingests_the_folder_and_says_why(
     for text in (log.encode(), *history, waiting.encode()):
         assert b"pa%3Ass" not in text
         assert dbservers.PASSWORD.encode() not in text
+
+
+def test_the_quiet_tick_asks_with_psycopg_for_settings_the_wire_probe_does_not_speak(
+    project, postgres_server, monkeypatch
+):
+    import dbservers
+    from clientrisk.pipeline import quiettick
+
+    postgres_server.new_database("other")
+    source = SourceDatabase("postgresql", postgres_server.url("other"))
+    source.create_clients()
+    source.insert(client_rows(4, seed=36), first_id=1)
+    source.dispose()
+    url = postgres_server.url("other", password=False) + "?application_name=risk"
+    monkeypatch.setenv(dbsource.PASSWORD_ENV, dbservers.PASSWORD)
+    use_database(project, SimpleNamespace(url=url))
+    config = project.config
+    found = dbsource.source_of(config.settings, config.path.parent)
+    fields = dbsource.quiet_probe(found, dbsource.newest_value(found), url)
+    assert fields["db_backend"] == "psycopg"
+    assert fields["db_password"] == "env"
+    assert dbservers.PASSWORD not in json.dumps(fields)
+    values = {**fields, "config": str(project.config_path)}
+    assert quiettick._newest_in_database(values) == fields["db_newest"] == "4"
