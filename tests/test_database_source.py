@@ -265,7 +265,7 @@ def test_a_query_is_read_like_a_table(project, database):
         project,
         database,
         input_table=None,
-        input_query="SELECT * FROM clients\nWHERE id > 0;",
+        input_query="SELECT * FROM clients\nWHERE id > 0 AND corporation <> 'no:such';",
     )
     ingest.run(project.config)
     [batch] = database_batches(project)

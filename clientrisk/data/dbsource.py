@@ -232,18 +232,23 @@ def quoted(engine, name: str) -> str:
     return ".".join(preparer.quote(part) for part in name.split("."))
 
 
-def from_clause(engine, source: DatabaseSource) -> str:
+def from_clause(engine, source: DatabaseSource, bound: bool = True) -> str:
+    """What rows come from: the quoted table, or the query as a subquery. `bound`: for
+    SQLAlchemy's text(), whose `:name` are parameters, so the query's own colons (a `::` cast,
+    a literal) are escaped; without it, the SQL as the driver itself runs it."""
     if source.table:
         return quoted(engine, source.table)
-    return f"({source.query}) AS source_rows"
+    query = source.query.replace(":", "\\:") if bound else source.query
+    return f"({query}) AS source_rows"
 
 
-def newest_sql(engine, source: DatabaseSource, as_text: bool = False) -> str:
+def newest_sql(engine, source: DatabaseSource, as_text: bool = False, bound: bool = True) -> str:
     """The one small query that says whether there is anything new: the highest new-rows value
-    (with an index on the column, one index look-up); `as_text`, as the database's text."""
+    (with an index on the column, one index look-up); `as_text`, as the database's text;
+    `bound` as from_clause's."""
     newest = f"max({quoted(engine, source.column)})"
     newest = f"CAST({newest} AS TEXT)" if as_text else newest
-    return f"SELECT {newest} FROM {from_clause(engine, source)}"
+    return f"SELECT {newest} FROM {from_clause(engine, source, bound)}"
 
 
 def newest_value(source: DatabaseSource):
@@ -397,7 +402,7 @@ def quiet_probe(source: DatabaseSource, newest, config_url: str) -> dict | None:
         backend = source.url.get_backend_name()
         fields = {
             "db_backend": backend,
-            "db_sql": newest_sql(engine, source),
+            "db_sql": newest_sql(engine, source, bound=False),
             "db_newest": repr(newest),
             "db_timeout": source.timeout,
             "db_password": "config"
@@ -433,7 +438,7 @@ def _wire_probe(source: DatabaseSource, engine, newest) -> dict | None:
         "sslmode": url.query.get("sslmode"),
     }
     params = {key: value for key, value in params.items() if value}
-    sql = newest_sql(engine, source, as_text=True)
+    sql = newest_sql(engine, source, as_text=True, bound=False)
     try:
         text = pgwire.first_cell(params, source.password, sql, source.timeout)
     except pgwire.ProbeError as error:
