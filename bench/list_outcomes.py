@@ -89,6 +89,7 @@ def simulate(scenario: str, rows: int, weeks: int, seed: int) -> list[dict]:
                 "said": (said["low"], said["expected"], said["high"]),
                 "said_holds": said["low"] <= whole["left"] <= said["high"],
                 "judged_holds": whole["verdict"] == "as expected",
+                "alarm": any(part.get("alarm") for part in parts.values()),
                 "parts_out": [
                     top for top, part in parts.items() if top and part["verdict"] != "as expected"
                 ],
@@ -132,10 +133,11 @@ def summarise(lines: list[dict]) -> None:
         said = sum(line["said_holds"] for line in mine)
         judged = sum(line["judged_holds"] for line in mine)
         tops_out = sum(bool(line["parts_out"]) for line in mine)
+        alarmed = sum(line["alarm"] for line in mine)
         print(
             f"{scenario:<10} {len(mine):>5}  {cells[0]:>14}  {cells[1]:>14}  {cells[2]:>15}"
             f"  {base:.2f}  {said}/{len(mine)} / {judged}/{len(mine)}"
-            f"  (a top part outside: {tops_out})"
+            f"  (a top part outside: {tops_out}; alerted: {alarmed})"
         )
     said = sum(line["said_holds"] for line in lines)
     judged = sum(line["judged_holds"] for line in lines)

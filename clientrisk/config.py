@@ -49,14 +49,17 @@ OPTIONAL_PATHS = {"log_folder_path": "logs", "history_db_path": None, "contacts_
 
 class Setting(
     namedtuple(
-        "Setting", "default help choices minimum check maximum", defaults=((), None, None, None)
+        "Setting",
+        "default help choices minimum check maximum kind",
+        defaults=((), None, None, None, None),
     )
 ):
-    """An optional config key that is not a path: its default fixes its type. Numbers must be
-    above 0 unless a `minimum` (inclusive) says otherwise, and at most a `maximum` if given. A
-    text whose default is empty may be left empty (the feature it sets up is then off).
-    `check`, when given, is a function of the value that returns what is wrong with it (or
-    None)."""
+    """An optional config key that is not a path: its default fixes its type, or `kind` does
+    when the default is None (unset). Numbers must be above 0 unless a `minimum` (inclusive)
+    says otherwise, and at most a `maximum` if given. A text whose default is empty may be left
+    empty (the feature it sets up is then off). A `dict` is a JSON object from names to
+    non-empty texts. `check`, when given, is a function of the value that returns what is wrong
+    with it (or None)."""
 
     __slots__ = ()
 
@@ -167,6 +170,32 @@ SETTINGS = {
     "alert_no_success_hours": Setting(
         1.0,
         "alert when no run has succeeded for this long (checked by every tick and by /health)",
+    ),
+    # A database as a second source of client rows (clientrisk/data/dbsource.py).
+    "input_database_url": Setting(
+        None,
+        "a database to read new client rows from, as an SQLAlchemy URL (sqlite:///path or"
+        " postgresql+psycopg://user@host/name); its password may be left to"
+        " RISK_INPUT_DATABASE_PASSWORD",
+        kind=str,
+    ),
+    "input_table": Setting(None, "the table of the database to read (or input_query)", kind=str),
+    "input_query": Setting(
+        None, "a SELECT whose rows are read instead of a table (or input_table)", kind=str
+    ),
+    "input_new_rows_column": Setting(
+        None,
+        "the column that says which rows are new: an id or a timestamp that only increases",
+        kind=str,
+    ),
+    "input_columns": Setting(
+        {},
+        "the database's column for each course column whose name differs (a JSON object)",
+        kind=dict,
+    ),
+    "input_query_timeout_seconds": Setting(
+        60.0,
+        "longest the database may take to connect, and to answer one query or fetch",
     ),
 }
 # The SMTP password for alert e-mails: read from the environment, never written anywhere.
@@ -295,6 +324,7 @@ def load_config(path: str | os.PathLike) -> Config:
     }
     if settings["alert_email_to"] and not settings["alert_smtp_host"]:
         raise ConfigError(f"{path}: 'alert_smtp_host' must name an SMTP server for alert_email_to")
+    _check_database_settings(path, settings)
     return Config(
         path=path,
         input_dir=folders["input_folder_path"],
@@ -312,7 +342,11 @@ def load_config(path: str | os.PathLike) -> Config:
 def _check_setting(path: Path, key: str, value):
     """`value` if it suits setting `key`, else ConfigError naming the file, key and expectation."""
     spec = SETTINGS[key]
-    kind = type(spec.default)
+    kind = spec.kind or type(spec.default)
+    if value is None and spec.default is None:
+        return None
+    if kind is dict:
+        return _check_mapping(path, key, value)
     if spec.choices:
         if value not in spec.choices:
             options = ", ".join(repr(choice) for choice in spec.choices)
@@ -348,6 +382,65 @@ def _checked(path: Path, key: str, value):
         shown = "what it is" if key in SECRET_SETTINGS else repr(value)
         raise ConfigError(f"{path}: '{key}' must be {problem}, not {shown}")
     return value
+
+
+def _check_mapping(path: Path, key: str, value) -> dict:
+    if not isinstance(value, dict) or not all(
+        isinstance(name, str) and isinstance(text, str) and text.strip()
+        for name, text in value.items()
+    ):
+        raise ConfigError(
+            f"{path}: '{key}' must be a JSON object of non-empty texts, not {value!r}"
+        )
+    return dict(value)
+
+
+# The names the course gives the client columns (as clientrisk/data/clientcsv.py COLUMNS, which
+# this module does not import: a quiet cron tick reads the config).
+COURSE_COLUMNS = (
+    "corporation",
+    "lastmonth_activity",
+    "lastyear_activity",
+    "number_of_employees",
+    "exited",
+)
+DATABASE_KEYS = ("input_table", "input_query", "input_new_rows_column", "input_columns")
+
+
+def _check_database_settings(path: Path, settings: dict) -> None:
+    """The database source's settings go together: a URL, a table or a query (not both), the
+    new-rows column, and column names that are plain identifiers."""
+    import re
+
+    if settings["input_database_url"] is None:
+        given = [key for key in DATABASE_KEYS if settings[key]]
+        if given:
+            raise ConfigError(f"{path}: {', '.join(given)} need(s) input_database_url")
+        return
+    if (settings["input_table"] is None) == (settings["input_query"] is None):
+        raise ConfigError(
+            f"{path}: input_database_url needs input_table or input_query (exactly one)"
+        )
+    if settings["input_new_rows_column"] is None:
+        raise ConfigError(f"{path}: input_database_url needs input_new_rows_column")
+    unknown = sorted(set(settings["input_columns"]) - set(COURSE_COLUMNS))
+    if unknown:
+        raise ConfigError(
+            f"{path}: input_columns: unknown column(s) {', '.join(unknown)} (the course's"
+            f" columns: {', '.join(COURSE_COLUMNS)})"
+        )
+    names = {
+        "input_new_rows_column": settings["input_new_rows_column"],
+        **{f"input_columns.{key}": value for key, value in settings["input_columns"].items()},
+    }
+    if settings["input_table"] is not None:
+        names["input_table"] = settings["input_table"]
+    identifier = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?")
+    for key, name in names.items():
+        if not identifier.fullmatch(name) or ("." in name and key != "input_table"):
+            raise ConfigError(
+                f"{path}: '{key}' must be a plain name (letters, digits, _), not {name!r}"
+            )
 
 
 def default_config_path(beside: str | os.PathLike | None = None) -> Path:

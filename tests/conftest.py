@@ -191,3 +191,16 @@ def run_steps(project: Project, *steps: str) -> None:
 
 
 ALL_STEPS = ("ingestion", "training", "scoring", "deployment")
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throw-away PostgreSQL server for the whole session (tests/dbservers.py), or a skip
+    naming what is missing."""
+    import dbservers
+
+    server = dbservers.start_server()
+    if isinstance(server, str):
+        pytest.skip(f"no PostgreSQL server: {server}")
+    yield server
+    server.stop()

@@ -7,6 +7,7 @@ page, and every relative link must lead to a file and heading that exist.
 
 import ast
 import importlib
+import json
 import re
 from pathlib import Path
 
@@ -90,6 +91,10 @@ def default_shown(cell: str, default) -> bool:
     shown = cell.strip("` ")
     if default == "":  # an optional text, off when empty
         return shown == "(empty)"
+    if default is None:  # a setting that is unset unless given
+        return shown == "(none)"
+    if isinstance(default, dict):
+        return shown == json.dumps(default)
     if isinstance(default, bool):
         return shown == str(default).lower()
     if isinstance(default, int | float):

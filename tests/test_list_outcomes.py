@@ -35,8 +35,8 @@ def later_rows(rows):
     )
 
 
-def chance_only(probabilities, _version):
-    return ranking.expected_leavers(probabilities)
+def chance_only(probabilities, _version, z=ranking.INTERVAL_Z):
+    return ranking.expected_leavers(probabilities, z=z)
 
 
 OUTCOMES = later_rows(
@@ -117,6 +117,19 @@ def test_leavers_beyond_the_interval_are_said_and_found():
     assert whole["high"] < 5
     assert whole["verdict"] == "more than expected"
     assert outcomes.outside_interval(found) == [whole]
+    assert outcomes.alarms(found) == [whole]  # beyond chance across the four parts too
+
+
+def test_a_part_just_outside_its_interval_is_said_but_not_alarmed():
+    # 7 of the top 20 left where 12.3 were expected: outside the 95 % interval (8-17), within
+    # what chance makes for one of four parts (7-18).
+    rows = later_rows([(f"c{rank:02d}", int(rank < 7), 4) for rank in range(20)])
+    (found,) = outcomes.past_lists([a_ranking(1, 3)], rows, chance_only)
+    top = found["parts"][0]
+    assert (top["left"], top["expected"], top["low"]) == (7, 12.3, 8)
+    assert top["verdict"] == "fewer than expected"
+    assert not top["alarm"]
+    assert outcomes.alarms(found) == []
 
 
 def test_a_list_longer_than_the_history_keeps_says_how_much_is_counted():

@@ -182,11 +182,7 @@ def leavers_event(config, history, start: dict, run_id=None) -> Event | None:
     for past in found:
         if past.get("ranking", 0) <= start.get("ranking", 0):
             continue
-        parts = [
-            part
-            for part in outcomes.outside_interval(past)
-            if part["with_outcome"] >= MIN_LIST_CLIENTS
-        ]
+        parts = [part for part in outcomes.alarms(past) if part["with_outcome"] >= MIN_LIST_CLIENTS]
         if not parts:
             continue
         first = next((part for part in parts if part["top"] is None), parts[0])
@@ -202,7 +198,8 @@ def leavers_event(config, history, start: dict, run_id=None) -> Event | None:
             f"{side} leavers than expected{where}: {first['left']} of {first['with_outcome']}"
             " clients left",
             f"Of the clients on {outcomes.list_name(past)} whose outcome has arrived since,"
-            f" {said} (95 % intervals). The model may no longer fit the market.",
+            f" {said} (95 % intervals; each beyond what chance makes in 5 % of lists across the"
+            " four parts). The model may no longer fit the market.",
             run=run_id,
             kind="leavers",
         )

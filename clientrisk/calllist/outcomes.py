@@ -26,6 +26,10 @@ from clientrisk.timestamps import parse_utc
 TOPS = (20, 50, 100)
 # Risk bands of the realized calibration (probability, as a share).
 BANDS = (0.0, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)
+# An alert on a past list's parts looks at four of them (top 20, 50, 100, whole list): each
+# at 5 % / 4 two-sided (Bonferroni), so that a list that did as it said alerts in 5 % of cases
+# at most, not in one of five.
+ALARM_Z = 2.497705
 # Past lists shown (the newest with an outcome since).
 SHOWN_LISTS = 5
 CALLS_CAVEAT = (
@@ -106,6 +110,7 @@ def how_it_did(ranking: dict, later: pd.DataFrame, interval) -> dict:
         }
         if part["with_outcome"]:
             expected = interval(probabilities[:size][mask], ranking["model_version"])
+            wide = interval(probabilities[:size][mask], ranking["model_version"], z=ALARM_Z)
             part.update(
                 expected=expected["expected"],
                 low=expected["low"],
@@ -113,6 +118,7 @@ def how_it_did(ranking: dict, later: pd.DataFrame, interval) -> dict:
                 share_left=round(part["left"] / part["with_outcome"], 4),
                 at_base_rate=round(part["with_outcome"] * base_rate, 1),
                 verdict=_verdict(part["left"], expected),
+                alarm=_verdict(part["left"], wide) != "as expected",
             )
         parts.append(part)
     return {
@@ -303,3 +309,9 @@ def sentences(found: dict) -> list[str]:
 def outside_interval(found: dict) -> list[dict]:
     """The parts of a past list whose leavers fell outside what the list expected."""
     return [part for part in found["parts"] if part.get("verdict", "as expected") != "as expected"]
+
+
+def alarms(found: dict) -> list[dict]:
+    """The parts of a past list whose leavers fell so far outside what it expected that the
+    four parts together would do so by chance in 5 % of lists (ALARM_Z): worth an alert."""
+    return [part for part in found["parts"] if part.get("alarm")]

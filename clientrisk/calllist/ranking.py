@@ -366,9 +366,13 @@ def _clients_of(config: Config, previous: dict | None, seqs, outcomes):
 
 
 def expected_leavers(
-    probabilities, training_rows: float | None = None, calibration: dict | None = None
+    probabilities,
+    training_rows: float | None = None,
+    calibration: dict | None = None,
+    z: float = INTERVAL_Z,
 ) -> dict:
-    """The expected number of leavers (the sum of the probabilities) with a 95 % interval.
+    """The expected number of leavers (the sum of the probabilities) with a 95 % interval (or
+    the one `z` standard errors wide).
 
     Three errors make the interval: chance (each client leaves or not as its probability says:
     a sum of independent Bernoulli draws); the model's own (its probabilities, learnt from
@@ -386,7 +390,7 @@ def expected_leavers(
     model = len(p) ** 2 * float((p * (1 - p)).mean()) / training_rows if training_rows else 0.0
     off, note = _calibration_error(calibration)
     variance = chance + model + (off * expected) ** 2
-    spread = INTERVAL_Z * math.sqrt(variance) if len(p) else 0.0
+    spread = z * math.sqrt(variance) if len(p) else 0.0
     return {
         "clients": len(p),
         "expected": round(expected, 1),
@@ -581,10 +585,10 @@ def _past_lists(config: Config, rankings: list[dict], outcomes: pd.DataFrame, co
     training rows where that deployment is still kept (chance alone where it is not)."""
     rows = {}
 
-    def interval(probabilities, version: str) -> dict:
+    def interval(probabilities, version: str, z: float = INTERVAL_Z) -> dict:
         if version not in rows:
             rows[version] = _training_rows_of(config, version)
-        return expected_leavers(probabilities, rows[version])
+        return expected_leavers(probabilities, rows[version], z=z)
 
     return past.past_lists(rankings, outcomes, interval, contacts=contacted, held_back=held_back)
 

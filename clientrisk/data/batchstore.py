@@ -235,31 +235,85 @@ def store_batch(ingested_dir: Path, meta: dict, frame) -> Path:
     Returns:
         The batch's folder.
     """
+    return store_batch_parts(ingested_dir, meta["seq"], [frame], lambda: meta)
+
+
+def store_batch_parts(
+    ingested_dir: Path, seq: int, parts, meta_of, keep_empty=lambda: False
+) -> Path | None:
+    """Write one batch from its rows in parts (frames in clientdata's columns, each written as it
+    comes, so memory holds one part at a time), in a single rename once every part is written.
+
+    Args:
+        seq: the batch's number.
+        parts: an iterable of frames; an exception it raises leaves nothing stored.
+        meta_of: called once every part is written, for what batch.json records (source,
+            sha256, arrived_at...); a missing `sha256` is made from the files' checksums.
+        keep_empty: asked when the parts held no row: whether to store the empty batch all the
+            same (a database read whose rows were all rejected keeps its range so).
+
+    Returns:
+        The batch's folder, or None when the parts held no row and no empty batch is kept.
+    """
+    root = batches_dir(ingested_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    name = batch_folder_name(seq)
+    staging = root / temp_name(name)
+    final = root / name
+    try:
+        meta = _write_parts(staging, final, seq, parts, meta_of, keep_empty)
+    except _NothingStored:
+        return None
+    fsync_dir(root)
+    logger.debug("%s: stored batch %d from %s", final, seq, meta["source"])
+    return final
+
+
+def _write_parts(staging: Path, final: Path, seq: int, parts, meta_of, keep_empty) -> dict:
+    """Fill the staging folder from the parts and rename it to `final`; batch.json's record."""
+    import hashlib
+
+    import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.feather as feather
 
     from clientrisk.data.clientcsv import TARGET
 
-    root = batches_dir(ingested_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    name = batch_folder_name(meta["seq"])
-    staging = root / temp_name(name)
-    final = root / name
-    table = _table(frame)
-    known = pc.is_valid(table.column(TARGET))
+    options = pa.ipc.IpcWriteOptions(compression="lz4")
+    labelled = total = 0
     with staging_folder(staging):
+        writers = {
+            file_name: pa.ipc.new_file(staging / file_name, store_schema(), options=options)
+            for file_name in (OUTCOMES_FILE, CURRENT_FILE)
+        }
+        try:
+            for frame in parts:
+                table = _table(frame)
+                known = pc.is_valid(table.column(TARGET))
+                writers[OUTCOMES_FILE].write_table(table.filter(known))
+                writers[CURRENT_FILE].write_table(table.filter(pc.invert(known)))
+                labelled += pc.count(table.column(TARGET)).as_py()  # outcomes known
+                total += table.num_rows
+        finally:
+            for writer in writers.values():
+                writer.close()
+        if not total and not keep_empty():
+            raise _NothingStored
         files = {}
-        for file_name, rows in ((OUTCOMES_FILE, known), (CURRENT_FILE, pc.invert(known))):
-            feather.write_feather(table.filter(rows), staging / file_name, compression="lz4")
+        for file_name in writers:
             fsync_file(staging / file_name)
             files[file_name] = sha256_file(staging / file_name)
-        labelled = pc.count(table.column(TARGET)).as_py()  # outcomes known
-        counts = {"labelled_rows": labelled, "current_rows": len(frame) - labelled}
+        meta = {"seq": seq, **meta_of()}
+        if "sha256" not in meta:
+            text = json.dumps(files, sort_keys=True).encode()
+            meta["sha256"] = hashlib.sha256(text).hexdigest()
+        counts = {"labelled_rows": labelled, "current_rows": total - labelled}
         atomic_write_json(staging / BATCH_META_FILE, {**meta, **counts, "files": files})
         os.rename(staging, final)
-    fsync_dir(root)
-    logger.debug("%s: stored batch %d from %s", final, meta["seq"], meta["source"])
-    return final
+    return meta
+
+
+class _NothingStored(Exception):
+    """Raised inside the staging folder to remove it when the parts held no row."""
 
 
 def store_schema():

@@ -625,6 +625,18 @@ def problems_error(problems: list[str]) -> DataError:
     return DataError(f"{problems[0]}{more}")
 
 
+def check_text_columns(table):
+    """Check rows given as text (an arrow table of string columns named as COLUMNS; `exited`
+    may be absent) exactly as the cells of a client CSV are checked.
+
+    Returns:
+        (clean rows in COLUMNS order, [(row position, reason)]).
+    """
+    import numpy as np
+
+    return _check_rows(table, np.arange(table.num_rows), ids_required=True)
+
+
 def validate_records(frame):
     """Check a DataFrame of client rows (indexed by record number) as the CSV reader would.
 

@@ -30,6 +30,7 @@ class IngestionResult:
     new_batches: list[Batch] = field(default_factory=list)
     recorded: list[InputFile] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)
+    database_problem: str | None = None
     files_seen: int = 0
     batches_stored: int = 0
     final_rows: int | None = None
@@ -44,8 +45,18 @@ class IngestionResult:
         duplicates = sum(entry.status == "duplicate" for entry in self.recorded)
         if self.new_batches:
             seqs = [batch.seq for batch in self.new_batches]
+            from_database = sum(batch.source.startswith("database ") for batch in self.new_batches)
+            files = len(seqs) - from_database
+            sources = ", ".join(
+                text
+                for text in (
+                    f"{files} new file(s)" if files else "",
+                    "the database's new rows" if from_database else "",
+                )
+                if text
+            )
             what = (
-                f"ingested {len(seqs)} new file(s) as batch {_span(seqs)}: {labelled} rows with"
+                f"ingested {sources} as batch {_span(seqs)}: {labelled} rows with"
                 f" an outcome, {current} current clients"
             )
         else:
@@ -81,7 +92,7 @@ def adopt_unregistered_batches(config: Config, history) -> list[int]:
         meta = batchstore.read_batch_meta(folder)
         entry = meta.get("input_file")
         with history.transaction():
-            history.add_batch(_batch_of(meta))
+            history.add_batch(batch_of(meta))
             if entry is not None:
                 history.record_input_file(InputFile(**{**entry, "batch": seq}))
         logger.warning("%s: batch %d was stored but not recorded; recorded now", folder, seq)
@@ -89,7 +100,8 @@ def adopt_unregistered_batches(config: Config, history) -> list[int]:
     return adopted
 
 
-def _batch_of(meta: dict) -> Batch:
+def batch_of(meta: dict) -> Batch:
+    """The history's record of a stored batch, from its batch.json."""
     return Batch(
         meta["seq"],
         meta["source"],
@@ -149,7 +161,7 @@ def ingest_file(config: Config, history, candidate, data: bytes, sha256: str, kn
     stored = batchstore.read_batch_meta(
         batchstore.store_batch(config.ingested_dir, meta, batch.frame)
     )
-    new_batch = _batch_of(stored)
+    new_batch = batch_of(stored)
     with history.transaction():
         history.add_batch(new_batch)
         history.record_input_file(entry)
@@ -214,6 +226,26 @@ def ingest_new_files(config: Config, history) -> IngestionResult:
     return result
 
 
+def ingest_database_rows(config: Config, history, result: IngestionResult) -> None:
+    """Read the database source's new rows (if the config names one) as one batch; a problem is
+    one line in `result.waiting`, tried again by the next run."""
+    if not config.settings.get("input_database_url"):
+        return
+    from clientrisk.data import dbread, dbsource
+
+    try:
+        source = dbsource.source_of(config.settings, config.path.parent)
+        entry, batch = dbread.ingest_database(config, history, source)
+    except dbsource.SourceProblem as problem:
+        logger.warning("%s; nothing of it is stored: the next run tries again", problem)
+        result.database_problem = str(problem)
+        result.waiting.append(str(problem))
+        return
+    if batch is not None:
+        result.new_batches.append(batch)
+        result.recorded.append(entry)
+
+
 def run(config: Config) -> IngestionResult:
     """Ingest the new input files and bring the compiled files up to date.
 
@@ -228,6 +260,7 @@ def run(config: Config) -> IngestionResult:
         takeover.take_over(config, history)
         adopt_unregistered_batches(config, history)
         result = ingest_new_files(config, history)
+        ingest_database_rows(config, history, result)
         result.batches_stored = len(history.batches())
         result.final_data_path = config.final_data_file
         if not result.batches_stored:
@@ -240,6 +273,8 @@ def run(config: Config) -> IngestionResult:
 
 
 def _nothing_ingested(result: IngestionResult) -> str:
+    if result.database_problem and not result.files_seen:
+        return f"no CSV files to ingest, and {result.database_problem}"
     if not result.files_seen:
         return "no CSV files to ingest"
     if result.waiting:

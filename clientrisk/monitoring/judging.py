@@ -266,6 +266,8 @@ def nothing_to_judge_reason(ingested, batches) -> str:
         for entry in ingested.recorded
         if entry.status != "ingested"
     ]
+    if getattr(ingested, "database_problem", None):
+        parts.append(ingested.database_problem)
     current = sum(batch.current_rows for batch in batches)
     if current:
         parts.append(f"{current} current-client rows (no outcome) in {batch_names(batches)}")

@@ -64,8 +64,9 @@ def input_hashes(config, candidates) -> tuple[list[tuple[str, str]], list[str]]:
     return hashes, waiting
 
 
-def find_new_files(config, history) -> tuple[list[str], list[str]]:
-    """Input files that ingestion has not read yet, and why others wait for a later run."""
+def find_new_files(config, history, probe=None) -> tuple[list[str], list[str]]:
+    """Input files that ingestion has not read yet (and the database source's new rows), and
+    why others wait for a later run. `probe` gets what the database said (see dbsource)."""
     candidates = batchstore.scan_settled_input_folder(
         config.input_dir, config.settings["settle_seconds"], config.log_dir / batchstore.LOOKS_FILE
     )
@@ -80,6 +81,15 @@ def find_new_files(config, history) -> tuple[list[str], list[str]]:
             waiting.append(f"{candidate.name}: {candidate.problem}")
         elif (candidate.name, batchstore.NO_CONTENT) not in known:
             new.append(candidate.name)
+    if config.settings.get("input_database_url"):
+        from clientrisk.data import dbsource
+
+        try:
+            rows = dbsource.new_rows_waiting(config, history, probe)
+        except dbsource.SourceProblem as problem:
+            waiting.append(str(problem))
+        else:
+            new += [rows] if rows else []
     return new, waiting
 
 
@@ -284,8 +294,9 @@ def tidy_up(config) -> None:
     mirror_history(config)
 
 
-def decide(config, history):
-    """What this run has to do, from what is stored: (what, reason or new files, live)."""
+def decide(config, history, probe=None):
+    """What this run has to do, from what is stored: (what, reason or new files, live).
+    `probe` gets what the database source said (see dbsource.new_rows_waiting)."""
     live_version = modelstore.current_version(config.deploy_dir)
     if live_version is None:
         candidates = batchstore.scan_settled_input_folder(
@@ -295,10 +306,15 @@ def decide(config, history):
         )
         if not history.batches() and all(item.problem for item in candidates):
             problems = [f"{item.name}: {item.problem}" for item in candidates]
-            return "wait", problems or ["the input folder holds no CSV file"], None
+            problems = problems or ["the input folder holds no CSV file"]
+            if not config.settings.get("input_database_url"):
+                return "wait", problems, None
+            new, waiting = find_new_files(config, history)
+            if not new:
+                return "wait", problems + (waiting or ["the database holds no row yet"]), None
         return "bootstrap", "nothing is deployed", None
     live = modelstore.get_deployment(config.deploy_dir, live_version)
-    new, waiting = find_new_files(config, history)
+    new, waiting = find_new_files(config, history, probe)
     pending = history.pending_batches(live.through_batch)
     pooled = sum(batch.labelled_rows for batch in pending)
     logger.debug(
@@ -384,18 +400,21 @@ def run_with_history(log: RunLog, config, history) -> dict:
     if interrupted:
         tidy_up(config)
     record_what_is_live(config, history)
-    what, detail, live = decide(config, history)
+    probe = {}
+    what, detail, live = decide(config, history, probe)
     if what == "wait":
         reason = "nothing is deployed and no input file is ready yet: " + "; ".join(detail)
         return _finished(history, log, log.finish("no new data", reason))
     if what == "quiet":
         reason = "no file in the input folder is new"
+        if config.settings.get("input_database_url") and "newest" in probe:
+            reason += ", nor any row of the database"
         if detail:
             reason += "; waiting: " + "; ".join(detail)
         _note_interrupted(history, interrupted, None)
         record = _finished(history, log, log.finish("no new data", reason))
         if not detail:
-            leave_quiet_stamp(config, history, record)
+            leave_quiet_stamp(config, history, record, probe)
         return record
     log.run_id = history.start_run(os.getpid(), log.record["started_at"], str(config.path))
     _note_interrupted(history, interrupted, log.run_id)
@@ -427,8 +446,10 @@ def run_with_history(log: RunLog, config, history) -> dict:
     return _finished(history, log, record)
 
 
-def leave_quiet_stamp(config, history, record: dict) -> None:
-    """Let the next tick find that nothing changed without deciding in full (quiettick.py)."""
+def leave_quiet_stamp(config, history, record: dict, probe=None) -> None:
+    """Let the next tick find that nothing changed without deciding in full (quiettick.py).
+    With a database source, the stamp says how to ask it for its newest row (`probe`: what it
+    said this run); one the quiet tick cannot ask leaves no stamp."""
     places = {
         "config": os.path.abspath(config.path),
         "input": str(config.input_dir),
@@ -446,7 +467,21 @@ def leave_quiet_stamp(config, history, record: dict) -> None:
         "outcome": record["outcome"],
         "reason": record["reason"],
         "config_shown": str(config.path),
+        **dict.fromkeys(quiettick.DATABASE_STATES, ""),
     }
+    if config.settings.get("input_database_url"):
+        from clientrisk.data import dbsource
+
+        try:
+            asked = probe and dbsource.quiet_probe(
+                probe["source"], probe["newest"], config.settings["input_database_url"]
+            )
+        except Exception as error:  # no stamp: the next tick decides in full, as this one did
+            logger.debug("no quiet stamp for the database source: %s", error)
+            asked = None
+        if not asked:
+            return
+        states.update(asked)
     if history.last_run_id() == record["run_id"]:
         quiettick.write_stamp(places["config"], places, states)
 

@@ -17,6 +17,12 @@ the history has recorded nothing since but that run, the tick is that run again.
 as one more repeat of it (in the history database and as a line of `fullprocess.jsonl`), as the
 full path would, and the process stops. Anything different, missing or unreadable: the full
 decision runs, and decides again.
+
+With a database source, the stamp also says how to ask the database for its newest new-rows
+value (never the password: whether it comes from the config or the environment), and what the
+full decision got. The tick asks that one small query with the standard library (sqlite3, or
+pgwire.py for PostgreSQL; psycopg only for connection settings pgwire does not speak; never
+SQLAlchemy), and a different answer, or none, means the full decision runs.
 """
 
 from __future__ import annotations
@@ -32,7 +38,19 @@ LOG_TIME_FORMAT = "%Y-%m-%d %H:%M:%S %z"  # as cli.LOG_TIME_FORMAT
 # Stamp lines that say where things are, and those that say what they looked like.
 # `overdue`: alert_no_success_hours, in seconds.
 PLACES = ("config", "input", "report", "live", "history", "lock", "runlog", "maxlog", "overdue")
-STATES = ("generation", "run", "outcome", "reason", "config_shown")
+# How to ask the database source (all empty without one); see dbsource.quiet_probe.
+DATABASE_STATES = (
+    "db_backend",
+    "db_connect",
+    "db_sql",
+    "db_newest",
+    "db_timeout",
+    "db_password",
+)
+STATES = ("generation", "run", "outcome", "reason", "config_shown", *DATABASE_STATES)
+# Stamp values that may hold tabs or new lines (a query over several lines), kept escaped.
+ESCAPED = ("db_connect", "db_sql", "db_newest")
+PASSWORD_ENV = "RISK_INPUT_DATABASE_PASSWORD"  # as in dbsource.py
 NUMBERS = ("maxlog", "overdue", "generation", "run")
 
 
@@ -87,6 +105,7 @@ def write_stamp(config: str, places: dict, states: dict) -> None:
     """Leave the stamp of a quiet decision (atomically; a stamp that cannot be written only
     means the next tick decides in full)."""
     values = {**places, **states}
+    values.update({key: _escape(str(values[key])) for key in ESCAPED if key in values})
     if any("\n" in str(value) or "\t" in str(value) for value in values.values()):
         return
     text = "\n".join(
@@ -127,7 +146,23 @@ def _read_stamp(config: str) -> tuple[dict, list[str]] | None:
         values.update({key: int(values[key]) for key in NUMBERS})
     except ValueError:
         return None
+    values.update({key: _unescape(values[key]) for key in ESCAPED})
     return values, seen
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _unescape(text: str) -> str:
+    out, chars = [], iter(text)
+    for char in chars:
+        if char == "\\":
+            following = next(chars, "")
+            out.append({"t": "\t", "n": "\n", "r": "\r"}.get(following, following))
+        else:
+            out.append(char)
+    return "".join(out)
 
 
 def run(argv: list[str], config: str) -> int | None:
@@ -163,9 +198,62 @@ def run(argv: list[str], config: str) -> int | None:
                 return None  # the full path rotates the run log
         except OSError:
             return None
+        if values["db_backend"] and _newest_in_database(values) != values["db_newest"]:
+            return None
         return _record_repeat(values, started)
     finally:
         os.close(lock)
+
+
+def _newest_in_database(values: dict) -> str | None:
+    """The repr of the database source's newest new-rows value now, asked with the driver
+    itself; None when it cannot be asked (the full decision then says why)."""
+    try:
+        timeout = float(values["db_timeout"])
+        if values["db_backend"] == "sqlite":
+            import sqlite3
+            from urllib.parse import quote
+
+            where = f"file:{quote(values['db_connect'])}?mode=ro"
+            db = sqlite3.connect(where, uri=True, timeout=timeout)
+            try:
+                return repr(db.execute(values["db_sql"]).fetchone()[0])
+            finally:
+                db.close()
+        if values["db_backend"] == "postgresql":
+            import json
+
+            from clientrisk.pipeline import pgwire
+
+            params = json.loads(values["db_connect"])
+            password = _database_password(values)
+            return repr(pgwire.first_cell(params, password, values["db_sql"], timeout))
+        if values["db_backend"] != "psycopg":
+            return None
+        import psycopg
+
+        extra = {"connect_timeout": max(1, round(timeout))}
+        extra["options"] = f"-c statement_timeout={round(timeout * 1000)}"
+        password = _database_password(values)
+        if password:
+            extra["password"] = password
+        with psycopg.connect(values["db_connect"], **extra) as db:
+            return repr(db.execute(values["db_sql"]).fetchone()[0])
+    except Exception:  # any failure: the full decision runs and names it
+        return None
+
+
+def _database_password(values: dict) -> str | None:
+    if values["db_password"] == "env":
+        return os.environ.get(PASSWORD_ENV)
+    if values["db_password"] != "config":
+        return None
+    import json
+    from urllib.parse import unquote, urlsplit
+
+    with open(values["config"], encoding="utf-8") as handle:
+        password = urlsplit(json.load(handle)["input_database_url"]).password
+    return None if password is None else unquote(password)
 
 
 def _record_repeat(values: dict, started: float) -> int | None:
