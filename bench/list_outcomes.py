@@ -113,6 +113,7 @@ def format_line(line: dict) -> str:
         f" {expected:>6.1f} ({low}-{high}) {'in' if line['said_holds'] else 'OUT'}"
         f" | judged {'in' if line['judged_holds'] else 'OUT'}"
         + (f", top {'/'.join(map(str, line['parts_out']))} OUT" if line["parts_out"] else "")
+        + ("  ALERT" if line["alarm"] else "")
         + f"  then {line['then']}"
     )
 
