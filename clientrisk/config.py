@@ -44,15 +44,18 @@ REQUIRED_KEYS = (
     "prod_deployment_path",
 )
 # Optional paths and their defaults, relative to the config's folder (None: see load_config).
-OPTIONAL_PATHS = {"log_folder_path": "logs", "history_db_path": None}
+OPTIONAL_PATHS = {"log_folder_path": "logs", "history_db_path": None, "contacts_folder_path": None}
 
 
 class Setting(
-    namedtuple("Setting", "default help choices minimum kind", defaults=((), None, None))
+    namedtuple(
+        "Setting", "default help choices minimum kind maximum", defaults=((), None, None, None)
+    )
 ):
     """An optional config key that is not a path: its default fixes its type, or `kind` does
     when the default is None (unset). Numbers must be above 0 unless a `minimum` (inclusive)
-    says otherwise. A `dict` is a JSON object from names to non-empty texts."""
+    says otherwise, and at most a `maximum` if given. A `dict` is a JSON object from names to
+    non-empty texts."""
 
     __slots__ = ()
 
@@ -111,6 +114,14 @@ SETTINGS = {
         " as this week's calls (0: none marked)",
         minimum=0,
     ),
+    "hold_back_share": Setting(
+        0.0,
+        "share of each call list held back from calls at random (marked 'hold back' in"
+        " riskranking.csv; the same clients on every list), so that how the calls did is"
+        " measured as an experiment (0: none held back)",
+        minimum=0,
+        maximum=0.5,
+    ),
     "retrain_growth": Setting(
         1.0,
         "retrain once this many times the live model's training rows have arrived since (0: never)",
@@ -149,7 +160,8 @@ class Config(
     namedtuple(
         "Config",
         "path input_dir ingested_dir test_data_path model_dir deploy_dir log_dir history_path"
-        " settings",
+        " settings contacts_dir",
+        defaults=(None,),
     )
 ):
     """The project's folders, resolved against the folder that holds the config file, and its
@@ -247,6 +259,7 @@ def load_config(path: str | os.PathLike) -> Config:
         log_dir=folders["log_folder_path"],
         history_path=history,
         settings=settings,
+        contacts_dir=folders.get("contacts_folder_path"),
     )
 
 
@@ -276,6 +289,8 @@ def _check_setting(path: Path, key: str, value):
             raise ConfigError(f"{path}: '{key}' must be greater than 0, not {value!r}")
         if spec.minimum is not None and value < spec.minimum:
             raise ConfigError(f"{path}: '{key}' must be at least {spec.minimum}, not {value!r}")
+        if spec.maximum is not None and value > spec.maximum:
+            raise ConfigError(f"{path}: '{key}' must be at most {spec.maximum}, not {value!r}")
         return kind(value)
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{path}: '{key}' must be a non-empty text, not {value!r}")

@@ -32,6 +32,7 @@ from flask import (
 
 from clientrisk.api.runwords import run_sentence
 from clientrisk.api.sessions import SESSION_SECONDS
+from clientrisk.calllist import outcomes
 from clientrisk.calllist.ranking import RANKING_FILE, RANKING_SUMMARY_FILE, TOP_CLIENTS
 from clientrisk.calllist.reasons import reason_text
 from clientrisk.config import DIAGNOSTICS_FILE, Config
@@ -168,6 +169,7 @@ def _ranking(config: Config, deployment, problems: list) -> dict | None:
                 "reasons": [reason_text(item) for item in entry.get("reasons", [])],
                 "note": entry.get("note", ""),
                 "call": bool(entry.get("call_this_week")),
+                "hold": bool(entry.get("hold_back")),
             }
             for entry in summary["top"][:TOP_CLIENTS]
         ]
@@ -184,10 +186,14 @@ def _ranking(config: Config, deployment, problems: list) -> dict | None:
         "current_rule": summary.get("current_rule", ""),
         "outside_range": summary.get("outside_range", 0),
         "calls_this_week": summary.get("calls_this_week", 0),
+        "hold_back_share": summary.get("hold_back_share") or 0,
+        "held_back": summary.get("held_back") or 0,
+        "contacts": summary.get("contacts"),
         "top": top,
         "expected": leavers,
         "estimated": summary.get("estimated"),
         "changes": _changes(summary.get("changes")),
+        "past": past_lists_view(summary.get("past_lists"), summary.get("calls_caveat")),
         "download": (config.model_dir / RANKING_FILE).is_file(),
     }
 
@@ -332,6 +338,75 @@ def score_chart(scores: list[dict], deployments: list[dict]) -> dict | None:
         "end": end.strftime("%Y-%m-%d %H:%M"),
         "bottom_y": CHART["height"] - CHART["bottom"] + 16,
         "right_x": CHART["width"] - CHART["right"],
+    }
+
+
+def past_lists_view(found, caveat) -> dict | None:
+    """How past lists did, for the page: the newest list with an outcome since in sentences,
+    a table and a chart, each older one in a sentence."""
+    if not found:
+        return None
+    try:
+        newest, older = found[0], found[1:]
+        return {
+            "name": outcomes.list_name(newest),
+            "sentences": outcomes.sentences(newest),
+            "parts": newest["parts"],
+            "bands": newest["bands"],
+            "older": [outcomes.sentences(other)[0] for other in older],
+            "calls": outcomes.calls_sentence(newest["calls"]) if newest.get("calls") else None,
+            "chart": list_chart(newest["parts"]),
+            "caveat": caveat or outcomes.CALLS_CAVEAT,
+        }
+    except (KeyError, TypeError, IndexError, ValueError):
+        return None
+
+
+LIST_CHART = {"width": 640, "height": 200, "left": 44, "right": 12, "top": 12, "bottom": 30}
+
+
+def list_chart(parts: list[dict]) -> dict | None:
+    """One past list's parts as SVG bars: the share who left of those with an outcome since, the
+    share the list expected with its interval as a whisker, the base rate as a dashed line."""
+    shown = [part for part in parts if part.get("with_outcome")]
+    if not shown:
+        return None
+    chart = LIST_CHART
+    width = chart["width"] - chart["left"] - chart["right"]
+    height = chart["height"] - chart["top"] - chart["bottom"]
+    slot = width / len(shown)
+
+    def y(share: float) -> float:
+        return round(chart["top"] + height * (1 - min(max(share, 0.0), 1.0)), 1)
+
+    bars = []
+    for index, part in enumerate(shown):
+        count = part["with_outcome"]
+        x = chart["left"] + slot * index + slot * 0.25
+        bars.append(
+            {
+                "x": round(x, 1),
+                "width": round(slot * 0.5, 1),
+                "y": y(part["share_left"]),
+                "label": f"top {part['top']}" if part["top"] else "whole list",
+                "left": part["left"],
+                "count": count,
+                "share": part["share_left"],
+                "centre": round(x + slot * 0.25, 1),
+                "expected_y": y(part["expected"] / count),
+                "low_y": y(part["low"] / count),
+                "high_y": y(part["high"] / count),
+                "base_y": y(part["at_base_rate"] / count) if "at_base_rate" in part else None,
+                "outside": part.get("verdict") != "as expected",
+            }
+        )
+    return {
+        **chart,
+        "bars": bars,
+        "bottom_line": chart["height"] - chart["bottom"],
+        "label_y": chart["height"] - chart["bottom"] + 16,
+        "right_x": chart["width"] - chart["right"],
+        "gridlines": [{"y": y(value), "label": f"{value:.0%}"} for value in GRIDLINES],
     }
 
 

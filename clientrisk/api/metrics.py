@@ -154,3 +154,36 @@ def state_metrics(facts: dict):
         )
         leavers.add_metric([], ranking["expected"]["expected"])
         yield leavers
+        yield from past_list_metrics(ranking.get("past"))
+
+
+def past_list_metrics(past: dict | None):
+    """How the newest past list with an outcome since did, by part (top_20, top_50, top_100,
+    whole): its clients with an outcome, who left, the expected count and its interval."""
+    if not past:
+        return
+    parts = [part for part in past["parts"] if part.get("with_outcome")]
+    families = {
+        "with_outcome": "Clients of the newest past list with an outcome since",
+        "left": "Clients of the newest past list who left since",
+        "expected": "Leavers the newest past list expected among its clients with an outcome",
+        "low": "Low end of the 95 % interval of those expected leavers",
+        "high": "High end of the 95 % interval of those expected leavers",
+    }
+    for key, help_text in families.items():
+        family = GaugeMetricFamily(f"risk_past_list_{key}", help_text, labels=["part"])
+        for part in parts:
+            family.add_metric([_part_label(part)], part[key])
+        yield family
+    outside = GaugeMetricFamily(
+        "risk_past_list_outside_interval",
+        "1 when the leavers of a part of the newest past list fell outside what it expected",
+        labels=["part"],
+    )
+    for part in parts:
+        outside.add_metric([_part_label(part)], int(part["verdict"] != "as expected"))
+    yield outside
+
+
+def _part_label(part: dict) -> str:
+    return f"top_{part['top']}" if part["top"] else "whole"

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from clientrisk.atomicfiles import atomic_write_json, read_json, write_csv
+from clientrisk.calllist import outcomes as past
 from clientrisk.calllist.current import current_clients, current_rule
 from clientrisk.calllist.reasons import (
     EFFECT_COLUMNS,
@@ -42,11 +43,11 @@ from clientrisk.calllist.reasons import (
     typical_values,
 )
 from clientrisk.config import DIAGNOSTICS_FILE, Config
-from clientrisk.data import batchstore
+from clientrisk.data import batchstore, contacts
 from clientrisk.data.clientcsv import FEATURES, ID_COLUMN, TARGET, read_labelled_csv
 from clientrisk.deployment import modelstore
-from clientrisk.errors import DataError
-from clientrisk.history.database import open_history
+from clientrisk.errors import DataError, PipelineError
+from clientrisk.history.database import KEEP_RANKINGS, open_history
 from clientrisk.model import coverage, scoring
 from clientrisk.monitoring import judging
 from clientrisk.timestamps import utc_now
@@ -70,6 +71,9 @@ INTERVAL_Z = 1.959964  # 95 %
 OUTSIDE_COLUMN = "outside_range"
 # "yes" for the first `calls_per_week` clients of the list: this week's calls.
 CALL_COLUMN = "call_this_week"
+# "hold back" for the clients of the control group (`hold_back_share`): not to be called.
+HOLD_COLUMN = "hold_back"
+HOLD_WORDS = "hold back"
 # The probability as the model gave it, which the list is sorted by (not written to the CSV).
 EXACT_COLUMN = "exact probability"
 
@@ -148,16 +152,35 @@ def _outside_names(model, figures: pd.DataFrame) -> list[str]:
     return names
 
 
-def mark_calls(ranked: pd.DataFrame, calls_per_week: int) -> pd.DataFrame:
-    """`ranked` with CALL_COLUMN: "yes" for its first `calls_per_week` clients, "" below."""
+def held_back(clients, share: float) -> np.ndarray:
+    """Which `clients` are held back from calls when `share` of each list is: drawn at random
+    once per client from a hash of its code, so that a client held back on one list is held
+    back on every list (and a list's control group is a fair share of it)."""
+    codes = pd.Series(clients, dtype="str")
+    if share <= 0 or not len(codes):
+        return np.zeros(len(codes), dtype=bool)
+    hashes = pd.util.hash_pandas_object(codes, index=False).to_numpy()
+    return hashes < np.uint64(share * 2.0**64)
+
+
+def mark_calls(ranked: pd.DataFrame, calls_per_week: int, hold_back_share: float = 0.0):
+    """`ranked` with CALL_COLUMN: "yes" for its first `calls_per_week` clients not held back, ""
+    for the others; and with a control group (`hold_back_share` above 0) HOLD_COLUMN: "hold
+    back" for the clients held back from calls (`held_back`), "" for the others."""
     marks = np.full(len(ranked), "", dtype=object)
-    marks[: max(calls_per_week, 0)] = "yes"
-    return ranked.assign(**{CALL_COLUMN: pd.Series(marks, index=ranked.index, dtype="str")})
+    hold = held_back(ranked[ID_COLUMN].to_numpy(), hold_back_share)
+    marks[np.flatnonzero(~hold)[: max(calls_per_week, 0)]] = "yes"
+    ranked = ranked.assign(**{CALL_COLUMN: pd.Series(marks, index=ranked.index, dtype="str")})
+    if hold_back_share > 0:
+        words = np.where(hold, HOLD_WORDS, "")
+        ranked = ranked.assign(**{HOLD_COLUMN: pd.Series(words, index=ranked.index, dtype="str")})
+    return ranked
 
 
 def csv_columns(ranked: pd.DataFrame) -> list[str]:
     extra = [batchstore.BATCH_COLUMN] if batchstore.BATCH_COLUMN in ranked.columns else []
     calls = [CALL_COLUMN] if CALL_COLUMN in ranked.columns else []
+    calls += [HOLD_COLUMN] if HOLD_COLUMN in ranked.columns else []
     return [
         "rank",
         ID_COLUMN,
@@ -181,6 +204,7 @@ def top_entries(ranked: pd.DataFrame, typical: np.ndarray, count: int = TOP_CLIE
     found = reasons(top[list(EFFECT_COLUMNS)].to_numpy(), values, typical, exact.to_numpy())
     outside = top[OUTSIDE_COLUMN] if OUTSIDE_COLUMN in top.columns else [""] * len(top)
     calls = top[CALL_COLUMN] if CALL_COLUMN in top.columns else [""] * len(top)
+    held = top[HOLD_COLUMN] if HOLD_COLUMN in top.columns else [""] * len(top)
     return [
         {
             "rank": int(rank),
@@ -190,15 +214,17 @@ def top_entries(ranked: pd.DataFrame, typical: np.ndarray, count: int = TOP_CLIE
             OUTSIDE_COLUMN: names.split(", ") if names else [],
             "note": coverage.outside_text(names.split(", ") if names else []),
             CALL_COLUMN: call == "yes",
+            HOLD_COLUMN: hold == HOLD_WORDS,
             **{name: _plain(value) for name, value in zip(FEATURES, row, strict=True)},
         }
-        for rank, client, probability, items, names, call, row in zip(
+        for rank, client, probability, items, names, call, hold, row in zip(
             top["rank"],
             top[ID_COLUMN],
             top["probability"],
             found,
             outside,
             calls,
+            held,
             values,
             strict=True,
         )
@@ -480,7 +506,8 @@ def run(
         model, deployment = modelstore.load_deployed_model(config.deploy_dir)
     with open_history(config.history_path) as history:
         batches = history.batches()
-        previous = next(iter(history.rankings(limit=1)), None)
+        kept = history.rankings(limit=KEEP_RANKINGS)
+        previous = next(iter(kept), None)
         calibration = judging.latest_calibration(config, history, deployment)
     if not batches:
         raise DataError(f"{config.ingested_dir}: no ingested data; run ingestion.py first")
@@ -489,7 +516,9 @@ def run(
         outcomes = batchstore.read_rows(config.ingested_dir, seqs, batchstore.OUTCOMES_FILE)
     clients = current_clients(config.ingested_dir, seqs, outcomes)
     calls_per_week = config.settings.get("calls_per_week", 0)
-    ranked = mark_calls(rank_clients(model, clients), calls_per_week)
+    share = config.settings.get("hold_back_share", 0.0)
+    ranked = mark_calls(rank_clients(model, clients), calls_per_week, share)
+    contacted = contacts.read_contacts(config.contacts_dir)
     typical = typical_values(model)
     summary = {
         "made_at": utc_now(),
@@ -502,7 +531,10 @@ def run(
         "min_effect": MIN_EFFECT,
         "current_rule": current_rule(batches),
         "outside_range": int((ranked[OUTSIDE_COLUMN] != "").sum()),
-        "calls_this_week": min(calls_per_week, len(ranked)),
+        "calls_this_week": int((ranked[CALL_COLUMN] == "yes").sum()),
+        "hold_back_share": share,
+        "held_back": int((ranked[HOLD_COLUMN] != "").sum()) if share else 0,
+        "contacts": None if contacted is None else contacted.summary(),
         "top": top_entries(ranked, typical),
         "changes": changes(
             previous, ranked, _clients_of(config, previous, seqs, outcomes), outcomes
@@ -512,6 +544,8 @@ def run(
         ),
         "precision": _test_precision(config, model),
         "estimated": estimated_performance(ranked),
+        "past_lists": _past_lists(config, kept, outcomes, contacted),
+        "calls_caveat": past.CALLS_CAVEAT,
     }
     write_csv(ranked[csv_columns(ranked)], config.model_dir / RANKING_FILE)
     with open_history(config.history_path) as history:
@@ -526,6 +560,7 @@ def run(
                 strict=True,
             ),
             clients=len(ranked),
+            hold_back_share=share,
         )
     path = config.model_dir / RANKING_SUMMARY_FILE
     atomic_write_json(path, summary)
@@ -539,6 +574,28 @@ def effective_training_rows(manifest: dict) -> float | None:
     """The rows a model learnt from, as many as their age weights amount to when weighted."""
     weighting = manifest.get("weighting") or {}
     return weighting.get("effective_rows") or manifest.get("training_rows")
+
+
+def _past_lists(config: Config, rankings: list[dict], outcomes: pd.DataFrame, contacted=None):
+    """How each past list did (`outcomes.past_lists`), each interval with its own model's
+    training rows where that deployment is still kept (chance alone where it is not)."""
+    rows = {}
+
+    def interval(probabilities, version: str) -> dict:
+        if version not in rows:
+            rows[version] = _training_rows_of(config, version)
+        return expected_leavers(probabilities, rows[version])
+
+    return past.past_lists(rankings, outcomes, interval, contacts=contacted, held_back=held_back)
+
+
+def _training_rows_of(config: Config, version: str) -> float | None:
+    number = modelstore.parse_version(version)
+    try:
+        deployment = modelstore.get_deployment(config.deploy_dir, number)
+    except (PipelineError, TypeError):  # pruned, or not a version name: chance alone
+        return None
+    return effective_training_rows(deployment.manifest)
 
 
 def _test_precision(config: Config, model) -> dict | None:

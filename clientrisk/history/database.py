@@ -157,7 +157,13 @@ def _migrate_to_3(db: sqlite3.Connection) -> None:
             )
 
 
-MIGRATIONS = (_migrate_to_1, _migrate_to_2, _migrate_to_3)
+def _migrate_to_4(db: sqlite3.Connection) -> None:
+    """A ranking keeps the share of its clients held back from calls (the control group), so
+    that how its calls did is judged with the share it was made with."""
+    db.execute("ALTER TABLE rankings ADD COLUMN hold_back_share REAL NOT NULL DEFAULT 0")
+
+
+MIGRATIONS = (_migrate_to_1, _migrate_to_2, _migrate_to_3, _migrate_to_4)
 SCHEMA_VERSION = len(MIGRATIONS)
 # Full rankings kept (their summaries are kept for ever): enough to say what changed.
 KEEP_RANKINGS = 20
@@ -560,18 +566,24 @@ class History:
         ).fetchone()
 
     def record_ranking(
-        self, model_sha256: str, model_version: str, through_batch: int, entries, clients=None
+        self,
+        model_sha256: str,
+        model_version: str,
+        through_batch: int,
+        entries,
+        clients=None,
+        hold_back_share: float = 0.0,
     ) -> int:
         """Keep a ranking of `clients` clients (by default, as many as entries): `entries` are
-        (rank, corporation, probability), the first ones or all. Only the newest KEEP_RANKINGS
-        keep their entries."""
+        (rank, corporation, probability), the first ones or all; `hold_back_share` of its
+        clients were held back from calls. Only the newest KEEP_RANKINGS keep their entries."""
         entries = list(entries)
         clients = len(entries) if clients is None else clients
         with self._writing() as db:
             ranking = db.execute(
                 "INSERT INTO rankings (made_at, model_sha256, model_version, through_batch,"
-                " clients) VALUES (?, ?, ?, ?, ?)",
-                (utc_now(), model_sha256, model_version, through_batch, clients),
+                " clients, hold_back_share) VALUES (?, ?, ?, ?, ?, ?)",
+                (utc_now(), model_sha256, model_version, through_batch, clients, hold_back_share),
             ).lastrowid
             db.executemany(
                 "INSERT INTO ranking_entries (ranking, rank, corporation, probability)"
@@ -590,11 +602,19 @@ class History:
     def rankings(self, limit: int = 2) -> list[dict]:
         """The newest rankings first, each with its entries (if still kept) in rank order."""
         summaries = self._rows(
-            "SELECT id, made_at, model_sha256, model_version, through_batch, clients"
-            " FROM rankings ORDER BY id DESC LIMIT ?",
+            "SELECT id, made_at, model_sha256, model_version, through_batch, clients,"
+            " hold_back_share FROM rankings ORDER BY id DESC LIMIT ?",
             (limit,),
         )
-        names = ("id", "made_at", "model_sha256", "model_version", "through_batch", "clients")
+        names = (
+            "id",
+            "made_at",
+            "model_sha256",
+            "model_version",
+            "through_batch",
+            "clients",
+            "hold_back_share",
+        )
         result = []
         for summary in summaries:
             entries = self._rows(

@@ -180,6 +180,54 @@ def calibration_png(truth, probabilities) -> bytes:
     )
 
 
+def past_list_png(parts: list[dict]) -> bytes:
+    """One past list's parts: the share who left of those with an outcome since, the share the
+    list expected with its 95 % interval, and the base rate."""
+    shown = [part for part in parts if part.get("with_outcome")]
+    figure = Figure(figsize=(3.4, 2.2), dpi=150, layout="constrained")
+    axes = figure.add_subplot()
+    names = [f"top {part['top']}" if part["top"] else "whole list" for part in shown]
+    places = range(len(shown))
+    left = [part["share_left"] for part in shown]
+    colours = ["#1f5f99" if part["verdict"] == "as expected" else "#b3261e" for part in shown]
+    axes.bar(places, left, width=0.5, color=colours, label="share who left")
+    expected = [part["expected"] / part["with_outcome"] for part in shown]
+    low = [part["low"] / part["with_outcome"] for part in shown]
+    high = [part["high"] / part["with_outcome"] for part in shown]
+    axes.errorbar(
+        places,
+        expected,
+        yerr=[
+            [e - lo for e, lo in zip(expected, low, strict=True)],
+            [hi - e for e, hi in zip(expected, high, strict=True)],
+        ],
+        fmt="_",
+        color="black",
+        markersize=14,
+        capsize=3,
+        label="expected (95 %)",
+    )
+    base = [part["at_base_rate"] / part["with_outcome"] for part in shown if part["top"]]
+    if base:
+        axes.plot(
+            [place for place, part in zip(places, shown, strict=True) if part["top"]],
+            base,
+            "_",
+            color="#e67e22",
+            markersize=22,
+            markeredgewidth=2,
+            label="base rate",
+        )
+    axes.set_xticks(list(places), names)
+    axes.set_ylim(0, 1.05)
+    axes.tick_params(labelsize=7)
+    axes.set_ylabel("share who left", fontsize=7)
+    axes.set_title("How a past list did: of its clients with an outcome since", fontsize=7)
+    axes.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, frameon=False)
+    axes.grid(alpha=0.3, axis="y")
+    return _png(figure)
+
+
 def _share_who_left(figure: Figure, xlabel: str, title: str, legend: str) -> bytes:
     """Label a plot of the share of clients who left against `xlabel`, and render it."""
     axes = figure.axes[0]

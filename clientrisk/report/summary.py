@@ -33,7 +33,7 @@ from reportlab.platypus import (
 )
 
 from clientrisk.atomicfiles import atomic_path, read_json
-from clientrisk.calllist import ranking
+from clientrisk.calllist import outcomes, ranking
 from clientrisk.calllist.reasons import percents, reason_text
 from clientrisk.config import DIAGNOSTICS_FILE, REPORT_FILE, Config
 from clientrisk.data.clientcsv import TARGET, read_labelled_csv
@@ -44,6 +44,7 @@ from clientrisk.model.scoring import evaluate_model, predict
 from clientrisk.report.charts import (
     calibration_png,
     confusion_matrix_png,
+    past_list_png,
     precision_at_k_png,
     score_history_png,
 )
@@ -68,8 +69,8 @@ SECTIONS = (
 TOP_SHOWN = 20
 REASONS_SHOWN = 2  # on page 1; riskranking.csv has up to three
 # Clients named per line of what changed on page 1 (after a drift most of the top is new, and
-# twenty names a line pushed the list's footnote onto a page of its own).
-CHANGES_SHOWN = 5
+# twenty names a line, with how a past list did beside its chart, push the list off page 1).
+CHANGES_SHOWN = 3
 
 
 # --- figures -------------------------------------------------------------------------------------
@@ -387,11 +388,38 @@ def _who_to_call(ranked: dict, quality: dict, drift_words: str | None, body, cel
             " model has seen: treat their risk as uncertain (marked * below; which figures: the"
             " column outside_range of the list)."
         )
+    tight = ParagraphStyle("tight", parent=cell, spaceBefore=1, spaceAfter=2)
+    estimate = ranked.get("estimated") or {}
+    words, chart = _past_list(ranked, tight)
+    if "top_20" in estimate:
+        words.insert(
+            0,
+            Paragraph(
+                f"<b>Estimated before outcomes:</b> the model's own probabilities say"
+                f" {estimate['top_20']:.0%} of the top 20"
+                + (
+                    f" and {estimate['top_100']:.0%} of the top 100"
+                    if "top_100" in estimate
+                    else ""
+                )
+                + " will leave (an estimate blind to a change in how clients behave).",
+                tight,
+            ),
+        )
+    side = [
+        *words,
+        *([Paragraph(f"<b>What arrives:</b> {escape(drift_words)}", tight)] if drift_words else []),
+        *_what_changed(ranked, tight),
+    ]
+    if chart is not None:  # the chart beside the words, where it costs no height of its own
+        side = [Table([[side, chart]], colWidths=[0.64 * CONTENT_WIDTH, 0.36 * CONTENT_WIDTH])]
+        side[0].setStyle(
+            TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (0, 0), 0)])
+        )
     return [
         Paragraph(figures, body),
-        *([Paragraph(f"<b>What arrives:</b> {escape(drift_words)}", cell)] if drift_words else []),
-        *_what_changed(ranked, cell),
-        Spacer(0, 2 * mm),
+        *side,
+        Spacer(0, 1 * mm),
         table,
         Paragraph(
             "A reason: what moves the client's risk most, and the risk with that figure alone"
@@ -399,9 +427,36 @@ def _who_to_call(ranked: dict, quality: dict, drift_words: str | None, body, cel
             " Current clients: "
             + escape(ranked.get("current_rule") or "every client still with us")
             + f". The full list, {reasoned}, is {escape(ranked['file'])}.",
-            cell,
+            tight,
         ),
     ]
+
+
+def _past_list(ranked: dict, cell) -> tuple[list, Image | None]:
+    """How the newest past list with an outcome since did: its top 20 and whole list in words
+    (the top 50 and 100 are in the chart and on the dashboard), and its chart."""
+    found = ranked.get("past_lists") or []
+    if not found or not any(part.get("with_outcome") for part in found[0]["parts"]):
+        return [], None
+    newest = found[0]
+    parts = [part for part in newest["parts"] if part["with_outcome"]]
+    said = []
+    for part in (parts[0], parts[-1]) if len(parts) > 1 else parts:
+        who = f"the top {part['top']}" if part["top"] else f"all {part['clients']:,} on it"
+        said.append(
+            f"of {who}, {part['with_outcome']:,} have an outcome since: {part['left']:,} left,"
+            f" {part['expected']:,.1f} were expected ({part['low']:,}–{part['high']:,})"
+            + (f", {part['at_base_rate']:,.1f} at the base rate" if part["top"] else "")
+            + f" ({part['verdict']})"
+        )
+    words = f"{outcomes.list_name(newest)[0].upper()}{outcomes.list_name(newest)[1:]}: " + (
+        "; ".join(said) + "."
+    )
+    text = Paragraph(
+        f"<b>How a past list did.</b> {escape(words)} <i>{escape(outcomes.CALLS_CAVEAT_SHORT)}</i>",
+        cell,
+    )
+    return [text], _image(past_list_png(found[0]["parts"]), 0.35 * CONTENT_WIDTH)
 
 
 def _reason_words(item: dict, probability: float, full: bool) -> str:
@@ -458,7 +513,7 @@ def _what_changed(ranked: dict, body) -> list:
             for item in changes["left_top"][:CHANGES_SHOWN]
         )
         lines.append(f"Out of the top {TOP_SHOWN}: {items}{_more(changes['left_top'])}.")
-    return [Paragraph(line, body) for line in lines]
+    return [Paragraph(" ".join(lines), body)]  # one paragraph: page 1 has no height to spare
 
 
 def _more(items: list) -> str:
