@@ -19,6 +19,11 @@ value (never the password: whether it comes from the config or the environment),
 full decision got. The tick asks that one small query with the driver itself (sqlite3, or
 psycopg for PostgreSQL; SQLAlchemy is not imported), and a different answer, or none, means
 the full decision runs.
+
+With the history on a PostgreSQL server (`history_db_url`), the stamp names it by its URL
+without the password, and the tick records the repeat there with psycopg, under the history's
+write lock (the advisory lock of clientrisk/history/postgres.py), its password taken from the
+config file or the environment as the full path takes it.
 """
 
 from __future__ import annotations
@@ -47,6 +52,10 @@ STATES = ("generation", "run", "outcome", "reason", "config_shown", *DATABASE_ST
 ESCAPED = ("db_connect", "db_sql", "db_newest")
 PASSWORD_ENV = "RISK_INPUT_DATABASE_PASSWORD"  # as in dbsource.py
 NUMBERS = ("maxlog", "generation", "run")
+# The history on a server (as in clientrisk/history/postgres.py).
+HISTORY_PASSWORD_ENV = "RISK_HISTORY_DATABASE_PASSWORD"
+HISTORY_WRITE_LOCK_KEY = 0x7269736B68697374
+HISTORY_BUSY_MILLISECONDS = 30_000
 
 
 def config_path(script: str) -> str:
@@ -186,7 +195,7 @@ def run(argv: list[str], config: str) -> int | None:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             return None  # a run is going on: the full path records this one as busy
-        if looks(values) != seen or not os.path.exists(values["history"]):
+        if looks(values) != seen:
             return None
         try:
             if os.path.getsize(values["runlog"]) > values["maxlog"]:
@@ -243,9 +252,46 @@ def _database_password(values: dict) -> str | None:
     return None if password is None else unquote(password)
 
 
-def _record_repeat(values: dict, started: float) -> int | None:
+def _open_history(values: dict):
+    """(connection, placeholder, statements that begin a write, errors) of the history the
+    stamp names, or None when there is none to open."""
+    where = values["history"]
+    if where.startswith("postgresql://"):
+        import psycopg
+
+        password = _history_password(values)
+        db = psycopg.connect(
+            where,
+            autocommit=True,
+            connect_timeout=10,
+            options=f"-c lock_timeout={HISTORY_BUSY_MILLISECONDS}",
+            **({"password": password} if password else {}),
+        )
+        begin = ("BEGIN", f"SELECT pg_advisory_xact_lock({HISTORY_WRITE_LOCK_KEY})")
+        return db, "%s", begin, psycopg.Error
     import sqlite3
 
+    if not os.path.exists(where):
+        return None
+    db = sqlite3.connect(where, timeout=30, isolation_level=None)
+    db.execute("PRAGMA synchronous = NORMAL")
+    return db, "?", ("BEGIN IMMEDIATE",), sqlite3.Error
+
+
+def _history_password(values: dict) -> str | None:
+    """The history server's password: the config's history_db_url's, else the environment's."""
+    import json
+    from urllib.parse import unquote, urlsplit
+
+    with open(values["config"], encoding="utf-8") as handle:
+        url = json.load(handle)["history_db_url"]
+    password = urlsplit("postgresql://" + url.split("://", 1)[1]).password
+    if password is not None:
+        return unquote(password)
+    return os.environ.get(HISTORY_PASSWORD_ENV) or None
+
+
+def _record_repeat(values: dict, started: float) -> int | None:
     now = time.gmtime()
     started_at = time.strftime(TIME_FORMAT, now)
     seconds = round(time.monotonic() - started, 3)
@@ -257,12 +303,15 @@ def _record_repeat(values: dict, started: float) -> int | None:
     )
     run_id = values["run"]
     try:
-        db = sqlite3.connect(values["history"], timeout=30, isolation_level=None)
-    except sqlite3.Error:
+        opened = _open_history(values)
+    except Exception:  # any failure to open: the full decision runs and names it
         return None
+    if opened is None:
+        return None
+    db, mark, begin, errors = opened
     try:
-        db.execute("PRAGMA synchronous = NORMAL")
-        db.execute("BEGIN IMMEDIATE")
+        for statement in begin:
+            db.execute(statement)
         generation = db.execute("SELECT generation FROM changes").fetchone()[0]
         last = db.execute(
             "SELECT id, outcome, reason FROM runs ORDER BY id DESC LIMIT 1"
@@ -273,12 +322,15 @@ def _record_repeat(values: dict, started: float) -> int | None:
         ):
             db.rollback()
             return None
+        update = (
+            "UPDATE runs SET repeats = repeats + 1, last_finished_at = ?, record = ? WHERE id = ?"
+        )
         db.execute(
-            "UPDATE runs SET repeats = repeats + 1, last_finished_at = ?, record = ? WHERE id = ?",
+            update.replace("?", mark),
             (started_at, record + "}", run_id),
         )
         db.commit()
-    except sqlite3.Error:
+    except errors:
         return None
     finally:
         db.close()
