@@ -162,7 +162,11 @@ class ServerConnection:
     def execute(self, sql: str, parameters=()) -> ServerCursor:
         if re.fullmatch(r"\s*BEGIN\s+IMMEDIATE\s*", sql, flags=re.I):
             self._run("BEGIN", ())
-            self._run("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
+            try:
+                self._run("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
+            except BaseException:
+                self.rollback()  # no transaction left open, aborted, behind a refused one
+                raise
             return ServerCursor([], -1)
         statement, returning = self._translate(sql)
         cursor = self._run(statement, tuple(parameters))
