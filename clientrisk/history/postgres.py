@@ -206,8 +206,15 @@ class ServerConnection:
     # --- what SQLite knows its own way
 
     def table_exists(self, name: str) -> bool:
-        row = self.execute("SELECT to_regclass(?) IS NOT NULL", (name,)).fetchone()
-        return bool(row[0])
+        # Read from pg_class as a table (the statement's snapshot): a name lookup such as
+        # to_regclass may answer from this backend's cache, blind to a table another process
+        # created while this one waited for the write lock.
+        row = self.execute(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relname = ? AND n.nspname = current_schema() AND c.relkind = 'r'",
+            (name,),
+        ).fetchone()
+        return row[0] == 1
 
     def count_changes(self, tables) -> None:
         """Triggers that add one to `changes.generation` for every row written to `tables`."""
@@ -295,7 +302,9 @@ class ServerConnection:
                 "SELECT a.attname, a.attidentity <> '', coalesce(a.attnum = ANY(i.indkey), false)"
                 " FROM pg_attribute a LEFT JOIN pg_index i"
                 " ON i.indrelid = a.attrelid AND i.indisprimary"
-                " WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped"
+                " WHERE a.attrelid = (SELECT c.oid FROM pg_class c JOIN pg_namespace n"
+                " ON n.oid = c.relnamespace WHERE c.relname = %s AND n.nspname = current_schema())"
+                " AND a.attnum > 0 AND NOT a.attisdropped"
                 " ORDER BY a.attnum",
                 (table,),
             ).fetchall()
