@@ -7,6 +7,7 @@ page, and every relative link must lead to a file and heading that exist.
 
 import ast
 import importlib
+import json
 import re
 from pathlib import Path
 
@@ -88,6 +89,10 @@ def setting_rows(text: str) -> dict[str, str]:
 def default_shown(cell: str, default) -> bool:
     """Whether a table cell shows the setting's `default` (a number, `true`/`false` or text)."""
     shown = cell.strip("` ")
+    if default is None:  # a setting that is unset unless given
+        return shown == "(none)"
+    if isinstance(default, dict):
+        return shown == json.dumps(default)
     if isinstance(default, bool):
         return shown == str(default).lower()
     if isinstance(default, int | float):
