@@ -282,3 +282,17 @@ def test_two_api_hosts_read_the_history_while_a_run_writes(pipeline, tmp_path):
     # Pages were asked while the run wrote: the run started, or still running, on both hosts.
     assert all((2, "running") in pages for pages in seen.values()), seen
     assert "ERROR" not in "".join(server.stdout.read() for server, _ in servers)
+
+
+def test_the_server_module_offers_what_its_callers_import():
+    """Its public names exist, and every name the package takes from it is one of them."""
+    names = {}
+    exec("from clientrisk.history.postgres import *", names)  # fails for a name that is gone
+    taken = set()
+    for path in (PROJECT_DIR / "clientrisk").rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        for group in re.findall(r"from clientrisk\.history\.postgres import ([\w, ]+)", text):
+            taken |= {name.strip() for name in group.split(",")}
+        taken |= set(re.findall(r"\bpostgres\.(?!py\b)([A-Za-z]\w*)", text))
+    assert taken, "nothing imports the server module"
+    assert taken <= set(postgres.__all__), sorted(taken - set(postgres.__all__))

@@ -30,6 +30,20 @@ import os
 import re
 from urllib.parse import quote, quote_plus, unquote, urlsplit, urlunsplit
 
+__all__ = [
+    "PASSWORD_ENV",
+    "SCHEMES",
+    "WRITE_LOCK_KEY",
+    "ChangeProbe",
+    "ServerConnection",
+    "connect",
+    "is_server_url",
+    "libpq_url",
+    "password_of",
+    "shown_url",
+    "url_without_password",
+]
+
 PASSWORD_ENV = "RISK_HISTORY_DATABASE_PASSWORD"
 SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
 # The advisory lock a writer of the history holds for its transaction (quiettick.py takes it
