@@ -35,7 +35,7 @@ if __name__ == "__main__":
 from types import SimpleNamespace
 
 from clientrisk.config import default_config_path
-from clientrisk.pipeline.fullprocess import tick
+from clientrisk.pipeline.fullprocess import test_alert, tick
 
 
 def parse_args(argv: list[str] | None):
@@ -45,11 +45,20 @@ def parse_args(argv: list[str] | None):
         return SimpleNamespace(config=default_config_path(beside=__file__), verbose=False)
     from clientrisk.cli import build_parser
 
-    return build_parser(__file__, __doc__).parse_args(argv)
+    parser = build_parser(__file__, __doc__)
+    parser.add_argument(
+        "--test-alert",
+        action="store_true",
+        help="send a test message to every configured alert receiver and exit (0: all took it)",
+    )
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return tick(parse_args(argv))
+    args = parse_args(argv)
+    if getattr(args, "test_alert", False):
+        return test_alert(args)
+    return tick(args)
 
 
 if __name__ == "__main__":

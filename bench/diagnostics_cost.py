@@ -25,7 +25,7 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR))
 
 from clientrisk.config import DIAGNOSTICS_FILE, load_config
-from clientrisk.report import dependencies
+from clientrisk.report import dependencies, vulnerabilities
 
 UNREACHABLE_INDEX = "http://127.0.0.1:9/pypi"
 
@@ -78,9 +78,14 @@ def main() -> int:
         shutil.copytree(config.model_dir, offline_config.model_dir)
         shutil.copytree(config.deploy_dir, offline_config.deploy_dir, symlinks=True)
         (offline_config.model_dir / dependencies.DEPENDENCY_CACHE_FILE).unlink(missing_ok=True)
+        offline_vulnerabilities = (
+            offline_config.model_dir / vulnerabilities.VULNERABILITY_CACHE_FILE
+        )
+        offline_vulnerabilities.unlink(missing_ok=True)
 
         def clear_cache():
             cache.unlink(missing_ok=True)
+            (config.model_dir / vulnerabilities.VULNERABILITY_CACHE_FILE).unlink(missing_ok=True)
 
         rows = [
             (
@@ -89,18 +94,18 @@ def main() -> int:
                     lambda: run_script("diagnostics.py", config_path), args.repeats, clear_cache
                 ),
                 median_time(
-                    lambda: dependencies.dependency_status(config), args.repeats, clear_cache
+                    lambda: dependencies.check_dependencies(config), args.repeats, clear_cache
                 ),
             ),
             (
                 "python diagnostics.py, warm cache",
                 median_time(lambda: run_script("diagnostics.py", config_path), args.repeats),
-                median_time(lambda: dependencies.dependency_status(config), args.repeats),
+                median_time(lambda: dependencies.check_dependencies(config), args.repeats),
             ),
             (
                 "python diagnostics.py, index unreachable",
                 median_time(lambda: run_script("diagnostics.py", offline_path), args.repeats),
-                median_time(lambda: dependencies.dependency_status(offline_config), args.repeats),
+                median_time(lambda: dependencies.check_dependencies(offline_config), args.repeats),
             ),
             (
                 "python reporting.py",

@@ -89,6 +89,9 @@ def simulate(scenario: str, rows: int, weeks: int, seed: int) -> list[dict]:
                 "said": (said["low"], said["expected"], said["high"]),
                 "said_holds": said["low"] <= whole["left"] <= said["high"],
                 "judged_holds": whole["verdict"] == "as expected",
+                "parts_out": [
+                    top for top, part in parts.items() if top and part["verdict"] != "as expected"
+                ],
                 "then": run["outcome"],
             }
             for top in TOPS:
@@ -107,7 +110,9 @@ def format_line(line: dict) -> str:
         f"{line['scenario']:<9} week {line['week']:>2} {line['market'][:22]:<22} {line['model']}"
         f"  {tops}  base {line['base_rate']:.2f}  left {line['left']:>4} of"
         f" {expected:>6.1f} ({low}-{high}) {'in' if line['said_holds'] else 'OUT'}"
-        f" | judged {'in' if line['judged_holds'] else 'OUT'}  then {line['then']}"
+        f" | judged {'in' if line['judged_holds'] else 'OUT'}"
+        + (f", top {'/'.join(map(str, line['parts_out']))} OUT" if line["parts_out"] else "")
+        + f"  then {line['then']}"
     )
 
 
@@ -126,9 +131,11 @@ def summarise(lines: list[dict]) -> None:
         base = np.mean([line["base_rate"] for line in mine])
         said = sum(line["said_holds"] for line in mine)
         judged = sum(line["judged_holds"] for line in mine)
+        tops_out = sum(bool(line["parts_out"]) for line in mine)
         print(
             f"{scenario:<10} {len(mine):>5}  {cells[0]:>14}  {cells[1]:>14}  {cells[2]:>15}"
             f"  {base:.2f}  {said}/{len(mine)} / {judged}/{len(mine)}"
+            f"  (a top part outside: {tops_out})"
         )
     said = sum(line["said_holds"] for line in lines)
     judged = sum(line["judged_holds"] for line in lines)

@@ -6,6 +6,7 @@
     monitoring/  drift statistics, judging new batches, and retraining a challenger
     deployment/  versioned deployments, the live pointer and rollback
     history/     the history database of batches, runs, scores, verdicts and rankings
+    alerts/      what is worth telling someone, told by webhook and e-mail
     pipeline/    what one unattended run decides and does, and the quiet cron tick
     api/         the Flask application, its dashboard and metrics, and the API's client
     report/      diagnostics and the PDF report

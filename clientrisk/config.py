@@ -49,13 +49,17 @@ OPTIONAL_PATHS = {"log_folder_path": "logs", "history_db_path": None, "contacts_
 
 class Setting(
     namedtuple(
-        "Setting", "default help choices minimum kind maximum", defaults=((), None, None, None)
+        "Setting",
+        "default help choices minimum kind maximum check",
+        defaults=((), None, None, None, None),
     )
 ):
     """An optional config key that is not a path: its default fixes its type, or `kind` does
     when the default is None (unset). Numbers must be above 0 unless a `minimum` (inclusive)
     says otherwise, and at most a `maximum` if given. A `dict` is a JSON object from names to
-    non-empty texts."""
+    non-empty texts. A text whose default is empty may be left empty (the feature it sets up is
+    then off). `check`, when given, is a function of the value that returns what is wrong with
+    it (or None)."""
 
     __slots__ = ()
 
@@ -65,7 +69,9 @@ SETTINGS = {
         3, "times diagnostics.py --time-on-copy runs ingestion and training to time them"
     ),
     "dependency_timeout_seconds": Setting(5.0, "longest wait for the package index, in all"),
-    "package_index_url": Setting("https://pypi.org/pypi", "JSON API asked for latest versions"),
+    "package_index_url": Setting(
+        "https://pypi.org/pypi", "JSON API asked for latest versions and vulnerabilities"
+    ),
     "api_max_request_bytes": Setting(16 * 2**20, "largest request body the API accepts"),
     "api_body_timeout_seconds": Setting(
         30.0,
@@ -161,9 +167,77 @@ SETTINGS = {
         " RISK_HISTORY_DATABASE_PASSWORD",
         kind=str,
     ),
+    "alert_webhook_url": Setting(
+        "",
+        "where alerts are POSTed as JSON (`text` for Slack or Mattermost, and the event's fields);"
+        " empty: no webhook",
+        check=lambda value: _url_problem(value),
+    ),
+    "alert_email_to": Setting(
+        "",
+        "addresses alerts are e-mailed to, separated by commas; empty: no e-mail",
+        check=lambda value: _addresses_problem(value),
+    ),
+    "alert_email_from": Setting(
+        "",
+        "the sender of alert e-mails (empty: clientrisk@ this machine's name)",
+        check=lambda value: _addresses_problem(value, single=True),
+    ),
+    "alert_smtp_host": Setting(
+        "", "the SMTP server alert e-mails go through (needed with alert_email_to)"
+    ),
+    "alert_smtp_port": Setting(
+        587,
+        "its port (STARTTLS is used when the server offers it; 465: TLS from the start)",
+        check=lambda value: None if value <= 65535 else "a port from 1 to 65535",
+    ),
+    "alert_smtp_user": Setting(
+        "",
+        "the user name for the SMTP login (empty: alert_email_from); the password comes from"
+        " the RISK_ALERT_SMTP_PASSWORD environment variable, never from this file",
+    ),
+    "alert_timeout_seconds": Setting(
+        10.0,
+        "longest a run spends delivering its alerts, all retries included; a receiver that does"
+        " not answer by then is recorded as failed and the run goes on",
+    ),
+    "alert_no_success_hours": Setting(
+        1.0,
+        "alert when no run has succeeded for this long (checked by every tick and by /health)",
+    ),
 }
 # The URL schemes history_db_url takes (as clientrisk/history/postgres.py SCHEMES).
 HISTORY_URL_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
+# The SMTP password for alert e-mails: read from the environment, never written anywhere.
+SMTP_PASSWORD_ENV = "RISK_ALERT_SMTP_PASSWORD"
+# Settings whose value an error message never repeats.
+SECRET_SETTINGS = ("alert_webhook_url",)
+
+
+def _url_problem(value: str) -> str | None:
+    from urllib.parse import urlsplit
+
+    if not value:
+        return None
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+    except ValueError:
+        return "an http:// or https:// URL with a valid port"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "an http:// or https:// URL with a host name"
+    return None
+
+
+def _addresses_problem(value: str, single: bool = False) -> str | None:
+    addresses = [item.strip() for item in value.split(",")] if value else []
+    if single and len(addresses) > 1:
+        return "one e-mail address"
+    for address in addresses:
+        name, at, domain = address.rpartition("@")
+        if not (name and at and domain) or any(char.isspace() for char in address):
+            return f"e-mail addresses such as name@example.com ({address!r} is not one)"
+    return None
 
 
 class Config(
@@ -265,6 +339,8 @@ def load_config(path: str | os.PathLike) -> Config:
     }
     _check_database_settings(path, settings)
     _check_history_url(path, settings, raw)
+    if settings["alert_email_to"] and not settings["alert_smtp_host"]:
+        raise ConfigError(f"{path}: 'alert_smtp_host' must name an SMTP server for alert_email_to")
     return Config(
         path=path,
         input_dir=folders["input_folder_path"],
@@ -307,9 +383,20 @@ def _check_setting(path: Path, key: str, value):
             raise ConfigError(f"{path}: '{key}' must be at least {spec.minimum}, not {value!r}")
         if spec.maximum is not None and value > spec.maximum:
             raise ConfigError(f"{path}: '{key}' must be at most {spec.maximum}, not {value!r}")
-        return kind(value)
-    if not isinstance(value, str) or not value.strip():
+        return _checked(path, key, kind(value))
+    if not isinstance(value, str) or not (value.strip() or spec.default == ""):
         raise ConfigError(f"{path}: '{key}' must be a non-empty text, not {value!r}")
+    value = value.strip() if spec.default == "" else value
+    return _checked(path, key, value)
+
+
+def _checked(path: Path, key: str, value):
+    """`value`, after the setting's own `check` (ConfigError naming the key if it fails)."""
+    problem = SETTINGS[key].check(value) if SETTINGS[key].check else None
+    if problem:
+        # A chat tool's webhook URL is itself a secret: an error never repeats it.
+        shown = "what it is" if key in SECRET_SETTINGS else repr(value)
+        raise ConfigError(f"{path}: '{key}' must be {problem}, not {shown}")
     return value
 
 

@@ -39,6 +39,8 @@ def test_health(client, diagnosed):
         "status": "ok",
         "model_version": "v0001",
         "config": {"name": "config.json", "id": load_config(diagnosed.config_path).identity["id"]},
+        # The steps were run by hand: no run of fullprocess.py yet, so none is overdue.
+        "runs": {"last_success_at": None, "no_success_hours": 1.0, "overdue": False},
     }
 
 

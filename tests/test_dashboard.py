@@ -326,7 +326,8 @@ def test_metrics_report_requests_and_what_the_system_knows(diagnosed):
     assert metric(text, "risk_api_requests_total", endpoint="unmatched", method="GET", status=404)
     assert metric(text, "risk_api_request_duration_seconds_count", endpoint="/health") == 3
     manifest = modelstore.current_deployment(diagnosed.root / "production_deployment").manifest
-    assert metric(text, "risk_model_version") == 1
+    assert metric(text, "risk_model_info", version="v0001") == 1
+    assert metric(text, "risk_model_deployed") == 1
     assert metric(text, "risk_model_f1") == pytest.approx(manifest["metrics"]["f1"])
     summary = ranking_summary(diagnosed)
     assert metric(text, "risk_current_clients") == summary["clients"]
@@ -340,9 +341,15 @@ def test_metrics_after_a_run(diagnosed):
     diagnosed.write_input("drifted.csv", client_rows(1000, seed=23, drifted=True))
     assert fullprocess.main(diagnosed.args()) == 0
     text = create_app(diagnosed.config_path, token="").test_client().get("/metrics").text
-    assert metric(text, "risk_model_version") == 2
+    assert metric(text, "risk_model_info", version="v0002") == 1
+    assert "v0001" not in text  # only the live version is a series
     assert metric(text, "risk_last_run_outcome", outcome="redeployed") == 1
     assert metric(text, "risk_last_run_outcome", outcome="failed") == 0
+    assert metric(text, "risk_last_run_outcome", outcome="no_new_data") == 0
+    assert metric(text, "risk_runs_total", outcome="redeployed") == 1
+    assert metric(text, "risk_drift_found_total") == 1
+    assert metric(text, "risk_failed_runs_in_a_row") == 0
+    assert metric(text, "risk_last_success_timestamp_seconds") > 0
     assert metric(text, "risk_drifted_features") >= 1
     assert metric(text, "risk_last_run_duration_seconds") > 0
 
@@ -380,7 +387,8 @@ def test_made_up_methods_and_paths_add_no_series(diagnosed):
 
 def test_metrics_before_anything_is_deployed(project):
     text = create_app(project.config_path, token="").test_client().get("/metrics").text
-    assert metric(text, "risk_model_version") == 0
+    assert metric(text, "risk_model_deployed") == 0
+    assert "risk_model_info" not in text
     assert "risk_current_clients" not in text
 
 

@@ -93,6 +93,8 @@ def default_shown(cell: str, default) -> bool:
         return shown == "(none)"
     if isinstance(default, dict):
         return shown == json.dumps(default)
+    if default == "":  # an optional text, off when empty
+        return shown == "(empty)"
     if isinstance(default, bool):
         return shown == str(default).lower()
     if isinstance(default, int | float):

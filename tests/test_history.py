@@ -272,3 +272,24 @@ def test_a_full_disk_names_the_history_database(tmp_path):
         opened.db.execute(f"PRAGMA max_page_count = {pages}")  # as full as a full disk
         with pytest.raises(HistoryError, match=f"{path}: cannot write: database or disk is full"):
             opened.note_fact("a large fact", "x" * 100_000)
+
+
+def test_an_alert_is_claimed_once_and_what_its_receivers_made_of_it_is_kept(history_location):
+    with open_history(history_location) as opened:
+        assert opened.claim_alert("drift:run1", 1, "Drift", "found", ["webhook", "email"])
+        assert not opened.claim_alert("drift:run1", 2, "Drift", "again", ["webhook"])
+        opened.finish_alert("drift:run1", ["webhook"], {"email": "refused"})
+        opened.record_challenger("aaa", 1, "kept out", "worse")
+        opened.record_drift(None, "aaa", [1, 2], 300, "model", "drift", {"p": 0.01})
+        opened.record_drift(None, "aaa", [3], 300, "data", "drift", {"p": 0.02})
+        opened.finish_run(None, {"outcome": "failed", "started_at": "t", "finished_at": "t"})
+        opened.finish_run(None, {"outcome": "failed", "started_at": "u", "finished_at": "u"})
+    with open_history(history_location) as opened:
+        [alert] = opened.alerts()
+        assert (alert.key, alert.run, alert.text) == ("drift:run1", 1, "found")
+        assert opened.failed_deliveries() == 1
+        assert [row["run"] for row in opened.kept_out()] == [1]
+        assert [run.started_at for run in opened.failed_streak()] == ["t", "u"]
+        assert opened.run_counts() == {"failed": 2}
+        assert opened.drift_runs() == 2  # two checks outside a run
+        assert [check["batches"] for check in opened.drift_found()] == ["3", "1,2"]

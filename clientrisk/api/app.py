@@ -41,6 +41,7 @@ from clientrisk.deployment import modelstore
 from clientrisk.errors import DataError, PipelineError
 from clientrisk.model.coverage import UNCERTAIN, outside_range, outside_text
 from clientrisk.model.scoring import evaluate_model, predict_arrays
+from clientrisk.report.vulnerabilities import vulnerable_packages
 from clientrisk.timestamps import utc_now
 
 logger = logging.getLogger(__name__)
@@ -211,6 +212,10 @@ def diagnostics_view():
             "timings": report["timings"],
             "dependencies": dependencies,
             "outdated_packages": [d["package"] for d in dependencies if d["status"] == "outdated"],
+            "vulnerabilities": report.get("vulnerabilities"),
+            "vulnerable_packages": [
+                f"{found.package}=={found.version}" for found in vulnerable_packages(report)
+            ],
             "drift": report["drift"],
             "ranking": report.get("ranking"),
         }
@@ -242,12 +247,26 @@ def _provenance(report: dict) -> dict:
 
 @api.get("/health")
 def health():
+    runs = pipeline_health()
     try:
         live = state().models.get()
     except PipelineError as error:
         logger.warning("health: %s", error)
-        return jsonify(status="unavailable", error="no valid model is deployed"), 503
-    return jsonify(status="ok", model_version=live.deployment.label, config=state().config.identity)
+        return jsonify(status="unavailable", error="no valid model is deployed", runs=runs), 503
+    return jsonify(
+        status="ok", model_version=live.deployment.label, config=state().config.identity, runs=runs
+    )
+
+
+def pipeline_health() -> dict:
+    """Whether the pipeline is alive: when a run last did its work, and whether that is longer
+    ago than `alert_no_success_hours` (a dead cron shows here before any tick runs again)."""
+    facts = state().dashboard.facts()
+    return {
+        "last_success_at": facts.get("last_success_at"),
+        "no_success_hours": state().config.settings["alert_no_success_hours"],
+        "overdue": state().dashboard.overdue(facts),
+    }
 
 
 @api.get("/metrics")

@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 dashboard = Blueprint("dashboard", __name__)
 
 RUNS_SHOWN = 12
+ALERTS_SHOWN = 8
 SCORES_SHOWN = 300  # the newest scores drawn in the history chart
 CHART = {"width": 640, "height": 220, "left": 44, "right": 12, "top": 12, "bottom": 30}
 SERIES_COLOURS = ("#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf")
@@ -106,7 +107,16 @@ def _live(deployment) -> dict | None:
 def _history(config: Config, deployment, problems: list) -> dict:
     """Runs, scores, deployments and the newest challenger kept out, from the history database
     (never created here: before the first run there is none; one on a server is opened)."""
-    empty = {"runs": [], "chart": None, "kept_out": None, "deployments": []}
+    empty = {
+        "runs": [],
+        "chart": None,
+        "kept_out": None,
+        "deployments": [],
+        "alerts": [],
+        "counts": None,
+        "last_success_at": None,
+        "last_success_readable": None,
+    }
     if not config.settings.get("history_db_url") and not Path(config.history_path).is_file():
         return empty
     from clientrisk.history.database import open_history
@@ -117,6 +127,14 @@ def _history(config: Config, deployment, problems: list) -> dict:
             scores = history.scores()[-SCORES_SHOWN:]
             deployments = history.deployments()
             challengers = history.challengers(limit=1, verdict="kept out")
+            alerts = history.alerts(ALERTS_SHOWN)
+            last_success = history.last_success()
+            counts = {
+                "runs": history.run_counts(),
+                "failed_in_a_row": len(history.failed_streak()),
+                "drift_runs": history.drift_runs(),
+                "failed_deliveries": history.failed_deliveries(),
+            }
     except PipelineError as error:
         problems.append(f"the history database cannot be read: {error}")
         return empty
@@ -135,7 +153,34 @@ def _history(config: Config, deployment, problems: list) -> dict:
             {**change, "time": readable_utc(change["time"])}
             for change in reversed(deployments[-5:])
         ],
+        "alerts": [_alert(alert) for alert in alerts],
+        "counts": counts,
+        # When the newest run that did its work ended (a quiet run: its latest repeat).
+        "last_success_at": last_success
+        and (last_success.last_finished_at or last_success.finished_at),
+        "last_success_readable": last_success
+        and readable_utc(last_success.last_finished_at or last_success.finished_at),
     }
+
+
+def _alert(alert) -> dict:
+    return {
+        "raised_at": readable_utc(alert.raised_at),
+        "subject": alert.subject,
+        "text": alert.text,
+        "delivered": list(alert.delivered),
+        "failures": alert.failures,
+        "unconfirmed": alert.finished_at is None,
+        "receivers": list(alert.receivers),
+    }
+
+
+def overdue(facts: dict, hours: float, now: datetime | None = None) -> bool:
+    """Whether no run has done its work for more than `hours` (False before any run)."""
+    ended = parse_utc(facts.get("last_success_at"))
+    if ended is None:
+        return False
+    return ((now or datetime.now(UTC)) - ended).total_seconds() > hours * 3600
 
 
 def _run(run) -> dict:
@@ -396,7 +441,7 @@ def list_chart(parts: list[dict]) -> dict | None:
                 "expected_y": y(part["expected"] / count),
                 "low_y": y(part["low"] / count),
                 "high_y": y(part["high"] / count),
-                "base_y": y(part["at_base_rate"] / count) if "at_base_rate" in part else None,
+                "base_y": y(part["at_base_rate"] / count) if part["top"] else None,
                 "outside": part.get("verdict") != "as expected",
             }
         )
@@ -467,15 +512,21 @@ class DashboardCache:
                     self._key = key
         return self._facts
 
+    def overdue(self, facts: dict) -> bool:
+        """Whether no run has done its work for `alert_no_success_hours`: the one thing on
+        the page that changes with time alone (cron stopped, so no file changes)."""
+        return overdue(facts, self.config.settings["alert_no_success_hours"])
+
     def page(self, render) -> str:
         facts = self.facts()
+        late = self.overdue(facts)
         page = self._page
-        if page is None:
-            page = render(facts)
+        if page is None or page[0] != late:
+            page = (late, render(facts, late))
             with self._lock:
                 if self._facts is facts:
                     self._page = page
-        return page
+        return page[1]
 
 
 def _state():
@@ -525,10 +576,12 @@ def page():
         return _sign_in_page(wrong=False)
     state = _state()
     html = state.dashboard.page(
-        lambda facts: render_template(
+        lambda facts, late: render_template(
             "dashboard.html",
             signed_in_with_token=state.token is not None,
             csrf_slot=CSRF_SLOT,
+            overdue=late,
+            no_success_hours=state.config.settings["alert_no_success_hours"],
             **facts,
         )
     )

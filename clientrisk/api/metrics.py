@@ -2,10 +2,12 @@
 
 Requests and their latency per endpoint (the route's pattern, and the method from a fixed set,
 so the number of series stays bounded whatever clients send), and what the system knows when
-scraped: the live model's version and F1, the time, outcome and duration of the newest
-fullprocess.py run, the number of drifted features, the current clients and the expected
-leavers. The latter come from the dashboard's facts, read again only when the files they come
-from change.
+scraped: the live model (`risk_model_info{version="v0003"} 1`) and its F1, the time, outcome
+and duration of the newest fullprocess.py run, runs by outcome, failures in a row and the last
+success, drift found, alerts not delivered, the number of drifted features, the current clients
+and the expected leavers. Label values have no spaces (`no_new_data`), so that alert rules
+(`clientrisk/api/prometheus/rules.yml`) match them plainly. The state comes from the
+dashboard's facts, read again only when the files they come from change.
 
 Under gunicorn with several workers, each worker counts its own requests; with
 PROMETHEUS_MULTIPROC_DIR set (gunicorn.conf.py sets it), the workers share their counts through
@@ -25,7 +27,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from clientrisk.timestamps import parse_utc
 
@@ -101,14 +103,23 @@ class _StateRegistry:
         yield from state_metrics(self.facts)
 
 
+def label_value(text: str) -> str:
+    """A label value without spaces (`no new data` -> `no_new_data`), easy to match in rules."""
+    return "_".join(str(text).split())
+
+
 def state_metrics(facts: dict):
-    """Gauges from the dashboard's facts (see dashboard.gather)."""
+    """Gauges and counters from the dashboard's facts (see dashboard.gather)."""
     live = facts.get("live")
-    version = GaugeMetricFamily(
-        "risk_model_version", "Version number of the live model (0: nothing deployed)"
-    )
-    version.add_metric([], int(live["version"].lstrip("v")) if live else 0)
-    yield version
+    deployed = GaugeMetricFamily("risk_model_deployed", "1 when a model is live, 0 before")
+    deployed.add_metric([], 1 if live else 0)
+    yield deployed
+    if live:
+        info = GaugeMetricFamily(
+            "risk_model_info", "The live model, by its version label (always 1)", labels=["version"]
+        )
+        info.add_metric([label_value(live["version"])], 1)
+        yield info
     if live and live["metrics"].get("f1") is not None:
         f1 = GaugeMetricFamily("risk_model_f1", "F1 of the live model on the test data")
         f1.add_metric([], live["metrics"]["f1"])
@@ -129,7 +140,7 @@ def state_metrics(facts: dict):
             labels=["outcome"],
         )
         for name in dict.fromkeys((*RUN_OUTCOMES, newest["outcome"])):
-            outcome.add_metric([name], 1 if name == newest["outcome"] else 0)
+            outcome.add_metric([label_value(name)], 1 if name == newest["outcome"] else 0)
         yield outcome
         if newest["seconds_value"] is not None:
             took = GaugeMetricFamily(
@@ -137,6 +148,7 @@ def state_metrics(facts: dict):
             )
             took.add_metric([], newest["seconds_value"])
             yield took
+    yield from pipeline_metrics(facts)
     drift = facts.get("drift")
     if drift and drift.get("available"):
         drifted = GaugeMetricFamily(
@@ -187,3 +199,44 @@ def past_list_metrics(past: dict | None):
 
 def _part_label(part: dict) -> str:
     return f"top_{part['top']}" if part["top"] else "whole"
+
+
+def pipeline_metrics(facts: dict):
+    """What the alert rules watch: runs by outcome, failures in a row, the last success, drift
+    found, and alerts a receiver did not take (counted from the history database)."""
+    counts = facts.get("counts")
+    if not counts:
+        return
+    runs = CounterMetricFamily(
+        "risk_runs",
+        "fullprocess.py runs by outcome (quiet repeats counted one by one)",
+        labels=["outcome"],
+    )
+    for name in dict.fromkeys((*RUN_OUTCOMES, *counts["runs"])):
+        if name != "running":
+            runs.add_metric([label_value(name)], counts["runs"].get(name, 0))
+    yield runs
+    streak = GaugeMetricFamily(
+        "risk_failed_runs_in_a_row",
+        "Runs that failed or were interrupted since the last one that did its work",
+    )
+    streak.add_metric([], counts["failed_in_a_row"])
+    yield streak
+    ended = parse_utc(facts.get("last_success_at"))
+    if ended is not None:
+        success = GaugeMetricFamily(
+            "risk_last_success_timestamp_seconds",
+            "When the newest fullprocess.py run that did its work ended (Unix time)",
+        )
+        success.add_metric([], ended.timestamp())
+        yield success
+    drift = CounterMetricFamily(
+        "risk_drift_found", "Runs whose drift check found drift (in the model or the features)"
+    )
+    drift.add_metric([], counts["drift_runs"])
+    yield drift
+    failures = CounterMetricFamily(
+        "risk_alert_delivery_failures", "Alerts that at least one receiver did not take"
+    )
+    failures.add_metric([], counts["failed_deliveries"])
+    yield failures

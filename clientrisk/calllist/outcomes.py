@@ -116,6 +116,7 @@ def how_it_did(ranking: dict, later: pd.DataFrame, interval) -> dict:
             )
         parts.append(part)
     return {
+        "ranking": ranking["id"],
         "made_at": ranking["made_at"],
         "model_version": ranking["model_version"],
         "through_batch": ranking["through_batch"],

@@ -205,13 +205,22 @@ def roll_back(config: Config, to_version: int | None, reason: str) -> Deployment
 def run(
     config: Config, rollback: str | None = None, reason: str | None = None, force: bool = False
 ):
-    """Deploy the trained model, or with `rollback` ("previous" or a version) go back."""
+    """Deploy the trained model, or with `rollback` ("previous" or a version) go back; either
+    way, alert about the change (deployment.py run by hand)."""
     if rollback is None:
-        return deploy_trained_model(config, reason or "manual deployment", force=force)
-    to_version = None
-    if rollback != "previous":
-        number = rollback.removeprefix("v")
-        if not number.isdigit():
-            raise modelstore.DeploymentError(f"--rollback: '{rollback}' is not a version number")
-        to_version = int(number)
-    return roll_back(config, to_version, reason or "")
+        result = deploy_trained_model(config, reason or "manual deployment", force=force)
+    else:
+        to_version = None
+        if rollback != "previous":
+            number = rollback.removeprefix("v")
+            if not number.isdigit():
+                raise modelstore.DeploymentError(
+                    f"--rollback: '{rollback}' is not a version number"
+                )
+            to_version = int(number)
+        result = roll_back(config, to_version, reason or "")
+    from clientrisk.alerts import events
+
+    with open_history(config.history_location) as history:
+        events.alert_live_changes(config, history)
+    return result

@@ -95,6 +95,22 @@ class InputFile(
     __slots__ = ()
 
 
+# Outcomes of runs that did not do their work.
+FAILED_OUTCOMES = ("failed", "interrupted")
+# What a run that did its work is not: failed, stopped, never started or still going.
+NOT_SUCCESSES = (*FAILED_OUTCOMES, "busy", RUNNING)
+
+
+class Alert(
+    namedtuple("Alert", "key raised_at run subject text receivers delivered failures finished_at")
+):
+    """An alert raised for one event (`key`): the receivers it was for, those that took it,
+    and why the others did not (a dict); `finished_at` is None while it is being delivered (or
+    forever, when the process was killed meanwhile)."""
+
+    __slots__ = ()
+
+
 class Run(
     namedtuple(
         "Run",
@@ -170,7 +186,29 @@ def _migrate_to_4(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE rankings ADD COLUMN hold_back_share REAL NOT NULL DEFAULT 0")
 
 
-MIGRATIONS = (_migrate_to_1, _migrate_to_2, _migrate_to_3, _migrate_to_4)
+def _migrate_to_5(db: sqlite3.Connection) -> None:
+    """Alerts: one row per event (its key), with what each receiver made of it. Events already
+    recorded before alerts existed are not alerted: the newest ids of what alerts watch are
+    noted (`ALERTS_FROM`), and only later ones count."""
+    db.execute(
+        "CREATE TABLE alerts (key TEXT PRIMARY KEY, raised_at TEXT NOT NULL, run INTEGER,"
+        " subject TEXT NOT NULL, text TEXT NOT NULL, receivers TEXT NOT NULL DEFAULT '',"
+        " delivered TEXT NOT NULL DEFAULT '', failures TEXT NOT NULL DEFAULT '{}',"
+        " finished_at TEXT)"
+    )
+    start = {
+        "drift_check": db.execute("SELECT coalesce(max(id), 0) FROM drift_checks").fetchone()[0],
+        "deployment": db.execute("SELECT coalesce(max(id), 0) FROM deployments").fetchone()[0],
+        "challenger": db.execute("SELECT coalesce(max(rowid), 0) FROM challengers").fetchone()[0],
+        "ranking": db.execute("SELECT coalesce(max(id), 0) FROM rankings").fetchone()[0],
+        "run": db.execute("SELECT coalesce(max(id), 0) FROM runs").fetchone()[0],
+    }
+    db.execute("INSERT INTO facts (key, value) VALUES (?, ?)", (ALERTS_FROM, json.dumps(start)))
+
+
+# The fact that says from which ids on events are alerted (see _migrate_to_5).
+ALERTS_FROM = "alerts_from"
+MIGRATIONS = (_migrate_to_1, _migrate_to_2, _migrate_to_3, _migrate_to_4, _migrate_to_5)
 SCHEMA_VERSION = len(MIGRATIONS)
 # Full rankings kept (their summaries are kept for ever): enough to say what changed.
 KEEP_RANKINGS = 20
@@ -646,6 +684,137 @@ class History:
         with self._writing() as db:
             db.execute("INSERT OR REPLACE INTO facts (key, value) VALUES (?, ?)", (key, value))
 
+    # --- what alerts watch, and the alerts
+
+    def last_success(self) -> Run | None:
+        """The newest run that did its work (whatever it decided), or None."""
+        marks = ", ".join("?" * len(NOT_SUCCESSES))
+        rows = self._rows(
+            f"SELECT {_fields(Run)} FROM runs WHERE outcome NOT IN ({marks})"
+            " ORDER BY id DESC LIMIT 1",
+            NOT_SUCCESSES,
+        )
+        return _run(rows[0]) if rows else None
+
+    def failed_streak(self, limit: int = 100) -> list[Run]:
+        """The runs that failed or were interrupted since the last one that did its work,
+        oldest first (busy ticks and the run going on are passed over)."""
+        streak = []
+        for row in self._rows(
+            f"SELECT {_fields(Run)} FROM runs WHERE outcome NOT IN ('busy', ?)"
+            " ORDER BY id DESC LIMIT ?",
+            (RUNNING, limit),
+        ):
+            if row[5] not in FAILED_OUTCOMES:
+                break
+            streak.append(_run(row))
+        return streak[::-1]
+
+    def failed_streaks(self, after: int = 0, limit: int = 100) -> list[list[Run]]:
+        """Streaks of two or more runs in a row that failed or were interrupted, among the
+        newest `limit` runs with an id above `after` (busy ticks and a run going on are passed
+        over), oldest first. A killed run is marked interrupted only by the next run, which may
+        succeed: so streaks are looked for behind the newest run too."""
+        rows = self._rows(
+            f"SELECT {_fields(Run)} FROM runs WHERE outcome NOT IN ('busy', ?) AND id > ?"
+            " ORDER BY id DESC LIMIT ?",
+            (RUNNING, after, limit),
+        )
+        streaks, current = [], []
+        for row in reversed(rows):
+            if row[5] in FAILED_OUTCOMES:
+                current.append(_run(row))
+                continue
+            if len(current) >= 2:
+                streaks.append(current)
+            current = []
+        if len(current) >= 2:
+            streaks.append(current)
+        return streaks
+
+    def run_counts(self) -> dict[str, int]:
+        """How many runs ended with each outcome, quiet repeats counted one by one."""
+        rows = self._rows("SELECT outcome, sum(repeats) FROM runs GROUP BY outcome")
+        return {row[0]: row[1] for row in rows}
+
+    def drift_found(self, after: int = 0, limit: int = 50) -> list[dict]:
+        """Drift checks with a `drift` verdict whose id is above `after`, newest first."""
+        rows = self._rows(
+            "SELECT id, run, checked_at, batches, rows, kind, detail FROM drift_checks"
+            " WHERE verdict = 'drift' AND id > ? ORDER BY id DESC LIMIT ?",
+            (after, limit),
+        )
+        names = ("id", "run", "checked_at", "batches", "rows", "kind")
+        return [
+            {**dict(zip(names, row[:6], strict=True)), "detail": json.loads(row[6])} for row in rows
+        ]
+
+    def drift_runs(self) -> int:
+        """How many runs (or checks outside a run) found drift."""
+        return self.db.execute(
+            "SELECT count(DISTINCT coalesce(run, -id)) FROM drift_checks WHERE verdict = 'drift'"
+        ).fetchone()[0]
+
+    def changes_of_live(self, after: int = 0, limit: int = 20) -> list[dict]:
+        """Deployments and rollbacks whose id is above `after`, newest first."""
+        names = ("id", "time", "action", "from_version", "to_version", "f1", "reason")
+        rows = self._rows(
+            f"SELECT {', '.join(names)} FROM deployments WHERE id > ? ORDER BY id DESC LIMIT ?",
+            (after, limit),
+        )
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def kept_out(self, after: int = 0, limit: int = 20) -> list[dict]:
+        """Challengers kept out, decided after row `after`, newest first."""
+        names = ("rowid", "model_sha256", "run", "reason", "decided_at")
+        rows = self._rows(
+            f"SELECT {', '.join(names)} FROM challengers WHERE verdict = 'kept out' AND rowid > ?"
+            " ORDER BY rowid DESC LIMIT ?",
+            (after, limit),
+        )
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def alerts_from(self) -> dict:
+        """The ids after which events are alerted (see _migrate_to_4)."""
+        try:
+            return json.loads(self.fact(ALERTS_FROM) or "{}")
+        except ValueError:
+            return {}
+
+    def claim_alert(self, key: str, run: int | None, subject: str, text: str, receivers) -> bool:
+        """Record that the alert for event `key` is raised now, unless it was before.
+
+        Returns:
+            Whether it is new (and so is to be delivered).
+        """
+        with self._writing() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO alerts (key, raised_at, run, subject, text, receivers)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (key, utc_now(), run, subject, text, ",".join(receivers)),
+            )
+            return cursor.rowcount == 1
+
+    def finish_alert(self, key: str, delivered, failures: dict) -> None:
+        """Record which receivers took an alert and why the others did not."""
+        with self._writing() as db:
+            db.execute(
+                "UPDATE alerts SET delivered = ?, failures = ?, finished_at = ? WHERE key = ?",
+                (",".join(delivered), json.dumps(failures), utc_now(), key),
+            )
+
+    def alerts(self, limit: int = 20) -> list[Alert]:
+        """The newest alerts first."""
+        rows = self._rows(
+            f"SELECT {_fields(Alert)} FROM alerts ORDER BY raised_at DESC, rowid DESC LIMIT ?",
+            (limit,),
+        )
+        return [_alert(row) for row in rows]
+
+    def failed_deliveries(self) -> int:
+        """How many alerts at least one receiver did not take."""
+        return self.db.execute("SELECT count(*) FROM alerts WHERE failures != '{}'").fetchone()[0]
+
     def generation(self) -> int:
         """A number that grows with every change to what the system knows (runs aside)."""
         return self.db.execute("SELECT generation FROM changes").fetchone()[0]
@@ -673,6 +842,15 @@ def _marks(kind) -> str:
 def _run(row) -> Run:
     record = json.loads(row[-1]) if row[-1] else {}
     return Run(*row[:-1], record)
+
+
+def _alert(row) -> Alert:
+    receivers, delivered = (tuple(part for part in text.split(",") if part) for text in row[5:7])
+    try:
+        failures = json.loads(row[7])
+    except ValueError:
+        failures = {}
+    return Alert(*row[:5], receivers, delivered, failures, row[8])
 
 
 def _float(value):

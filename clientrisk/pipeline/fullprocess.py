@@ -334,11 +334,16 @@ def decide(config, history, probe=None):
 
 
 def run(config) -> dict:
-    """Decide and do what the data calls for; never raises for a failed step."""
+    """Decide and do what the data calls for, then raise the alerts of what happened (within
+    `alert_timeout_seconds`); never raises for a failed step or a failed alert."""
+    from clientrisk.alerts import events
+
     log = RunLog()
     with open_history(config.history_location) as history:
+        # Before this run records anything: has any run done its work lately?
+        overdue = events.overdue_since(config, history)
         try:
-            return run_with_history(log, config, history)
+            record = run_with_history(log, config, history)
         except Stopped as stopped:
             where = log.record.get("current_step")
             reason = (
@@ -349,16 +354,18 @@ def run(config) -> dict:
             record = log.finish("interrupted", reason)
             record["exit_code"] = stopped.exit_code
             history.finish_run(log.run_id, record)
-            return record
+            return record  # stopping now; the next run raises the alerts
         except HistoryBusy:
             raise  # the history cannot take the record either; tick() says so and exits 75
         except (PipelineError, OSError) as error:
             logger.error("%s", error)
-            return _finished(history, log, log.finish("failed", str(error)))
+            record = _finished(history, log, log.finish("failed", str(error)))
         except Exception as error:  # a bug: keep the traceback in the log, and the record
             logger.exception("unexpected error")
             record = log.finish("failed", f"unexpected {type(error).__name__}: {error}")
-            return _finished(history, log, record)
+            record = _finished(history, log, record)
+        events.after_run(config, history, record, overdue)
+        return record
 
 
 def record_what_is_live(config, history) -> None:
@@ -452,6 +459,7 @@ def leave_quiet_stamp(config, history, record: dict, probe=None) -> None:
         "lock": str(config.run_lock_file),
         "runlog": str(config.log_dir / RUN_LOG_FILE),
         "maxlog": RUN_LOG_MAX_BYTES,
+        "overdue": int(config.settings["alert_no_success_hours"] * 3600),
     }
     states = {
         "generation": history.generation(),
@@ -511,6 +519,36 @@ def record_busy(config) -> None:
     except PipelineError as error:
         logger.warning("%s", error)
     append_run_record(config, {"config": str(config.path), **record}, rotate=False)
+
+
+def test_alert(args) -> int:
+    """`fullprocess.py --test-alert`: a test message to every configured receiver.
+
+    Returns:
+        0 when every receiver took it; 1 when one did not (the reason in one line each), or
+        none is configured; the config's own code when it cannot be read.
+    """
+    from clientrisk.alerts.delivery import send_test_alert
+
+    configure_logging(args.verbose)
+    try:
+        config = load_config(args.config)
+    except PipelineError as error:
+        logger.error("fullprocess: %s", error)
+        return error.exit_code
+    delivered, failures = send_test_alert(config)
+    for receiver in delivered:
+        logger.info("test alert delivered: %s", receiver)
+    for problem in failures.values():
+        logger.error("test alert not delivered: %s", problem)
+    if not delivered and not failures:
+        logger.error(
+            "fullprocess: no alert receiver is configured: set alert_webhook_url or"
+            " alert_email_to (with alert_smtp_host) in %s",
+            config.path,
+        )
+        return 1
+    return 1 if failures else 0
 
 
 def tick(args) -> int:

@@ -8,6 +8,10 @@ decides that nothing is new and no file is waiting, it leaves a stamp beside the
 link and the report looked like, the history's change counter (`History.generation`) and the id
 of the run row it recorded.
 
+A quiet repeat is a run that did its work. When the last one ended longer ago than
+`alert_no_success_hours` (cron stopped, then started again), the tick takes the full path,
+which raises the alert.
+
 The next tick without options, holding the run lock, compares: if every file looks the same and
 the history has recorded nothing since but that run, the tick is that run again. It is recorded
 as one more repeat of it (in the history database and as a line of `fullprocess.jsonl`), as the
@@ -37,7 +41,8 @@ CONFIG_ENV = "RISK_CONFIG"  # as in config.py
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # as timestamps.utc_now
 LOG_TIME_FORMAT = "%Y-%m-%d %H:%M:%S %z"  # as cli.LOG_TIME_FORMAT
 # Stamp lines that say where things are, and those that say what they looked like.
-PLACES = ("config", "input", "report", "live", "history", "lock", "runlog", "maxlog")
+# `overdue`: alert_no_success_hours, in seconds.
+PLACES = ("config", "input", "report", "live", "history", "lock", "runlog", "maxlog", "overdue")
 # How to ask the database source (all empty without one); see dbsource.quiet_probe.
 DATABASE_STATES = (
     "db_backend",
@@ -51,7 +56,7 @@ STATES = ("generation", "run", "outcome", "reason", "config_shown", *DATABASE_ST
 # Stamp values that may hold tabs or new lines (a query over several lines), kept escaped.
 ESCAPED = ("db_connect", "db_sql", "db_newest")
 PASSWORD_ENV = "RISK_INPUT_DATABASE_PASSWORD"  # as in dbsource.py
-NUMBERS = ("maxlog", "generation", "run")
+NUMBERS = ("maxlog", "overdue", "generation", "run")
 # The history on a server (as in clientrisk/history/postgres.py).
 HISTORY_PASSWORD_ENV = "RISK_HISTORY_DATABASE_PASSWORD"
 HISTORY_WRITE_LOCK_KEY = 0x7269736B68697374
@@ -314,11 +319,15 @@ def _record_repeat(values: dict, started: float) -> int | None:
             db.execute(statement)
         generation = db.execute("SELECT generation FROM changes").fetchone()[0]
         last = db.execute(
-            "SELECT id, outcome, reason FROM runs ORDER BY id DESC LIMIT 1"
+            "SELECT id, outcome, reason, last_finished_at FROM runs ORDER BY id DESC LIMIT 1"
         ).fetchone()
-        if (generation, last) != (
-            values["generation"],
-            (run_id, values["outcome"], values["reason"]),
+        # Times as the pipeline writes them sort as text: no parsing needed.
+        overdue = time.strftime(TIME_FORMAT, time.gmtime(time.time() - values["overdue"]))
+        if (
+            last is None
+            or (generation, last[:3])
+            != (values["generation"], (run_id, values["outcome"], values["reason"]))
+            or (last[3] or "") < overdue
         ):
             db.rollback()
             return None

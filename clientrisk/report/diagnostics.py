@@ -39,7 +39,7 @@ from clientrisk.history.database import open_history
 from clientrisk.model import scoring, training
 from clientrisk.monitoring import drift
 from clientrisk.report import quality
-from clientrisk.report.dependencies import dependency_status
+from clientrisk.report.dependencies import check_dependencies
 from clientrisk.timestamps import utc_now
 
 logger = logging.getLogger(__name__)
@@ -347,6 +347,8 @@ class DiagnosticsResult:
             if (names := [d["package"] for d in deps if d["status"] == status])
         ]
         lines.append(f"dependencies: {'; '.join(counts) or 'all up to date'}")
+        if "vulnerabilities" in report:
+            lines.append(f"vulnerabilities: {report['vulnerabilities']['in_words']}")
         drifted = report["drift"].get("drifted")
         lines.append(
             "data drift: "
@@ -395,6 +397,7 @@ def run(
     model, deployment = modelstore.load_deployed_model(config.deploy_dir)
     data, batches = batchstore.stored_outcomes(config)
     check_ingested_data(data, config.ingested_dir)
+    dependencies, vulnerable = check_dependencies(config)
     report = {
         "generated_at": utc_now(),
         "model": {
@@ -418,7 +421,8 @@ def run(
         "timings": time_steps(config, timing_repeats, batches)
         if timing_repeats
         else recorded_timings(config, this_run),
-        "dependencies": dependency_status(config),
+        "dependencies": dependencies,
+        "vulnerabilities": vulnerable,
         "ranking": ranking.run(config, model, deployment, refresh=False, outcomes=data).report,
     }
     path = config.model_dir / DIAGNOSTICS_FILE

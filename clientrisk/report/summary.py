@@ -237,13 +237,21 @@ def build_story(facts: dict) -> list:
                 body,
             )
         )
-    rows = [["Package", "Pinned", "Installed", "Latest", "Status"]]
+    rows = [["Package", "Pinned", "Installed", "Latest", "Status", "Known vulnerabilities"]]
     rows += [
-        [d["package"], d["pinned"] or "-", d["installed"] or "-", d["latest"] or "?", d["status"]]
+        [
+            d["package"],
+            d["pinned"] or "-",
+            d["installed"] or "-",
+            d["latest"] or "?",
+            d["status"],
+            _vulnerability_cell(d),
+        ]
         for d in report["dependencies"]
     ]
     section(
-        _table(rows, [0.26, 0.16, 0.16, 0.16, 0.2]),
+        _table(rows, [0.22, 0.14, 0.14, 0.14, 0.16, 0.2]),
+        *_vulnerability_words(report.get("vulnerabilities"), body),
         Paragraph(
             f"Model SHA-256 {manifest['model_sha256'][:12]}; diagnostics of"
             f" {report['generated_at']}.",
@@ -251,6 +259,26 @@ def build_story(facts: dict) -> list:
         ),
     )
     return story
+
+
+def _vulnerability_cell(dependency: dict) -> str:
+    """How many vulnerabilities are known for the installed release ("-" when not asked)."""
+    if "vulnerabilities" not in dependency:
+        return "-"
+    ids = dependency["vulnerabilities"]
+    if ids is None:
+        return "not checked"
+    return str(len(ids)) if ids else "none"
+
+
+def _vulnerability_words(found: dict | None, style) -> list:
+    """The vulnerability check in one paragraph (ids and the versions that fix them)."""
+    from xml.sax.saxutils import escape
+
+    if not found:
+        return [Paragraph("Vulnerabilities were not checked for these diagnostics.", style)]
+    words = found["in_words"]
+    return [Spacer(0, 2 * mm), Paragraph(escape(words[:1].upper() + words[1:] + "."), style)]
 
 
 def _quality_table(metrics: dict, newest: dict | None) -> Table:

@@ -1,0 +1,1 @@
+"""Alerts: what in the history is worth telling someone, and telling them (webhook, e-mail)."""
