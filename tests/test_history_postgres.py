@@ -296,3 +296,18 @@ def test_the_server_module_offers_what_its_callers_import():
         taken |= set(re.findall(r"\bpostgres\.(?!py\b)([A-Za-z]\w*)", text))
     assert taken, "nothing imports the server module"
     assert taken <= set(postgres.__all__), sorted(taken - set(postgres.__all__))
+
+
+def test_an_api_whose_history_server_is_gone_still_serves_and_says_why(deployed):
+    url = f"postgresql://risk:s3cret@127.0.0.1:{dbservers.free_port()}/history"
+    use_history_server(deployed, url)
+    client = create_app(deployed.config_path, token="").test_client()
+    page = client.get("/")
+    assert page.status_code == 200
+    text = page.get_data(as_text=True)
+    assert "the history database cannot be read" in text
+    assert "postgresql://risk:***@127.0.0.1" in text
+    health = client.get("/health")
+    assert health.status_code == 200
+    assert health.get_json()["model_version"] == "v0001"
+    assert "s3cret" not in text + health.get_data(as_text=True)

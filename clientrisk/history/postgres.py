@@ -367,8 +367,10 @@ class ChangeProbe:
         " ORDER BY id DESC LIMIT 1) r ON true"
     )
     # After a failure, the same answer for this long (a server that does not answer is not
-    # asked again by every request, each waiting for the connect timeout).
+    # asked again by every request, each waiting for the connect timeout); and that time-out
+    # short, since /health and /metrics ask too.
     RETRY_SECONDS = 5.0
+    CONNECT_TIMEOUT_SECONDS = 2
 
     def __init__(self, url: str):
         import threading
@@ -403,8 +405,8 @@ class ChangeProbe:
         return psycopg.connect(
             libpq_url(self.url),
             autocommit=True,
-            connect_timeout=CONNECT_TIMEOUT_SECONDS,
             application_name="clientrisk-api",
+            connect_timeout=self.CONNECT_TIMEOUT_SECONDS,
             options="-c statement_timeout=5000",
             **({"password": password} if password else {}),
         )
