@@ -460,7 +460,7 @@ def _check_database_settings(path: Path, settings: dict) -> None:
 
 
 def _check_history_url(path: Path, settings: dict, raw: dict) -> None:
-    """history_db_url is a PostgreSQL URL with a host and a database, and excludes
+    """history_db_url is a PostgreSQL URL that names a database, and excludes
     history_db_path (shown without its password)."""
     url = settings["history_db_url"]
     if url is None:
