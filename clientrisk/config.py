@@ -50,16 +50,16 @@ OPTIONAL_PATHS = {"log_folder_path": "logs", "history_db_path": None, "contacts_
 class Setting(
     namedtuple(
         "Setting",
-        "default help choices minimum kind maximum check",
+        "default help choices minimum check maximum kind",
         defaults=((), None, None, None, None),
     )
 ):
     """An optional config key that is not a path: its default fixes its type, or `kind` does
     when the default is None (unset). Numbers must be above 0 unless a `minimum` (inclusive)
-    says otherwise, and at most a `maximum` if given. A `dict` is a JSON object from names to
-    non-empty texts. A text whose default is empty may be left empty (the feature it sets up is
-    then off). `check`, when given, is a function of the value that returns what is wrong with
-    it (or None)."""
+    says otherwise, and at most a `maximum` if given. A text whose default is empty may be left
+    empty (the feature it sets up is then off). A `dict` is a JSON object from names to
+    non-empty texts. `check`, when given, is a function of the value that returns what is wrong
+    with it (or None)."""
 
     __slots__ = ()
 
@@ -133,40 +133,6 @@ SETTINGS = {
         "retrain once this many times the live model's training rows have arrived since (0: never)",
         minimum=0,
     ),
-    # A database as a second source of client rows (clientrisk/data/dbsource.py).
-    "input_database_url": Setting(
-        None,
-        "a database to read new client rows from, as an SQLAlchemy URL (sqlite:///path or"
-        " postgresql+psycopg://user@host/name); its password may be left to"
-        " RISK_INPUT_DATABASE_PASSWORD",
-        kind=str,
-    ),
-    "input_table": Setting(None, "the table of the database to read (or input_query)", kind=str),
-    "input_query": Setting(
-        None, "a SELECT whose rows are read instead of a table (or input_table)", kind=str
-    ),
-    "input_new_rows_column": Setting(
-        None,
-        "the column that says which rows are new: an id or a timestamp that only increases",
-        kind=str,
-    ),
-    "input_columns": Setting(
-        {},
-        "the database's column for each course column whose name differs (a JSON object)",
-        kind=dict,
-    ),
-    "input_query_timeout_seconds": Setting(
-        60.0,
-        "longest the database may take to connect, and to answer one query or fetch",
-    ),
-    # The history database on a PostgreSQL server (clientrisk/history/postgres.py).
-    "history_db_url": Setting(
-        None,
-        "the history database on a PostgreSQL server, as postgresql://user@host:port/name"
-        " (instead of the history_db_path file); its password may be left to"
-        " RISK_HISTORY_DATABASE_PASSWORD",
-        kind=str,
-    ),
     "alert_webhook_url": Setting(
         "",
         "where alerts are POSTed as JSON (`text` for Slack or Mattermost, and the event's fields);"
@@ -204,6 +170,40 @@ SETTINGS = {
     "alert_no_success_hours": Setting(
         1.0,
         "alert when no run has succeeded for this long (checked by every tick and by /health)",
+    ),
+    # A database as a second source of client rows (clientrisk/data/dbsource.py).
+    "input_database_url": Setting(
+        None,
+        "a database to read new client rows from, as an SQLAlchemy URL (sqlite:///path or"
+        " postgresql+psycopg://user@host/name); its password may be left to"
+        " RISK_INPUT_DATABASE_PASSWORD",
+        kind=str,
+    ),
+    "input_table": Setting(None, "the table of the database to read (or input_query)", kind=str),
+    "input_query": Setting(
+        None, "a SELECT whose rows are read instead of a table (or input_table)", kind=str
+    ),
+    "input_new_rows_column": Setting(
+        None,
+        "the column that says which rows are new: an id or a timestamp that only increases",
+        kind=str,
+    ),
+    "input_columns": Setting(
+        {},
+        "the database's column for each course column whose name differs (a JSON object)",
+        kind=dict,
+    ),
+    "input_query_timeout_seconds": Setting(
+        60.0,
+        "longest the database may take to connect, and to answer one query or fetch",
+    ),
+    # The history database on a PostgreSQL server (clientrisk/history/postgres.py).
+    "history_db_url": Setting(
+        None,
+        "the history database on a PostgreSQL server, as postgresql://user@host:port/name"
+        " (instead of the history_db_path file); its password may be left to"
+        " RISK_HISTORY_DATABASE_PASSWORD",
+        kind=str,
     ),
 }
 # The URL schemes history_db_url takes (as clientrisk/history/postgres.py SCHEMES).
@@ -337,10 +337,10 @@ def load_config(path: str | os.PathLike) -> Config:
     settings = {
         key: _check_setting(path, key, raw.get(key, spec.default)) for key, spec in SETTINGS.items()
     }
-    _check_database_settings(path, settings)
-    _check_history_url(path, settings, raw)
     if settings["alert_email_to"] and not settings["alert_smtp_host"]:
         raise ConfigError(f"{path}: 'alert_smtp_host' must name an SMTP server for alert_email_to")
+    _check_database_settings(path, settings)
+    _check_history_url(path, settings, raw)
     return Config(
         path=path,
         input_dir=folders["input_folder_path"],

@@ -577,6 +577,7 @@ def test_the_modules_pin_their_public_names():
         "leavers_event",
         "overdue_since",
         "run_events",
+        "vulnerability_events",
     ]
     for module in (delivery, events, channels):
         assert all(hasattr(module, name) for name in module.__all__)
@@ -596,3 +597,20 @@ def test_a_top_of_the_list_that_did_not_leave_as_expected_is_alerted(diagnosed, 
     assert "the top 20: 0 of 20 left" in leavers["text"]
     assert tick(diagnosed) == 0  # the next run does not alert the same list again
     assert len([body for body in webhook.bodies if body["kind"] == "leavers"]) == 1
+
+
+def test_a_dependency_with_a_known_vulnerability_is_alerted_once(diagnosed, webhook, mailbox):
+    both(diagnosed, webhook, mailbox)
+    path = diagnosed.root / "models" / "diagnostics.json"
+    report = json.loads(path.read_text())
+    report["vulnerabilities"] = {
+        "vulnerable": [{"package": "urllib3", "installed": "2.0.0", "ids": ["PYSEC-1"]}]
+    }
+    path.write_text(json.dumps(report))
+    assert tick(diagnosed) == 0
+    assert tick(diagnosed) == 0
+    found = [body for body in webhook.bodies if body["kind"] == "vulnerability"]
+    assert len(found) == 1
+    assert found[0]["subject"] == "known vulnerability in urllib3 2.0.0"
+    assert "PYSEC-1" in found[0]["text"]
+    assert "known vulnerability in urllib3 2.0.0" in mailbox.subjects()

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from clientrisk.config import PROJECT_DIR
-from clientrisk.data import batchstore, dbsource, ingest
+from clientrisk.data import batchstore, dbread, dbsource, ingest
 from clientrisk.errors import ConfigError
 from clientrisk.history.database import open_history
 from conftest import client_rows
@@ -31,14 +31,14 @@ CREATE = (
 class SourceDatabase:
     """A database of client rows, of one backend, and how a config names it."""
 
-    def __init__(self, backend: str, url: str, connect_url: str, server=None):
+    def __init__(self, backend: str, url: str, server=None):
         self.backend = backend
         self.url = url
         self.server = server
         from sqlalchemy import create_engine
         from sqlalchemy.pool import NullPool
 
-        self.engine = create_engine(connect_url, poolclass=NullPool)
+        self.engine = create_engine(url, poolclass=NullPool)
 
     def execute(self, sql: str, rows=None) -> None:
         from sqlalchemy import text
@@ -94,12 +94,12 @@ def database(request, tmp_path):
     if request.param == "sqlite":
         path = tmp_path / "clients.db"
         sqlite3.connect(path).close()
-        source = SourceDatabase("sqlite", f"sqlite:///{path}", f"sqlite:///{path}")
+        source = SourceDatabase("sqlite", f"sqlite:///{path}")
     else:
         server = request.getfixturevalue("postgres_server")
         name = f"clients_{abs(hash(request.node.nodeid)) % 10**8}"
         server.new_database(name)
-        source = SourceDatabase("postgresql", server.url(name), server.url(name), server)
+        source = SourceDatabase("postgresql", server.url(name), server)
     yield source
     source.dispose()
 
@@ -183,16 +183,29 @@ def test_a_timestamp_column_says_which_rows_are_new(project, database):
     assert after["value"].startswith("2026-01-01T00:30:00" if after["type"] == "datetime" else "2")
 
 
-def test_late_rows_at_or_below_the_mark_are_not_read(project, database):
+def test_late_rows_at_or_below_the_mark_are_not_read_and_said_once(project, database, caplog):
     database.create_clients()
     database.insert(client_rows(20, seed=15), first_id=100)
     use_database(project, database)
     ingest.run(project.config)
     late = client_rows(5, seed=16)
     database.insert(late, first_id=1)  # ids below the stored mark (119)
-    result = ingest.run(project.config)
-    assert result.new_batches == []
+    assert ingest.run(project.config).new_batches == []
+    database.insert(client_rows(3, seed=32), first_id=120)
+    with caplog.at_level("WARNING"):
+        ingest.run(project.config)
+    warned = [text for text in caplog.messages if "at or below 119 arrived after" in text]
+    assert len(warned) == 1
+    assert "5 rows with id" in warned[0]
+    database.insert(client_rows(2, seed=33), first_id=123)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        ingest.run(project.config)
+    assert not [text for text in caplog.messages if "arrived after" in text]  # said once
     assert not set(late["corporation"]) & set(all_stored_codes(project))
+    notes = [batch_meta(project, batch)["database"] for batch in database_batches(project)]
+    assert [part["late_rows"] for part in notes] == [0, 5, 0]
+    assert [part["rows_through"] for part in notes] == [20, 28, 30]
 
 
 def test_bad_rows_are_named_by_their_key_and_the_good_ones_stored(project, database, caplog):
@@ -201,16 +214,21 @@ def test_bad_rows_are_named_by_their_key_and_the_good_ones_stored(project, datab
     database.insert(rows, first_id=1)
     database.execute("UPDATE clients SET number_of_employees = -3 WHERE id = 4")
     database.execute("UPDATE clients SET corporation = NULL WHERE id = 7")
+    database.execute(
+        "UPDATE clients SET corporation = NULL, lastmonth_activity = NULL,"
+        " lastyear_activity = NULL, number_of_employees = NULL, exited = NULL WHERE id = 9"
+    )
     use_database(project, database)
     with caplog.at_level("WARNING"):
         ingest.run(project.config)
     messages = [record.getMessage() for record in caplog.records]
     assert any(text.endswith("row id 4: number_of_employees: -3 is negative") for text in messages)
     assert any(text.endswith("row id 7: corporation is empty") for text in messages)
+    assert any(text.endswith("row id 9: every column is empty") for text in messages)
     [batch] = database_batches(project)
-    assert (batch.labelled_rows + batch.current_rows, batch.rejected_rows) == (8, 2)
+    assert (batch.labelled_rows + batch.current_rows, batch.rejected_rows) == (7, 3)
     record = (project.config.ingested_dir / "ingestedfiles.txt").read_text()
-    assert "10 rows with id 1 to 10, 2 rejected" in record
+    assert "10 rows with id 1 to 10, 3 rejected" in record
 
 
 def test_rows_without_an_outcome_are_current_clients(project, database):
@@ -247,7 +265,7 @@ def test_a_query_is_read_like_a_table(project, database):
         project,
         database,
         input_table=None,
-        input_query="SELECT * FROM clients\nWHERE id > 0;",
+        input_query="SELECT * FROM clients\nWHERE id > 0 AND corporation <> 'no:such';",
     )
     ingest.run(project.config)
     [batch] = database_batches(project)
@@ -310,8 +328,8 @@ def test_the_connection_lost_in_the_middle_of_a_read_stores_nothing(project, dat
     database.create_clients()
     database.insert(client_rows(3000, seed=23), first_id=1)
     use_database(project, database)
-    monkeypatch.setattr(dbsource, "CHUNK_ROWS", 500)
-    real_check = dbsource.check_chunk
+    monkeypatch.setattr(dbread, "CHUNK_ROWS", 500)
+    real_check = dbread.check_chunk
     seen = []
 
     def check_then_lose_the_connection(source, rows, names, state):
@@ -320,13 +338,13 @@ def test_the_connection_lost_in_the_middle_of_a_read_stores_nothing(project, dat
             lose_connection(database, state)
         return real_check(source, rows, names, state)
 
-    monkeypatch.setattr(dbsource, "check_chunk", check_then_lose_the_connection)
+    monkeypatch.setattr(dbread, "check_chunk", check_then_lose_the_connection)
     result = ingest.run(project.config)
     [problem] = result.waiting
     assert "none stored" in problem, problem
     assert "\n" not in problem
     assert database_batches(project) == []
-    monkeypatch.setattr(dbsource, "check_chunk", real_check)
+    monkeypatch.setattr(dbread, "check_chunk", real_check)
     ingest.run(project.config)
     [batch] = database_batches(project)
     assert batch.labelled_rows + batch.current_rows == 3000
@@ -357,9 +375,7 @@ def test_the_password_never_appears(project, postgres_server, monkeypatch, caplo
     import dbservers
 
     postgres_server.new_database("secrets")
-    source = SourceDatabase(
-        "postgresql", postgres_server.url("secrets"), postgres_server.url("secrets")
-    )
+    source = SourceDatabase("postgresql", postgres_server.url("secrets"))
     source.create_clients()
     source.insert(client_rows(5, seed=24), first_id=1)
     url = postgres_server.url("secrets", password=where == "url")
@@ -428,15 +444,15 @@ def test_many_rows_are_read_in_two_queries_and_chunks(project, database, monkeyp
     database.create_clients()
     database.insert(client_rows(5000, seed=25), first_id=1)
     use_database(project, database)
-    monkeypatch.setattr(dbsource, "CHUNK_ROWS", 1000)
+    monkeypatch.setattr(dbread, "CHUNK_ROWS", 1000)
     statements, chunk_sizes = [], []
-    real_check = dbsource.check_chunk
+    real_check = dbread.check_chunk
 
     def counted(source, rows, names, state):
         chunk_sizes.append(len(rows))
         return real_check(source, rows, names, state)
 
-    monkeypatch.setattr(dbsource, "check_chunk", counted)
+    monkeypatch.setattr(dbread, "check_chunk", counted)
 
     def before(conn, cursor, statement, *args):
         statements.append(statement)
@@ -444,13 +460,18 @@ def test_many_rows_are_read_in_two_queries_and_chunks(project, database, monkeyp
     event.listen(Engine, "before_cursor_execute", before)
     try:
         ingest.run(project.config)
+        first = [text for text in statements if "clients" in text]
+        statements.clear()
+        database.insert(client_rows(10, seed=34), first_id=5001)
+        ingest.run(project.config)
+        second = [text for text in statements if "clients" in text and "INSERT" not in text]
     finally:
         event.remove(Engine, "before_cursor_execute", before)
-    selects = [text for text in statements if "clients" in text]
-    assert len(selects) == 2, selects  # the shape, then the rows streamed
+    assert len(first) == 2, first  # the shape, then the rows streamed
+    assert len(second) == 3, second  # and the count of the rows at or below the mark
     assert max(chunk_sizes) <= 1000
-    assert sum(chunk_sizes) == 5000
-    [batch] = database_batches(project)
+    assert sum(chunk_sizes) == 5010
+    batch = database_batches(project)[0]
     assert batch.labelled_rows + batch.current_rows == 5000
 
 
@@ -461,8 +482,7 @@ import os, signal, sys
 sys.path.insert(0, {project!r})
 point, config = sys.argv[1], sys.argv[2]
 from clientrisk.config import load_config
-from clientrisk.data import batchstore, dbsource, ingest
-from clientrisk.history import database as history
+from clientrisk.data import dbread, ingest
 
 real_rename = os.rename
 def rename(source, destination):
@@ -471,19 +491,20 @@ def rename(source, destination):
         os.kill(os.getpid(), signal.SIGKILL)
 os.rename = rename
 
-real_check = dbsource.check_chunk
+real_check = dbread.check_chunk
 calls = []
 def check(*args):
     calls.append(1)
     if point == "mid read" and len(calls) == 2:
         os.kill(os.getpid(), signal.SIGKILL)
     return real_check(*args)
-dbsource.check_chunk = check
-dbsource.CHUNK_ROWS = 400
+dbread.check_chunk = check
+dbread.CHUNK_ROWS = 400
 ingest.run(load_config(config))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", ["mid read", "after batch rename"])
 def test_kill_9_while_a_database_batch_is_stored_leaves_no_gap_and_no_row_twice(
     project, database, point
@@ -518,6 +539,7 @@ def test_kill_9_while_a_database_batch_is_stored_leaves_no_gap_and_no_row_twice(
 # --- the quiet tick -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_quiet_tick_asks_the_database_one_small_query(deployed, database, monkeypatch):
     import fullprocess
     from clientrisk.pipeline import quiettick
@@ -532,18 +554,21 @@ def test_the_quiet_tick_asks_the_database_one_small_query(deployed, database, mo
     assert stamp is not None, "no quiet stamp"
     values, _ = stamp
     assert values["db_backend"] == database.backend
-    assert quiettick._newest_in_database(values) == values["db_newest"] == "150"
-    assert quiettick.run([], str(deployed.config_path)) == 0
-    database.insert(client_rows(3, seed=30), first_id=151)
-    assert quiettick._newest_in_database(values) == "153"
-    assert quiettick.run([], str(deployed.config_path)) is None  # the full decision runs
+    assert quiettick._newest_in_database(values) == values["db_newest"]
+    assert values["db_newest"].strip("'") == "150"
+    assert "aa:ss" not in json.dumps(values)  # the password is not in the stamp
     modules = subprocess.run(
         [sys.executable, "-c", "import sys; from clientrisk.pipeline import quiettick;"
          f" values, _ = quiettick._read_stamp({str(deployed.config_path)!r});"
-         " quiettick._newest_in_database(values); print('sqlalchemy' in sys.modules)"],
+         " print(quiettick._newest_in_database(values),"
+         " [name for name in ('sqlalchemy', 'psycopg') if name in sys.modules])"],
         capture_output=True, text=True, cwd=PROJECT_DIR,
     )  # fmt: skip
-    assert modules.stdout.strip() == "False", modules.stderr
+    assert modules.stdout.split() == [values["db_newest"], "[]"], modules.stderr
+    assert quiettick.run([], str(deployed.config_path)) == 0
+    database.insert(client_rows(3, seed=30), first_id=151)
+    assert quiettick._newest_in_database(values).strip("'") == "153"
+    assert quiettick.run([], str(deployed.config_path)) is None  # the full decision runs
 
 
 def test_stamps_keep_queries_over_several_lines():
@@ -553,3 +578,99 @@ def test_stamps_keep_queries_over_several_lines():
     assert quiettick._unescape(quiettick._escape(text)) == text
     assert "\n" not in quiettick._escape(text)
     assert "\t" not in quiettick._escape(text)
+
+
+def test_the_quiet_ticks_wire_probe_asks_postgresql_itself(postgres_server):
+    import dbservers
+    from clientrisk.pipeline import pgwire
+
+    postgres_server.new_database("wire")
+    tcp = {"host": "127.0.0.1", "port": postgres_server.port, "dbname": "wire", "user": "risk"}
+    assert pgwire.first_cell(tcp, dbservers.PASSWORD, "SELECT CAST(41 + 1 AS TEXT)", 5) == "42"
+    assert pgwire.first_cell(tcp, dbservers.PASSWORD, "SELECT NULL", 5) is None
+    with pytest.raises(pgwire.ProbeError, match="password authentication failed"):
+        pgwire.first_cell(tcp, "not it", "SELECT 1", 5)
+    with pytest.raises(pgwire.ProbeError, match="does not exist"):
+        pgwire.first_cell(tcp, dbservers.PASSWORD, "SELECT max(id) FROM nowhere", 5)
+    with pytest.raises(pgwire.ProbeError, match="statement timeout"):
+        pgwire.first_cell(tcp, dbservers.PASSWORD, "SELECT CAST(pg_sleep(3) AS TEXT)", 0.5)
+    if postgres_server.tls:  # the server offers TLS: asked for, or refused
+        own = "SELECT CAST(ssl AS TEXT) FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+        for sslmode, encrypted in (("require", "true"), ("prefer", "true"), ("disable", "false")):
+            asked = {**tcp, "sslmode": sslmode}
+            assert pgwire.first_cell(asked, dbservers.PASSWORD, own, 5) == encrypted
+        with postgres_server.admin_connect() as admin:
+            encrypted = admin.execute(
+                "SELECT count(*) FROM pg_stat_ssl WHERE ssl AND pid <> pg_backend_pid()"
+            ).fetchone()[0]
+        assert encrypted == 0  # each probe closed its connection
+    with pytest.raises(pgwire.ProbeError, match="sslmode verify-full"):
+        pgwire.first_cell({**tcp, "sslmode": "verify-full"}, dbservers.PASSWORD, "SELECT 1", 5)
+    local = {"host": str(postgres_server.socket_dir), "port": postgres_server.port}
+    assert pgwire.first_cell({**local, "user": "postgres"}, None, "SELECT '1'", 5) == "1"
+    closed = {**tcp, "port": dbservers.free_port()}
+    with pytest.raises(pgwire.ProbeError, match="cannot connect"):
+        pgwire.first_cell(closed, dbservers.PASSWORD, "SELECT 1", 5)
+
+
+@pytest.mark.parametrize("module", [dbsource, dbread])
+def test_the_public_names_of_the_source_modules_are_pinned(module):
+    expected = {
+        dbsource: {"DatabaseSource", "SourceProblem", "source_of", "new_rows_waiting",
+                   "quiet_probe", "stored_mark", "PASSWORD_ENV"},
+        dbread: {"CHUNK_ROWS", "ingest_database", "check_chunk"},
+    }[module]  # fmt: skip
+    assert expected <= set(module.__all__)
+    assert all(hasattr(module, name) for name in module.__all__)
+
+
+@pytest.mark.slow
+def test_a_run_with_the_database_down_ingests_the_folder_and_says_why(
+    deployed, postgres_server, monkeypatch
+):
+    import dbservers
+    import fullprocess
+    from conftest import client_rows as rows_of
+
+    monkeypatch.setenv("RISK_API_URL", "http://127.0.0.1:9")  # no API: a refused port
+    down = postgres_server.url("clients").replace(
+        f":{postgres_server.port}/", f":{dbservers.free_port()}/"
+    )
+    use_database(deployed, SimpleNamespace(url=down))
+    deployed.write_input("batch3.csv", rows_of(200, seed=35))
+    assert fullprocess.main(deployed.args()) == 0
+    log = (deployed.root / "logs" / "fullprocess.jsonl").read_text()
+    record = json.loads(log.splitlines()[-1])
+    [waiting] = record["waiting"]
+    assert "cannot reach the database" in waiting
+    assert "batch3.csv" in record["new_files"]
+    assert not (deployed.root / ".config.json.quiet").exists()
+    path = deployed.config.history_path
+    history = [part.read_bytes() for part in path.parent.glob(f"{path.name}*")]  # WAL too
+    for text in (log.encode(), *history, waiting.encode()):
+        assert b"pa%3Ass" not in text
+        assert dbservers.PASSWORD.encode() not in text
+
+
+def test_the_quiet_tick_asks_with_psycopg_for_settings_the_wire_probe_does_not_speak(
+    project, postgres_server, monkeypatch
+):
+    import dbservers
+    from clientrisk.pipeline import quiettick
+
+    postgres_server.new_database("other")
+    source = SourceDatabase("postgresql", postgres_server.url("other"))
+    source.create_clients()
+    source.insert(client_rows(4, seed=36), first_id=1)
+    source.dispose()
+    url = postgres_server.url("other", password=False) + "?application_name=risk"
+    monkeypatch.setenv(dbsource.PASSWORD_ENV, dbservers.PASSWORD)
+    use_database(project, SimpleNamespace(url=url))
+    config = project.config
+    found = dbsource.source_of(config.settings, config.path.parent)
+    fields = dbsource.quiet_probe(found, dbsource.newest_value(found), url)
+    assert fields["db_backend"] == "psycopg"
+    assert fields["db_password"] == "env"
+    assert dbservers.PASSWORD not in json.dumps(fields)
+    values = {**fields, "config": str(project.config_path)}
+    assert quiettick._newest_in_database(values) == fields["db_newest"] == "4"

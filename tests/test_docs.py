@@ -95,6 +95,10 @@ def default_shown(cell: str, default) -> bool:
         return shown == json.dumps(default)
     if default == "":  # an optional text, off when empty
         return shown == "(empty)"
+    if default is None:  # a setting that is unset unless given
+        return shown == "(none)"
+    if isinstance(default, dict):
+        return shown == json.dumps(default)
     if isinstance(default, bool):
         return shown == str(default).lower()
     if isinstance(default, int | float):

@@ -9,6 +9,7 @@ hand is alerted too. Each event has a key that stays the same for every run that
     drift:run<run>               a drift check found drift (the model's, or in the features)
     deployment:<id>              a model was deployed or rolled back to
     kept-out:<run>:<model>       a retrained model was kept out
+    vulnerable:<package>==<ver>  an installed dependency has a known vulnerability
     leavers:ranking<id>          the leavers among a past list's clients (its top 20, 50 or
                                  100, or the whole list) fell outside what it expected
 
@@ -24,7 +25,14 @@ from clientrisk.alerts.delivery import AlertBudget, Event, raise_alerts
 from clientrisk.errors import PipelineError
 from clientrisk.timestamps import parse_utc, readable_utc
 
-__all__ = ["after_run", "alert_live_changes", "leavers_event", "overdue_since", "run_events"]
+__all__ = [
+    "after_run",
+    "alert_live_changes",
+    "leavers_event",
+    "overdue_since",
+    "run_events",
+    "vulnerability_events",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +159,7 @@ def run_events(config, history, record: dict, overdue=None) -> list[Event]:
     events += _drift_events(history, start, run_id)
     events += _deployment_events(history, start, run_id)
     events += _kept_out_events(history, start, run_id)
+    events += vulnerability_events(config, run_id)
     if record.get("batches"):
         leavers = leavers_event(config, history, start, run_id)
         if leavers is not None:
@@ -197,6 +206,35 @@ def leavers_event(config, history, start: dict, run_id=None) -> Event | None:
             kind="leavers",
         )
     return None
+
+
+def vulnerability_events(config, run_id=None) -> list[Event]:
+    """One event per installed release with a known vulnerability, as the latest diagnostics
+    found them (`diagnostics.json`): alerted once per package and version."""
+    from clientrisk.atomicfiles import read_json
+    from clientrisk.config import DIAGNOSTICS_FILE
+    from clientrisk.report.vulnerabilities import vulnerable_packages
+
+    path = config.model_dir / DIAGNOSTICS_FILE
+    if not path.is_file():
+        return []
+    try:
+        found = vulnerable_packages(read_json(path, "diagnostics"))
+    except (PipelineError, AttributeError, KeyError, TypeError):
+        return []
+    return [
+        Event(
+            item.alert_key,
+            f"known vulnerability in {item.package} {item.version}",
+            f"The installed {item.package} {item.version} has known vulnerabilities"
+            f" ({', '.join(item.ids)}), as the package index lists them: see the diagnostics'"
+            " dependencies (GET /diagnostics, or the report's last page) for the fixed versions,"
+            " and update the lock files.",
+            run=run_id,
+            kind="vulnerability",
+        )
+        for item in found
+    ]
 
 
 def _part_name(part: dict) -> str:

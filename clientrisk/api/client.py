@@ -165,7 +165,7 @@ def pretty(value, indent: int = 0) -> str:
     if isinstance(value, list) and len(value) > MOST_LIST_ITEMS:
         value = [*value[:MOST_LIST_ITEMS], f"... {len(value) - MOST_LIST_ITEMS:,} more"]
     text = json.dumps(value, ensure_ascii=False)
-    if isinstance(value, dict) and value and _all_plain(value.values()) and len(text) <= 116:
+    if isinstance(value, dict) and value and _all_plain(value.values()) and len(text) <= 136:
         return text
     if isinstance(value, dict) and value:
         items = [f'{pad}  "{key}": {pretty(item, indent + 2)}' for key, item in value.items()]

@@ -7,8 +7,9 @@ course column that is named otherwise. A URL without a password takes the one in
 `RISK_INPUT_DATABASE_PASSWORD`; the password is never shown (`***` in every message).
 
 Each run reads the rows whose new-rows value is above the highest one already stored (the
-high-water mark), in one streamed query, in chunks of CHUNK_ROWS: each chunk is checked as the
-cells of a file are, and written to the batch as it comes, so a run holds one chunk in memory.
+high-water mark), in one streamed query, in chunks (dbread.CHUNK_ROWS): each chunk is checked
+as the cells of a file are, and written to the batch as it comes, so a run holds one chunk in
+memory.
 The rows read by one run are one batch; its batch.json records the source, the range of the
 new-rows column and the row count (`database`), and the mark is read back from there: stored
 with the batch in one rename, it can never say more, or less, than what was stored. A problem
@@ -18,6 +19,9 @@ run reads again from the same mark.
 
 Rows inserted later with a new-rows value at or below the mark (a lower id, an earlier
 timestamp) are not read: reading above a mark cannot see them without reading everything.
+
+This module holds the source, its connection, its marks and the small query that says whether
+anything is new; `dbread.py` reads the new rows into a batch.
 """
 
 from __future__ import annotations
@@ -31,12 +35,30 @@ from collections import namedtuple
 
 from clientrisk.errors import DataError
 
+__all__ = [
+    "META_KEY",
+    "PASSWORD_ENV",
+    "DatabaseSource",
+    "SourceProblem",
+    "connect",
+    "failure",
+    "from_clause",
+    "mark_record",
+    "mark_value",
+    "new_rows_waiting",
+    "newest_sql",
+    "newest_value",
+    "quiet_probe",
+    "quoted",
+    "scrub",
+    "source_of",
+    "stored_mark",
+    "stored_read",
+]
+
 logger = logging.getLogger(__name__)
 
 PASSWORD_ENV = "RISK_INPUT_DATABASE_PASSWORD"
-# Rows fetched, checked and written at a time: memory holds one chunk (about 10 MB of Python
-# objects for 50,000 rows), and a million rows take 20 fetches.
-CHUNK_ROWS = 50_000
 # The key in batch.json that says a batch came from the database, and what it read.
 META_KEY = "database"
 # Words of the drivers' messages that say the database was not reached at all.
@@ -160,6 +182,7 @@ def connect(source: DatabaseSource):
         SourceProblem: the SQLite file does not exist.
     """
     from sqlalchemy import create_engine, event
+    from sqlalchemy.exc import SQLAlchemyError
     from sqlalchemy.pool import NullPool
 
     backend = source.url.get_backend_name()
@@ -172,7 +195,10 @@ def connect(source: DatabaseSource):
     elif backend == "postgresql":
         args["connect_timeout"] = max(1, round(source.timeout))
         args["options"] = f"-c statement_timeout={round(source.timeout * 1000)}"
-    engine = create_engine(source.url, poolclass=NullPool, connect_args=args)
+    try:
+        engine = create_engine(source.url, poolclass=NullPool, connect_args=args)
+    except (SQLAlchemyError, ImportError) as error:  # a dialect or driver not installed
+        raise problem(source, "cannot use this database", error) from None
     if backend == "sqlite":
         event.listen(engine, "connect", _sqlite_deadline(source.timeout))
     return engine
@@ -206,16 +232,23 @@ def quoted(engine, name: str) -> str:
     return ".".join(preparer.quote(part) for part in name.split("."))
 
 
-def from_clause(engine, source: DatabaseSource) -> str:
+def from_clause(engine, source: DatabaseSource, bound: bool = True) -> str:
+    """What rows come from: the quoted table, or the query as a subquery. `bound`: for
+    SQLAlchemy's text(), whose `:name` are parameters, so the query's own colons (a `::` cast,
+    a literal) are escaped; without it, the SQL as the driver itself runs it."""
     if source.table:
         return quoted(engine, source.table)
-    return f"({source.query}) AS source_rows"
+    query = source.query.replace(":", "\\:") if bound else source.query
+    return f"({query}) AS source_rows"
 
 
-def newest_sql(engine, source: DatabaseSource) -> str:
+def newest_sql(engine, source: DatabaseSource, as_text: bool = False, bound: bool = True) -> str:
     """The one small query that says whether there is anything new: the highest new-rows value
-    (with an index on the column, one index look-up)."""
-    return f"SELECT max({quoted(engine, source.column)}) FROM {from_clause(engine, source)}"
+    (with an index on the column, one index look-up); `as_text`, as the database's text;
+    `bound` as from_clause's."""
+    newest = f"max({quoted(engine, source.column)})"
+    newest = f"CAST({newest} AS TEXT)" if as_text else newest
+    return f"SELECT {newest} FROM {from_clause(engine, source, bound)}"
 
 
 def newest_value(source: DatabaseSource):
@@ -232,12 +265,13 @@ def newest_value(source: DatabaseSource):
         with engine.connect() as connection:
             return connection.execute(text(newest_sql(engine, source))).scalar()
     except SQLAlchemyError as error:
-        raise _failure(source, engine, error, "cannot read the newest row") from None
+        raise failure(source, engine, error, "cannot read the newest row") from None
     finally:
         engine.dispose()
 
 
-def _failure(source, engine, error, doing: str) -> SourceProblem:
+def failure(source, engine, error, doing: str) -> SourceProblem:
+    """One line for a failed read: the connection lost, the database not reached, or else."""
     from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
     if isinstance(error, OperationalError | InterfaceError) and getattr(
@@ -272,7 +306,7 @@ def mark_record(value) -> dict:
     if kind is None and isinstance(value, datetime.datetime):
         kind = "datetime"
     if kind is None:
-        raise DataError(
+        raise SourceProblem(
             f"the new-rows column holds {type(value).__name__} values; use an increasing id"
             " or a timestamp"
         )
@@ -296,9 +330,8 @@ def mark_value(record: dict):
     return text
 
 
-def stored_mark(ingested_dir, history, source: DatabaseSource):
-    """The highest new-rows value stored from this source (None: nothing yet), from the
-    batch.json of its newest batch."""
+def stored_read(ingested_dir, history, source: DatabaseSource) -> dict | None:
+    """What the newest batch of this source read (its batch.json's `database`), or None."""
     from clientrisk.data import batchstore
 
     for batch in reversed(history.batches()):
@@ -307,8 +340,15 @@ def stored_mark(ingested_dir, history, source: DatabaseSource):
         folder = batchstore.batches_dir(ingested_dir) / batch.folder
         read = batchstore.read_batch_meta(folder).get(META_KEY) or {}
         if read.get("identity") == source.identity:
-            return mark_value(read["last"])
+            return read
     return None
+
+
+def stored_mark(ingested_dir, history, source: DatabaseSource):
+    """The highest new-rows value stored from this source (None: nothing yet), from the
+    batch.json of its newest batch."""
+    read = stored_read(ingested_dir, history, source)
+    return None if read is None else mark_value(read["last"])
 
 
 def is_newer(value, mark) -> bool:
@@ -321,203 +361,6 @@ def is_newer(value, mark) -> bool:
         return value > mark
     except TypeError:  # the column changed type: the read says what it finds
         return True
-
-
-# --- reading -------------------------------------------------------------------------------------
-
-
-class ReadState:
-    """What one read has seen so far: rows read and rejected, the first and last new-rows value."""
-
-    def __init__(self) -> None:
-        self.rows = 0
-        self.accepted = 0
-        self.rejections: list = []
-        self.rejected = 0
-        self.first = None
-        self.last = None
-        self.queries = 0
-        self.chunks = 0
-
-
-def source_columns(source: DatabaseSource, present: list[str]) -> tuple[str, dict]:
-    """The source's actual name of the new-rows column and of each course column it has
-    (matched regardless of case, as the database reports them).
-
-    Raises:
-        SourceProblem: a required column is missing: one line naming it.
-    """
-    from clientrisk.data.clientcsv import COLUMNS, TARGET
-
-    by_lower = {name.lower(): name for name in present}
-    where = f"{source.label} has no column"
-    key = by_lower.get(source.column.lower())
-    if key is None:
-        raise SourceProblem(f"{where} {source.column} (input_new_rows_column)")
-    found = {}
-    for name in COLUMNS:
-        wanted = source.columns.get(name, name)
-        actual = by_lower.get(wanted.lower())
-        if actual is None and name != TARGET:
-            mapped = f" (input_columns maps {name} to it)" if name in source.columns else ""
-            raise SourceProblem(f"{where} {wanted}{mapped}")
-        if actual is not None:
-            found[name] = actual
-    return key, found
-
-
-def read_parts(source: DatabaseSource, engine, mark, state: ReadState):
-    """The rows above `mark`, checked, one frame per chunk of CHUNK_ROWS; `state` counts them.
-
-    Two queries: the source's shape (no rows), then the rows, streamed (a server-side cursor
-    on PostgreSQL), in the order of the new-rows column.
-    """
-    from sqlalchemy import text
-
-    with engine.connect() as connection:
-        state.queries += 1
-        shape = connection.execute(text(f"SELECT * FROM {from_clause(engine, source)} WHERE 1 = 0"))
-        present = list(shape.keys())
-        shape.close()
-        key, found = source_columns(source, present)
-        names = ", ".join(quoted(engine, name) for name in [key, *found.values()])
-        column = quoted(engine, key)
-        sql = f"SELECT {names} FROM {from_clause(engine, source)} WHERE {column} IS NOT NULL"
-        if mark is not None:
-            sql += f" AND {column} > :mark"
-        sql += f" ORDER BY {column}"
-        state.queries += 1
-        streamed = connection.execution_options(stream_results=True, max_row_buffer=CHUNK_ROWS)
-        result = streamed.execute(text(sql), {"mark": mark} if mark is not None else {})
-        for rows in result.partitions(CHUNK_ROWS):
-            state.chunks += 1
-            yield check_chunk(source, rows, list(found), state)
-
-
-def check_chunk(source: DatabaseSource, rows, names: list[str], state: ReadState):
-    """One chunk's rows (new-rows value first, then the course columns `names`), checked as a
-    file's cells are; rejected rows are named by their new-rows value."""
-    import pyarrow as pa
-
-    from clientrisk.data.clientcsv import MAX_LOGGED_REJECTIONS, Rejection, check_text_columns
-
-    columns = list(zip(*rows, strict=True))
-    keys = columns[0]
-    table = pa.table(
-        {name: _texts(values) for name, values in zip(names, columns[1:], strict=True)}
-    )
-    frame, problems = check_text_columns(table)
-    for position, reason in problems:
-        if len(state.rejections) < MAX_LOGGED_REJECTIONS:
-            where = f"{source.label}, row {source.column} {keys[position]}"
-            state.rejections.append(Rejection(where, None, reason))
-    state.rejected += len(problems)
-    state.rows += len(keys)
-    state.accepted += len(frame)
-    state.first = keys[0] if state.first is None else state.first
-    state.last = keys[-1]
-    return frame
-
-
-def _texts(values):
-    """A column of database values as the text a CSV would hold ("" for NULL)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    try:
-        array = pa.array(values)
-        if pa.types.is_boolean(array.type):
-            array = pc.cast(array, pa.int8())
-        array = pc.cast(array, pa.string())
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError):
-        array = pa.array([None if value is None else str(value) for value in values], pa.string())
-    return array.fill_null("")
-
-
-def ingest_database(config, history, source: DatabaseSource):
-    """Read the source's new rows into one batch, or record nothing (when there are none).
-
-    Returns:
-        (the input-file entry recorded, the new batch), or (None, None) for no new rows.
-
-    Raises:
-        SourceProblem: the read failed; nothing of it is stored.
-    """
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from clientrisk.data import batchstore
-    from clientrisk.data.clientcsv import log_rejections
-    from clientrisk.history.database import InputFile
-    from clientrisk.timestamps import utc_now
-
-    mark = stored_mark(config.ingested_dir, history, source)
-    seq = max(history.last_batch_seq(), *batchstore.stored_batch_folders(config.ingested_dir), 0)
-    seq += 1
-    state, now, entry = ReadState(), utc_now(), {}
-
-    def meta_of() -> dict:
-        note = _read_note(source, mark, state)
-        sha256 = _batch_sha256(source, mark, state)
-        fields = (source.label, sha256, "ingested", seq, state.accepted, state.rejected, now, note)
-        entry["file"] = InputFile(*fields)
-        return {
-            "source": source.label,
-            "sha256": sha256,
-            "arrived_at": now,
-            "rejected_rows": state.rejected,
-            "input_file": entry["file"]._asdict(),
-            META_KEY: {
-                "identity": source.identity,
-                "after": None if mark is None else mark_record(mark),
-                "first": mark_record(state.first),
-                "last": mark_record(state.last),
-                "rows": state.rows,
-                "queries": state.queries,
-            },
-        }
-
-    engine = connect(source)
-    try:
-        parts = read_parts(source, engine, mark, state)
-        folder = batchstore.store_batch_parts(
-            config.ingested_dir, seq, parts, meta_of, keep_empty=lambda: state.rows > 0
-        )
-    except SQLAlchemyError as error:
-        after = "" if mark is None else f" after {source.column} {mark}"
-        read = f"reading the rows{after} ({state.rows} read; none stored)"
-        raise _failure(source, engine, error, read) from None
-    finally:
-        engine.dispose()
-    log_rejections(state.rejections, source.label)
-    if state.rejected > len(state.rejections):
-        logger.warning("%s: %d rejected rows in all", source.label, state.rejected)
-    if folder is None:
-        logger.debug("%s: no new rows%s", source.label, "" if mark is None else f" after {mark}")
-        return None, None
-    from clientrisk.data.ingest import batch_of
-
-    batch = batch_of(batchstore.read_batch_meta(folder))
-    with history.transaction():
-        history.add_batch(batch)
-        history.record_input_file(entry["file"])
-    logger.info("%s: batch %d, %s", source.label, seq, entry["file"].note)
-    return entry["file"], batch
-
-
-def _read_note(source: DatabaseSource, mark, state: ReadState) -> str:
-    return (
-        f"{state.rows} rows with {source.column} {state.first} to {state.last}"
-        + ("" if mark is None else f" (after {mark})")
-        + (f", {state.rejected} rejected" if state.rejected else "")
-    )
-
-
-def _batch_sha256(source: DatabaseSource, mark, state: ReadState) -> str:
-    """What names the batch: the source, and the range and count of rows it read."""
-    import hashlib
-
-    text = f"{source.identity}\n{mark!r}\n{state.first!r}\n{state.last!r}\n{state.rows}"
-    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 # --- is anything new? --------------------------------------------------------------------------
@@ -543,32 +386,83 @@ def new_rows_waiting(config, history, probe: dict | None = None) -> str | None:
 
 
 def quiet_probe(source: DatabaseSource, newest, config_url: str) -> dict | None:
-    """What the quiet tick needs to ask the newest value again without SQLAlchemy (sqlite3 or
-    psycopg itself), never the password: where it comes from instead. None for a database the
-    quiet tick cannot ask (it then decides in full)."""
+    """What the quiet tick needs to ask the newest value again without SQLAlchemy, and the
+    answer it should get: never the password, only where it comes from. None for a database
+    the quiet tick cannot ask (every tick then decides in full).
+
+    SQLite is asked with sqlite3. PostgreSQL is asked over its wire protocol with the standard
+    library (pipeline/pgwire.py), for the value as the server's text: that query is asked here
+    once, and then the newest value again, so that the stamp holds what this decision saw (a row
+    that arrived meanwhile leaves no stamp). Parameters pgwire does not speak mean psycopg.
+    """
+    from sqlalchemy.engine import make_url
+
     engine = connect(source)
     try:
         backend = source.url.get_backend_name()
-        if backend == "sqlite":
-            where = source.url.database
-        elif backend == "postgresql" and source.url.get_driver_name() == "psycopg":
-            from psycopg.conninfo import make_conninfo
-
-            _, params = engine.dialect.create_connect_args(source.url.set(password=None))
-            params.pop("password", None)
-            where = make_conninfo(**{key: str(value) for key, value in params.items()})
-        else:
-            return None
-        from sqlalchemy.engine import make_url
-
-        in_config = make_url(config_url).password is not None
-        return {
+        fields = {
             "db_backend": backend,
-            "db_connect": where,
-            "db_sql": newest_sql(engine, source),
+            "db_sql": newest_sql(engine, source, bound=False),
             "db_newest": repr(newest),
             "db_timeout": source.timeout,
-            "db_password": "config" if in_config else ("env" if source.password else "none"),
+            "db_password": "config"
+            if make_url(config_url).password is not None
+            else ("env" if source.password else "none"),
         }
+        if backend == "sqlite":
+            return {**fields, "db_connect": source.url.database}
+        if backend != "postgresql" or source.url.get_driver_name() != "psycopg":
+            return None
+        wire = _wire_probe(source, engine, newest)
+        if wire is not None:
+            return {**fields, **wire}
+        return {**fields, "db_backend": "psycopg", "db_connect": _conninfo(source, engine)}
     finally:
         engine.dispose()
+
+
+def _wire_probe(source: DatabaseSource, engine, newest) -> dict | None:
+    """The stamp's fields for asking PostgreSQL over pgwire, checked by asking once."""
+    import json
+
+    from clientrisk.pipeline import pgwire
+
+    url = source.url
+    if set(url.query) - {"host", "sslmode"}:
+        return None
+    params = {
+        "host": url.query.get("host") or url.host,
+        "port": url.port,
+        "dbname": url.database,
+        "user": url.username,
+        "sslmode": url.query.get("sslmode"),
+    }
+    params = {key: value for key, value in params.items() if value}
+    sql = newest_sql(engine, source, as_text=True, bound=False)
+    try:
+        text = pgwire.first_cell(params, source.password, sql, source.timeout)
+    except pgwire.ProbeError as error:
+        logger.debug("%s: the quiet tick will ask with psycopg: %s", source.label, error)
+        return None
+    if newest_value(source) != newest:
+        return None  # a row arrived since the decision: no stamp this time
+    return {
+        "db_backend": "postgresql",
+        "db_connect": json.dumps(params),
+        "db_sql": sql,
+        "db_newest": repr(text),
+    }
+
+
+def _conninfo(source: DatabaseSource, engine) -> str:
+    """libpq's connection string for the source, without the password (for psycopg)."""
+    from psycopg.conninfo import make_conninfo
+
+    _, params = engine.dialect.create_connect_args(source.url.set(password=None))
+    # Only libpq's own parameters (the dialect adds objects of psycopg's, a `context`).
+    plain = {
+        key: str(value)
+        for key, value in params.items()
+        if key != "password" and isinstance(value, str | int)
+    }
+    return make_conninfo(**plain)

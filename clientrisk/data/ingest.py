@@ -231,11 +231,11 @@ def ingest_database_rows(config: Config, history, result: IngestionResult) -> No
     one line in `result.waiting`, tried again by the next run."""
     if not config.settings.get("input_database_url"):
         return
-    from clientrisk.data import dbsource
+    from clientrisk.data import dbread, dbsource
 
     try:
         source = dbsource.source_of(config.settings, config.path.parent)
-        entry, batch = dbsource.ingest_database(config, history, source)
+        entry, batch = dbread.ingest_database(config, history, source)
     except dbsource.SourceProblem as problem:
         logger.warning("%s; nothing of it is stored: the next run tries again", problem)
         result.database_problem = str(problem)

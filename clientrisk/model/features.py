@@ -125,7 +125,10 @@ class ActivityImputer(TransformerMixin, BaseEstimator):
 
 
 def _logs(values: np.ndarray) -> np.ndarray:
-    return np.log1p(np.clip(values, 0.0, MAX_COUNT * 12))
+    # A subnormal count's log1p is the count itself: some CPUs' numpy flags it as an underflow,
+    # which is harmless here (and would stop a caller running under np.errstate(all="raise")).
+    with np.errstate(under="ignore"):
+        return np.log1p(np.clip(values, 0.0, MAX_COUNT * 12))
 
 
 def _known_exactly(missing: np.ndarray, given: tuple, among: tuple) -> np.ndarray:

@@ -472,9 +472,13 @@ def leave_quiet_stamp(config, history, record: dict, probe=None) -> None:
     if config.settings.get("input_database_url"):
         from clientrisk.data import dbsource
 
-        asked = probe and dbsource.quiet_probe(
-            probe["source"], probe["newest"], config.settings["input_database_url"]
-        )
+        try:
+            asked = probe and dbsource.quiet_probe(
+                probe["source"], probe["newest"], config.settings["input_database_url"]
+            )
+        except Exception as error:  # no stamp: the next tick decides in full, as this one did
+            logger.debug("no quiet stamp for the database source: %s", error)
+            asked = None
         if not asked:
             return
         states.update(asked)

@@ -20,9 +20,9 @@ decision runs, and decides again.
 
 With a database source, the stamp also says how to ask the database for its newest new-rows
 value (never the password: whether it comes from the config or the environment), and what the
-full decision got. The tick asks that one small query with the driver itself (sqlite3, or
-psycopg for PostgreSQL; SQLAlchemy is not imported), and a different answer, or none, means
-the full decision runs.
+full decision got. The tick asks that one small query with the standard library (sqlite3, or
+pgwire.py for PostgreSQL; psycopg only for connection settings pgwire does not speak; never
+SQLAlchemy), and a different answer, or none, means the full decision runs.
 
 With the history on a PostgreSQL server (`history_db_url`), the stamp names it by its URL
 without the password, and the tick records the repeat there with psycopg, under the history's
@@ -229,7 +229,15 @@ def _newest_in_database(values: dict) -> str | None:
                 return repr(db.execute(values["db_sql"]).fetchone()[0])
             finally:
                 db.close()
-        if values["db_backend"] != "postgresql":
+        if values["db_backend"] == "postgresql":
+            import json
+
+            from clientrisk.pipeline import pgwire
+
+            params = json.loads(values["db_connect"])
+            password = _database_password(values)
+            return repr(pgwire.first_cell(params, password, values["db_sql"], timeout))
+        if values["db_backend"] != "psycopg":
             return None
         import psycopg
 

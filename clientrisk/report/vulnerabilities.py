@@ -21,7 +21,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
 
-import requests
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -210,6 +209,8 @@ def _ask_all(urls: dict[str, str], deadline: float, timeout: float) -> tuple[dic
 
     Returns the release's vulnerabilities by key for those answered, and why not for the rest.
     """
+    import requests  # here, not at the top: the alerts read vulnerable_packages in every run
+
     work: queue.SimpleQueue = queue.SimpleQueue()
     for item in urls.items():
         work.put(item)
@@ -244,6 +245,8 @@ def _ask_all(urls: dict[str, str], deadline: float, timeout: float) -> tuple[dic
 
 
 def _failure_words(error: Exception, timeout: float) -> str:
+    import requests
+
     if isinstance(error, requests.ConnectTimeout):
         return UNREACHABLE_WORDS
     if isinstance(error, requests.Timeout):
