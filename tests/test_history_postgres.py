@@ -171,14 +171,20 @@ def dashboard(project: Project) -> str:
 
 def quiet_tick(project: Project) -> tuple[int, bool]:
     """fullprocess.py as cron runs it: its exit code, and whether the quiet tick decided it
-    (the history module, which the full decision imports, never loaded)."""
+    (the history module, which the full decision imports, never loaded, nor psycopg: the
+    tick speaks to the server over pgwire.py)."""
     result = subprocess.run(
         [sys.executable, "-X", "importtime", str(PROJECT_DIR / "fullprocess.py")],
         env={**os.environ, "RISK_CONFIG": str(project.config_path)},
         capture_output=True,
         text=True,
     )
-    return result.returncode, "clientrisk.history.database" not in result.stderr
+    imported = {
+        line.rsplit("|", 1)[-1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    return result.returncode, not imported & {"clientrisk.history.database", "psycopg"}
 
 
 @pytest.fixture
@@ -311,3 +317,66 @@ def test_an_api_whose_history_server_is_gone_still_serves_and_says_why(deployed)
     assert health.status_code == 200
     assert health.get_json()["model_version"] == "v0001"
     assert "s3cret" not in text + health.get_data(as_text=True)
+
+
+def test_the_quiet_ticks_repeat_on_the_server_holds_only_while_nothing_else_was_recorded(
+    postgres_server, tmp_path
+):
+    from clientrisk.pipeline import quiettick
+
+    url = new_history_database(postgres_server)
+    reason = "it's a \\ reason with 'quotes' and a back\\slash"
+    record = {"started_at": "2026-05-01T12:00:00Z", "finished_at": "2026-05-01T12:00:00Z"}
+    with open_history(url) as opened:
+        run = opened.finish_run(None, {**record, "outcome": "no new data", "reason": reason})
+        generation = opened.generation()
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"history_db_url": url}))
+    shown = postgres.url_without_password(url)
+    values = {"history": shown, "config": str(config), "run": run, "generation": generation}
+    values.update(outcome="no new data", reason=reason)
+    params = quiettick._wire_params(shown)
+    assert params["user"] == dbservers.USER
+    now = "2026-05-01T12:10:00Z"
+    assert quiettick._repeat_on_server(values, params, now, '{"a": "\\\\"}', "2026-01-01")
+    with open_history(url) as opened:
+        [row] = opened.latest_runs()
+        assert (row.repeats, row.last_finished_at, row.reason) == (2, now, reason)
+        assert row.record == {"a": "\\"}
+        opened.note_fact("changed", "yes")  # something else recorded: no repeat
+    assert not quiettick._repeat_on_server(values, params, now, "{}", "2026-01-01")
+    with open_history(url) as opened:
+        assert opened.latest_runs()[0].repeats == 2
+
+
+@pytest.mark.parametrize("query", ["", "?connect_timeout=5"])
+def test_a_quiet_tick_records_its_repeat_on_the_server_by_either_driver(
+    postgres_server, tmp_path, query
+):
+    from clientrisk.pipeline import quiettick
+
+    url = new_history_database(postgres_server)
+    record = {"started_at": "2026-05-01T12:00:00Z", "finished_at": "2099-01-01T00:00:00Z"}
+    with open_history(url) as opened:
+        run = opened.finish_run(None, {**record, "outcome": "no new data", "reason": "quiet"})
+        generation = opened.generation()
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"history_db_url": url + query}))
+    values = {
+        "history": postgres.url_without_password(url) + query,
+        "config": str(config),
+        "config_shown": str(config),
+        "runlog": str(tmp_path / "fullprocess.jsonl"),
+        "run": run,
+        "generation": generation,
+        "outcome": "no new data",
+        "reason": "quiet",
+        "overdue": 3600,
+    }
+    # "" speaks over pgwire.py; a setting it does not speak goes through psycopg.
+    assert (quiettick._wire_params(values["history"]) is None) == bool(query)
+    assert quiettick._record_repeat(values, time.monotonic()) == 0
+    with open_history(url) as opened:
+        assert opened.latest_runs()[0].repeats == 2
+    line = json.loads((tmp_path / "fullprocess.jsonl").read_text())
+    assert (line["run_id"], line["outcome"]) == (run, "no new data")

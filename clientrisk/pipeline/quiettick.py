@@ -25,9 +25,11 @@ pgwire.py for PostgreSQL; psycopg only for connection settings pgwire does not s
 SQLAlchemy), and a different answer, or none, means the full decision runs.
 
 With the history on a PostgreSQL server (`history_db_url`), the stamp names it by its URL
-without the password, and the tick records the repeat there with psycopg, under the history's
-write lock (the advisory lock of clientrisk/history/postgres.py), its password taken from the
-config file or the environment as the full path takes it.
+without the password, and the tick records the repeat there in one batch of statements over
+pgwire.py (psycopg only for connection settings pgwire does not speak): under the history's
+write lock (the advisory lock of clientrisk/history/postgres.py), an UPDATE of the quiet run's
+row that holds only if nothing but that run was recorded since. Its password comes from the
+config file or the environment, as the full path takes it.
 """
 
 from __future__ import annotations
@@ -291,6 +293,60 @@ def _open_history(values: dict):
     return db, "?", ("BEGIN IMMEDIATE",), sqlite3.Error
 
 
+def _wire_params(url: str) -> dict | None:
+    """What pgwire.py needs to reach the history server at `url`, or None for a URL with
+    settings it does not speak (then psycopg is used)."""
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    if set(query) - {"sslmode", "host"} or query.get("sslmode", "prefer") not in (
+        "disable",
+        "allow",
+        "prefer",
+        "require",
+    ):
+        return None
+    return {
+        "host": query.get("host") or parts.hostname,
+        "port": parts.port,
+        "dbname": unquote(parts.path.lstrip("/")),
+        "user": unquote(parts.username or ""),
+        "sslmode": query.get("sslmode"),
+    }
+
+
+def _escaped(text: str) -> str:
+    """`text` as an SQL string literal that reads the same whatever the server's settings."""
+    return "E'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _repeat_on_server(values: dict, params: dict, started_at: str, record: str, overdue: str):
+    """Add the repeat to the quiet run's row on the history server, in one batch over
+    pgwire.py: True if recorded, False if something else was recorded since (or the row is
+    overdue), None if the server could not be asked."""
+    from clientrisk.pipeline import pgwire
+
+    sql = (
+        "BEGIN;"
+        f" DO $$BEGIN PERFORM pg_advisory_xact_lock({HISTORY_WRITE_LOCK_KEY}); END$$;"
+        " UPDATE runs SET repeats = repeats + 1,"
+        f" last_finished_at = {_escaped(started_at)}, record = {_escaped(record)}"
+        f" WHERE id = {int(values['run'])} AND outcome = {_escaped(values['outcome'])}"
+        f" AND reason = {_escaped(values['reason'])} AND id = (SELECT max(id) FROM runs)"
+        f" AND (SELECT generation FROM changes) = {int(values['generation'])}"
+        f" AND coalesce(last_finished_at, '') >= {_escaped(overdue)} RETURNING id;"
+        " COMMIT"
+    )
+    try:
+        answer = pgwire.first_cell(
+            params, _history_password(values), sql, HISTORY_BUSY_MILLISECONDS / 1000
+        )
+    except Exception:  # not asked, refused or cut off: the full decision runs and says why
+        return None
+    return answer is not None
+
+
 def _history_password(values: dict) -> str | None:
     """The history server's password: the config's history_db_url's, else the environment's."""
     import json
@@ -315,6 +371,13 @@ def _record_repeat(values: dict, started: float) -> int | None:
         f' "seconds": {seconds}'
     )
     run_id = values["run"]
+    # Times as the pipeline writes them sort as text: no parsing needed.
+    overdue = time.strftime(TIME_FORMAT, time.gmtime(time.time() - values["overdue"]))
+    params = values["history"].startswith("postgresql://") and _wire_params(values["history"])
+    if params:
+        if not _repeat_on_server(values, params, started_at, record + "}", overdue):
+            return None
+        return _log_repeat(values, record, run_id)
     try:
         opened = _open_history(values)
     except Exception:  # any failure to open: the full decision runs and names it
@@ -329,8 +392,6 @@ def _record_repeat(values: dict, started: float) -> int | None:
         last = db.execute(
             "SELECT id, outcome, reason, last_finished_at FROM runs ORDER BY id DESC LIMIT 1"
         ).fetchone()
-        # Times as the pipeline writes them sort as text: no parsing needed.
-        overdue = time.strftime(TIME_FORMAT, time.gmtime(time.time() - values["overdue"]))
         if (
             last is None
             or (generation, last[:3])
@@ -351,6 +412,11 @@ def _record_repeat(values: dict, started: float) -> int | None:
         return None
     finally:
         db.close()
+    return _log_repeat(values, record, run_id)
+
+
+def _log_repeat(values: dict, record: str, run_id: int) -> int:
+    """The repeat's line in the run log, and on stderr: 0, or 1 if the log cannot be written."""
     config = _json_string(values["config_shown"])
     line = f'{{"config": {config}, {record[1:]}, "run_id": {run_id}}}\n'
     try:
