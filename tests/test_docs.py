@@ -89,10 +89,6 @@ def setting_rows(text: str) -> dict[str, str]:
 def default_shown(cell: str, default) -> bool:
     """Whether a table cell shows the setting's `default` (a number, `true`/`false` or text)."""
     shown = cell.strip("` ")
-    if default is None:  # a setting that is unset unless given
-        return shown == "(none)"
-    if isinstance(default, dict):
-        return shown == json.dumps(default)
     if default == "":  # an optional text, off when empty
         return shown == "(empty)"
     if default is None:  # a setting that is unset unless given
