@@ -133,7 +133,7 @@ def interval_coverage(config, model, live, evaluation, rng) -> float:
     ROSTER_ROWS clients drawn from `evaluation`."""
     probabilities = scoring.predict(model, evaluation)["probability"].to_numpy()
     truth = evaluation[TARGET].to_numpy()
-    with open_history(config.history_path) as history:
+    with open_history(config.history_location) as history:
         calibration = judging.latest_calibration(config, history, live)
     rows = ranking.effective_training_rows(live.manifest)
     held = 0
@@ -159,7 +159,7 @@ def make_project(root: Path) -> Path:
 
 def run_fullprocess(config_path: Path) -> dict:
     code = fullprocess.main(["--config", str(config_path)])
-    with open_history(load_config(config_path).history_path) as history:
+    with open_history(load_config(config_path).history_location) as history:
         run = history.latest_runs(1)[0]
     return {"code": code, "outcome": run.outcome, "reason": run.reason, "record": run.record}
 

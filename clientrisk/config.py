@@ -197,7 +197,17 @@ SETTINGS = {
         60.0,
         "longest the database may take to connect, and to answer one query or fetch",
     ),
+    # The history database on a PostgreSQL server (clientrisk/history/postgres.py).
+    "history_db_url": Setting(
+        None,
+        "the history database on a PostgreSQL server, as postgresql://user@host:port/name"
+        " (instead of the history_db_path file); its password may be left to"
+        " RISK_HISTORY_DATABASE_PASSWORD",
+        kind=str,
+    ),
 }
+# The URL schemes history_db_url takes (as clientrisk/history/postgres.py SCHEMES).
+HISTORY_URL_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
 # The SMTP password for alert e-mails: read from the environment, never written anywhere.
 SMTP_PASSWORD_ENV = "RISK_ALERT_SMTP_PASSWORD"
 # Settings whose value an error message never repeats.
@@ -259,6 +269,11 @@ class Config(
 
         where = os.path.realpath(self.path).encode("utf-8", "surrogateescape")
         return {"name": self.path.name, "id": hashlib.sha256(where).hexdigest()[:12]}
+
+    @property
+    def history_location(self) -> Path | str:
+        """What `open_history` opens: the history_db_url if set, else the history_db_path file."""
+        return self.settings.get("history_db_url") or self.history_path
 
     @property
     def final_data_file(self) -> Path:
@@ -325,6 +340,7 @@ def load_config(path: str | os.PathLike) -> Config:
     if settings["alert_email_to"] and not settings["alert_smtp_host"]:
         raise ConfigError(f"{path}: 'alert_smtp_host' must name an SMTP server for alert_email_to")
     _check_database_settings(path, settings)
+    _check_history_url(path, settings, raw)
     return Config(
         path=path,
         input_dir=folders["input_folder_path"],
@@ -441,6 +457,34 @@ def _check_database_settings(path: Path, settings: dict) -> None:
             raise ConfigError(
                 f"{path}: '{key}' must be a plain name (letters, digits, _), not {name!r}"
             )
+
+
+def _check_history_url(path: Path, settings: dict, raw: dict) -> None:
+    """history_db_url is a PostgreSQL URL that names a database, and excludes
+    history_db_path (shown without its password)."""
+    url = settings["history_db_url"]
+    if url is None:
+        return
+    from urllib.parse import urlsplit
+
+    if "history_db_path" in raw:
+        raise ConfigError(
+            f"{path}: history_db_path and history_db_url are both set; keep one (the file, or"
+            " the PostgreSQL database)"
+        )
+    scheme, _, rest = url.partition("://")
+    try:
+        parts = urlsplit("postgresql://" + rest)
+        parts.port  # noqa: B018 (raises for a port that is not a number)
+    except ValueError:
+        parts = None
+    if scheme.lower() not in HISTORY_URL_SCHEMES or parts is None or not parts.path.strip("/"):
+        import re
+
+        shown = re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1***@", url)
+        raise ConfigError(
+            f"{path}: 'history_db_url' must be postgresql://user@host:port/database, not {shown!r}"
+        )
 
 
 def default_config_path(beside: str | os.PathLike | None = None) -> Path:

@@ -204,3 +204,28 @@ def postgres_server():
         pytest.skip(f"no PostgreSQL server: {server}")
     yield server
     server.stop()
+
+
+_history_databases = iter(range(1, 1_000_000))
+
+
+def new_history_database(server, password: bool = True) -> str:
+    """The URL of a new, empty database on the throw-away server, for a history."""
+    name = f"history_{os.getpid()}_{next(_history_databases)}"
+    server.new_database(name)
+    return server.url(name, password=password).replace("postgresql+psycopg://", "postgresql://")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def history_location(request, tmp_path):
+    """Where a test's history database is: a file, or a new database on the throw-away
+    PostgreSQL server (that case skipped, naming why, when no server can start)."""
+    if request.param == "sqlite":
+        return tmp_path / "h.db"
+    return new_history_database(request.getfixturevalue("postgres_server"))
+
+
+def use_history_server(project: Project, url: str) -> None:
+    """Point the project's config at the history database `url` (history_db_url)."""
+    config = json.loads(project.config_path.read_text())
+    project.config_path.write_text(json.dumps({**config, "history_db_url": url}))

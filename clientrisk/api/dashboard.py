@@ -106,7 +106,7 @@ def _live(deployment) -> dict | None:
 
 def _history(config: Config, deployment, problems: list) -> dict:
     """Runs, scores, deployments and the newest challenger kept out, from the history database
-    (never created here: before the first run there is none)."""
+    (never created here: before the first run there is none; one on a server is opened)."""
     empty = {
         "runs": [],
         "chart": None,
@@ -117,12 +117,12 @@ def _history(config: Config, deployment, problems: list) -> dict:
         "last_success_at": None,
         "last_success_readable": None,
     }
-    if not Path(config.history_path).is_file():
+    if not config.settings.get("history_db_url") and not Path(config.history_path).is_file():
         return empty
     from clientrisk.history.database import open_history
 
     try:
-        with open_history(config.history_path) as history:
+        with open_history(config.history_location) as history:
             runs = history.latest_runs(RUNS_SHOWN)
             scores = history.scores()[-SCORES_SHOWN:]
             deployments = history.deployments()
@@ -460,14 +460,23 @@ def list_chart(parts: list[dict]) -> dict | None:
 
 class DashboardCache:
     """What the page shows (and /metrics reports), and the page itself, kept until one of the
-    files they are made from changes (a few stats per request, no database query)."""
+    files they are made from changes (a few stats per request, no database query); with the
+    history on a server, until it changes too (one small query per request, on a connection
+    kept for it: `postgres.ChangeProbe`)."""
 
     def __init__(self, config: Config):
         history = Path(config.history_path)
         self.config = config
+        self.history_probe = None
+        if config.settings.get("history_db_url"):
+            from clientrisk.history.postgres import ChangeProbe
+
+            self.history_probe = ChangeProbe(config.settings["history_db_url"])
+            history_files = []
+        else:
+            history_files = [history, history.with_name(history.name + "-wal")]
         self.watched = [
-            history,
-            history.with_name(history.name + "-wal"),
+            *history_files,
             config.model_dir / RANKING_SUMMARY_FILE,
             config.model_dir / DIAGNOSTICS_FILE,
             config.model_dir / RANKING_FILE,
@@ -490,6 +499,8 @@ class DashboardCache:
             states.append(str(self.live_link.readlink()))
         except OSError:
             states.append(None)
+        if self.history_probe is not None:
+            states.append(self.history_probe.key())
         return tuple(states)
 
     def facts(self) -> dict:

@@ -508,7 +508,7 @@ def run(
     """
     if model is None:
         model, deployment = modelstore.load_deployed_model(config.deploy_dir)
-    with open_history(config.history_path) as history:
+    with open_history(config.history_location) as history:
         batches = history.batches()
         kept = history.rankings(limit=KEEP_RANKINGS)
         previous = next(iter(kept), None)
@@ -552,7 +552,7 @@ def run(
         "calls_caveat": past.CALLS_CAVEAT,
     }
     write_csv(ranked[csv_columns(ranked)], config.model_dir / RANKING_FILE)
-    with open_history(config.history_path) as history:
+    with open_history(config.history_location) as history:
         history.record_ranking(
             summary["model_sha256"],
             deployment.label,

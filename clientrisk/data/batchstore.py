@@ -520,7 +520,7 @@ def stored_outcomes(config):
     """
     from clientrisk.history.database import open_history
 
-    with open_history(config.history_path) as history:
+    with open_history(config.history_location) as history:
         batches = history.batches()
     if not batches:
         raise DataError(f"{config.ingested_dir}: no ingested data; run ingestion.py first")

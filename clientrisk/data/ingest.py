@@ -254,7 +254,7 @@ def run(config: Config) -> IngestionResult:
     """
     with (
         exclusive_lock(config.ingested_dir / batchstore.LOCK_FILE),
-        open_history(config.history_path) as history,
+        open_history(config.history_location) as history,
     ):
         remove_leftovers([config.ingested_dir, batchstore.batches_dir(config.ingested_dir)])
         takeover.take_over(config, history)

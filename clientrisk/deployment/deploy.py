@@ -119,7 +119,7 @@ def check_not_held_back(config: Config, manifest: dict, force: bool) -> None:
         DeploymentError: saying which run holds it back and how to override, if one may.
     """
     run = (manifest.get("trained_by") or {}).get("run")
-    with open_history(config.history_path) as history:
+    with open_history(config.history_location) as history:
         verdict = history.challenger_verdict(manifest["model_sha256"])
     model_file = config.model_dir / MODEL_FILE
     undecided = verdict is None or verdict[0] == "pending"
@@ -190,7 +190,7 @@ def deploy_trained_model(
 
 def mirror_history(config: Config) -> None:
     """Copy the deployment folder's history into the history database."""
-    with open_history(config.history_path) as history:
+    with open_history(config.history_location) as history:
         added = history.sync_deployments(modelstore.read_history(config.deploy_dir))
     logger.debug("%d change(s) of the live deployment mirrored in the history", added)
 
@@ -221,6 +221,6 @@ def run(
         result = roll_back(config, to_version, reason or "")
     from clientrisk.alerts import events
 
-    with open_history(config.history_path) as history:
+    with open_history(config.history_location) as history:
         events.alert_live_changes(config, history)
     return result

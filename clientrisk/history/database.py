@@ -1,14 +1,17 @@
 """The history database: what the system ingested, ran, scored, judged, deployed and ranked.
 
 One SQLite file (`history_db_path`, by default `history.db` in the ingested-data folder), opened
-per use in WAL mode, so the API and a running pipeline read it while a step writes. Every change
-is one transaction: a process killed at any moment leaves the database as it was before the
-change or after it, never in between. The schema has a version (`schema_version`) and one
+per use in WAL mode, so the API and a running pipeline read it while a step writes; or a
+PostgreSQL database (`history_db_url`), which API processes on other hosts read as well. Every
+change is one transaction: a process killed at any moment leaves the database as it was before
+the change or after it, never in between. The schema has a version (`schema_version`) and one
 migration function per version; opening a database migrates it.
 
-Callers use the methods of `History`, named for what they ask; no SQL leaves this module, so that
-a server database could stand behind the same methods. The deployment folder, not this
-database, says what is live: deployments are mirrored here for the record.
+Callers use the methods of `History`, named for what they ask; no SQL leaves this module. The
+SQL is SQLite's; on PostgreSQL, `postgres.ServerConnection` takes the same statements (`?`
+placeholders, INSERT OR REPLACE, BEGIN IMMEDIATE, rowid: see there), so a method is written
+once for both. The deployment folder, not this database, says what is live: deployments are
+mirrored here for the record.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from clientrisk.errors import PipelineError
+from clientrisk.history import postgres
 from clientrisk.timestamps import utc_now
 
 BUSY_TIMEOUT_SECONDS = 30
@@ -165,6 +169,9 @@ def _migrate_to_3(db: sqlite3.Connection) -> None:
     that nothing but runs has been recorded since it last looked (see quiettick.py)."""
     db.execute("CREATE TABLE changes (generation INTEGER NOT NULL)")
     db.execute("INSERT INTO changes (generation) VALUES (0)")
+    if isinstance(db, postgres.ServerConnection):
+        db.count_changes(COUNTED_TABLES)
+        return
     for table in COUNTED_TABLES:
         for action in ("INSERT", "UPDATE", "DELETE"):
             db.execute(
@@ -208,9 +215,12 @@ KEEP_RANKINGS = 20
 
 
 def _schema_version(db: sqlite3.Connection) -> int:
-    exists = db.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
-    ).fetchone()
+    if isinstance(db, postgres.ServerConnection):
+        exists = db.table_exists("schema_version")
+    else:
+        exists = db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+        ).fetchone()
     if not exists:
         return 0
     row = db.execute("SELECT version FROM schema_version").fetchone()
@@ -262,7 +272,9 @@ def _transaction(db: sqlite3.Connection):
         raise
 
 
-def _db_path(db: sqlite3.Connection) -> Path:
+def _db_path(db: sqlite3.Connection) -> Path | str:
+    if isinstance(db, postgres.ServerConnection):
+        return db.where
     return Path(db.execute("PRAGMA database_list").fetchone()[2])
 
 
@@ -272,9 +284,9 @@ def _db_path(db: sqlite3.Connection) -> Path:
 class History:
     """An open history database; use `open_history` to get one."""
 
-    def __init__(self, db: sqlite3.Connection, path: Path):
+    def __init__(self, db: sqlite3.Connection | postgres.ServerConnection, path: Path | str):
         self.db = db
-        self.path = path
+        self.path = path  # the file, or the server's URL without its password
 
     def transaction(self):
         """A write transaction spanning several calls: all of them happen, or none."""
@@ -403,7 +415,8 @@ class History:
     def unfinished_runs(self, other_than: int | None = None) -> list[Run]:
         """Runs still marked `running`: killed, when the caller holds the run lock."""
         rows = self._rows(
-            f"SELECT {_fields(Run)} FROM runs WHERE outcome = ? AND id IS NOT ? ORDER BY id",
+            f"SELECT {_fields(Run)} FROM runs WHERE outcome = ? AND id IS DISTINCT FROM ?"
+            " ORDER BY id",
             (RUNNING, other_than),
         )
         return [_run(row) for row in rows]
@@ -560,8 +573,7 @@ class History:
             How many changes were new here.
         """
         with self._writing() as db:
-            before = db.total_changes
-            db.executemany(
+            cursor = db.executemany(
                 "INSERT OR IGNORE INTO deployments (time, action, from_version, to_version,"
                 " model_sha256, f1, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
@@ -578,7 +590,7 @@ class History:
                     if change.get("time") and change.get("to_version")
                 ],
             )
-            return db.total_changes - before
+            return cursor.rowcount
 
     def deployments(self) -> list[dict]:
         """Every change of what is live, in the order they happened (as recorded: a clock set
@@ -811,7 +823,10 @@ class History:
         return self.db.execute("SELECT max(id) FROM runs").fetchone()[0]
 
     def integrity_problems(self) -> list[str]:
-        """What SQLite's own check finds wrong (nothing, for a healthy database)."""
+        """What SQLite's own check finds wrong (nothing, for a healthy database); on PostgreSQL,
+        which checks its own pages, whether the rows the history keeps one of are there."""
+        if isinstance(self.db, postgres.ServerConnection):
+            return self.db.integrity_problems()
         found = [row[0] for row in self._rows("PRAGMA integrity_check")]
         return [] if found == ["ok"] else found
 
@@ -846,13 +861,22 @@ def _float(value):
 
 
 @contextmanager
-def open_history(path: str | Path):
-    """The history database at `path`, created and migrated as needed, closed after use.
+def open_history(where: str | Path):
+    """The history database at `where`, created and migrated as needed, closed after use:
+    a file's path, or a PostgreSQL URL (`postgres.is_server_url`).
 
     Raises:
-        HistoryError: the file cannot be opened or is not a history database.
+        HistoryError: the file or server cannot be opened or is not a history database.
     """
-    path = Path(path)
+    if postgres.is_server_url(where):
+        db = postgres.connect(where, BUSY_TIMEOUT_SECONDS)
+        try:
+            _migrate(db, db.where)
+            yield History(db, db.where)
+        finally:
+            db.close()
+        return
+    path = Path(where)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)

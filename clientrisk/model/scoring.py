@@ -156,7 +156,7 @@ def record_score(
 ) -> None:
     """Record a score in the history database, then in the `scorehistory.csv` export."""
     scored_at = utc_now()
-    with open_history(config.history_path) as history:
+    with open_history(config.history_location) as history:
         history.record_score(metrics, model_sha256, context, dataset, run_id, scored_at, verdict)
     append_score_history(
         config.model_dir / SCORE_HISTORY_FILE,

@@ -339,7 +339,7 @@ def run(config) -> dict:
     from clientrisk.alerts import events
 
     log = RunLog()
-    with open_history(config.history_path) as history:
+    with open_history(config.history_location) as history:
         # Before this run records anything: has any run done its work lately?
         overdue = events.overdue_since(config, history)
         try:
@@ -455,7 +455,7 @@ def leave_quiet_stamp(config, history, record: dict, probe=None) -> None:
         "input": str(config.input_dir),
         "report": str(config.model_dir / REPORT_FILE),
         "live": str(config.deploy_dir / modelstore.CURRENT_LINK),
-        "history": str(config.history_path),
+        "history": _history_place(config),
         "lock": str(config.run_lock_file),
         "runlog": str(config.log_dir / RUN_LOG_FILE),
         "maxlog": RUN_LOG_MAX_BYTES,
@@ -486,6 +486,17 @@ def leave_quiet_stamp(config, history, record: dict, probe=None) -> None:
         quiettick.write_stamp(places["config"], places, states)
 
 
+def _history_place(config) -> str:
+    """Where the quiet tick finds the history: the file, or the server's URL without its
+    password (which the tick takes from the config file or the environment, as this run)."""
+    url = config.settings.get("history_db_url")
+    if not url:
+        return str(config.history_path)
+    from clientrisk.history.postgres import libpq_url, url_without_password
+
+    return url_without_password(libpq_url(url))
+
+
 def _note_interrupted(history, interrupted, run_id) -> None:
     for run in interrupted:
         step = run.record.get("current_step")
@@ -511,7 +522,7 @@ def record_busy(config) -> None:
 
     record = RunLog().finish("busy", "another run holds the lock")
     try:
-        with open_history(config.history_path) as history:
+        with open_history(config.history_location) as history:
             history.finish_run(None, record)
             overdue = events.overdue_since(config, history)
             if overdue is not None:

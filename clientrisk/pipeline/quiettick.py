@@ -23,6 +23,13 @@ value (never the password: whether it comes from the config or the environment),
 full decision got. The tick asks that one small query with the standard library (sqlite3, or
 pgwire.py for PostgreSQL; psycopg only for connection settings pgwire does not speak; never
 SQLAlchemy), and a different answer, or none, means the full decision runs.
+
+With the history on a PostgreSQL server (`history_db_url`), the stamp names it by its URL
+without the password, and the tick records the repeat there in one batch of statements over
+pgwire.py (psycopg only for connection settings pgwire does not speak): under the history's
+write lock (the advisory lock of clientrisk/history/postgres.py), an UPDATE of the quiet run's
+row that holds only if nothing but that run was recorded since. Its password comes from the
+config file or the environment, as the full path takes it.
 """
 
 from __future__ import annotations
@@ -52,6 +59,10 @@ STATES = ("generation", "run", "outcome", "reason", "config_shown", *DATABASE_ST
 ESCAPED = ("db_connect", "db_sql", "db_newest")
 PASSWORD_ENV = "RISK_INPUT_DATABASE_PASSWORD"  # as in dbsource.py
 NUMBERS = ("maxlog", "overdue", "generation", "run")
+# The history on a server (as in clientrisk/history/postgres.py).
+HISTORY_PASSWORD_ENV = "RISK_HISTORY_DATABASE_PASSWORD"
+HISTORY_WRITE_LOCK_KEY = 0x7269736B68697374
+HISTORY_BUSY_MILLISECONDS = 30_000
 
 
 def config_path(script: str) -> str:
@@ -191,7 +202,7 @@ def run(argv: list[str], config: str) -> int | None:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             return None  # a run is going on: the full path records this one as busy
-        if looks(values) != seen or not os.path.exists(values["history"]):
+        if looks(values) != seen:
             return None
         try:
             if os.path.getsize(values["runlog"]) > values["maxlog"]:
@@ -256,9 +267,100 @@ def _database_password(values: dict) -> str | None:
     return None if password is None else unquote(password)
 
 
-def _record_repeat(values: dict, started: float) -> int | None:
+def _open_history(values: dict):
+    """(connection, placeholder, statements that begin a write, errors) of the history the
+    stamp names, or None when there is none to open."""
+    where = values["history"]
+    if where.startswith("postgresql://"):
+        import psycopg
+
+        password = _history_password(values)
+        db = psycopg.connect(
+            where,
+            autocommit=True,
+            connect_timeout=10,
+            options=f"-c lock_timeout={HISTORY_BUSY_MILLISECONDS}",
+            **({"password": password} if password else {}),
+        )
+        begin = ("BEGIN", f"SELECT pg_advisory_xact_lock({HISTORY_WRITE_LOCK_KEY})")
+        return db, "%s", begin, psycopg.Error
     import sqlite3
 
+    if not os.path.exists(where):
+        return None
+    db = sqlite3.connect(where, timeout=30, isolation_level=None)
+    db.execute("PRAGMA synchronous = NORMAL")
+    return db, "?", ("BEGIN IMMEDIATE",), sqlite3.Error
+
+
+def _wire_params(url: str) -> dict | None:
+    """What pgwire.py needs to reach the history server at `url`, or None for a URL with
+    settings it does not speak (then psycopg is used)."""
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    if set(query) - {"sslmode", "host"} or query.get("sslmode", "prefer") not in (
+        "disable",
+        "allow",
+        "prefer",
+        "require",
+    ):
+        return None
+    return {
+        "host": query.get("host") or parts.hostname,
+        "port": parts.port,
+        "dbname": unquote(parts.path.lstrip("/")),
+        "user": unquote(parts.username or ""),
+        "sslmode": query.get("sslmode"),
+    }
+
+
+def _escaped(text: str) -> str:
+    """`text` as an SQL string literal that reads the same whatever the server's settings."""
+    return "E'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _repeat_on_server(values: dict, params: dict, started_at: str, record: str, overdue: str):
+    """Add the repeat to the quiet run's row on the history server, in one batch over
+    pgwire.py: True if recorded, False if something else was recorded since (or the row is
+    overdue), None if the server could not be asked."""
+    from clientrisk.pipeline import pgwire
+
+    sql = (
+        "BEGIN;"
+        f" DO $$BEGIN PERFORM pg_advisory_xact_lock({HISTORY_WRITE_LOCK_KEY}); END$$;"
+        " UPDATE runs SET repeats = repeats + 1,"
+        f" last_finished_at = {_escaped(started_at)}, record = {_escaped(record)}"
+        f" WHERE id = {int(values['run'])} AND outcome = {_escaped(values['outcome'])}"
+        f" AND reason = {_escaped(values['reason'])} AND id = (SELECT max(id) FROM runs)"
+        f" AND (SELECT generation FROM changes) = {int(values['generation'])}"
+        f" AND coalesce(last_finished_at, '') >= {_escaped(overdue)} RETURNING id;"
+        " COMMIT"
+    )
+    try:
+        answer = pgwire.first_cell(
+            params, _history_password(values), sql, HISTORY_BUSY_MILLISECONDS / 1000
+        )
+    except Exception:  # not asked, refused or cut off: the full decision runs and says why
+        return None
+    return answer is not None
+
+
+def _history_password(values: dict) -> str | None:
+    """The history server's password: the config's history_db_url's, else the environment's."""
+    import json
+    from urllib.parse import unquote, urlsplit
+
+    with open(values["config"], encoding="utf-8") as handle:
+        url = json.load(handle)["history_db_url"]
+    password = urlsplit("postgresql://" + url.split("://", 1)[1]).password
+    if password is not None:
+        return unquote(password)
+    return os.environ.get(HISTORY_PASSWORD_ENV) or None
+
+
+def _record_repeat(values: dict, started: float) -> int | None:
     now = time.gmtime()
     started_at = time.strftime(TIME_FORMAT, now)
     seconds = round(time.monotonic() - started, 3)
@@ -269,19 +371,27 @@ def _record_repeat(values: dict, started: float) -> int | None:
         f' "seconds": {seconds}'
     )
     run_id = values["run"]
+    # Times as the pipeline writes them sort as text: no parsing needed.
+    overdue = time.strftime(TIME_FORMAT, time.gmtime(time.time() - values["overdue"]))
+    params = values["history"].startswith("postgresql://") and _wire_params(values["history"])
+    if params:
+        if not _repeat_on_server(values, params, started_at, record + "}", overdue):
+            return None
+        return _log_repeat(values, record, run_id)
     try:
-        db = sqlite3.connect(values["history"], timeout=30, isolation_level=None)
-    except sqlite3.Error:
+        opened = _open_history(values)
+    except Exception:  # any failure to open: the full decision runs and names it
         return None
+    if opened is None:
+        return None
+    db, mark, begin, errors = opened
     try:
-        db.execute("PRAGMA synchronous = NORMAL")
-        db.execute("BEGIN IMMEDIATE")
+        for statement in begin:
+            db.execute(statement)
         generation = db.execute("SELECT generation FROM changes").fetchone()[0]
         last = db.execute(
             "SELECT id, outcome, reason, last_finished_at FROM runs ORDER BY id DESC LIMIT 1"
         ).fetchone()
-        # Times as the pipeline writes them sort as text: no parsing needed.
-        overdue = time.strftime(TIME_FORMAT, time.gmtime(time.time() - values["overdue"]))
         if (
             last is None
             or (generation, last[:3])
@@ -290,15 +400,23 @@ def _record_repeat(values: dict, started: float) -> int | None:
         ):
             db.rollback()
             return None
+        update = (
+            "UPDATE runs SET repeats = repeats + 1, last_finished_at = ?, record = ? WHERE id = ?"
+        )
         db.execute(
-            "UPDATE runs SET repeats = repeats + 1, last_finished_at = ?, record = ? WHERE id = ?",
+            update.replace("?", mark),
             (started_at, record + "}", run_id),
         )
         db.commit()
-    except sqlite3.Error:
+    except errors:
         return None
     finally:
         db.close()
+    return _log_repeat(values, record, run_id)
+
+
+def _log_repeat(values: dict, record: str, run_id: int) -> int:
+    """The repeat's line in the run log, and on stderr: 0, or 1 if the log cannot be written."""
     config = _json_string(values["config_shown"])
     line = f'{{"config": {config}, {record[1:]}, "run_id": {run_id}}}\n'
     try:

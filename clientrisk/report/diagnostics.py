@@ -178,7 +178,7 @@ def data_drift(
 
 def triggering_drift(config: Config, deployment: modelstore.Deployment) -> dict:
     """The data-drift check of the run that deployed the live model, if a run did."""
-    with open_history(config.history_path) as history:
+    with open_history(config.history_location) as history:
         check = history.deciding_check(deployment.manifest["model_sha256"], "data")
     logger.debug(
         "drift: no batch arrived after %s was trained; %s",
@@ -211,7 +211,7 @@ def with_words(found: dict) -> dict:
 def live_quality(config: Config, deployment, data: pd.DataFrame, batches) -> dict:
     """The live model on the test file and on the newest rows with an outcome, whether the test
     file still resembles the newest batch, and what happened (see quality.py)."""
-    with open_history(config.history_path) as history:
+    with open_history(config.history_location) as history:
         return quality.live_quality(config, history, deployment, data, batches)
 
 
@@ -227,7 +227,7 @@ def recorded_timings(config: Config, this_run: dict | None = None) -> dict:
     those of the newest RECORDED_RUNS runs in the history that ran the step. Nothing is run again
     to time it."""
     this_run = this_run or {}
-    with open_history(config.history_path) as history:
+    with open_history(config.history_location) as history:
         timings = {}
         for step in TIMED_STEPS:
             seconds = ([this_run[step]] if step in this_run else []) + history.step_seconds(
@@ -275,7 +275,8 @@ def time_steps(config: Config, repeats: int, batches) -> dict:
             deploy_dir=scratch / "deploy",
             log_dir=scratch / "logs",
             history_path=scratch / "ingested" / "history.db",
-            settings={**config.settings, "settle_seconds": 0},
+            # The copy keeps its own history file, even when the real one is on a server.
+            settings={**config.settings, "settle_seconds": 0, "history_db_url": None},
         )
         with _quiet_logging():
             for _ in range(repeats):

@@ -629,7 +629,7 @@ def gather_facts(config: Config) -> dict:
     metrics = evaluate_model(model, test)
     probabilities = predict(model, test)["probability"].to_numpy()
     ranked = _ranking(config, report, deployment)
-    with open_history(config.history_path) as history:
+    with open_history(config.history_location) as history:
         scores, deployments = history.scores(), history.deployments()
     logger.debug(
         "report on %s: %d scores and %d deployments in the history, diagnostics of %s",
@@ -692,7 +692,7 @@ def run(config: Config) -> ReportingResult:
     pdf_path = config.model_dir / REPORT_FILE
     pages = write_pdf(story, pdf_path)
     deployment, report = facts["deployment"], facts["diagnostics"]
-    with open_history(config.history_path) as history:
+    with open_history(config.history_location) as history:
         history.record_reports(
             deployment.manifest["model_sha256"],
             deployment.label,
