@@ -277,3 +277,20 @@ def test_the_report_shows_vulnerable_packages_beside_the_outdated(diagnosed):
     assert "Known vulnerabilities" in text
     assert re.search(r"urllib3 \S+ \S+ \S+ (up to date|outdated|unknown) 1 ", text)
     assert "(GHSA-aaaa-bbbb-cccc; fixed in 99.1.0)." in text
+
+
+def test_many_packages_not_checked_are_counted_in_one_line_with_the_reason():
+    result = {
+        "index_reached": True,
+        "checked": 0,
+        "vulnerable": [],
+        "not_checked": [
+            {"package": f"p{n}", "installed": "1.0", "reason": "not on the package index"}
+            for n in range(38)
+        ],
+    }
+    line = vulnerabilities._words(result)
+    assert line == (
+        "no known vulnerabilities in the 0 checked packages; 38 not checked (p0, p1, p2, p3, p4"
+        " and 33 more, named in diagnostics.json): not on the package index"
+    )

@@ -48,6 +48,9 @@ PYPROJECT_FILE = PROJECT_DIR / "pyproject.toml"
 PROJECT_NAME = "clientrisk"
 MAX_WORKERS = 16
 SUMMARY_LENGTH = 200
+# Packages not checked named in the one line (the rest are in diagnostics.json): a line, not a
+# page of names, when the index answers for none of them.
+NAMED_NOT_CHECKED = 5
 UNREACHABLE_WORDS = "the package index could not be reached"
 OFFLINE_WORDS = f"{UNREACHABLE_WORDS}: vulnerabilities not checked"
 
@@ -314,9 +317,14 @@ def _words(result: dict) -> str:
         line = f"{len(vulnerable)} of {checked} checked packages with known vulnerabilities: {rows}"
     else:
         line = f"no known vulnerabilities in the {checked} checked packages"
-    if result["not_checked"]:
-        names = ", ".join(row["package"] for row in result["not_checked"])
-        line += f"; {len(result['not_checked'])} not checked ({names})"
+    missed = result["not_checked"]
+    if missed:
+        names = ", ".join(row["package"] for row in missed[:NAMED_NOT_CHECKED])
+        if len(missed) > NAMED_NOT_CHECKED:
+            names += f" and {len(missed) - NAMED_NOT_CHECKED} more, named in diagnostics.json"
+        reasons = {row.get("reason") for row in missed}
+        why = f": {reasons.pop()}" if len(reasons) == 1 and len(missed) > 1 else ""
+        line += f"; {len(missed)} not checked ({names}){why}"
     return line
 
 
