@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -29,14 +28,11 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(PROJECT_DIR), str(PROJECT_DIR / "tests"), str(PROJECT_DIR / "scripts")]
 
 import numpy as np
+from fullprocess_tick import ENV, fullprocess, timed
 
 import dbservers
 import generate_data
 
-ENV = {
-    **{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
-    "RISK_API_URL": "http://127.0.0.1:9",  # no API in the scratch copy
-}
 BASE_CONFIG = {
     "input_folder_path": "sourcedata",
     "output_folder_path": "ingesteddata",
@@ -174,23 +170,6 @@ def million_rows(server, root: Path, rows: int) -> None:
             f"  database queries: {len(run['queries'])} ({'; '.join(run['queries'])}), in"
             f" chunks of {run['chunk']:,} rows"
         )
-
-
-def timed(command: list[str]) -> float:
-    started = time.perf_counter()
-    subprocess.run(command, env=ENV, capture_output=True, check=False)
-    return time.perf_counter() - started
-
-
-def fullprocess(config: Path) -> dict:
-    subprocess.run(
-        [sys.executable, str(PROJECT_DIR / "fullprocess.py"), "--config", str(config)],
-        env=ENV,
-        capture_output=True,
-        check=False,
-    )
-    log = config.parent / "logs" / "fullprocess.jsonl"
-    return json.loads(log.read_text().splitlines()[-1])
 
 
 def quiet_project(root: Path, **settings) -> Path:

@@ -16,6 +16,8 @@ client makes the list look worse than it was, so the figures say so.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 
@@ -71,30 +73,54 @@ def past_lists(
         held_back: (clients, share) -> which of them a list with that hold-back share held
             back from calls.
     """
+    batches = outcomes[batchstore.BATCH_COLUMN].to_numpy()
+    newest = int(batches.max()) if len(batches) else None
     seen, found = set(), []
     for ranking in sorted(rankings, key=lambda ranking: ranking["id"]):
         key = (ranking["through_batch"], ranking["model_sha256"])
         if key in seen or not ranking["entries"]:
             continue
         seen.add(key)
-        later = outcomes[outcomes[batchstore.BATCH_COLUMN].to_numpy() > ranking["through_batch"]]
-        if len(later):
-            found.append((ranking, later))
+        if newest is not None and newest > ranking["through_batch"]:  # an outcome since
+            found.append(ranking)
     shown = []
-    for ranking, later in found[::-1][:limit]:
-        result = how_it_did(ranking, later, interval)
-        calls = did_the_calls_help(ranking, later, contacts, held_back)
+    for ranking in found[::-1][:limit]:  # the later rows of these only: no copy for the rest
+        since = outcomes_since(ranking, outcomes[batches > ranking["through_batch"]])
+        result = how_it_did(ranking, since, interval)
+        calls = did_the_calls_help(ranking, since, contacts, held_back)
         if calls is not None:
             result["calls"] = calls
         shown.append(result)
     return shown
 
 
-def how_it_did(ranking: dict, later: pd.DataFrame, interval) -> dict:
-    """One list's figures (see the module's docstring) against the rows of later batches."""
+class Since(NamedTuple):
+    """A past list's clients (in its order) and probabilities, whether a later row has each
+    one's outcome and whether one says it left, and the batches those rows came in."""
+
+    clients: list
+    probabilities: np.ndarray
+    has_outcome: np.ndarray
+    left: np.ndarray
+    batches: list[int]
+
+
+def outcomes_since(ranking: dict, later: pd.DataFrame) -> Since:
     clients = [entry[1] for entry in ranking["entries"]]
     probabilities = np.array([entry[2] for entry in ranking["entries"]], dtype=float)
-    has_outcome, left = _outcomes_since(clients, later)
+    rows = later[batchstore.codes_in(later[ID_COLUMN], clients)]
+    exited = rows[TARGET].to_numpy(dtype="float64", na_value=np.nan) == 1
+    left_clients = set(rows.loc[exited, ID_COLUMN])
+    seen_clients = set(rows[ID_COLUMN])
+    has_outcome = np.fromiter((client in seen_clients for client in clients), bool, len(clients))
+    left = np.fromiter((client in left_clients for client in clients), bool, len(clients))
+    batches = sorted(int(seq) for seq in later[batchstore.BATCH_COLUMN].unique())
+    return Since(clients, probabilities, has_outcome, left, batches)
+
+
+def how_it_did(ranking: dict, since: Since, interval) -> dict:
+    """One list's figures (see the module's docstring) against the rows of later batches."""
+    clients, probabilities, has_outcome, left = since[:4]
     observed = int(has_outcome.sum())
     base_rate = float(left.sum() / observed) if observed else None
     sizes = [top for top in TOPS if top < len(clients)] + [len(clients)]
@@ -128,14 +154,14 @@ def how_it_did(ranking: dict, later: pd.DataFrame, interval) -> dict:
         "through_batch": ranking["through_batch"],
         "clients": ranking["clients"],
         "kept": len(clients),
-        "outcome_batches": sorted(int(seq) for seq in later[batchstore.BATCH_COLUMN].unique()),
+        "outcome_batches": since.batches,
         "base_rate": None if base_rate is None else round(base_rate, 4),
         "parts": parts,
         "bands": _bands(probabilities[has_outcome], left[has_outcome]),
     }
 
 
-def did_the_calls_help(ranking: dict, later: pd.DataFrame, contacts, held_back) -> dict | None:
+def did_the_calls_help(ranking: dict, since: Since, contacts, held_back) -> dict | None:
     """The leaving rate of the clients of a past list who were called (contacted, or with a
     control group: not held back) against those who were not, of similar risk: within each risk
     band that holds both, weighed by the called clients of the band. With a contacts file only
@@ -144,9 +170,7 @@ def did_the_calls_help(ranking: dict, later: pd.DataFrame, contacts, held_back) 
     share = ranking.get("hold_back_share") or 0.0
     if contacts is None and not share:
         return None
-    clients = [entry[1] for entry in ranking["entries"]]
-    probabilities = np.array([entry[2] for entry in ranking["entries"]], dtype=float)
-    has_outcome, left = _outcomes_since(clients, later)
+    clients, probabilities, has_outcome, left = since[:4]
     made = parse_utc(ranking["made_at"])
     contacted = (
         np.array(contacts.contacted_since(clients, made.date()), dtype=bool)
@@ -230,18 +254,6 @@ def calls_sentence(calls: dict) -> str:
         f" {calls['similar_rate']:.0%}: a difference of {change:+.0f} points (95 %:"
         f" {calls['low'] * 100:+.0f} to {calls['high'] * 100:+.0f}). {calls['caveat']}"
     )
-
-
-def _outcomes_since(clients: list, later: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """For each client of a list (in its order): whether a later row has its outcome, and whether
-    one of them says it left."""
-    rows = later[batchstore.codes_in(later[ID_COLUMN], clients)]
-    exited = rows[TARGET].to_numpy(dtype="float64", na_value=np.nan) == 1
-    left_clients = set(rows.loc[exited, ID_COLUMN])
-    seen_clients = set(rows[ID_COLUMN])
-    has_outcome = np.fromiter((client in seen_clients for client in clients), bool, len(clients))
-    left = np.fromiter((client in left_clients for client in clients), bool, len(clients))
-    return has_outcome, left
 
 
 def _verdict(left: int, expected: dict) -> str:
